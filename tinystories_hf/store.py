@@ -1,0 +1,126 @@
+"""Step 4: store. A prepared folder is a `datasets.save_to_disk` DatasetDict plus two things beside it:
+
+    DIR/dataset_dict.json, DIR/train/, DIR/validation/   # load_from_disk(DIR) in any training code
+    DIR/tokenizer/                                        # TinyStoriesTokenizer.from_pretrained(DIR)
+    DIR/prepare_info.json                                 # config, versions, source, counts, hashes, time
+
+It is written to a hidden temporary folder beside DIR and renamed into place, so an interrupted run leaves
+either no DIR or the previous complete one, never a half-written one.
+"""
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+
+from .errors import TinyStoriesError
+
+PREPARE_INFO = "prepare_info.json"
+TOKENIZER_DIR = "tokenizer"
+MAX_SHARD_BYTES = 500 * 2**20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_sha256(folder: Path) -> dict:
+    """sha256 of every file under `folder`, keyed by relative path."""
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def check_output(output, *, overwrite: bool, source_files=()) -> Path:
+    """Refuse an output that exists (without --overwrite), that lies inside the source, or is unwritable."""
+    output = Path(output).expanduser().resolve()
+    if output.exists() and not overwrite:
+        raise TinyStoriesError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    if output.exists() and not (output / "dataset_dict.json").exists() and any(output.iterdir()):
+        raise TinyStoriesError(f"{output} exists and is not a prepared dataset folder; refusing to replace it")
+    for f in source_files:
+        source = Path(f).resolve()
+        if output == source or source in output.parents or output in source.parents:
+            raise TinyStoriesError(f"--output {output} overlaps the source {source}; write it elsewhere")
+    parent = output.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise TinyStoriesError(f"cannot write to {parent}; choose a writable --output")
+    return output
+
+
+def _remove_stale_partials(output: Path) -> None:
+    for partial in output.parent.glob(f".{output.name}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool) -> Path:
+    """Write a prepared folder atomically (temporary folder + rename); returns its path."""
+    output = Path(output).expanduser().resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(output)
+    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        # Shard count from size only (not from num_proc), so outputs are byte-identical across num_proc.
+        shards = {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
+        dataset_dict.save_to_disk(str(partial), num_shards=shards)
+        tokenizer.save_pretrained(partial / TOKENIZER_DIR)
+        info = dict(info, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
+        (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        if output.exists():
+            if not overwrite:
+                raise TinyStoriesError(f"{output} appeared while preparing; pass --overwrite to replace it")
+            previous = output.parent / f".{output.name}.previous-{os.getpid()}"
+            os.rename(output, previous)
+            os.rename(partial, output)
+            shutil.rmtree(previous)
+        else:
+            os.rename(partial, output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return output
+
+
+def read_prepare_info(path) -> dict:
+    path = Path(path) / PREPARE_INFO
+    if not path.exists():
+        raise TinyStoriesError(f"{path} not found: {path.parent} is not a folder written by tinystories-prepare")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TinyStoriesError(f"{path}: not valid JSON ({e}); re-create the folder with tinystories-prepare") from None
+
+
+def load_prepared(path):
+    """Load a prepared folder: `(DatasetDict, TinyStoriesTokenizer)`, with cheap consistency checks.
+
+    Example:
+        >>> dataset, tokenizer = load_prepared("tinystories_prepared")  # doctest: +SKIP
+        >>> dataset["train"][0]["input_ids"][:4], tokenizer.vocab_size  # doctest: +SKIP
+    """
+    from .vocab import TinyStoriesTokenizer
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare")
+    info = read_prepare_info(path)
+    dataset = datasets.load_from_disk(str(path))
+    tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
+    if tokenizer.fingerprint != info["vocab_sha256"]:
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
+                               "tokenizer was edited or replaced, re-create the folder with tinystories-prepare")
+    for split, counts in info["splits"].items():
+        if split not in dataset or dataset[split].num_rows != counts["kept"]:
+            found = dataset[split].num_rows if split in dataset else "missing"
+            raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
+                                   "the folder is incomplete or altered, re-create it")
+    return dataset, tokenizer

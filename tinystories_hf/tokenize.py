@@ -1,0 +1,124 @@
+"""Step 3: tokenize. Two batched `datasets.map` passes over Arrow tables, no per-token Python.
+
+1. `encode_stories`: text -> `base_ids` (base tokenizer ids). The expensive pass; it does not depend on the
+   vocabulary options, so its cache is reused when only those change, and the vocabulary is counted on
+   its output (the sample is never tokenized twice).
+2. `reduce_stories`: base ids -> reduced ids with one numpy gather, truncated to `max_length`, stories
+   under `min_length` tokens dropped. Output columns: `input_ids` (uint16 list) and `length`.
+Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
+(and counted) in pass 2: bad rows never crash a run.
+
+The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
+"""
+import itertools
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.fingerprint import Hasher
+
+from .base_tokenizer import tokenizer_sha256
+
+ENCODE_VERSION = "encode/1"
+REDUCE_VERSION = "reduce/1"
+
+
+def reduced_features(keep_text: bool) -> datasets.Features:
+    features = {"input_ids": datasets.List(datasets.Value("uint16")), "length": datasets.Value("int32")}
+    if keep_text:
+        features["text"] = datasets.Value("string")
+    return datasets.Features(features)
+
+
+def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool) -> pa.Table:
+    """Arrow batch with `text` -> Arrow batch with `base_ids` (and `text` if kept)."""
+    texts = batch.column("text").to_pylist()
+    usable = [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
+    ids = encoder.encode_batch(usable)
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    values = np.fromiter(itertools.chain.from_iterable(ids), dtype=base_dtype, count=int(lengths.sum()))
+    columns = {"base_ids": _list_array(lengths, values)}
+    if keep_text:
+        columns["text"] = batch.column("text")
+    return pa.table(columns)
+
+
+def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int, min_length: int,
+                   keep_text: bool) -> pa.Table:
+    """Arrow batch with `base_ids` -> `input_ids`/`length`: remap, truncate, drop short and empty rows."""
+    column = batch.column("base_ids").combine_chunks()
+    flat = column.flatten().to_numpy()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    kept = lengths >= min_length
+    new_lengths = np.where(kept, np.minimum(lengths, max_length), 0)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(len(flat)) - starts
+    values = base_to_reduced[flat[position < np.repeat(new_lengths, lengths)]]
+    columns = {"input_ids": _list_array(new_lengths[kept], values),
+               "length": pa.array(new_lengths[kept].astype(np.int32))}
+    if keep_text:
+        columns["text"] = batch.column("text").filter(pa.array(kept))
+    return pa.table(columns)
+
+
+def base_dtype_for(base_tokenizer):
+    return np.uint16 if len(base_tokenizer) <= 65_536 else np.uint32
+
+
+def encode_split(stories: datasets.Dataset, base_tokenizer, encoder, *, keep_text: bool, num_proc: int,
+                 split: str = "") -> datasets.Dataset:
+    """Pass 1 over one split of raw stories; cached by datasets under a fingerprint we compute ourselves
+    (hashing the tokenizer inside the closure would be slow and unstable)."""
+    dtype = base_dtype_for(base_tokenizer)
+    fingerprint = Hasher.hash([stories._fingerprint, ENCODE_VERSION, tokenizer_sha256(base_tokenizer),
+                               encoder.name, keep_text])
+    value = datasets.Value("uint16" if dtype == np.uint16 else "uint32")
+    features = {"base_ids": datasets.List(value)}
+    if keep_text:
+        features["text"] = datasets.Value("string")
+    return stories.with_format("arrow").map(
+        encode_stories, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
+        fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text},
+        remove_columns=stories.column_names, features=datasets.Features(features),
+        new_fingerprint=fingerprint, desc=f"tokenize {split}".strip()).with_format(None)
+
+
+def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_length: int, keep_text: bool,
+                 num_proc: int, split: str = "") -> datasets.Dataset:
+    """Pass 2 over one split: vectorised remap, truncate and filter."""
+    fingerprint = Hasher.hash([base_ids._fingerprint, REDUCE_VERSION, tokenizer.fingerprint, max_length,
+                               min_length, keep_text])
+    return base_ids.with_format("arrow").map(
+        reduce_stories, batched=True, batch_size=10_000, num_proc=num_proc if num_proc > 1 else None,
+        fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
+                   "min_length": min_length, "keep_text": keep_text},
+        remove_columns=base_ids.column_names, features=reduced_features(keep_text),
+        new_fingerprint=fingerprint, desc=f"remap {split}".strip()).with_format(None)
+
+
+def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_length: int, min_length: int,
+                 unk_id: int) -> dict:
+    """Per-split counters, computed from the two Arrow tables (offsets and flat values, no Python loop)."""
+    lengths = np.concatenate([pc.list_value_length(c).to_numpy(zero_copy_only=False)
+                              for c in base_ids.data.column("base_ids").chunks] or [np.zeros(0)]).astype(np.int64)
+    unk = sum(int(np.count_nonzero(c.flatten().to_numpy() == unk_id))
+              for c in reduced.data.column("input_ids").chunks)
+    kept = lengths >= min_length
+    tokens = int(np.minimum(lengths[kept], max_length).sum())
+    return {
+        "stories": len(lengths),
+        "kept": int(kept.sum()),
+        "skipped_short": int(((lengths > 0) & ~kept).sum()),
+        "skipped_empty": int((lengths == 0).sum()),
+        "truncated": int((lengths > max_length).sum()),
+        "tokens": tokens,
+        "tokens_before_truncation": int(lengths[kept].sum()),
+        "unk_tokens": unk,
+    }

@@ -1,0 +1,186 @@
+"""Step 2: the reduced vocabulary, as in the paper: the base BPE restricted to its most frequent tokens.
+
+Reduced ids: 0 is EOS (`<|endoftext|>`, the story separator), 1 is UNK (every dropped token), and
+2 .. vocab_size-1 are base tokens by decreasing frequency on a seeded train sample, ties broken by base
+id. So a model's embedding has exactly `vocab_size` rows. Saved as JSON next to the base tokenizer's own
+`tokenizer.json`; nothing is pickled.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .base_tokenizer import load_base_tokenizer, make_encoder, tokenizer_sha256
+from .errors import TinyStoriesError
+
+VOCAB_FILE = "tinystories_vocab.json"
+BASE_DIR = "base"
+FORMAT = "tinystories-hf-vocab/1"
+EOS_ID, UNK_ID = 0, 1
+EOS_TOKEN, UNK_TOKEN = "<|endoftext|>", "<|unk|>"
+
+
+def count_base_tokens(base_ids_column, sample_rows, base_vocab_size: int) -> np.ndarray:
+    """Token frequencies over the given rows of a `base_ids` list column, with `np.bincount`.
+
+    `base_ids_column` is a `datasets.Dataset` with that column; `sample_rows` sorted row indices or None.
+    """
+    ds = base_ids_column if sample_rows is None else base_ids_column.select(sample_rows)
+    counts = np.zeros(base_vocab_size, dtype=np.int64)
+    for batch in ds.with_format("arrow").iter(batch_size=20_000):
+        flat = batch.column("base_ids").combine_chunks().flatten().to_numpy()
+        counts += np.bincount(flat, minlength=base_vocab_size)[:base_vocab_size]
+    return counts
+
+
+def sample_rows(num_rows: int, sample_size, seed: int):
+    """Sorted row indices of a seeded sample without replacement; None means every row."""
+    if sample_size is None or sample_size >= num_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(num_rows, size=sample_size, replace=False))
+
+
+class TinyStoriesTokenizer:
+    """GPT-Neo BPE restricted to `vocab_size` ids: `encode(text)` gives reduced ids, `decode(ids)` text.
+
+    Build one with `prepare()` (or `from_counts`), load a saved one with `from_pretrained(dir)`.
+
+    Example:
+        >>> tok = TinyStoriesTokenizer.from_pretrained("tinystories_prepared/tokenizer")  # doctest: +SKIP
+        >>> ids = tok.encode("Once upon a time")  # doctest: +SKIP
+        >>> tok.decode(ids), tok.vocab_size, tok.eos_id, tok.unk_id  # doctest: +SKIP
+        ('Once upon a time', 10000, 0, 1)
+    """
+
+    def __init__(self, base_tokenizer, base_ids, counts=None, *, backend: str = "auto", encoder=None, meta=None):
+        self.base_tokenizer = base_tokenizer
+        self.base_ids = np.asarray(base_ids, dtype=np.int64)  # reduced id -> base id (-1 for UNK)
+        self.counts = None if counts is None else np.asarray(counts, dtype=np.int64)
+        self.backend = backend
+        self.meta = dict(meta or {})
+        self.eos_id, self.unk_id = EOS_ID, UNK_ID
+        self.eos_token, self.unk_token = EOS_TOKEN, UNK_TOKEN
+        base_size = len(base_tokenizer)
+        # base id -> reduced id, UNK by default: one numpy gather remaps a whole batch.
+        self.base_to_reduced = np.full(base_size, UNK_ID, dtype=np.uint16)
+        regular = self.base_ids >= 0
+        self.base_to_reduced[self.base_ids[regular]] = np.flatnonzero(regular)
+        self.base_to_reduced[self.base_ids[EOS_ID]] = UNK_ID  # EOS in story text stays text, never EOS
+        self._encoder = encoder
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.base_ids)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    @property
+    def encoder(self):
+        """The base-id encoder (tiktoken or tokenizers), built on first use."""
+        if self._encoder is None:
+            self._encoder = make_encoder(self.base_tokenizer, self.backend)
+        return self._encoder
+
+    @classmethod
+    def from_counts(cls, base_tokenizer, counts, vocab_size: int, *, backend: str = "auto", encoder=None,
+                    meta=None):
+        """Keep the `vocab_size - 2` most frequent base tokens (ties: lower base id first)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        specials = set(base_tokenizer.all_special_ids)
+        eos_base = base_tokenizer.get_vocab().get(EOS_TOKEN, base_tokenizer.eos_token_id)
+        if eos_base is None:
+            raise TinyStoriesError("the base tokenizer has no <|endoftext|> or EOS token to use as separator")
+        order = np.lexsort((np.arange(len(counts)), -counts))
+        order = order[~np.isin(order, list(specials | {eos_base}))]
+        if len(order) < vocab_size - 2:
+            raise TinyStoriesError(f"--vocab-size {vocab_size} exceeds the base tokenizer's {len(order)} "
+                                   "regular tokens + 2 specials; lower it")
+        kept = order[: vocab_size - 2]
+        base_ids = np.concatenate([[eos_base, -1], kept])
+        kept_counts = np.concatenate([[0, counts.sum() - counts[kept].sum()], counts[kept]])
+        return cls(base_tokenizer, base_ids, kept_counts, backend=backend, encoder=encoder, meta=meta)
+
+    # -- encoding ---------------------------------------------------------------------------------------
+    def remap(self, base_ids) -> np.ndarray:
+        """Base ids (any integer array) -> reduced uint16 ids."""
+        return self.base_to_reduced[np.asarray(base_ids, dtype=np.int64)]
+
+    def encode(self, text: str) -> list:
+        """Reduced ids of `text` (no EOS added; `<|endoftext|>` in the text is encoded as plain text)."""
+        return self.remap(self.encoder.encode_batch([text])[0]).tolist()
+
+    def encode_batch(self, texts: list) -> list:
+        return [self.remap(ids).tolist() for ids in self.encoder.encode_batch(list(texts))]
+
+    def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
+        """Text of reduced ids; EOS and UNK are rendered as `<|endoftext|>` / `<|unk|>` unless skipped."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"token id out of range [0, {self.vocab_size}): {ids.min()}..{ids.max()}")
+        pieces, start = [], 0
+        for pos in np.flatnonzero((ids == EOS_ID) | (ids == UNK_ID)).tolist() + [len(ids)]:
+            if pos > start:
+                pieces.append(self.base_tokenizer.decode(self.base_ids[ids[start:pos]].tolist(),
+                                                         clean_up_tokenization_spaces=False))
+            if pos < len(ids) and not skip_special_tokens:
+                pieces.append(EOS_TOKEN if ids[pos] == EOS_ID else UNK_TOKEN)
+            start = pos + 1
+        return "".join(pieces)
+
+    def convert_ids_to_tokens(self, ids) -> list:
+        tokens = self.base_tokenizer.convert_ids_to_tokens([max(int(b), 0) for b in self.base_ids[ids]])
+        return [UNK_TOKEN if i == UNK_ID else t for i, t in zip(ids, tokens)]
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "vocab_size": self.vocab_size, "eos_id": EOS_ID, "unk_id": UNK_ID,
+                "eos_token": EOS_TOKEN, "unk_token": UNK_TOKEN, "backend": self.backend,
+                "base_tokenizer": {"vocab_size": len(self.base_tokenizer),
+                                   "sha256": tokenizer_sha256(self.base_tokenizer)},
+                "meta": self.meta, "base_ids": self.base_ids.tolist(),
+                "counts": None if self.counts is None else self.counts.tolist()}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what decides the ids: the base tokenizer and the reduced id -> base id table."""
+        key = {"base": tokenizer_sha256(self.base_tokenizer), "base_ids": self.base_ids.tolist(),
+               "eos_id": EOS_ID, "unk_id": UNK_ID}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+    def save_pretrained(self, directory) -> Path:
+        """Write `tinystories_vocab.json` and the base tokenizer (`base/tokenizer.json`) to `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.base_tokenizer.save_pretrained(str(directory / BASE_DIR))
+        (directory / VOCAB_FILE).write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory, *, backend=None):
+        """Load a saved tokenizer from its folder, or from a prepared dataset folder (`DIR/tokenizer`)."""
+        directory = Path(directory)
+        if not (directory / VOCAB_FILE).exists() and (directory / "tokenizer" / VOCAB_FILE).exists():
+            directory = directory / "tokenizer"
+        path = directory / VOCAB_FILE
+        if not path.exists():
+            raise TinyStoriesError(f"{path}: not found; pass a tokenizer folder written by save_pretrained "
+                                   "or a folder written by tinystories-prepare")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TinyStoriesError(f"{path}: not valid JSON ({e}); re-create it with tinystories-prepare") from None
+        if data.get("format") != FORMAT:
+            raise TinyStoriesError(f"{path}: unknown format {data.get('format')!r} (expected {FORMAT})")
+        base = load_base_tokenizer(str(directory / BASE_DIR))
+        tokenizer = cls(base, data["base_ids"], data.get("counts"), backend=backend or data.get("backend", "auto"),
+                        meta=data.get("meta"))
+        if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
+            raise TinyStoriesError(f"{directory / BASE_DIR}: base tokenizer differs from the one the vocabulary "
+                                   "was built with; re-create the folder with tinystories-prepare")
+        return tokenizer
+
+    def __repr__(self) -> str:
+        return (f"TinyStoriesTokenizer(vocab_size={self.vocab_size}, eos_id={EOS_ID}, unk_id={UNK_ID}, "
+                f"base={len(self.base_tokenizer)} ids, backend={self.backend!r})")

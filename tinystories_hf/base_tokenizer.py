@@ -72,24 +72,30 @@ def _gpt2_model() -> tuple:
 
 def is_gpt2_bpe(tokenizer) -> bool:
     """True if `tokenizer` is byte-level BPE with exactly GPT-2's vocabulary and merges (GPT-Neo is)."""
-    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    if model.get("type") != "BPE":
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = spec["model"]
+    if model.get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
         return False
     vocab, merges = _gpt2_model()
     theirs = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
-    pre = json.dumps(json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer"))
-    return model.get("vocab") == vocab and theirs == merges and "ByteLevel" in pre
+    return model.get("vocab") == vocab and theirs == merges
 
 
 class HFEncoder:
-    """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text."""
+    """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text.
+
+    `fingerprint` identifies the ids it produces (the tokenizer's content hash), for datasets' cache.
+    """
 
     name = "hf"
 
     def __init__(self, tokenizer):
         from tokenizers import Tokenizer
 
-        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        spec = tokenizer.backend_tokenizer.to_str()
+        self.fingerprint = hashlib.sha256(spec.encode()).hexdigest()
+        self.vocab_size = len(tokenizer)
+        self.backend = Tokenizer.from_str(spec)
         self.backend.encode_special_tokens = True
 
     def encode_batch(self, texts: list) -> list:
@@ -100,6 +106,8 @@ class TiktokenEncoder:
     """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster."""
 
     name = "tiktoken"
+    fingerprint = "gpt2-bpe:" + GPT2_SHA256["vocab.bpe"] + GPT2_SHA256["encoder.json"]
+    vocab_size = 50257
 
     def __init__(self):
         import tiktoken
@@ -114,8 +122,9 @@ class TiktokenEncoder:
                                           special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
 
     def encode_batch(self, texts: list) -> list:
-        # One thread: datasets.map already runs one encoder per process.
-        return self.encoding.encode_ordinary_batch(texts, num_threads=1)
+        # No thread pool (encode_ordinary_batch's): datasets.map already runs one encoder per process.
+        encode = self.encoding.encode_ordinary
+        return [encode(text) for text in texts]
 
 
 def make_encoder(tokenizer, backend: str = "auto"):

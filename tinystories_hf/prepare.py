@@ -76,7 +76,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                                    cache_dir=config.cache_dir)
     base = load_base_tokenizer(config.tokenizer)
     encoder = make_encoder(base, config.backend)
-    base_ids = {split: encode_split(stories[split], base, encoder, keep_text=config.keep_text,
+    base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
                                     num_proc=config.num_proc, split=split) for split in SPLITS}
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)

@@ -18,8 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
 
-from .base_tokenizer import tokenizer_sha256
-
 ENCODE_VERSION = "encode/1"
 REDUCE_VERSION = "reduce/1"
 
@@ -68,17 +66,12 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int
     return pa.table(columns)
 
 
-def base_dtype_for(base_tokenizer):
-    return np.uint16 if len(base_tokenizer) <= 65_536 else np.uint32
-
-
-def encode_split(stories: datasets.Dataset, base_tokenizer, encoder, *, keep_text: bool, num_proc: int,
+def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_proc: int,
                  split: str = "") -> datasets.Dataset:
     """Pass 1 over one split of raw stories; cached by datasets under a fingerprint we compute ourselves
     (hashing the tokenizer inside the closure would be slow and unstable)."""
-    dtype = base_dtype_for(base_tokenizer)
-    fingerprint = Hasher.hash([stories._fingerprint, ENCODE_VERSION, tokenizer_sha256(base_tokenizer),
-                               encoder.name, keep_text])
+    dtype = np.uint16 if encoder.vocab_size <= 65_536 else np.uint32
+    fingerprint = Hasher.hash([stories._fingerprint, ENCODE_VERSION, encoder.fingerprint, keep_text])
     value = datasets.Value("uint16" if dtype == np.uint16 else "uint32")
     features = {"base_ids": datasets.List(value)}
     if keep_text:

@@ -5,6 +5,7 @@ Reduced ids: 0 is EOS (`<|endoftext|>`, the story separator), 1 is UNK (every dr
 id. So a model's embedding has exactly `vocab_size` rows. Saved as JSON next to the base tokenizer's own
 `tokenizer.json`; nothing is pickled.
 """
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -137,15 +138,18 @@ class TinyStoriesTokenizer:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "vocab_size": self.vocab_size, "eos_id": EOS_ID, "unk_id": UNK_ID,
                 "eos_token": EOS_TOKEN, "unk_token": UNK_TOKEN, "backend": self.backend,
-                "base_tokenizer": {"vocab_size": len(self.base_tokenizer),
-                                   "sha256": tokenizer_sha256(self.base_tokenizer)},
+                "base_tokenizer": {"vocab_size": len(self.base_tokenizer), "sha256": self.base_sha256},
                 "meta": self.meta, "base_ids": self.base_ids.tolist(),
                 "counts": None if self.counts is None else self.counts.tolist()}
 
-    @property
+    @functools.cached_property
+    def base_sha256(self) -> str:
+        return tokenizer_sha256(self.base_tokenizer)
+
+    @functools.cached_property
     def fingerprint(self) -> str:
         """sha256 of what decides the ids: the base tokenizer and the reduced id -> base id table."""
-        key = {"base": tokenizer_sha256(self.base_tokenizer), "base_ids": self.base_ids.tolist(),
+        key = {"base": self.base_sha256, "base_ids": self.base_ids.tolist(),
                "eos_id": EOS_ID, "unk_id": UNK_ID}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -176,7 +180,7 @@ class TinyStoriesTokenizer:
         base = load_base_tokenizer(str(directory / BASE_DIR))
         tokenizer = cls(base, data["base_ids"], data.get("counts"), backend=backend or data.get("backend", "auto"),
                         meta=data.get("meta"))
-        if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
+        if tokenizer.base_sha256 != data["base_tokenizer"]["sha256"]:
             raise TinyStoriesError(f"{directory / BASE_DIR}: base tokenizer differs from the one the vocabulary "
                                    "was built with; re-create the folder with tinystories-prepare")
         return tokenizer

@@ -13,7 +13,7 @@ import pytest
 from conftest import SAMPLE_JSONL
 from transformers import GPT2Tokenizer
 
-from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare
+from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare, tokenize
 from tinystories_hf.base_tokenizer import gpt2_bpe_files
 from tinystories_hf.prepare import main
 
@@ -96,14 +96,27 @@ def _data_hashes(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "prepare_info.json"}
 
 
-def test_outputs_are_byte_identical_whatever_num_proc(tmp_path):
-    one = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "p1"), num_proc=1,
-                                vocab_size=3000, vocab_sample_size=1000))
-    two = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "p2"), num_proc=2,
-                                vocab_size=3000, vocab_sample_size=1000))
+def test_outputs_are_byte_identical_whatever_num_proc(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenize, "ROWS_PER_PROCESS", 1000)  # let the 5.5K-story sample use a pool
+    config = PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "p2"), num_proc=2, vocab_size=3000,
+                           vocab_sample_size=1000, cache_dir=str(tmp_path / "c2"))
+    two = prepare(config)
+    one = prepare(dataclasses.replace(config, output=str(tmp_path / "p1"), num_proc=1, cache_dir=str(tmp_path / "c1")))
+    assert list((tmp_path / "c2").rglob("cache-*_of_00002.arrow"))  # two worker processes really ran
+    assert not list((tmp_path / "c1").rglob("cache-*_of_00002.arrow"))
     assert _data_hashes(one.output) == _data_hashes(two.output)
     assert one.info["vocab_sample"]["stories"] == 1000
     assert one.info["splits"]["train"]["unk_tokens"] > 0
+
+
+def test_backends_give_byte_identical_outputs(tmp_path):
+    config = PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "hf"), backend="hf", vocab_size=4000,
+                           cache_dir=str(tmp_path / "c1"))
+    hf = prepare(config)
+    tiktoken = prepare(dataclasses.replace(config, output=str(tmp_path / "tt"), backend="tiktoken",
+                                           cache_dir=str(tmp_path / "c2")))
+    assert (hf.info["backend"], tiktoken.info["backend"]) == ("hf", "tiktoken")
+    assert _data_hashes(hf.output) == _data_hashes(tiktoken.output)
 
 
 def test_default_columns_and_min_max_length(tmp_path):

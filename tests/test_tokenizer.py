@@ -42,6 +42,8 @@ def test_auto_backend_picks_tiktoken_only_for_gpt2_bpe(base, tmp_path):
     assert is_gpt2_bpe(base)
     assert make_encoder(base, "auto").name == "tiktoken"
     assert make_encoder(base, "hf").name == "hf"
+    base.save_pretrained(str(tmp_path / "saved"))  # GPT-Neo saved as tokenizer.json is still GPT-2 BPE
+    assert make_encoder(load_base_tokenizer(str(tmp_path / "saved")), "auto").name == "tiktoken"
     # A different BPE (one merge removed) is not GPT-2: auto falls back to hf, tiktoken is refused.
     spec = json.loads(base.backend_tokenizer.to_str())
     spec["model"]["merges"] = spec["model"]["merges"][:-1]

@@ -110,16 +110,25 @@ class TiktokenEncoder:
     vocab_size = 50257
 
     def __init__(self):
-        import tiktoken
-        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-        from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
+        self._encoding = None  # built on first use, in the worker process that needs it
 
-        files = gpt2_bpe_files()
-        ranks = data_gym_to_mergeable_bpe_ranks(
-            vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
-            vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
-        self.encoding = tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                                          special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+    def __getstate__(self):
+        return {"_encoding": None}  # workers rebuild it (0.5 s) rather than unpickle 50K ranks
+
+    @property
+    def encoding(self):
+        if self._encoding is None:
+            import tiktoken
+            from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+            from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
+
+            files = gpt2_bpe_files()
+            ranks = data_gym_to_mergeable_bpe_ranks(
+                vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
+                vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
+            self._encoding = tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                                               special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+        return self._encoding
 
     def encode_batch(self, texts: list) -> list:
         # No thread pool (encode_ordinary_batch's): datasets.map already runs one encoder per process.

@@ -73,7 +73,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
-                                   cache_dir=config.cache_dir)
+                                   cache_dir=config.cache_dir, num_proc=config.num_proc)
     base = load_base_tokenizer(config.tokenizer)
     encoder = make_encoder(base, config.backend)
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
@@ -89,8 +89,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     reduced = datasets.DatasetDict({
         split: reduce_split(base_ids[split], tokenizer, max_length=config.max_length,
-                            min_length=config.min_length, keep_text=config.keep_text,
-                            num_proc=config.num_proc, split=split) for split in SPLITS})
+                            min_length=config.min_length, keep_text=config.keep_text, split=split)
+        for split in SPLITS})
     splits = {split: split_counts(base_ids[split], reduced[split], max_length=config.max_length,
                                   min_length=config.min_length, unk_id=tokenizer.unk_id) for split in SPLITS}
     info = {

@@ -70,7 +70,7 @@ def read_eot_stories(paths, stamps=None):
                 yield {"text": "".join(lines).strip()}
 
 
-def _txt_dataset(paths, split, cache_dir, streaming):
+def _txt_dataset(paths, split, cache_dir, streaming, num_proc=None):
     kwargs = {"paths": [str(p) for p in paths]}
     if streaming:
         return datasets.IterableDataset.from_generator(read_eot_stories, features=TEXT_FEATURES,
@@ -78,7 +78,8 @@ def _txt_dataset(paths, split, cache_dir, streaming):
     kwargs["stamps"] = [(os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
     try:
         return datasets.Dataset.from_generator(read_eot_stories, features=TEXT_FEATURES, gen_kwargs=kwargs,
-                                               split=split, cache_dir=cache_dir)
+                                               split=split, cache_dir=cache_dir,
+                                               num_proc=_procs(num_proc, len(paths)))
     except datasets.exceptions.DatasetGenerationError as e:
         if isinstance(e.__cause__, TinyStoriesError):
             raise e.__cause__ from None
@@ -96,10 +97,15 @@ def _demo(streaming):
         for split in DEMO_SPLITS})
 
 
-def _load(path_or_builder, *, data_files=None, cache_dir=None, streaming=False):
+def _procs(num_proc, shards):
+    """Processes for converting `shards` files into datasets' Arrow cache (None = in this process)."""
+    return min(num_proc, shards) if num_proc and num_proc > 1 and shards > 1 else None
+
+
+def _load(path_or_builder, *, data_files=None, cache_dir=None, streaming=False, num_proc=None, shards=1):
     try:
         return datasets.load_dataset(path_or_builder, data_files=data_files, cache_dir=cache_dir,
-                                     streaming=streaming)
+                                     streaming=streaming, num_proc=None if streaming else _procs(num_proc, shards))
     except datasets.exceptions.DatasetGenerationError as e:
         cause = e.__cause__ or e
         where = data_files or path_or_builder
@@ -107,9 +113,10 @@ def _load(path_or_builder, *, data_files=None, cache_dir=None, streaming=False):
                                f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
 
 
-def _hub(source, cache_dir, streaming):
+def _hub(source, cache_dir, streaming, num_proc):
     try:
-        return datasets.load_dataset(source, cache_dir=cache_dir, streaming=streaming)
+        return datasets.load_dataset(source, cache_dir=cache_dir, streaming=streaming,
+                                     num_proc=None if streaming else _procs(num_proc, 2))
     except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise TinyStoriesError(
@@ -117,17 +124,18 @@ def _hub(source, cache_dir, streaming):
             "copy with --source PATH or try the built-in corpus with --source demo") from None
 
 
-def _local(path: Path, cache_dir, streaming):
+def _local(path: Path, cache_dir, streaming, num_proc):
     if path.is_dir():
         txt = sorted(p for p in path.rglob("*") if p.suffix in TXT_SUFFIXES and p.is_file())
         if txt and not any(p.suffix in (".parquet", ".json", ".jsonl", ".arrow", ".csv") for p in path.rglob("*")):
             splits = {}
             for p in txt:
                 splits.setdefault(_split_of(p), []).append(p)
-            return _dict(streaming)({s: _txt_dataset(ps, s, cache_dir, streaming) for s, ps in splits.items()}), \
-                "txt", txt
+            return _dict(streaming)({s: _txt_dataset(ps, s, cache_dir, streaming, num_proc)
+                                     for s, ps in splits.items()}), "txt", txt
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        return _load(str(path), cache_dir=cache_dir, streaming=streaming), "folder", files
+        return _load(str(path), cache_dir=cache_dir, streaming=streaming, num_proc=num_proc,
+                     shards=len(files)), "folder", files
     name = path.name.lower()
     if name.endswith(TXT_SUFFIXES):
         return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming)}), "txt", [path]
@@ -164,7 +172,7 @@ def carve_validation(train, fraction: float, seed: int) -> dict:
 
 
 def load_stories(source: str, *, text_column: str = "text", validation_fraction: float = 0.01,
-                 seed: int = 1337, cache_dir=None, streaming: bool = False):
+                 seed: int = 1337, cache_dir=None, streaming: bool = False, num_proc=None):
     """Return `(DatasetDict(train, validation) with a "text" column, SourceInfo)` for any supported source.
 
     Example:
@@ -176,9 +184,9 @@ def load_stories(source: str, *, text_column: str = "text", validation_fraction:
     if source == "demo":
         raw, kind, files = _demo(streaming), "demo", []
     elif path.exists():
-        raw, kind, files = _local(path, cache_dir, streaming)
+        raw, kind, files = _local(path, cache_dir, streaming, num_proc)
     elif HUB_ID.match(source) and not source.lower().endswith(JSON_SUFFIXES + PARQUET_SUFFIXES + TXT_SUFFIXES):
-        raw, kind, files = _hub(source, cache_dir, streaming), "hub", []
+        raw, kind, files = _hub(source, cache_dir, streaming, num_proc), "hub", []
     else:
         raise TinyStoriesError(f"source {source!r} not found: no such file or folder (pass an existing path, "
                                "a Hub dataset id like roneneldan/TinyStories, or 'demo')")

@@ -16,9 +16,11 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 from datasets.fingerprint import Hasher
 
 ENCODE_VERSION = "encode/1"
+ROWS_PER_PROCESS = 20_000
 REDUCE_VERSION = "reduce/1"
 
 
@@ -76,24 +78,50 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
     features = {"base_ids": datasets.List(value)}
     if keep_text:
         features["text"] = datasets.Value("string")
+    # A worker pool costs about a second to start: only split work that takes longer than that.
+    procs = min(num_proc, stories.num_rows // ROWS_PER_PROCESS)
     return stories.with_format("arrow").map(
-        encode_stories, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
+        encode_stories, batched=True, batch_size=1000, num_proc=procs if procs > 1 else None,
         fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text},
         remove_columns=stories.column_names, features=datasets.Features(features),
         new_fingerprint=fingerprint, desc=f"tokenize {split}".strip()).with_format(None)
 
 
 def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_length: int, keep_text: bool,
-                 num_proc: int, split: str = "") -> datasets.Dataset:
-    """Pass 2 over one split: vectorised remap, truncate and filter."""
+                 split: str = "") -> datasets.Dataset:
+    """Pass 2 over one split: vectorised remap, truncate and filter. It is bound by reading and writing
+    Arrow, so one process is faster than a pool here."""
     fingerprint = Hasher.hash([base_ids._fingerprint, REDUCE_VERSION, tokenizer.fingerprint, max_length,
                                min_length, keep_text])
-    return base_ids.with_format("arrow").map(
-        reduce_stories, batched=True, batch_size=10_000, num_proc=num_proc if num_proc > 1 else None,
+    reduced = base_ids.with_format("arrow").map(
+        reduce_stories, batched=True, batch_size=10_000,
         fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
                    "min_length": min_length, "keep_text": keep_text},
         remove_columns=base_ids.column_names, features=reduced_features(keep_text),
         new_fingerprint=fingerprint, desc=f"remap {split}".strip()).with_format(None)
+    # The saved fingerprint is a hash of the content, so the same ids give the same state.json whatever
+    # the backend, num_proc or cache folder; a multi-process map also drops the split name: set it.
+    return datasets.Dataset(reduced.data, info=reduced.info, split=datasets.NamedSplit(split) if split else None,
+                            fingerprint=content_fingerprint(reduced.data))
+
+
+def content_fingerprint(table) -> str:
+    """xxh3-128 of each column's values and row lengths, fed chunk by chunk, so independent of chunking."""
+    digests = []
+    for name in table.column_names:
+        values, lengths = xxhash.xxh3_128(), xxhash.xxh3_128()
+        for chunk in table.column(name).chunks:
+            if pa.types.is_list(chunk.type):
+                lengths.update(np.diff(chunk.offsets.to_numpy()))
+                values.update(np.ascontiguousarray(chunk.flatten().to_numpy()))
+            elif pa.types.is_string(chunk.type):
+                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
+                lengths.update(np.diff(offsets))
+                values.update(memoryview(chunk.buffers()[2])[offsets[0]:offsets[-1]])
+            else:
+                values.update(np.ascontiguousarray(chunk.to_numpy(zero_copy_only=False)))
+        digests.append([name, str(table.schema.field(name).type), values.hexdigest(), lengths.hexdigest()])
+    return Hasher.hash([REDUCE_VERSION, digests])
 
 
 def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_length: int, min_length: int,
@@ -113,5 +141,6 @@ def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_l
         "truncated": int((lengths > max_length).sum()),
         "tokens": tokens,
         "tokens_before_truncation": int(lengths[kept].sum()),
+        "base_tokens": int(lengths.sum()),
         "unk_tokens": unk,
     }

@@ -22,16 +22,26 @@ EOS_ID, UNK_ID = 0, 1
 EOS_TOKEN, UNK_TOKEN = "<|endoftext|>", "<|unk|>"
 
 
-def count_base_tokens(base_ids_column, sample_rows, base_vocab_size: int) -> np.ndarray:
-    """Token frequencies over the given rows of a `base_ids` list column, with `np.bincount`.
+def count_base_tokens(base_ids, rows, base_vocab_size: int) -> np.ndarray:
+    """Token frequencies over the given rows of a dataset's `base_ids` column, with `np.bincount`.
 
-    `base_ids_column` is a `datasets.Dataset` with that column; `sample_rows` sorted row indices or None.
+    Works on the memory-mapped Arrow chunks directly (a boolean mask over each chunk's flat values), which
+    is several times faster than `select(rows)` + iteration. `rows`: sorted row indices, or None for all.
     """
-    ds = base_ids_column if sample_rows is None else base_ids_column.select(sample_rows)
-    counts = np.zeros(base_vocab_size, dtype=np.int64)
-    for batch in ds.with_format("arrow").iter(batch_size=20_000):
-        flat = batch.column("base_ids").combine_chunks().flatten().to_numpy()
-        counts += np.bincount(flat, minlength=base_vocab_size)[:base_vocab_size]
+    if base_ids._indices is not None:
+        base_ids = base_ids.flatten_indices()
+    if rows is None:
+        chosen = np.ones(base_ids.num_rows, dtype=bool)
+    else:
+        chosen = np.zeros(base_ids.num_rows, dtype=bool)
+        chosen[rows] = True
+    counts, start = np.zeros(base_vocab_size, dtype=np.int64), 0
+    for chunk in base_ids.data.column("base_ids").chunks:
+        lengths = np.diff(chunk.offsets.to_numpy())
+        flat = chunk.flatten().to_numpy()
+        counts += np.bincount(flat[np.repeat(chosen[start:start + len(chunk)], lengths)],
+                              minlength=base_vocab_size)[:base_vocab_size]
+        start += len(chunk)
     return counts
 
 
@@ -137,7 +147,7 @@ class TinyStoriesTokenizer:
     # -- persistence --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": FORMAT, "vocab_size": self.vocab_size, "eos_id": EOS_ID, "unk_id": UNK_ID,
-                "eos_token": EOS_TOKEN, "unk_token": UNK_TOKEN, "backend": self.backend,
+                "eos_token": EOS_TOKEN, "unk_token": UNK_TOKEN,
                 "base_tokenizer": {"vocab_size": len(self.base_tokenizer), "sha256": self.base_sha256},
                 "meta": self.meta, "base_ids": self.base_ids.tolist(),
                 "counts": None if self.counts is None else self.counts.tolist()}
@@ -162,7 +172,7 @@ class TinyStoriesTokenizer:
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory, *, backend=None):
+    def from_pretrained(cls, directory, *, backend: str = "auto"):
         """Load a saved tokenizer from its folder, or from a prepared dataset folder (`DIR/tokenizer`)."""
         directory = Path(directory)
         if not (directory / VOCAB_FILE).exists() and (directory / "tokenizer" / VOCAB_FILE).exists():
@@ -178,7 +188,7 @@ class TinyStoriesTokenizer:
         if data.get("format") != FORMAT:
             raise TinyStoriesError(f"{path}: unknown format {data.get('format')!r} (expected {FORMAT})")
         base = load_base_tokenizer(str(directory / BASE_DIR))
-        tokenizer = cls(base, data["base_ids"], data.get("counts"), backend=backend or data.get("backend", "auto"),
+        tokenizer = cls(base, data["base_ids"], data.get("counts"), backend=backend,
                         meta=data.get("meta"))
         if tokenizer.base_sha256 != data["base_tokenizer"]["sha256"]:
             raise TinyStoriesError(f"{directory / BASE_DIR}: base tokenizer differs from the one the vocabulary "

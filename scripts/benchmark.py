@@ -1,0 +1,264 @@
+"""Benchmark: tokens/s and peak memory of tinystories-prepare against its ceilings and the old pipeline.
+
+    python scripts/benchmark.py --stories 200000 --num-proc 2           # prepare vs ceilings, one run
+    python scripts/benchmark.py --stories 200000 --scale 4              # also RSS at 4x the corpus
+
+Every pipeline runs on the same corpus (made by ../shared/tools/make_corpus.py: real sentences in real
+story shapes, Hub parquet layout) in its own subprocess, while a sampler reads the resident memory of that
+process and all its children every 50 ms. tokens/s = GPT-2 tokens of all stories in the corpus / wall
+time. Figures are printed, never asserted.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+MAKE_CORPUS = REPO.parent / "shared" / "tools" / "make_corpus.py"
+
+
+# -- corpus -------------------------------------------------------------------------------------------------
+def make_corpus(workdir: Path, stories: int) -> Path:
+    out = workdir / f"corpus-{stories}"
+    if not (out / "data").exists():
+        validation = max(1, stories // 100)
+        subprocess.run([sys.executable, str(MAKE_CORPUS), str(out), "--train", str(stories), "--validation",
+                        str(validation), "--layout", "hub", "--seed", "0"], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def read_texts(corpus: Path, limit=None) -> list:
+    import pyarrow.parquet as pq
+
+    texts = []
+    for path in sorted((corpus / "data").glob("*.parquet")):
+        texts.extend(pq.read_table(path, columns=["text"]).column("text").to_pylist())
+        if limit and len(texts) >= limit:
+            return texts[:limit]
+    return texts
+
+
+# -- measured pipelines (each runs in its own subprocess: `benchmark.py --measure NAME ...`) ---------------
+def _count_tokens(chunk) -> int:
+    return sum(len(ids) for ids in _ENCODER.encode_batch(chunk))
+
+
+def _ceiling(encoder, texts, num_proc) -> int:
+    """Encoding only, texts already in memory, `num_proc` forked workers on chunks of 1,000 stories."""
+    global _ENCODER
+    _ENCODER = encoder
+    chunks = [texts[i:i + 1000] for i in range(0, len(texts), 1000)]
+    with multiprocessing.get_context("fork").Pool(num_proc) as pool:
+        return sum(pool.map(_count_tokens, chunks, chunksize=4))
+
+
+def measure_tiktoken(args) -> dict:
+    from tinystories_hf.base_tokenizer import TiktokenEncoder
+
+    texts, encoder = read_texts(args.corpus, args.limit), TiktokenEncoder()
+    start = time.perf_counter()
+    tokens = _ceiling(encoder, texts, args.num_proc)
+    return {"seconds": time.perf_counter() - start, "tokens": tokens, "stories": len(texts)}
+
+
+def measure_hf(args) -> dict:
+    from tinystories_hf.base_tokenizer import HFEncoder, load_base_tokenizer
+
+    texts, encoder = read_texts(args.corpus, args.limit), HFEncoder(load_base_tokenizer())
+    start = time.perf_counter()
+    tokens = _ceiling(encoder, texts, args.num_proc)
+    return {"seconds": time.perf_counter() - start, "tokens": tokens, "stories": len(texts)}
+
+
+def measure_old(args) -> dict:
+    """The replaced pipeline, re-implemented: one process and a Python loop over the rows of the datasets
+    table; it tokenizes a seeded 100K-story sample story by story into a Counter, then tokenizes every story
+    again, remaps each token through a dict and writes chunks.
+
+    Chunks are written as raw uint16 arrays instead of the old pickles (no pickle anywhere here), which
+    only makes this reference faster than the original.
+    """
+    import random
+    from array import array
+
+    import datasets
+
+    from tinystories_hf.base_tokenizer import load_base_tokenizer
+
+    tokenizer = load_base_tokenizer()
+    out = Path(tempfile.mkdtemp(prefix="old-pipeline-"))
+    start = time.perf_counter()
+    splits = datasets.load_dataset(str(args.corpus), cache_dir=str(out / "cache"))
+    if args.limit:
+        splits = {name: ds.select(range(min(args.limit, ds.num_rows))) for name, ds in splits.items()}
+    train = splits["train"]
+    counter = Counter()
+    for i in sorted(random.Random(0).sample(range(train.num_rows), min(100_000, train.num_rows))):
+        counter.update(tokenizer.encode(train[i]["text"]))
+    vocab = {token: i for i, (token, _) in enumerate(counter.most_common(10_000))}
+    unk, tokens, stories = 10_000, 0, 0
+    for name, ds in splits.items():
+        chunk = []
+        for n, row in enumerate(ds):
+            ids = tokenizer.encode(row["text"])
+            tokens, stories = tokens + len(ids), stories + 1
+            chunk.append([vocab.get(token, unk) for token in ids[:512]])
+            if len(chunk) == 10_000 or n == ds.num_rows - 1:
+                with open(out / f"{name}-{n // 10_000:05d}.bin", "wb") as f:
+                    for story in chunk:
+                        array("H", story).tofile(f)
+                chunk = []
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out)
+    return {"seconds": seconds, "tokens": tokens, "stories": stories}
+
+
+def measure_prepare(args) -> dict:
+    """`tinystories-prepare` end to end (both splits, vocabulary, remap, filter, save) as a user runs it."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tinystories_hf.prepare", "--source", str(args.corpus), "--output",
+                    str(args.output), "--num-proc", str(args.num_proc), "--cache-dir", str(args.cache_dir),
+                    "--overwrite"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    info = json.loads((Path(args.output) / "prepare_info.json").read_text())
+    stored = sum(c["tokens"] for c in info["splits"].values())
+    data_bytes = sum(p.stat().st_size for split in info["splits"] for p in (Path(args.output) / split).glob("*.arrow"))
+    return {"seconds": seconds, "tokens": sum(c["base_tokens"] for c in info["splits"].values()),
+            "stories": sum(c["stories"] for c in info["splits"].values()), "stored_tokens": stored,
+            "bytes_per_token": data_bytes / stored, "output_bytes": data_bytes}
+
+
+MEASURES = {"tiktoken": measure_tiktoken, "hf": measure_hf, "old": measure_old, "prepare": measure_prepare}
+
+
+# -- runner --------------------------------------------------------------------------------------------------
+def _tree_memory(proc: psutil.Process) -> tuple:
+    """(RSS, PSS) in bytes summed over a process and its children. RSS counts pages shared by forked workers
+    once per process (an overestimate); PSS splits shared pages between the processes sharing them."""
+    rss = pss = 0
+    for p in [proc] + proc.children(recursive=True):
+        try:
+            with open(f"/proc/{p.pid}/smaps_rollup") as f:
+                fields = dict(line.split(":", 1) for line in f if line.rstrip().endswith(" kB"))
+            rss += int(fields["Rss"].split()[0]) * 1024
+            pss += int(fields["Pss"].split()[0]) * 1024
+        except (psutil.Error, OSError, KeyError, ValueError):
+            pass
+    return rss, pss
+
+
+def run_measure(name: str, **options) -> dict:
+    cmd = [sys.executable, __file__, "--measure", name]
+    for key, value in options.items():
+        if value is not None:
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    peak = [0, 0]
+
+    def sample():
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            rss, pss = _tree_memory(ps)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"benchmark step {name!r} failed (exit {proc.returncode})")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(peak_rss=peak[0], peak_pss=peak[1], tokens_per_s=result["tokens"] / result["seconds"])
+    return result
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.2f} GB"
+
+
+def machine() -> str:
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                   platform.processor())
+    return f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, " \
+           f"Python {platform.python_version()}"
+
+
+def benchmark_prepare(args) -> None:
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus = make_corpus(workdir, args.stories)
+    cache, output = workdir / "cache", workdir / "prepared"
+    shutil.rmtree(cache, ignore_errors=True)
+    rows = {}
+    print(f"corpus: {corpus} ({args.stories:,} train + {max(1, args.stories // 100):,} validation stories); "
+          f"{args.num_proc} processes; {machine()}", flush=True)
+    rows["tiktoken ceiling"] = run_measure("tiktoken", corpus=corpus, num_proc=args.num_proc)
+    rows["HF tokenizer ceiling"] = run_measure("hf", corpus=corpus, num_proc=args.num_proc)
+    rows["old serial pipeline"] = run_measure("old", corpus=corpus, limit=args.old_stories)
+    rows["tinystories-prepare"] = run_measure("prepare", corpus=corpus, num_proc=args.num_proc, cache_dir=cache,
+                                              output=output)
+    rows["tinystories-prepare, cached rerun"] = run_measure("prepare", corpus=corpus, num_proc=args.num_proc,
+                                                            cache_dir=cache, output=output)
+    prepared = rows["tinystories-prepare"]
+    if args.scale > 1:
+        big = make_corpus(workdir, args.stories * args.scale)
+        shutil.rmtree(cache, ignore_errors=True)
+        rows[f"tinystories-prepare, {args.scale}x corpus"] = run_measure(
+            "prepare", corpus=big, num_proc=args.num_proc, cache_dir=cache, output=output)
+    shutil.rmtree(cache, ignore_errors=True)
+
+    print("\n| pipeline | stories | wall s | tokens/s | peak RSS | peak PSS |\n|---|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['stories']:,} | {r['seconds']:.1f} | {r['tokens_per_s'] / 1e6:.2f}M | "
+              f"{_gb(r['peak_rss'])} | {_gb(r['peak_pss'])} |")
+    ceiling, hf, old = rows["tiktoken ceiling"], rows["HF tokenizer ceiling"], rows["old serial pipeline"]
+    cached = rows["tinystories-prepare, cached rerun"]
+    print(f"\nprepare / tiktoken ceiling: {prepared['tokens_per_s'] / ceiling['tokens_per_s']:.2f}x (goal >= 0.85)")
+    print(f"prepare / HF tokenizer ceiling: {prepared['tokens_per_s'] / hf['tokens_per_s']:.2f}x")
+    print(f"prepare / old pipeline: {prepared['tokens_per_s'] / old['tokens_per_s']:.1f}x (goal >= 13)")
+    print(f"cached rerun / first run wall time: {cached['seconds'] / prepared['seconds']:.1%} (goal < 10%)")
+    print(f"output: {prepared['output_bytes'] / 2**20:.1f} MiB for {prepared['stored_tokens']:,} stored tokens = "
+          f"{prepared['bytes_per_token']:.3f} bytes/token (goal <= 2.2)")
+    if args.scale > 1:
+        scaled = rows[f"tinystories-prepare, {args.scale}x corpus"]
+        print(f"peak RSS at {args.scale}x / 1x: {scaled['peak_rss'] / prepared['peak_rss']:.2f} "
+              f"(PSS {scaled['peak_pss'] / prepared['peak_pss']:.2f}; goal <= 1.25)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--stories", type=int, default=200_000, help="train stories in the corpus (+1%% validation)")
+    parser.add_argument("--num-proc", type=int, default=2, help="processes for the ceilings and prepare")
+    parser.add_argument("--old-stories", type=int, default=50_000,
+                        help="stories the (slow) old pipeline runs on; its tokens/s is compared")
+    parser.add_argument("--scale", type=int, default=1, help="also run prepare on a corpus this many times larger")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
+                        help="corpus, cache and output folder (corpora are reused between runs)")
+    parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+    for hidden in ("corpus", "output", "cache-dir", "limit"):
+        parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:  # inside a measured subprocess: run one pipeline, print its figures as JSON
+        args.corpus = Path(args.corpus)
+        args.limit = int(args.limit) if args.limit else None
+        print(json.dumps(MEASURES[args.measure](args)))
+        return
+    benchmark_prepare(args)
+
+
+if __name__ == "__main__":
+    main()

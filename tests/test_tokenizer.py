@@ -18,21 +18,34 @@ def base():
     return load_base_tokenizer()
 
 
+def _gpt2_tokenizer():
+    files = gpt2_bpe_files()  # transformers 5 spelling; vocab_file=/merges_file= would give an empty tokenizer
+    return GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+
+
 def test_known_gpt_neo_ids(base):
-    assert base("Once upon a time")["input_ids"] == [7454, 2402, 257, 640]
-    assert len(base) == 50257
+    assert base.encode("Once upon a time").ids == [7454, 2402, 257, 640]
+    assert base.get_vocab_size(with_added_tokens=True) == 50257
     assert HFEncoder(base).encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
     assert TiktokenEncoder().encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
 
 
 def test_encoders_agree_on_every_real_story_and_edge_cases(base, sample_stories):
     texts = sample_stories + EDGE_CASES
-    assert HFEncoder(base).encode_batch(texts) == TiktokenEncoder().encode_batch(texts)
+    reference = _gpt2_tokenizer()(texts, split_special_tokens=True)["input_ids"]
+    assert HFEncoder(base).encode_batch(texts) == TiktokenEncoder().encode_batch(texts) == reference
+
+
+def test_base_tokenizer_matches_transformers_gpt2(base, sample_stories):
+    gpt2 = _gpt2_tokenizer()
+    assert base.get_vocab() == gpt2.get_vocab()
+    for ids in gpt2(sample_stories[:300] + EDGE_CASES)["input_ids"]:
+        assert base.decode(ids, skip_special_tokens=False) == gpt2.decode(ids, clean_up_tokenization_spaces=False)
+    assert base.decode([7454, 50256, 640], skip_special_tokens=False) == "Once<|endoftext|> time"
 
 
 def test_endoftext_inside_story_is_plain_text(base):
-    reference = GPT2Tokenizer(vocab=str(gpt2_bpe_files()["encoder.json"]), merges=str(gpt2_bpe_files()["vocab.bpe"]))
-    expected = reference("a <|endoftext|> b", split_special_tokens=True)["input_ids"]
+    expected = _gpt2_tokenizer()("a <|endoftext|> b", split_special_tokens=True)["input_ids"]
     for encoder in (HFEncoder(base), TiktokenEncoder()):
         ids = encoder.encode_batch(["a <|endoftext|> b"])[0]
         assert ids == expected and 50256 not in ids
@@ -42,13 +55,12 @@ def test_auto_backend_picks_tiktoken_only_for_gpt2_bpe(base, tmp_path):
     assert is_gpt2_bpe(base)
     assert make_encoder(base, "auto").name == "tiktoken"
     assert make_encoder(base, "hf").name == "hf"
-    base.save_pretrained(str(tmp_path / "saved"))  # GPT-Neo saved as tokenizer.json is still GPT-2 BPE
+    _gpt2_tokenizer().save_pretrained(str(tmp_path / "saved"))  # GPT-Neo saved by transformers: still GPT-2 BPE
     assert make_encoder(load_base_tokenizer(str(tmp_path / "saved")), "auto").name == "tiktoken"
     # A different BPE (one merge removed) is not GPT-2: auto falls back to hf, tiktoken is refused.
-    spec = json.loads(base.backend_tokenizer.to_str())
+    spec = json.loads(base.to_str())
     spec["model"]["merges"] = spec["model"]["merges"][:-1]
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
     other = load_base_tokenizer(str(tmp_path))
     assert not is_gpt2_bpe(other)
     assert make_encoder(other, "auto").name == "hf"
@@ -62,7 +74,7 @@ def test_unknown_tokenizer_is_a_clear_error(tmp_path):
 
 
 def _toy(base, vocab_size=6):
-    counts = np.zeros(len(base), dtype=np.int64)
+    counts = np.zeros(50257, dtype=np.int64)
     counts[[10, 20, 30, 40, 50256]] = [5, 9, 5, 1, 100]  # 10 and 30 tie: lower base id first
     return TinyStoriesTokenizer.from_counts(base, counts, vocab_size)
 
@@ -78,17 +90,16 @@ def test_reduced_vocab_layout_includes_specials(base):
 
 
 def test_vocab_size_limits(base):
-    counts = np.ones(len(base), dtype=np.int64)
+    counts = np.ones(50257, dtype=np.int64)
     with pytest.raises(TinyStoriesError, match="exceeds the base tokenizer"):
         TinyStoriesTokenizer.from_counts(base, counts, 50259)
     assert TinyStoriesTokenizer.from_counts(base, counts, 50258).vocab_size == 50258  # 50,256 + EOS + UNK
 
 
 def test_encode_decode_with_unk(base):
-    counts = np.zeros(len(base), dtype=np.int64)
-    ids = base("Once upon a time there was a cat")["input_ids"]
+    counts = np.zeros(50257, dtype=np.int64)
+    ids = base.encode("Once upon a time there was a cat").ids
     counts[ids] = 1
-    counts[base(" dog")["input_ids"]] = 0
     tok = TinyStoriesTokenizer.from_counts(base, counts, 2 + len(set(ids)))
     story = "Once upon a time there was a cat"
     assert tok.decode(tok.encode(story)) == story
@@ -110,6 +121,9 @@ def test_save_and_load_roundtrip_is_json(base, tmp_path, sample_stories):
     assert saved["vocab_size"] == 1000 and saved["eos_id"] == 0 and saved["unk_id"] == 1
     loaded = TinyStoriesTokenizer.from_pretrained(folder)
     assert loaded.fingerprint == tok.fingerprint
+    from transformers import AutoTokenizer  # the saved base opens in transformers too
+
+    assert AutoTokenizer.from_pretrained(str(folder / "base"))("Once upon a time")["input_ids"] == [7454, 2402, 257, 640]
     assert np.array_equal(loaded.base_to_reduced, tok.base_to_reduced)
     assert loaded.encode_batch(sample_stories[:50]) == tok.encode_batch(sample_stories[:50])
 

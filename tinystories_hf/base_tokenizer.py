@@ -26,39 +26,70 @@ def gpt2_bpe_files() -> dict:
     return {name: data / name for name in GPT2_SHA256}
 
 
+def gpt_neo_tokenizer():
+    """The GPT-Neo (= GPT-2) byte-level BPE as a `tokenizers.Tokenizer`, from the bundled files.
+
+    Built with `tokenizers` directly: the same tokenizer.json `transformers.GPT2Tokenizer` builds (a test
+    checks ids and decoding against it), without importing transformers on every run.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    files = gpt2_bpe_files()
+    tokenizer = Tokenizer(models.BPE.from_file(str(files["encoder.json"]), str(files["vocab.bpe"])))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
+    return tokenizer
+
+
 def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER):
-    """Return a fast (Rust-backed) Hugging Face tokenizer; the default is the bundled GPT-Neo BPE.
+    """Return the base tokenizer as a `tokenizers.Tokenizer`; the default is the bundled GPT-Neo BPE.
+
+    `name_or_path` may also be a folder with a `tokenizer.json` or a file of that format, or any Hugging
+    Face tokenizer name or folder (loaded with `transformers.AutoTokenizer`, which needs its fast backend).
 
     Example:
-        >>> load_base_tokenizer()("Once upon a time")["input_ids"]
+        >>> load_base_tokenizer().encode("Once upon a time").ids
         [7454, 2402, 257, 640]
     """
-    if name_or_path == DEFAULT_TOKENIZER:
-        from transformers import GPT2Tokenizer
+    from tokenizers import Tokenizer
 
-        files = gpt2_bpe_files()
-        # transformers 5 spelling; the v4 names vocab_file=/merges_file= silently build an empty tokenizer.
-        tokenizer = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+    path = Path(name_or_path).expanduser()
+    if name_or_path == DEFAULT_TOKENIZER:
+        return gpt_neo_tokenizer()
+    if path.is_file() or (path / "tokenizer.json").is_file():
+        file = path if path.is_file() else path / "tokenizer.json"
+        try:
+            tokenizer = Tokenizer.from_file(str(file))
+        except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception for malformed files
+            raise TinyStoriesError(f"{file}: not a valid tokenizer.json ({str(e).splitlines()[0]}); "
+                                   "re-save it with tokenizer.save_pretrained") from None
     else:
         from transformers import AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            loaded = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError) as e:
             raise TinyStoriesError(
                 f"could not load tokenizer {name_or_path!r} ({str(e).splitlines()[0]}); pass a local folder "
                 f"with tokenizer.json or use the bundled --tokenizer {DEFAULT_TOKENIZER}") from None
-    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
-        raise TinyStoriesError(f"tokenizer {name_or_path!r} has no fast (tokenizers) backend; use a tokenizer "
-                               "that ships tokenizer.json")
-    if len(tokenizer) == 0:
+        tokenizer = getattr(loaded, "backend_tokenizer", None)
+        if tokenizer is None:
+            raise TinyStoriesError(f"tokenizer {name_or_path!r} has no fast (tokenizers) backend; use a "
+                                   "tokenizer that ships tokenizer.json")
+    if tokenizer.get_vocab_size(with_added_tokens=True) == 0:
         raise TinyStoriesError(f"tokenizer {name_or_path!r} has an empty vocabulary")
     return tokenizer
 
 
 def tokenizer_sha256(tokenizer) -> str:
-    """Content hash of a fast tokenizer's full definition (vocab, merges, normalizers, specials)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+    """Content hash of a tokenizer's full definition (vocab, merges, normalizers, specials)."""
+    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+
+
+def special_ids(tokenizer) -> set:
+    """Ids of the tokenizer's special added tokens (e.g. `<|endoftext|>`)."""
+    return {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,7 +103,7 @@ def _gpt2_model() -> tuple:
 
 def is_gpt2_bpe(tokenizer) -> bool:
     """True if `tokenizer` is byte-level BPE with exactly GPT-2's vocabulary and merges (GPT-Neo is)."""
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec = json.loads(tokenizer.to_str())
     model = spec["model"]
     if model.get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
         return False
@@ -92,9 +123,9 @@ class HFEncoder:
     def __init__(self, tokenizer):
         from tokenizers import Tokenizer
 
-        spec = tokenizer.backend_tokenizer.to_str()
+        spec = tokenizer.to_str()
         self.fingerprint = hashlib.sha256(spec.encode()).hexdigest()
-        self.vocab_size = len(tokenizer)
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self.backend = Tokenizer.from_str(spec)
         self.backend.encode_special_tokens = True
 

@@ -80,7 +80,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                                     num_proc=config.num_proc, split=split) for split in SPLITS}
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
-    counts = count_base_tokens(base_ids["train"], rows, len(base))
+    counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
     sample = {"stories": base_ids["train"].num_rows if rows is None else len(rows), "seed": config.seed,
               "tokens": int(counts.sum())}
     tokenizer = TinyStoriesTokenizer.from_counts(base, counts, config.vocab_size, backend=config.backend,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base_tokenizer import load_base_tokenizer, make_encoder, tokenizer_sha256
+from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
 from .errors import TinyStoriesError
 
 VOCAB_FILE = "tinystories_vocab.json"
@@ -72,12 +72,11 @@ class TinyStoriesTokenizer:
         self.meta = dict(meta or {})
         self.eos_id, self.unk_id = EOS_ID, UNK_ID
         self.eos_token, self.unk_token = EOS_TOKEN, UNK_TOKEN
-        base_size = len(base_tokenizer)
+        base_size = base_tokenizer.get_vocab_size(with_added_tokens=True)
         # base id -> reduced id, UNK by default: one numpy gather remaps a whole batch.
         self.base_to_reduced = np.full(base_size, UNK_ID, dtype=np.uint16)
-        regular = self.base_ids >= 0
-        self.base_to_reduced[self.base_ids[regular]] = np.flatnonzero(regular)
-        self.base_to_reduced[self.base_ids[EOS_ID]] = UNK_ID  # EOS in story text stays text, never EOS
+        # Only ids 2.. are regular tokens: a base EOS id met in text maps to UNK, never to the separator.
+        self.base_to_reduced[self.base_ids[2:]] = np.arange(2, len(self.base_ids), dtype=np.uint16)
         self._encoder = encoder
 
     @property
@@ -99,17 +98,15 @@ class TinyStoriesTokenizer:
                     meta=None):
         """Keep the `vocab_size - 2` most frequent base tokens (ties: lower base id first)."""
         counts = np.asarray(counts, dtype=np.int64)
-        specials = set(base_tokenizer.all_special_ids)
-        eos_base = base_tokenizer.get_vocab().get(EOS_TOKEN, base_tokenizer.eos_token_id)
-        if eos_base is None:
-            raise TinyStoriesError("the base tokenizer has no <|endoftext|> or EOS token to use as separator")
+        specials = special_ids(base_tokenizer)
+        eos_base = base_tokenizer.token_to_id(EOS_TOKEN)  # None for tokenizers without it: EOS is ours
         order = np.lexsort((np.arange(len(counts)), -counts))
-        order = order[~np.isin(order, list(specials | {eos_base}))]
+        order = order[~np.isin(order, list(specials | {eos_base} - {None}))]
         if len(order) < vocab_size - 2:
             raise TinyStoriesError(f"--vocab-size {vocab_size} exceeds the base tokenizer's {len(order)} "
                                    "regular tokens + 2 specials; lower it")
         kept = order[: vocab_size - 2]
-        base_ids = np.concatenate([[eos_base, -1], kept])
+        base_ids = np.concatenate([[-1 if eos_base is None else eos_base, -1], kept])
         kept_counts = np.concatenate([[0, counts.sum() - counts[kept].sum()], counts[kept]])
         return cls(base_tokenizer, base_ids, kept_counts, backend=backend, encoder=encoder, meta=meta)
 
@@ -134,21 +131,21 @@ class TinyStoriesTokenizer:
         for pos in np.flatnonzero((ids == EOS_ID) | (ids == UNK_ID)).tolist() + [len(ids)]:
             if pos > start:
                 pieces.append(self.base_tokenizer.decode(self.base_ids[ids[start:pos]].tolist(),
-                                                         clean_up_tokenization_spaces=False))
+                                                         skip_special_tokens=False))
             if pos < len(ids) and not skip_special_tokens:
                 pieces.append(EOS_TOKEN if ids[pos] == EOS_ID else UNK_TOKEN)
             start = pos + 1
         return "".join(pieces)
 
     def convert_ids_to_tokens(self, ids) -> list:
-        tokens = self.base_tokenizer.convert_ids_to_tokens([max(int(b), 0) for b in self.base_ids[ids]])
-        return [UNK_TOKEN if i == UNK_ID else t for i, t in zip(ids, tokens)]
+        return [UNK_TOKEN if i == UNK_ID else self.base_tokenizer.id_to_token(int(self.base_ids[i])) for i in ids]
 
     # -- persistence --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": FORMAT, "vocab_size": self.vocab_size, "eos_id": EOS_ID, "unk_id": UNK_ID,
                 "eos_token": EOS_TOKEN, "unk_token": UNK_TOKEN,
-                "base_tokenizer": {"vocab_size": len(self.base_tokenizer), "sha256": self.base_sha256},
+                "base_tokenizer": {"vocab_size": self.base_tokenizer.get_vocab_size(with_added_tokens=True),
+                                   "sha256": self.base_sha256},
                 "meta": self.meta, "base_ids": self.base_ids.tolist(),
                 "counts": None if self.counts is None else self.counts.tolist()}
 
@@ -167,7 +164,12 @@ class TinyStoriesTokenizer:
         """Write `tinystories_vocab.json` and the base tokenizer (`base/tokenizer.json`) to `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.base_tokenizer.save_pretrained(str(directory / BASE_DIR))
+        (directory / BASE_DIR).mkdir(exist_ok=True)
+        self.base_tokenizer.save(str(directory / BASE_DIR / "tokenizer.json"))
+        # Lets transformers users open the base tokenizer too: AutoTokenizer.from_pretrained(".../base").
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS_TOKEN, "bos_token": EOS_TOKEN,
+                  "unk_token": EOS_TOKEN, "model_max_length": 2048, "clean_up_tokenization_spaces": False}
+        (directory / BASE_DIR / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         (directory / VOCAB_FILE).write_text(json.dumps(self.to_dict()), encoding="utf-8")
         return directory
 
@@ -197,4 +199,4 @@ class TinyStoriesTokenizer:
 
     def __repr__(self) -> str:
         return (f"TinyStoriesTokenizer(vocab_size={self.vocab_size}, eos_id={EOS_ID}, unk_id={UNK_ID}, "
-                f"base={len(self.base_tokenizer)} ids, backend={self.backend!r})")
+                f"base={self.base_tokenizer.get_vocab_size(with_added_tokens=True)} ids, backend={self.backend!r})")

@@ -134,8 +134,9 @@ def _local(path: Path, cache_dir, streaming, num_proc):
             return _dict(streaming)({s: _txt_dataset(ps, s, cache_dir, streaming, num_proc)
                                      for s, ps in splits.items()}), "txt", txt
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        train_files = sum(_split_of(Path(f)) == "train" and "train" in Path(f).name for f in files)
         return _load(str(path), cache_dir=cache_dir, streaming=streaming, num_proc=num_proc,
-                     shards=len(files)), "folder", files
+                     shards=train_files), "folder", files
     name = path.name.lower()
     if name.endswith(TXT_SUFFIXES):
         return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming)}), "txt", [path]

@@ -91,6 +91,8 @@ class PrepareConfig:
             raise TinyStoriesError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
         if self.backend not in ("auto", "hf", "tiktoken"):
             raise TinyStoriesError(f"--backend {self.backend!r} is not one of auto, hf, tiktoken")
+        if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise TinyStoriesError(f"--cache-dir {self.cache_dir} is a file; pass a folder")
 
 
 def _type_of(f: dataclasses.Field):

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -41,6 +42,8 @@ def check_output(output, *, overwrite: bool, source_files=()) -> Path:
     output = Path(output).expanduser().resolve()
     if output.exists() and not overwrite:
         raise TinyStoriesError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    if output.exists() and not output.is_dir():
+        raise TinyStoriesError(f"{output} is a file, not a prepared dataset folder; refusing to replace it")
     if output.exists() and not (output / "dataset_dict.json").exists() and any(output.iterdir()):
         raise TinyStoriesError(f"{output} exists and is not a prepared dataset folder; refusing to replace it")
     for f in source_files:
@@ -50,8 +53,12 @@ def check_output(output, *, overwrite: bool, source_files=()) -> Path:
     parent = output.parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise TinyStoriesError(f"cannot write to {parent}; choose a writable --output")
+    if not parent.is_dir():
+        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another --output")
+    try:  # a real probe: os.access says yes to root even on /proc, /sys or a read-only mount
+        tempfile.TemporaryDirectory(prefix=f".{output.name}.probe-", dir=parent).cleanup()
+    except OSError as e:
+        raise TinyStoriesError(f"cannot write to {parent} ({e.strerror}); choose a writable --output") from None
     return output
 
 

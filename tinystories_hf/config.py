@@ -69,6 +69,7 @@ class PrepareConfig:
     )
     overwrite: bool = _option(False, "replace an existing output folder")
     cache_dir: str | None = _option(None, "datasets cache folder; None means the Hugging Face datasets cache")
+    report: bool = _option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work."""

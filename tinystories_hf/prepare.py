@@ -110,6 +110,10 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     }
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite)
+    if config.report:
+        from .report import write_report  # imported only when asked: evaluate and matplotlib load slowly
+
+        write_report(output)
     return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info)
 
 

@@ -16,8 +16,10 @@ import tempfile
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from .errors import TinyStoriesError
+from .tokenize import reduced_features
 
 PREPARE_INFO = "prepare_info.json"
 TOKENIZER_DIR = "tokenizer"
@@ -80,8 +82,10 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
         # Shard count from size only (not from num_proc), so outputs are byte-identical across num_proc.
         shards = {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
         dataset_dict.save_to_disk(str(partial), num_shards=shards)
+        # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
+        data_files = tree_sha256(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR)
-        info = dict(info, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
+        info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if output.exists():
             if not overwrite:
@@ -120,7 +124,15 @@ def load_prepared(path):
     if not path.exists():
         raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare")
     info = read_prepare_info(path)
-    dataset = datasets.load_from_disk(str(path))
+    missing = [name for name in info.get("data_files", {}) if not (path / name).is_file()]
+    if missing:
+        raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
+                               "the folder is incomplete, re-create it with tinystories-prepare")
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except (OSError, ValueError, pa.ArrowException) as e:  # e.g. a damaged Arrow file or state.json
+        raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); run "
+                               "tinystories-validate to find the damaged file, then re-create the folder") from None
     tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
     if tokenizer.fingerprint != info["vocab_sha256"]:
         raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
@@ -130,4 +142,8 @@ def load_prepared(path):
             found = dataset[split].num_rows if split in dataset else "missing"
             raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
                                    "the folder is incomplete or altered, re-create it")
+        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
+        if found != expected:
+            raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
+                                   "altered, re-create it")
     return dataset, tokenizer

@@ -18,6 +18,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .demo import DEMO_SPLITS, demo_stories
 from .errors import TinyStoriesError
@@ -129,6 +130,17 @@ def _hub(source, cache_dir, streaming):
             "copy with --source PATH or try the built-in corpus with --source demo") from None
 
 
+def _check_parquet_rows(files) -> None:
+    """datasets fails on a zero-row parquet file with 'BatchSize must be greater than 0'; say what it is."""
+    for f in files:
+        try:
+            rows = pq.read_metadata(f).num_rows
+        except pa.ArrowException as e:
+            raise TinyStoriesError(f"could not read {f}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        if rows == 0:
+            raise TinyStoriesError(f"{f}: the parquet file has no rows; remove it or pass a file with stories")
+
+
 def _local(path: Path, cache_dir, streaming):
     if path.is_dir():
         txt = sorted(p for p in path.rglob("*") if p.suffix in TXT_SUFFIXES and p.is_file())
@@ -139,6 +151,7 @@ def _local(path: Path, cache_dir, streaming):
             return _dict(streaming)({s: _txt_dataset(ps, s, cache_dir, streaming) for s, ps in splits.items()}), \
                 "txt", txt
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        _check_parquet_rows(f for f in files if f.endswith(PARQUET_SUFFIXES))
         return _load(str(path), cache_dir=cache_dir, streaming=streaming), "folder", files
     if path.stat().st_size == 0:
         raise TinyStoriesError(f"{path}: the file is empty; pass a file with stories")
@@ -147,6 +160,7 @@ def _local(path: Path, cache_dir, streaming):
         return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming)}), "txt", [path]
     if name.endswith(PARQUET_SUFFIXES):
         builder, kind = "parquet", "parquet"
+        _check_parquet_rows([path])
     elif name.endswith(JSON_SUFFIXES):
         builder, kind = "json", "json"
     else:

@@ -138,7 +138,7 @@ ERRORS = [
     ("output-under-a-file", lambda t, p: ["--source", "demo", "--output", _write(t, "f", "x") + "/out"],
      r"cannot write to .*f/out: .*f is a file"),
     ("output-unwritable", lambda t, p: ["--source", "demo", "--output", "/sys/tinystories-out"],
-     r"cannot write to /sys \(Operation not permitted\)"),
+     r"cannot write to /sys \((Operation not permitted|Permission denied)\)"),
     ("output-inside-source", _inside_source, r"--output .*src/prepared overlaps the source .*src; write it elsewhere"),
     ("output-is-the-source", lambda t, p: ["--source", _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 3)),
                                            "--output", str(t / "s.jsonl"), "--overwrite"], r"s\.jsonl is a file"),

@@ -2,7 +2,7 @@
 
     tinystories-report demo_prepared       # prints per-split stats, writes demo_prepared/report/
 
-Writes `DIR/report/` (atomically, like the dataset): `lengths.png` (story length in tokens per split, with
+Writes `DIR/report/` (to a hidden folder renamed into place, like the dataset): `lengths.png` (story length in tokens per split, with
 the truncation and minimum lines), `coverage.png` (share of tokens covered by vocabulary size, with the cut
 at `vocab_size`), `unk.png` (UNK tokens per story), `report.md` embedding them with the numbers, and
 `report.json`. The numbers come from the package's own `evaluate` measurements (`measurements/`), loaded
@@ -21,7 +21,7 @@ import numpy as np
 from .config import _option, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, cli_errors
 from .measurements import measurement_path
-from .store import load_prepared, read_prepare_info
+from .store import load_prepared, move_into_place, read_prepare_info
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -48,8 +48,8 @@ def split_arrays(dataset, *, vocab_size: int, unk_id: int) -> dict:
         lengths.append(np.diff(offsets))
         unk.append(is_unk[offsets[1:]] - is_unk[offsets[:-1]])
         counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
-    join = (lambda parts: np.concatenate(parts).astype(np.int32)) if lengths else (lambda _: np.zeros(0, np.int32))
-    return {"lengths": join(lengths), "unk_tokens": join(unk), "counts": counts}
+    return {"lengths": np.concatenate(lengths or [np.zeros(0)]).astype(np.int32),
+            "unk_tokens": np.concatenate(unk or [np.zeros(0)]).astype(np.int32), "counts": counts}
 
 
 def measure(dataset_dict, tokenizer, info: dict) -> tuple[dict, dict]:
@@ -74,25 +74,39 @@ def measure(dataset_dict, tokenizer, info: dict) -> tuple[dict, dict]:
     return figures, arrays
 
 
-def _plot_lengths(plt, arrays: dict, *, min_length: int, max_length: int, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _figure():
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, nothing left open
+
+    fig = Figure(figsize=(8, 4.5))
+    return fig, fig.subplots()
+
+
+def _save(fig, ax, path: Path, **legend) -> None:
+    ax.legend(**legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _percent_of_stories(values: np.ndarray) -> np.ndarray:
+    """Histogram weights that make each split's bars sum to 100, whatever its size."""
+    return np.full(len(values), 100.0 / max(1, len(values)))
+
+
+def _plot_lengths(arrays: dict, *, min_length: int, max_length: int, path: Path) -> None:
+    fig, ax = _figure()
     bins = np.linspace(0, max_length + 1, min(80, max_length + 1) + 1)
     for split, a in arrays.items():
-        weights = np.full(len(a["lengths"]), 100.0 / max(1, len(a["lengths"])))
-        ax.hist(a["lengths"], bins=bins, weights=weights, histtype="step", linewidth=1.5,
+        ax.hist(a["lengths"], bins=bins, weights=_percent_of_stories(a["lengths"]), histtype="step", linewidth=1.5,
                 label=f"{split} ({len(a['lengths']):,} stories)")
     ax.axvline(max_length, color="red", linestyle="--", label=f"truncation (max_length {max_length})")
     ax.axvline(min_length, color="gray", linestyle=":", label=f"min_length {min_length}")
     ax.set(xlabel="story length (tokens, after truncation)", ylabel="% of the split's stories",
            title="Story length per split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
-def _plot_coverage(plt, coverage: dict, *, vocab_size: int, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _plot_coverage(coverage: dict, *, vocab_size: int, path: Path) -> None:
+    fig, ax = _figure()
     sizes = np.arange(1, vocab_size + 1)
     for name, c in coverage.items():
         sample = name == "vocabulary sample"  # drawn dashed on top: the splits' curves often lie right under it
@@ -104,39 +118,28 @@ def _plot_coverage(plt, coverage: dict, *, vocab_size: int, path: Path) -> None:
     ax.set(xlabel="vocabulary size (ids, EOS and UNK included; ranked by the vocabulary sample)",
            ylabel="% of tokens covered (not UNK)", title="Vocabulary coverage by size")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, ax, path, loc="lower right")
 
 
-def _plot_unk(plt, arrays: dict, *, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _plot_unk(arrays: dict, *, path: Path) -> None:
+    fig, ax = _figure()
     top = max([int(a["unk_tokens"].max()) for a in arrays.values() if len(a["unk_tokens"])] + [1])
     bins = np.arange(0, top + 2) - 0.5
     for split, a in arrays.items():
-        weights = np.full(len(a["unk_tokens"]), 100.0 / max(1, len(a["unk_tokens"])))
-        ax.hist(a["unk_tokens"], bins=bins, weights=weights, histtype="step", linewidth=1.5, label=split)
+        ax.hist(a["unk_tokens"], bins=bins, weights=_percent_of_stories(a["unk_tokens"]), histtype="step",
+                linewidth=1.5, label=split)
     ax.set_yscale("log")
     ax.set(xlabel="UNK tokens in the story", ylabel="% of the split's stories (log)", title="UNK tokens per story")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot(arrays: dict, figures: dict, info: dict, folder: Path) -> None:
-    """Write the three PNGs into `folder` (matplotlib's Agg backend: no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Write the three PNGs into `folder` (matplotlib's Agg renderer: no display needed)."""
     config = info["config"]
-    _plot_lengths(plt, arrays, min_length=config["min_length"], max_length=config["max_length"],
+    _plot_lengths(arrays, min_length=config["min_length"], max_length=config["max_length"],
                   path=folder / PLOT_FILES["lengths"])
-    _plot_coverage(plt, figures["coverage"], vocab_size=info["vocab_size"], path=folder / PLOT_FILES["coverage"])
-    _plot_unk(plt, arrays, path=folder / PLOT_FILES["unk"])
+    _plot_coverage(figures["coverage"], vocab_size=info["vocab_size"], path=folder / PLOT_FILES["coverage"])
+    _plot_unk(arrays, path=folder / PLOT_FILES["unk"])
 
 
 def markdown_table(header: list, rows: list) -> str:
@@ -220,7 +223,9 @@ def _summary(figures: dict) -> dict:
 
 
 def write_report(path, *, output=None) -> dict:
-    """Measure a prepared folder and write its report folder (default `DIR/report`); returns report.json's dict.
+    """Measure a prepared folder and write its report folder (default `DIR/report`).
+
+    Returns the figures of report.json plus `table` (the printed per-split table) and `output` (the folder).
 
     Example:
         >>> report = write_report("demo_prepared")  # doctest: +SKIP
@@ -242,8 +247,7 @@ def write_report(path, *, output=None) -> dict:
         summary = _summary(figures)
         (partial / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (partial / "report.md").write_text(markdown(figures, info, path.resolve()), encoding="utf-8")
-        shutil.rmtree(target, ignore_errors=True)
-        os.rename(partial, target)
+        move_into_place(partial, target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     summary["table"] = split_table(figures, info)
@@ -253,7 +257,7 @@ def write_report(path, *, output=None) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-report", description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="tinystories-report", description=__doc__.splitlines()[0].replace("`", ""))
     parser.add_argument("path", metavar="DIR", help="prepared folder to report on")
     add_config_arguments(parser, ReportConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ReportConfig)

@@ -87,18 +87,23 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
         tokenizer.save_pretrained(partial / TOKENIZER_DIR)
         info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if output.exists():
-            if not overwrite:
-                raise TinyStoriesError(f"{output} appeared while preparing; pass --overwrite to replace it")
-            previous = output.parent / f".{output.name}.previous-{os.getpid()}"
-            os.rename(output, previous)
-            os.rename(partial, output)
-            shutil.rmtree(previous)
-        else:
-            os.rename(partial, output)
+        if output.exists() and not overwrite:
+            raise TinyStoriesError(f"{output} appeared while preparing; pass --overwrite to replace it")
+        move_into_place(partial, output)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return output
+
+
+def move_into_place(partial: Path, target: Path) -> None:
+    """Rename a finished folder to `target`, replacing an existing one; each step is an atomic rename."""
+    if target.exists():
+        previous = target.parent / f".{target.name}.previous-{os.getpid()}"
+        os.rename(target, previous)
+        os.rename(partial, target)
+        shutil.rmtree(previous)
+    else:
+        os.rename(partial, target)
 
 
 def read_prepare_info(path) -> dict:

@@ -104,7 +104,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-validate", description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="tinystories-validate", description=__doc__.splitlines()[0].replace("`", ""))
     parser.add_argument("path", metavar="DIR", help="prepared folder to check")
     add_config_arguments(parser, ValidateConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ValidateConfig)

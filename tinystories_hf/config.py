@@ -69,6 +69,7 @@ class PrepareConfig:
     )
     overwrite: bool = _option(False, "replace an existing output folder")
     cache_dir: str | None = _option(None, "datasets cache folder; None means the Hugging Face datasets cache")
+    report: bool = _option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work."""
@@ -91,6 +92,8 @@ class PrepareConfig:
             raise TinyStoriesError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
         if self.backend not in ("auto", "hf", "tiktoken"):
             raise TinyStoriesError(f"--backend {self.backend!r} is not one of auto, hf, tiktoken")
+        if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise TinyStoriesError(f"--cache-dir {self.cache_dir} is a file; pass a folder")
 
 
 def _type_of(f: dataclasses.Field):

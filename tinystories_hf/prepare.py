@@ -16,7 +16,7 @@ import datasets
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args
-from .errors import cli_errors
+from .errors import TinyStoriesError, cli_errors
 from .sources import load_stories
 from .store import check_output, save_prepared
 from .tokenize import encode_split, reduce_split, split_counts
@@ -93,6 +93,11 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         for split in SPLITS})
     splits = {split: split_counts(base_ids[split], reduced[split], max_length=config.max_length,
                                   min_length=config.min_length, unk_id=tokenizer.unk_id) for split in SPLITS}
+    train = splits["train"]
+    if not train["kept"]:  # refuse to save a dataset (and a vocabulary) that has nothing to train on
+        raise TinyStoriesError(f"{config.source}: no train story has --min-length {config.min_length} tokens or more "
+                               f"({train['stories']} read: {train['skipped_empty']} empty or not text, "
+                               f"{train['skipped_short']} too short); check --text-column or lower --min-length")
     info = {
         "config": dataclasses.asdict(config),
         "source": dataclasses.asdict(source),
@@ -105,6 +110,10 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     }
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite)
+    if config.report:
+        from .report import write_report  # imported only when asked: evaluate and matplotlib load slowly
+
+        write_report(output)
     return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info)
 
 

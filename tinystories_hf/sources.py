@@ -8,13 +8,17 @@ Every source ends up as splits `train` and `validation` with one string column `
   * `demo`, the package's small synthetic corpus.
 A source with only a train split gets a seeded validation carve-out.
 """
+import gzip
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .demo import DEMO_SPLITS, demo_stories
 from .errors import TinyStoriesError
@@ -25,6 +29,10 @@ JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 TXT_SUFFIXES = (".txt",)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# What datasets/pyarrow raise on a file that is not what its name says (garbage parquet, broken gzip, an
+# empty JSON file, a folder without data files): reported as one line naming the file, never a traceback.
+UNREADABLE = (datasets.data_files.EmptyDatasetError, pa.ArrowException, gzip.BadGzipFile, zlib.error, EOFError,
+              UnicodeDecodeError, StopIteration)
 
 
 @dataclass
@@ -84,6 +92,11 @@ def _txt_dataset(paths, split, cache_dir, streaming, num_proc=None):
         if isinstance(e.__cause__, TinyStoriesError):
             raise e.__cause__ from None
         raise
+    except ValueError as e:  # datasets: 'Instruction "train" corresponds to no data!'
+        if "corresponds to no data" not in str(e):
+            raise
+        raise TinyStoriesError(f"{', '.join(map(str, paths))}: no stories found (the file is empty or holds only "
+                               f"{EOT_LINE} lines)") from None
 
 
 def _demo(streaming):
@@ -106,11 +119,11 @@ def _load(path_or_builder, *, data_files=None, cache_dir=None, streaming=False, 
     try:
         return datasets.load_dataset(path_or_builder, data_files=data_files, cache_dir=cache_dir,
                                      streaming=streaming, num_proc=None if streaming else _procs(num_proc, shards))
-    except datasets.exceptions.DatasetGenerationError as e:
+    except (datasets.exceptions.DatasetGenerationError, *UNREADABLE) as e:
         cause = e.__cause__ or e
-        where = data_files or path_or_builder
-        raise TinyStoriesError(f"could not read {where}: {type(cause).__name__}: "
-                               f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
+        where = ", ".join(data_files.values()) if data_files else path_or_builder
+        reason = str(cause).splitlines()[0] if str(cause) else "no rows"
+        raise TinyStoriesError(f"could not read {where}: {type(cause).__name__}: {reason}") from None
 
 
 def _hub(source, cache_dir, streaming, num_proc):
@@ -124,6 +137,17 @@ def _hub(source, cache_dir, streaming, num_proc):
             "copy with --source PATH or try the built-in corpus with --source demo") from None
 
 
+def _check_parquet_rows(files) -> None:
+    """datasets fails on a zero-row parquet file with 'BatchSize must be greater than 0'; say what it is."""
+    for f in files:
+        try:
+            rows = pq.read_metadata(f).num_rows
+        except pa.ArrowException as e:
+            raise TinyStoriesError(f"could not read {f}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        if rows == 0:
+            raise TinyStoriesError(f"{f}: the parquet file has no rows; remove it or pass a file with stories")
+
+
 def _local(path: Path, cache_dir, streaming, num_proc):
     if path.is_dir():
         txt = sorted(p for p in path.rglob("*") if p.suffix in TXT_SUFFIXES and p.is_file())
@@ -134,14 +158,18 @@ def _local(path: Path, cache_dir, streaming, num_proc):
             return _dict(streaming)({s: _txt_dataset(ps, s, cache_dir, streaming, num_proc)
                                      for s, ps in splits.items()}), "txt", txt
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        _check_parquet_rows(f for f in files if f.endswith(PARQUET_SUFFIXES))
         train_files = sum(_split_of(Path(f)) == "train" and "train" in Path(f).name for f in files)
         return _load(str(path), cache_dir=cache_dir, streaming=streaming, num_proc=num_proc,
                      shards=train_files), "folder", files
+    if path.stat().st_size == 0:
+        raise TinyStoriesError(f"{path}: the file is empty; pass a file with stories")
     name = path.name.lower()
     if name.endswith(TXT_SUFFIXES):
         return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming)}), "txt", [path]
     if name.endswith(PARQUET_SUFFIXES):
         builder, kind = "parquet", "parquet"
+        _check_parquet_rows([path])
     elif name.endswith(JSON_SUFFIXES):
         builder, kind = "json", "json"
     else:
@@ -154,11 +182,37 @@ def _dict(streaming):
     return datasets.IterableDatasetDict if streaming else datasets.DatasetDict
 
 
+def _check_text(ds, text_column: str, split: str, source: str) -> None:
+    """A loaded split must have rows, a string column, and valid UTF-8 (pyarrow's JSON and parquet readers
+    do not check it, and a bad byte would otherwise crash tokenization far from its file)."""
+    if ds.num_rows == 0:
+        raise TinyStoriesError(f"{source}: split {split!r} has no rows; pass a source with stories in it")
+    feature = ds.features[text_column]
+    if isinstance(feature, datasets.Json):  # datasets' type for a JSON field that mixes strings and other types
+        raise TinyStoriesError(f"{source}: column {text_column!r} of split {split!r} mixes strings with numbers, "
+                               "lists or objects; make every story a JSON string (null is allowed)")
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+        raise TinyStoriesError(f"{source}: column {text_column!r} of split {split!r} holds {feature}, not text; "
+                               "pass the story column with --text-column NAME")
+    row = 0
+    for chunk in ds.data.column(text_column).chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid as e:
+            found = re.search(r"index (\d+)", str(e))
+            where = f"row {row + int(found.group(1))}" if found else f"rows {row}..{row + len(chunk) - 1}"
+            raise TinyStoriesError(f"{source}: split {split!r} {where} is not valid UTF-8; re-encode the "
+                                   "source as UTF-8") from None
+        row += len(chunk)
+
+
 def _text_only(ds, text_column: str, split: str, source: str):
     columns = list(ds.column_names or ds.features or [])
     if text_column not in columns:
         raise TinyStoriesError(f"{source}: split {split!r} has no column {text_column!r} (columns found: "
                                f"{', '.join(columns) or 'none'}); pass --text-column NAME")
+    if isinstance(ds, datasets.Dataset):
+        _check_text(ds, text_column, split, source)
     ds = ds.select_columns([text_column])
     return ds.rename_column(text_column, "text") if text_column != "text" else ds
 
@@ -198,6 +252,9 @@ def load_stories(source: str, *, text_column: str = "text", validation_fraction:
     info = SourceInfo(source=source, kind=kind, files=[str(f) for f in files])
     splits = {s: _text_only(raw[s], text_column, s, source) for s in ("train", "validation") if s in raw}
     if "validation" not in splits:
+        if not streaming and splits["train"].num_rows < 2:
+            raise TinyStoriesError(f"{source}: only {splits['train'].num_rows} story; at least 2 are needed to "
+                                   "carve out a validation split")
         if streaming:
             raise TinyStoriesError(f"{source}: no validation split to stream; stream split='train' instead")
         splits = carve_validation(splits["train"], validation_fraction, seed)

@@ -12,11 +12,14 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from .errors import TinyStoriesError
+from .tokenize import reduced_features
 
 PREPARE_INFO = "prepare_info.json"
 TOKENIZER_DIR = "tokenizer"
@@ -41,6 +44,8 @@ def check_output(output, *, overwrite: bool, source_files=()) -> Path:
     output = Path(output).expanduser().resolve()
     if output.exists() and not overwrite:
         raise TinyStoriesError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    if output.exists() and not output.is_dir():
+        raise TinyStoriesError(f"{output} is a file, not a prepared dataset folder; refusing to replace it")
     if output.exists() and not (output / "dataset_dict.json").exists() and any(output.iterdir()):
         raise TinyStoriesError(f"{output} exists and is not a prepared dataset folder; refusing to replace it")
     for f in source_files:
@@ -50,8 +55,12 @@ def check_output(output, *, overwrite: bool, source_files=()) -> Path:
     parent = output.parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise TinyStoriesError(f"cannot write to {parent}; choose a writable --output")
+    if not parent.is_dir():
+        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another --output")
+    try:  # a real probe: os.access says yes to root even on /proc, /sys or a read-only mount
+        tempfile.TemporaryDirectory(prefix=f".{output.name}.probe-", dir=parent).cleanup()
+    except OSError as e:
+        raise TinyStoriesError(f"cannot write to {parent} ({e.strerror}); choose a writable --output") from None
     return output
 
 
@@ -73,21 +82,28 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
         # Shard count from size only (not from num_proc), so outputs are byte-identical across num_proc.
         shards = {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
         dataset_dict.save_to_disk(str(partial), num_shards=shards)
+        # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
+        data_files = tree_sha256(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR)
-        info = dict(info, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
+        info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if output.exists():
-            if not overwrite:
-                raise TinyStoriesError(f"{output} appeared while preparing; pass --overwrite to replace it")
-            previous = output.parent / f".{output.name}.previous-{os.getpid()}"
-            os.rename(output, previous)
-            os.rename(partial, output)
-            shutil.rmtree(previous)
-        else:
-            os.rename(partial, output)
+        if output.exists() and not overwrite:
+            raise TinyStoriesError(f"{output} appeared while preparing; pass --overwrite to replace it")
+        move_into_place(partial, output)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return output
+
+
+def move_into_place(partial: Path, target: Path) -> None:
+    """Rename a finished folder to `target`, replacing an existing one; each step is an atomic rename."""
+    if target.exists():
+        previous = target.parent / f".{target.name}.previous-{os.getpid()}"
+        os.rename(target, previous)
+        os.rename(partial, target)
+        shutil.rmtree(previous)
+    else:
+        os.rename(partial, target)
 
 
 def read_prepare_info(path) -> dict:
@@ -113,7 +129,15 @@ def load_prepared(path):
     if not path.exists():
         raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare")
     info = read_prepare_info(path)
-    dataset = datasets.load_from_disk(str(path))
+    missing = [name for name in info.get("data_files", {}) if not (path / name).is_file()]
+    if missing:
+        raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
+                               "the folder is incomplete, re-create it with tinystories-prepare")
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except (OSError, ValueError, pa.ArrowException) as e:  # e.g. a damaged Arrow file or state.json
+        raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); run "
+                               "tinystories-validate to find the damaged file, then re-create the folder") from None
     tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
     if tokenizer.fingerprint != info["vocab_sha256"]:
         raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
@@ -123,4 +147,8 @@ def load_prepared(path):
             found = dataset[split].num_rows if split in dataset else "missing"
             raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
                                    "the folder is incomplete or altered, re-create it")
+        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
+        if found != expected:
+            raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
+                                   "altered, re-create it")
     return dataset, tokenizer

@@ -1,0 +1,393 @@
+"""Bad input of every kind: a one-line error or a counted skip, never a traceback, never a changed previous
+output. Then SIGKILL at several points of a run, and the security rules of the data path."""
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import huggingface_hub
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO
+
+from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf.prepare import main
+from tinystories_hf.store import tree_sha256
+from tinystories_hf.validate import validate_prepared
+
+GOOD = "Once upon a time, a little dog named Max ran to the park to play with his red ball. He was very happy."
+EOT = "<|endoftext|>\n"
+BIN = Path(sys.executable).parent
+
+
+def _stories(n: int, sep: str = "\n") -> str:
+    return "".join(f"{GOOD} Story {i}.{sep}{EOT.replace(chr(10), sep)}" for i in range(n))
+
+
+def _write(tmp: Path, name: str, content) -> str:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+def _jsonl(rows) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def _parquet(tmp: Path, name: str, table: pa.Table) -> str:
+    pq.write_table(table, tmp / name)
+    return str(tmp / name)
+
+
+def _src(make):
+    """Case whose --source is built by `make(tmp)`."""
+    return lambda tmp, prev: ["--source", make(tmp)]
+
+
+def _opts(*args):
+    """Case with a good source (the demo corpus) and bad options."""
+    return lambda tmp, prev: ["--source", "demo", *args]
+
+
+def _hub_offline(tmp, prev):
+    # The Hub is unreachable on CI machines; offline mode makes the same failure immediate.
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    return ["--source", "nobody/no-such-dataset"]
+
+
+def _inside_source(tmp, prev):
+    _write(tmp, "src/train.txt", _stories(5))
+    return ["--source", str(tmp / "src"), "--output", str(tmp / "src" / "prepared")]
+
+
+def _output_is_a_folder_of_mine(tmp, prev):
+    _write(tmp, "mine/notes.txt", "my notes")
+    return ["--source", "demo", "--output", str(tmp / "mine"), "--overwrite"]
+
+
+# (case id, argv maker (tmp, previous output) -> args, the expected error line). Unless a case names its own
+# --output, it writes to the previous complete output with --overwrite, which must survive unchanged.
+ERRORS = [
+    ("empty-txt", _src(lambda t: _write(t, "s.txt", "")), r"s\.txt: the file is empty"),
+    ("empty-jsonl", _src(lambda t: _write(t, "s.jsonl", "")), r"s\.jsonl: the file is empty"),
+    ("whitespace-only-txt", _src(lambda t: _write(t, "s.txt", "\n \n\t\n")), r"s\.txt: no stories found"),
+    ("only-separators-txt", _src(lambda t: _write(t, "s.txt", EOT * 50)),
+     r"no train story has --min-length 10 tokens or more \(49 read: 49 empty or not text, 0 too short\)"),
+    ("all-stories-too-short", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": "Hi."}] * 20))),
+     r"no train story .* \(19 read: 0 empty or not text, 19 too short\); check --text-column or lower --min-length"),
+    ("one-story-only", _src(lambda t: _write(t, "s.txt", _stories(1))), r"only 1 story; at least 2 are needed"),
+    ("invalid-utf8-txt", _src(lambda t: _write(t, "s.txt", _stories(3).encode() + b"caf\xe9\n" + EOT.encode())),
+     rf"s\.txt: not valid UTF-8 at byte offset {len(_stories(3).encode()) + 3}; re-encode"),
+    ("invalid-utf8-jsonl", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 4).encode()
+                                                 + b'{"text": "caf\xe9"}\n')),
+     r"split 'train' row 4 is not valid UTF-8"),
+    ("json-number-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}, {"text": 5}, {"text": GOOD}]))),
+     r"column 'text' of split 'train' mixes strings with numbers, lists or objects"),
+    ("json-list-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}, {"text": ["a", "b"]}]))),
+     r"mixes strings with numbers, lists or objects"),
+    ("json-object-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": {"a": 1}}] * 3))),
+     r"column 'text' of split 'train' holds .*not text"),
+    ("broken-json-line", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 3) + '{"text": "cut\n')),
+     r"could not read .*s\.jsonl: ArrowInvalid: JSON parse error"),
+    ("not-gzip", _src(lambda t: _write(t, "s.jsonl.gz", "plain text, not gzip")),
+     r"could not read .*s\.jsonl\.gz: BadGzipFile"),
+    ("truncated-gzip", _src(lambda t: _write(t, "s.jsonl.gz", gzip.compress(_jsonl([{"text": GOOD}] * 500).encode())[:300])),
+     r"could not read .*s\.jsonl\.gz: .*(EOFError|Compressed file ended)"),
+    ("parquet-without-text", _src(lambda t: _parquet(t, "s.parquet", pa.table({"story": [GOOD] * 5}))),
+     r"split 'train' has no column 'text' \(columns found: story\); pass --text-column NAME"),
+    ("parquet-int-text", _src(lambda t: _parquet(t, "s.parquet", pa.table({"text": list(range(5))}))),
+     r"column 'text' of split 'train' holds Value\('int64'\), not text"),
+    ("parquet-garbage", _src(lambda t: _write(t, "s.parquet", os.urandom(2000))),
+     r"could not read .*s\.parquet: ArrowInvalid: .*magic bytes"),
+    ("parquet-zero-rows", _src(lambda t: _parquet(t, "s.parquet", pa.table({"text": pa.array([], pa.string())}))),
+     r"s\.parquet: the parquet file has no rows"),
+    ("unsupported-csv", _src(lambda t: _write(t, "s.csv", "text\nhello\n")), r"s\.csv: unsupported file type"),
+    ("missing-train-split", _src(lambda t: _write(t, "d/validation.jsonl", _jsonl([{"text": GOOD}] * 3))
+                                 and str(t / "d")), r"no 'train' split \(splits found: validation\)"),
+    ("empty-folder", _src(lambda t: (t / "d").mkdir() or str(t / "d")),
+     r"could not read .*d: EmptyDatasetError: .*doesn't contain any data files"),
+    ("missing-path", _src(lambda t: str(t / "nope.jsonl")), r"source '.*nope\.jsonl' not found"),
+    ("wrong-text-column", lambda t, p: ["--source", "demo", "--text-column", "story"],
+     r"demo: split 'train' has no column 'story' \(columns found: text\)"),
+    ("hub-unreachable", _hub_offline, r"could not load Hub dataset 'nobody/no-such-dataset' .*--source demo"),
+    ("vocab-below-specials", _opts("--vocab-size", "2"), r"--vocab-size 2 is too small: it must hold EOS, UNK"),
+    ("vocab-over-uint16", _opts("--vocab-size", "70000"), r"--vocab-size 70000 does not fit the uint16"),
+    ("vocab-over-base", _opts("--vocab-size", "60000"), r"--vocab-size 60000 exceeds the base tokenizer's"),
+    ("max-below-min", _opts("--max-length", "5"), r"--max-length 5 is below --min-length 10"),
+    ("min-length-zero", _opts("--min-length", "0"), r"--min-length 0 must be at least 1"),
+    ("num-proc-zero", _opts("--num-proc", "0"), r"--num-proc 0 must be at least 1"),
+    ("validation-fraction-zero", _opts("--validation-fraction", "0"), r"--validation-fraction 0.0 must be between"),
+    ("vocab-sample-zero", _opts("--vocab-sample-size", "0"), r"--vocab-sample-size 0 must be positive or 'all'"),
+    ("unknown-backend", _opts("--backend", "fast"), r"--backend 'fast' is not one of auto, hf, tiktoken"),
+    ("missing-tokenizer", _opts("--tokenizer", "/nonexistent/tokenizer"),
+     r"could not load tokenizer '/nonexistent/tokenizer'"),
+    ("cache-dir-is-file", lambda t, p: ["--source", "demo", "--cache-dir", _write(t, "cache", "x")],
+     r"--cache-dir .*cache is a file; pass a folder"),
+    ("output-exists", lambda t, p: ["--source", "demo", "--output", str(p)], r"already exists; pass --overwrite"),
+    ("output-is-a-file", lambda t, p: ["--source", "demo", "--output", _write(t, "f", "x"), "--overwrite"],
+     r"f is a file, not a prepared dataset folder"),
+    ("output-under-a-file", lambda t, p: ["--source", "demo", "--output", _write(t, "f", "x") + "/out"],
+     r"cannot write to .*f/out: .*f is a file"),
+    ("output-unwritable", lambda t, p: ["--source", "demo", "--output", "/sys/tinystories-out"],
+     r"cannot write to /sys \((Operation not permitted|Permission denied)\)"),
+    ("output-inside-source", _inside_source, r"--output .*src/prepared overlaps the source .*src; write it elsewhere"),
+    ("output-is-the-source", lambda t, p: ["--source", _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 3)),
+                                           "--output", str(t / "s.jsonl"), "--overwrite"], r"s\.jsonl is a file"),
+    ("output-is-not-prepared", _output_is_a_folder_of_mine, r"mine exists and is not a prepared dataset folder"),
+]
+
+
+@pytest.fixture(scope="module")
+def previous(tmp_path_factory):
+    """A complete prepared folder that every failing run targets (with --overwrite) and must leave alone."""
+    out = tmp_path_factory.mktemp("previous") / "prepared"
+    prepare(PrepareConfig(source="demo", output=str(out), vocab_size=300, num_proc=1))
+    return out
+
+
+def _error_line(stderr: str) -> str:
+    """The run's stderr holds no traceback and exactly one `error:` line, its last non-progress line."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and stderr.rstrip().endswith(errors[0]), stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("make, message", [case[1:] for case in ERRORS], ids=[case[0] for case in ERRORS])
+def test_bad_input_is_one_line_error_and_the_previous_output_survives(previous, tmp_path, capsys, monkeypatch,
+                                                                      make, message):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", datasets.config.HF_HUB_OFFLINE)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+    before = tree_sha256(previous)
+    args = make(tmp_path, previous)
+    if "--output" not in args:
+        args += ["--output", str(previous), "--overwrite"]
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["--vocab-size", "300", "--num-proc", "1", "--cache-dir", str(tmp_path / "hf"), *args]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert re.search(message, line), line
+    assert tree_sha256(previous) == before
+    assert [p.name for p in previous.parent.iterdir()] == [previous.name]  # no partial folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf") == [n for n in listing if n != "hf"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vocab-size", "abc"], "argument --vocab-size: invalid int value: 'abc'"),
+    (["--num-proc", "two"], "argument --num-proc: invalid int value: 'two'"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+])
+def test_malformed_options_are_rejected_by_argparse(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--source", "demo", "--output", "unused", *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(message) and "Traceback" not in err
+
+
+def _run_ok(tmp: Path, source: str, *extra) -> dict:
+    out = tmp / "out"
+    assert main(["--source", source, "--output", str(out), "--vocab-size", "300", "--num-proc", "1", "--keep-text",
+                 "--cache-dir", str(tmp / "hf"), *extra]) == 0
+    validate_prepared(out)
+    dataset = datasets.load_from_disk(str(out))
+    info = json.loads((out / "prepare_info.json").read_text())
+    total = {k: sum(c[k] for c in info["splits"].values()) for k in info["splits"]["train"]}
+    return {"total": total, "texts": [t for split in dataset.values() for t in split["text"]], "dataset": dataset}
+
+
+def test_counted_skips_null_empty_blank_short_rows(tmp_path):
+    rows = [{"text": GOOD}, {"text": None}, {"text": ""}, {"text": " \n\t "}, {}, {"text": "Hi."}, {"text": GOOD + "!"}]
+    run = _run_ok(tmp_path, _write(tmp_path, "s.jsonl", _jsonl(rows)), "--validation-fraction", "0.3")
+    assert {k: run["total"][k] for k in ("stories", "kept", "skipped_empty", "skipped_short")} == \
+        {"stories": 7, "kept": 2, "skipped_empty": 4, "skipped_short": 1}
+
+
+def test_a_5mb_story_is_truncated_and_counted(tmp_path):
+    big = (GOOD + " ") * 50_000  # 5.2 MB, one story, no separator inside
+    source = _write(tmp_path, "s.txt", big + "\n" + EOT + _stories(3))
+    assert Path(source).stat().st_size > 5_000_000
+    run = _run_ok(tmp_path, source)
+    assert run["total"]["stories"] == run["total"]["kept"] == 4 and run["total"]["truncated"] == 1
+    lengths = [n for split in run["dataset"].values() for n in split["length"]]
+    assert max(lengths) == 512 and run["total"]["tokens_before_truncation"] > 1_000_000
+
+
+def test_nul_bytes_are_kept_as_text(tmp_path):
+    story = GOOD.replace("dog", "d\x00og")
+    run = _run_ok(tmp_path, _write(tmp_path, "s.txt", (story + "\n" + EOT) * 6))
+    assert run["total"]["kept"] == 6 and all(t == story for t in run["texts"])
+
+
+def test_mixed_line_endings_are_normalised(tmp_path):
+    content = _stories(5, sep="\r\n") + _stories(5) + GOOD + " no final separator"
+    run = _run_ok(tmp_path, _write(tmp_path, "s.txt", content))
+    expected = {f"{GOOD} Story {i}." for i in range(5)} | {GOOD + " no final separator"}
+    assert run["total"]["stories"] == run["total"]["kept"] == 11
+    assert set(run["texts"]) == expected and not any("\r" in t for t in run["texts"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: ["--source", _write(t, "s.txt", b"\xff\xfe" + _stories(3).encode()), "--output", str(t / "o")],
+     r"s\.txt: not valid UTF-8 at byte offset 0"),
+    (lambda t: ["--source", _write(t, "d/validation.jsonl", _jsonl([{"text": GOOD}])).rsplit("/", 1)[0],
+                "--output", str(t / "o")], r"no 'train' split"),
+    (lambda t: ["--source", "demo", "--vocab-size", "1", "--output", str(t / "o")], r"--vocab-size 1 is too small"),
+    (lambda t: ["--source", "demo", "--output", "/proc/tinystories-out"], r"cannot write to /proc"),
+])
+def test_the_installed_command_exits_2_with_one_line(tmp_path, make, message):
+    run = subprocess.run([str(BIN / "tinystories-prepare"), *make(tmp_path)], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 2
+    assert re.search(message, _error_line(run.stderr))
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_and_validate_of_a_missing_folder_are_one_line(tmp_path):
+    for command in ("tinystories-report", "tinystories-validate"):
+        run = subprocess.run([str(BIN / command), str(tmp_path / "missing")], capture_output=True, text=True,
+                             check=False)
+        assert run.returncode == 2 and "missing" in _error_line(run.stderr)
+
+
+# ---- SIGKILL: the target is absent or the previous complete folder; a rerun reuses finished cache work ----
+
+# Runs tinystories-prepare, but with one step replaced by a pause that first drops a marker file, so the test
+# can SIGKILL the run at that exact point (the stages are too short on a small corpus to hit by timing).
+DRIVER = r"""
+import importlib, os, sys, time
+# import_module: the package attribute `tinystories_hf.prepare` is the function, not the module.
+prepare, tokenize, vocab = (importlib.import_module(f"tinystories_hf.{m}") for m in ("prepare", "tokenize", "vocab"))
+
+def pause(*args, **kwargs):
+    open(os.environ["KILL_MARKER"], "w").close()
+    time.sleep(600)
+
+stage = sys.argv[1]
+if stage == "counting":
+    prepare.count_base_tokens = pause
+elif stage == "remapping":
+    tokenize.reduce_stories = pause
+elif stage == "saving":
+    vocab.TinyStoriesTokenizer.save_pretrained = pause
+sys.exit(prepare.main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """20,200 TinyStories-shaped stories (real sentences) as jsonl: tokenizing train takes a few seconds."""
+    folder = tmp_path_factory.mktemp("kill") / "corpus"
+    subprocess.run([sys.executable, str(REPO.parent / "shared" / "tools" / "make_corpus.py"), str(folder),
+                    "--train", "20000", "--validation", "200", "--layout", "jsonl"], check=True, capture_output=True)
+    return folder
+
+
+def _start(tmp: Path, stage: str, *args) -> tuple:
+    log = tmp / f"{stage}-{time.monotonic_ns()}.log"
+    env = dict(os.environ, KILL_MARKER=str(tmp / "marker"))
+    (tmp / "marker").unlink(missing_ok=True)
+    with open(log, "wb") as stderr:  # its own session, so SIGKILL reaches the map worker processes too
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=env, start_new_session=True)
+    return proc, log
+
+
+def _kill_when(proc, ready, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the run ended before the kill point"
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _finish(proc, log) -> str:
+    assert proc.wait(timeout=600) == 0, log.read_text()[-2000:]
+    return log.read_text()
+
+
+def _encode_caches(cache: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")}
+
+
+def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(corpus, tmp_path):
+    runs, out, cache = tmp_path / "runs", tmp_path / "runs" / "out", tmp_path / "cache"
+    runs.mkdir()
+    common = ["--source", str(corpus), "--output", str(out), "--num-proc", "2", "--cache-dir", str(cache)]
+
+    # 1. Killed while tokenizing train, with no previous output: the target does not exist.
+    proc, log = _start(tmp_path, "none", *common)
+    _kill_when(proc, lambda: re.search(r"tokenize train[^\r\n]*?\b[1-9]\d*/20000", log.read_text()))
+    assert list(runs.iterdir()) == []
+
+    # 2. A full run after that kill: the previous complete output of the next steps.
+    _finish(*_start(tmp_path, "none", *common))
+    previous = tree_sha256(out)
+    validate_prepared(out)
+    caches = _encode_caches(cache)
+
+    # 3. Killed while counting, remapping and saving a new vocabulary over it: the previous output survives.
+    smaller = [*common, "--vocab-size", "5000", "--overwrite"]
+    for stage in ("counting", "remapping", "saving"):
+        proc, log = _start(tmp_path, stage, *smaller)
+        _kill_when(proc, (tmp_path / "marker").exists)
+        if stage == "saving":  # killed with the new data already written to the hidden partial folder
+            partial = runs / f".out.partial-{proc.pid}"
+            assert (partial / "train" / "dataset_info.json").exists()
+        assert tree_sha256(out) == previous, stage
+        assert "tokenize train" not in log.read_text()  # the encode pass came from the cache
+    validate_prepared(out)
+
+    # 4. The rerun succeeds without re-tokenizing, removes the dead run's partial folder...
+    log = _finish(*_start(tmp_path, "none", *smaller))
+    assert "tokenize train" not in log
+    assert [p.name for p in runs.iterdir()] == ["out"]
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in caches.items())
+    assert validate_prepared(out)["vocab_size"] == 5000
+    # ... and writes exactly what an uninterrupted run with a fresh cache writes.
+    fresh = prepare(PrepareConfig(source=str(corpus), output=str(tmp_path / "fresh"), vocab_size=5000, num_proc=2,
+                                  cache_dir=str(tmp_path / "fresh-cache")))
+    assert json.loads((out / "prepare_info.json").read_text())["data_files"] == \
+        json.loads((fresh.output / "prepare_info.json").read_text())["data_files"]
+
+
+# ---- Security: nothing in the data path can execute code from a file; tokens never reach output ----
+
+def test_no_pickle_dill_or_torch_load_in_the_package():
+    pattern = re.compile(r"\b(import pickle|import dill|from pickle|from dill|pickle\.loads?|dill\.loads?|"
+                         r"torch\.load|allow_pickle\s*=\s*True|joblib|shelve|marshal\.loads?)\b")
+    sources = sorted((REPO / "tinystories_hf").rglob("*.py"))
+    assert len(sources) >= 14
+    found = [f"{p.relative_to(REPO)}:{n}" for p in sources
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
+
+
+def test_prepared_folders_hold_only_json_arrow_and_report_files(previous, tmp_path):
+    out = shutil.copytree(previous, tmp_path / "copy")
+    from tinystories_hf.report import write_report
+
+    write_report(out)
+    suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
+    assert suffixes == {".json", ".arrow", ".png", ".md"}
+
+
+def test_a_hub_token_in_the_environment_is_never_written_or_printed(tmp_path, capsys, monkeypatch):
+    secret = "hf_SECRETtokenNEVERlogged0123456789"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", secret)
+    out = tmp_path / "o"
+    assert main(["--source", "demo", "--output", str(out), "--vocab-size", "300", "--num-proc", "1", "--report"]) == 0
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
+    assert not [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]

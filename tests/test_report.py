@@ -1,0 +1,173 @@
+"""tinystories-report: its figures against an independent count of the real sample, and its PNGs."""
+import json
+from collections import Counter
+
+import evaluate
+import numpy as np
+import pytest
+from conftest import SAMPLE_JSONL
+from PIL import Image
+from transformers import GPT2Tokenizer
+
+from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf.base_tokenizer import gpt2_bpe_files
+from tinystories_hf.measurements import measurement_path
+from tinystories_hf.prepare import main as prepare_main
+from tinystories_hf.report import main as report_main
+from tinystories_hf.report import write_report
+
+VOCAB = 2000  # below the sample's 8,316 distinct tokens, so both splits hold UNK tokens and the cut matters
+EOS_BASE = 50256
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The real sample prepared with a 2,000-id vocabulary (every train story in the vocabulary sample)."""
+    out = tmp_path_factory.mktemp("report") / "sample2k"
+    result = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(out), vocab_size=VOCAB, keep_text=True,
+                                   num_proc=2))
+    write_report(out)
+    return result, json.loads((out / "report" / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(report):
+    """Everything recomputed from the stored story text with the plain transformers GPT-2 tokenizer."""
+    files = gpt2_bpe_files()
+    tokenize = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+    result, _ = report
+    base = {split: tokenize(list(ds["text"]))["input_ids"] for split, ds in result.dataset.items()}
+    train_counts = Counter(i for ids in base["train"] for i in ids)
+    del train_counts[EOS_BASE]
+    ranking = sorted(train_counts, key=lambda i: (-train_counts[i], i))  # ties: lower base id first
+    rank = {i: r for r, i in enumerate(ranking)}
+    return {"base": base, "train_counts": train_counts, "ranking": ranking, "rank": rank}
+
+
+def _coverage_at(rank_counts: Counter, total: int, size: int) -> float:
+    """Share of `total` tokens whose rank among regular tokens is below size - 2 (EOS and UNK take 2 ids)."""
+    return sum(n for r, n in rank_counts.items() if r is not None and r < size - 2) / total
+
+
+def _size_for(rank_counts: Counter, total: int, share: float):
+    covered = 0
+    for r in range(VOCAB - 2):
+        covered += rank_counts.get(r, 0)
+        if covered >= share * total - 1e-9:
+            return r + 3
+    return None
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_token_stats_match_an_independent_count(report, reference, split):
+    _, figures = report
+    stored = [ids[:512] for ids in reference["base"][split]]
+    kept = set(reference["ranking"][: VOCAB - 2])
+    lengths = np.array([len(ids) for ids in stored])
+    unk = np.array([sum(1 for i in ids if i not in kept) for ids in stored])
+    s = figures["splits"][split]
+    assert s["stories"] == len(stored) and s["tokens"] == int(lengths.sum())
+    assert s["mean_length"] == pytest.approx(lengths.mean())
+    assert s["median_length"] == pytest.approx(np.median(lengths))
+    assert s["p90_length"] == pytest.approx(np.percentile(lengths, 90))
+    assert (s["min_length"], s["max_length"]) == (lengths.min(), 512)
+    assert s["at_max_length"] == int((lengths == 512).sum()) >= 1
+    assert s["unk_tokens"] == int(unk.sum()) > 0
+    assert s["unk_share"] == pytest.approx(unk.sum() / lengths.sum())
+    assert s["stories_with_unk"] == int((unk > 0).sum())
+    assert s["max_unk_per_story"] == int(unk.max())
+
+
+def test_train_token_total_is_the_known_figure(report):
+    # ../shared/README.md: 1,130,659 GPT-2 tokens in the sample; 120 stories over 512 tokens.
+    result, figures = report
+    info = result.info["splits"]
+    assert sum(c["tokens_before_truncation"] for c in info.values()) == 1_130_659
+    assert sum(figures["splits"][s]["tokens"] for s in info) == sum(c["tokens"] for c in info.values())
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_split_coverage_uses_the_sample_ranking(report, reference, split):
+    _, figures = report
+    stored = [i for ids in reference["base"][split] for i in ids[:512]]
+    rank_counts = Counter(reference["rank"].get(i) for i in stored)
+    c = figures["coverage"][split]
+    assert c["tokens"] == len(stored) and c["vocab_size"] == VOCAB
+    for size in ("500", "1000", str(VOCAB)):
+        assert c["coverage_at"][size] == pytest.approx(_coverage_at(rank_counts, len(stored), int(size)))
+    assert c["coverage"] == pytest.approx(1 - figures["splits"][split]["unk_share"])
+    assert c["size_for_share"]["0.9"] == _size_for(rank_counts, len(stored), 0.9)
+    assert c["size_for_share"]["0.99"] is None  # 2,000 ids cover less than 99% of this data
+    unused = sum(1 for r in range(VOCAB - 2) if rank_counts.get(r, 0) == 0)
+    assert c["unused_ids"] == unused
+
+
+def test_sample_coverage_is_the_pre_truncation_train_count(report, reference):
+    _, figures = report
+    counts, ranking = reference["train_counts"], reference["ranking"]
+    total = sum(counts.values())
+    c = figures["coverage"]["vocabulary sample"]
+    assert c["tokens"] == total
+    assert c["unk_tokens"] == sum(counts[i] for i in ranking[VOCAB - 2:])
+    assert c["coverage_at"]["1000"] == pytest.approx(sum(counts[i] for i in ranking[:998]) / total)
+    assert 0.9 < c["coverage"] < 0.99
+
+
+def test_pngs_are_sensible_images(report):
+    result, figures = report
+    folder = result.output / "report"
+    assert figures["plots"] == {"lengths": "lengths.png", "coverage": "coverage.png", "unk": "unk.png"}
+    for name in figures["plots"].values():
+        with Image.open(folder / name) as image:
+            assert image.format == "PNG" and image.size == (800, 450)
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+        assert len(np.unique(pixels, axis=0)) > 50  # axes, text and curves, not a blank canvas
+        lines = np.count_nonzero((pixels[:, 0] > 200) & (pixels[:, 1] < 60) & (pixels[:, 2] < 60))
+        blue = np.count_nonzero((pixels[:, 2] > 150) & (pixels[:, 0] < 80))
+        assert blue > 200  # the first split's curve (matplotlib's default blue)
+        if name != "unk.png":
+            assert lines > 100  # the red truncation / cut line
+    markdown = (folder / "report.md").read_text()
+    for name in figures["plots"].values():
+        assert f"]({name})" in markdown
+    assert f"{result.info['splits']['train']['tokens']:,}" in markdown
+
+
+@pytest.mark.parametrize("name, inputs, expected", [
+    ("token_stats", {"lengths": [10, 20, 30, 30], "unk_tokens": [0, 1, 2, 0], "max_length": 30},
+     {"stories": 4, "tokens": 90, "mean_length": 22.5, "median_length": 25.0, "at_max_length": 2,
+      "unk_tokens": 3, "stories_with_unk": 2, "max_unk_per_story": 2}),
+    ("token_stats", {"lengths": [], "unk_tokens": []}, {"stories": 0, "tokens": 0, "unk_share": 0.0}),
+    ("vocab_coverage", {"counts": [0, 10, 60, 20, 10, 0], "sizes": [3, 4, 6]},
+     {"tokens": 100, "unk_tokens": 10, "coverage": 0.9, "unused_ids": 1, "coverage_at": {3: 0.6, 4: 0.8, 6: 0.9},
+      "size_for_share": {0.9: 5, 0.99: None, 0.999: None}}),
+])
+def test_measurements_load_offline_from_the_package(name, inputs, expected):
+    module = evaluate.load(measurement_path(name), keep_in_memory=True)
+    assert module.module_type == "measurement"
+    result = module.compute(**inputs)
+    assert {k: result[k] for k in expected} == expected  # exact: every figure here is a short exact ratio
+
+
+def test_prepare_report_flag_and_cli(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert prepare_main(["--source", "demo", "--output", str(out), "--vocab-size", "300", "--num-proc", "1",
+                         "--report"]) == 0
+    assert sorted(p.name for p in (out / "report").iterdir()) == ["coverage.png", "lengths.png", "report.json",
+                                                                  "report.md", "unk.png"]
+    capsys.readouterr()
+    assert report_main([str(out), "--output", str(tmp_path / "elsewhere")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split(" | ")[:3] == ["| split", "stories read", "kept"]
+    assert printed[2].startswith("| train | 3,000 | ")
+    assert printed[-1] == f"report: {tmp_path / 'elsewhere' / 'report.md'}"
+    assert json.loads((tmp_path / "elsewhere" / "report.json").read_text()) == \
+        json.loads((out / "report" / "report.json").read_text())
+    # A folder that is not a report is never replaced.
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    assert report_main([str(out), "--output", str(keep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a report folder" in err[0]
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]

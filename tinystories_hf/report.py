@@ -1,0 +1,273 @@
+"""`tinystories-report DIR`: look at a prepared dataset before training on it.
+
+    tinystories-report demo_prepared       # prints per-split stats, writes demo_prepared/report/
+
+Writes `DIR/report/` (to a hidden folder renamed into place, like the dataset): `lengths.png` (story length in tokens per split, with
+the truncation and minimum lines), `coverage.png` (share of tokens covered by vocabulary size, with the cut
+at `vocab_size`), `unk.png` (UNK tokens per story), `report.md` embedding them with the numbers, and
+`report.json`. The numbers come from the package's own `evaluate` measurements (`measurements/`), loaded
+from their file path, so nothing is downloaded.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import _option, add_config_arguments, config_from_args
+from .errors import TinyStoriesError, cli_errors
+from .measurements import measurement_path
+from .store import load_prepared, move_into_place, read_prepare_info
+
+REPORT_DIR = "report"
+COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
+SHARES = (0.9, 0.99, 0.999)
+PLOT_FILES = {"lengths": "lengths.png", "coverage": "coverage.png", "unk": "unk.png"}
+
+
+@dataclass
+class ReportConfig:
+    """Options of `tinystories-report`; `path` is the prepared folder (the positional DIR)."""
+
+    path: str = _option("tinystories_prepared", "prepared folder to report on")
+    output: str | None = _option(None, "folder to write the report to; None means DIR/report")
+
+
+def split_arrays(dataset, *, vocab_size: int, unk_id: int) -> dict:
+    """One pass over a split's Arrow buffers: story lengths, UNK tokens per story, and id frequencies."""
+    lengths, unk, counts = [], [], np.zeros(vocab_size, dtype=np.int64)
+    for batch in dataset.with_format("arrow").iter(batch_size=50_000):
+        column = batch.column("input_ids").combine_chunks()
+        ids = column.flatten().to_numpy()
+        offsets = column.offsets.to_numpy()
+        is_unk = np.concatenate([[0], np.cumsum(ids == unk_id)])
+        lengths.append(np.diff(offsets))
+        unk.append(is_unk[offsets[1:]] - is_unk[offsets[:-1]])
+        counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
+    return {"lengths": np.concatenate(lengths or [np.zeros(0)]).astype(np.int32),
+            "unk_tokens": np.concatenate(unk or [np.zeros(0)]).astype(np.int32), "counts": counts}
+
+
+def measure(dataset_dict, tokenizer, info: dict) -> tuple[dict, dict]:
+    """Run the token_stats and vocab_coverage measurements; returns (figures, per-split arrays for plots)."""
+    import evaluate  # imported here: it takes seconds to import and only the report needs it
+
+    token_stats = evaluate.load(measurement_path("token_stats"), keep_in_memory=True)
+    coverage = evaluate.load(measurement_path("vocab_coverage"), keep_in_memory=True)
+    sizes = [k for k in COVERAGE_SIZES if k < tokenizer.vocab_size] + [tokenizer.vocab_size]
+    arrays = {split: split_arrays(ds, vocab_size=tokenizer.vocab_size, unk_id=tokenizer.unk_id)
+              for split, ds in dataset_dict.items()}
+    figures = {"splits": {}, "coverage": {}}
+    for split, a in arrays.items():
+        figures["splits"][split] = token_stats.compute(lengths=a["lengths"], unk_tokens=a["unk_tokens"],
+                                                       max_length=info["config"]["max_length"])
+    # The sample the vocabulary was ranked on: counts of kept ids, id 1 holding every dropped token.
+    sources = {"vocabulary sample": tokenizer.counts} if tokenizer.counts is not None else {}
+    sources |= {split: a["counts"] for split, a in arrays.items()}
+    for name, counts in sources.items():
+        figures["coverage"][name] = coverage.compute(counts=counts, unk_id=tokenizer.unk_id, shares=SHARES,
+                                                     sizes=sizes)
+    return figures, arrays
+
+
+def _figure():
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, nothing left open
+
+    fig = Figure(figsize=(8, 4.5))
+    return fig, fig.subplots()
+
+
+def _save(fig, ax, path: Path, **legend) -> None:
+    ax.legend(**legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _percent_of_stories(values: np.ndarray) -> np.ndarray:
+    """Histogram weights that make each split's bars sum to 100, whatever its size."""
+    return np.full(len(values), 100.0 / max(1, len(values)))
+
+
+def _plot_lengths(arrays: dict, *, min_length: int, max_length: int, path: Path) -> None:
+    fig, ax = _figure()
+    bins = np.linspace(0, max_length + 1, min(80, max_length + 1) + 1)
+    for split, a in arrays.items():
+        ax.hist(a["lengths"], bins=bins, weights=_percent_of_stories(a["lengths"]), histtype="step", linewidth=1.5,
+                label=f"{split} ({len(a['lengths']):,} stories)")
+    ax.axvline(max_length, color="red", linestyle="--", label=f"truncation (max_length {max_length})")
+    ax.axvline(min_length, color="gray", linestyle=":", label=f"min_length {min_length}")
+    ax.set(xlabel="story length (tokens, after truncation)", ylabel="% of the split's stories",
+           title="Story length per split")
+    _save(fig, ax, path)
+
+
+def _plot_coverage(coverage: dict, *, vocab_size: int, path: Path) -> None:
+    fig, ax = _figure()
+    sizes = np.arange(1, vocab_size + 1)
+    for name, c in coverage.items():
+        sample = name == "vocabulary sample"  # drawn dashed on top: the splits' curves often lie right under it
+        ax.plot(sizes[2:], 100.0 * np.asarray(c["cumulative"][2:]), linewidth=1.5, zorder=3 if sample else 2,
+                linestyle="--" if sample else "-", color="black" if sample else None,
+                label=f"{name}: {100 * c['coverage']:.2f}% at the cut")
+    ax.axvline(vocab_size, color="red", linestyle="--", label=f"cut: vocab_size {vocab_size}")
+    ax.set_xscale("log")
+    ax.set(xlabel="vocabulary size (ids, EOS and UNK included; ranked by the vocabulary sample)",
+           ylabel="% of tokens covered (not UNK)", title="Vocabulary coverage by size")
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, ax, path, loc="lower right")
+
+
+def _plot_unk(arrays: dict, *, path: Path) -> None:
+    fig, ax = _figure()
+    top = max([int(a["unk_tokens"].max()) for a in arrays.values() if len(a["unk_tokens"])] + [1])
+    bins = np.arange(0, top + 2) - 0.5
+    for split, a in arrays.items():
+        ax.hist(a["unk_tokens"], bins=bins, weights=_percent_of_stories(a["unk_tokens"]), histtype="step",
+                linewidth=1.5, label=split)
+    ax.set_yscale("log")
+    ax.set(xlabel="UNK tokens in the story", ylabel="% of the split's stories (log)", title="UNK tokens per story")
+    _save(fig, ax, path)
+
+
+def plot(arrays: dict, figures: dict, info: dict, folder: Path) -> None:
+    """Write the three PNGs into `folder` (matplotlib's Agg renderer: no display needed)."""
+    config = info["config"]
+    _plot_lengths(arrays, min_length=config["min_length"], max_length=config["max_length"],
+                  path=folder / PLOT_FILES["lengths"])
+    _plot_coverage(figures["coverage"], vocab_size=info["vocab_size"], path=folder / PLOT_FILES["coverage"])
+    _plot_unk(arrays, path=folder / PLOT_FILES["unk"])
+
+
+def markdown_table(header: list, rows: list) -> str:
+    """A GitHub markdown table; numbers right-aligned."""
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in [header, align] + rows)
+
+
+def split_table(figures: dict, info: dict) -> str:
+    """Per-split stats: what prepare read and kept, then the measured lengths and UNK tokens."""
+    header = ["split", "stories read", "kept", "skipped", "truncated", "tokens", "mean len", "median", "p90", "p99",
+              "max", "UNK %", "stories with UNK"]
+    rows = []
+    for split, s in figures["splits"].items():
+        c = info["splits"][split]
+        rows.append([split, f"{c['stories']:,}", f"{s['stories']:,}", f"{c['skipped_short'] + c['skipped_empty']:,}",
+                     f"{c['truncated']:,}", f"{s['tokens']:,}", f"{s['mean_length']:.1f}",
+                     f"{s['median_length']:.0f}", f"{s['p90_length']:.0f}", f"{s['p99_length']:.0f}",
+                     f"{s['max_length']:,}", f"{100 * s['unk_share']:.3f}", f"{s['stories_with_unk']:,}"])
+    return markdown_table(header, rows)
+
+
+def coverage_table(figures: dict) -> str:
+    first = next(iter(figures["coverage"].values()))
+    sizes, shares = list(first["coverage_at"]), list(first["size_for_share"])
+    header = ["tokens of"] + [f"covered at {k:,}" for k in sizes] + [f"size for {100 * s:g}%" for s in shares]
+    rows = [[name] + [f"{100 * c['coverage_at'][k]:.2f}%" for k in sizes]
+            + [f"{c['size_for_share'][s]:,}" if c["size_for_share"][s] else "not reached" for s in shares]
+            for name, c in figures["coverage"].items()]
+    return markdown_table(header, rows)
+
+
+def markdown(figures: dict, info: dict, path: Path) -> str:
+    """report.md: the numbers, the plots, and how to read them."""
+    config, sample = info["config"], info["vocab_sample"]
+    return f"""# Dataset report: `{path.name}`
+
+Source `{info['source']['source']}` ({info['source']['kind']}), vocabulary of {info['vocab_size']:,} ids (EOS
+{info['eos_id']}, UNK {info['unk_id']}), stories truncated to {config['max_length']} tokens, stories under
+{config['min_length']} tokens skipped. Stored `input_ids` hold the story tokens only (no EOS).
+
+{split_table(figures, info)}
+
+*kept*, *tokens* and the lengths are measured on the stored data; *stories read*, *skipped* and
+*truncated* come from `prepare_info.json` (the stored data cannot tell a truncated story from one of
+exactly {config['max_length']} tokens).
+
+## Story length
+
+![story length per split]({PLOT_FILES['lengths']})
+
+Share of each split's stories by stored length. Stories longer than `max_length` were cut to it, so
+they pile up at the red line; nothing lies left of `min_length`.
+
+## Vocabulary coverage
+
+![vocabulary coverage]({PLOT_FILES['coverage']})
+
+{coverage_table(figures)}
+
+Reduced ids are ranked by frequency in the vocabulary sample ({sample['stories']:,} train stories,
+{sample['tokens']:,} tokens, seed {sample['seed']}, counted before truncation). A smaller `--vocab-size`
+k keeps exactly ids 0..k-1, so each curve at k is the share of that data's tokens a vocabulary of size k
+would have covered, with the ranking of the sample, never re-sorted per split (held-out coverage is not
+flattered). The *vocabulary sample* curve is the sample itself; the split curves are the stored tokens
+(after truncation). The curves stop at the cut: beyond it the sample's dropped tokens are known only as a
+total, the UNK share (100% minus the value at the cut).
+
+## UNK tokens per story
+
+![UNK tokens per story]({PLOT_FILES['unk']})
+
+Share of stories (log scale) by the number of UNK tokens they hold.
+"""
+
+
+def _summary(figures: dict) -> dict:
+    """report.json: every figure except the per-id coverage curves (kept short; the PNG shows them)."""
+    coverage = {name: {k: v for k, v in c.items() if k != "cumulative"} for name, c in figures["coverage"].items()}
+    return {"splits": figures["splits"], "coverage": coverage, "plots": dict(PLOT_FILES)}
+
+
+def write_report(path, *, output=None) -> dict:
+    """Measure a prepared folder and write its report folder (default `DIR/report`).
+
+    Returns the figures of report.json plus `table` (the printed per-split table) and `output` (the folder).
+
+    Example:
+        >>> report = write_report("demo_prepared")  # doctest: +SKIP
+        >>> report["splits"]["train"]["mean_length"], report["coverage"]["validation"]["coverage"]  # doctest: +SKIP
+    """
+    path = Path(path).expanduser()
+    info = read_prepare_info(path)
+    dataset, tokenizer = load_prepared(path)
+    figures, arrays = measure(dataset, tokenizer, info)
+    target = Path(output).expanduser() if output else path / REPORT_DIR
+    if target.exists() and not (target / "report.json").is_file():
+        raise TinyStoriesError(f"{target} exists and is not a report folder; refusing to replace it, pass "
+                               "another --output")
+    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        plot(arrays, figures, info, partial)
+        summary = _summary(figures)
+        (partial / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (partial / "report.md").write_text(markdown(figures, info, path.resolve()), encoding="utf-8")
+        move_into_place(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    summary["table"] = split_table(figures, info)
+    summary["output"] = str(target)
+    return summary
+
+
+@cli_errors
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tinystories-report", description=__doc__.splitlines()[0].replace("`", ""))
+    parser.add_argument("path", metavar="DIR", help="prepared folder to report on")
+    add_config_arguments(parser, ReportConfig, skip=("path",))
+    config = config_from_args(parser.parse_args(argv), ReportConfig)
+    report = write_report(config.path, output=config.output)
+    print(report["table"])
+    coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
+    print(f"vocabulary coverage at the cut: {coverage}")
+    print(f"report: {Path(report['output']) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

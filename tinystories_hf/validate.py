@@ -1,0 +1,121 @@
+"""`tinystories-validate DIR`: prove a prepared folder is intact and consistent before spending GPU hours on it.
+
+    tinystories-validate demo_prepared     # one "ok" line, or one "error:" line naming the file, exit code 2
+
+Checks, in order: every file recorded in `prepare_info.json` is present with the same sha256 (Arrow files
+carry no checksum of their own, so this is what catches a flipped byte); the folder loads (`load_prepared`:
+vocabulary hash, row counts, features); then, per split, from the Arrow buffers: every id `< vocab_size`,
+no EOS inside a story, `length` equals the number of ids and lies in `[min_length, max_length]`, and the
+token and UNK counts equal the recorded ones.
+"""
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .config import _option, add_config_arguments, config_from_args
+from .errors import TinyStoriesError, cli_errors
+from .store import PREPARE_INFO, file_sha256, load_prepared, read_prepare_info
+
+
+@dataclass
+class ValidateConfig:
+    """Options of `tinystories-validate`; `path` is the prepared folder (the positional DIR)."""
+
+    path: str = _option("tinystories_prepared", "prepared folder to check")
+    hash_files: bool = _option(True, "compare every data and tokenizer file with its sha256 in prepare_info.json "
+                                     "(reads every byte; --no-hash-files runs only the content checks)")
+
+
+def check_file_hashes(path: Path, info: dict) -> int:
+    """Compare each recorded file with its sha256; raise naming the first changed or missing file."""
+    recorded = dict(info.get("data_files", {}))
+    recorded.update({f"tokenizer/{name}": digest for name, digest in info.get("tokenizer_files", {}).items()})
+    bad = [name for name, digest in recorded.items()
+           if not (path / name).is_file() or file_sha256(path / name) != digest]
+    if bad:
+        what = "is missing" if not (path / bad[0]).is_file() else f"has changed (sha256 differs from {PREPARE_INFO})"
+        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:4])})" if len(bad) > 1 else ""
+        raise TinyStoriesError(f"{path / bad[0]} {what}{more}; the folder was edited or damaged, re-create it "
+                               "with tinystories-prepare")
+    return len(recorded)
+
+
+def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_length: int, max_length: int,
+                eos_id: int, unk_id: int) -> dict:
+    """Content checks of one split straight from its Arrow buffers; raise naming the split folder and row."""
+    tokens = unk = row = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=100_000):
+        column = batch.column("input_ids").combine_chunks()
+        ids = column.flatten().to_numpy()
+        sizes = np.diff(column.offsets.to_numpy())
+        lengths = batch.column("length").to_numpy()
+        ends = np.cumsum(sizes)
+        checks = [(np.searchsorted(ends, np.flatnonzero(ids >= vocab_size), side="right"),
+                   f"an id >= vocab_size {vocab_size}"),
+                  (np.searchsorted(ends, np.flatnonzero(ids == eos_id), side="right"),
+                   f"the EOS id {eos_id} inside the story"),
+                  (np.flatnonzero(sizes != lengths), "a length column that differs from its number of ids"),
+                  (np.flatnonzero((lengths < min_length) | (lengths > max_length)),
+                   f"a length outside [min_length {min_length}, max_length {max_length}]")]
+        for bad_rows, what in checks:
+            if len(bad_rows):
+                raise TinyStoriesError(f"{where}: row {row + int(bad_rows[0])} has {what}; the data was altered, "
+                                       "re-create the folder")
+        tokens += int(sizes.sum())
+        unk += int(np.count_nonzero(ids == unk_id))
+        row += len(sizes)
+    for name, found in (("tokens", tokens), ("unk_tokens", unk)):
+        if found != counts[name]:
+            raise TinyStoriesError(f"{where}: {found} {name} but {PREPARE_INFO} records {counts[name]}; the data "
+                                   "was altered, re-create the folder")
+    return {"rows": row, "tokens": tokens, "unk_tokens": unk}
+
+
+def validate_prepared(path, *, hash_files: bool = True) -> dict:
+    """Run every check on a prepared folder; return a summary, or raise a one-line `TinyStoriesError`.
+
+    Example:
+        >>> summary = validate_prepared("demo_prepared")  # doctest: +SKIP
+        >>> summary["splits"]["train"]["rows"], summary["hashed_files"]  # doctest: +SKIP
+        (2970, 9)
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise TinyStoriesError(f"{path} is not a folder; pass a folder written by tinystories-prepare")
+    info = read_prepare_info(path)
+    hashed = check_file_hashes(path, info) if hash_files else 0
+    dataset, tokenizer = load_prepared(path)
+    config = info["config"]
+    try:
+        splits = {split: check_split(path / split, dataset[split], counts, vocab_size=tokenizer.vocab_size,
+                                     min_length=config["min_length"], max_length=config["max_length"],
+                                     eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id)
+                  for split, counts in info["splits"].items()}
+    except pa.ArrowException as e:  # only reachable with --no-hash-files: the hashes name damaged files first
+        raise TinyStoriesError(f"{path}: unreadable Arrow data ({str(e).splitlines()[0]}); run without "
+                               "--no-hash-files to name the damaged file, then re-create the folder") from None
+    return {"path": str(path), "vocab_size": tokenizer.vocab_size, "vocab_sha256": info["vocab_sha256"],
+            "hashed_files": hashed, "data_hashes_recorded": "data_files" in info, "splits": splits}
+
+
+@cli_errors
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tinystories-validate", description=__doc__.splitlines()[0].replace("`", ""))
+    parser.add_argument("path", metavar="DIR", help="prepared folder to check")
+    add_config_arguments(parser, ValidateConfig, skip=("path",))
+    config = config_from_args(parser.parse_args(argv), ValidateConfig)
+    summary = validate_prepared(config.path, hash_files=config.hash_files)
+    splits = "; ".join(f"{split} {s['rows']:,} rows, {s['tokens']:,} tokens" for split, s in summary["splits"].items())
+    hashes = f"{summary['hashed_files']} files match their sha256" if config.hash_files else "file hashes not checked"
+    if config.hash_files and not summary["data_hashes_recorded"]:
+        hashes += " (data file hashes not recorded: folder written before they were)"
+    print(f"ok {summary['path']}: {splits}; ids < {summary['vocab_size']}; {hashes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,20 +13,16 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import psutil
 import torch
 
 from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked, open_split
-from tinystories_hf.config import add_config_arguments, config_from_args
+from tinystories_hf.config import _option, add_config_arguments, config_from_args
 from tinystories_hf.errors import cli_errors
 from tinystories_hf.store import load_prepared
-
-
-def _option(default, help):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

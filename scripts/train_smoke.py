@@ -10,20 +10,16 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from transformers import GPTNeoForCausalLM
 
 from tinystories_hf.adapters import IGNORE_INDEX, TinyStoriesDataset, TinyStoriesDatasetPacked
-from tinystories_hf.config import add_config_arguments, config_from_args
+from tinystories_hf.config import _option, add_config_arguments, config_from_args
 from tinystories_hf.errors import TinyStoriesError, cli_errors
 from tinystories_hf.models import gpt_neo_config, parameter_count
-
-
-def _option(default, help):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -44,6 +40,7 @@ class TrainSmokeConfig:
 
 
 def mingpt_loss(model, x, y):
+    """Cross-entropy of a transformers causal LM on minGPT-style `(x, y)`, targets -1 ignored."""
     logits = model(input_ids=x).logits
     return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=IGNORE_INDEX)
 

@@ -106,6 +106,8 @@ def test_sources_give_the_same_items_and_bad_sources_fail_clearly(prepared_sampl
         TinyStoriesDataset(folder.parent / "missing")
     with pytest.raises(TinyStoriesError, match="no 'input_ids' column"):
         TinyStoriesDataset(datasets.Dataset.from_dict({"text": ["a"]}), tokenizer=tokenizer)
+    with pytest.raises(TinyStoriesError, match="not lists of integer token ids"):
+        TinyStoriesDataset(datasets.Dataset.from_dict({"input_ids": ["a b"]}), tokenizer=tokenizer)
     with pytest.raises(TinyStoriesError, match="too few tokens"):
         TinyStoriesDatasetPacked(in_memory, tokenizer=tokenizer, block_size=16)
     with pytest.raises(IndexError):

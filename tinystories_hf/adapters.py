@@ -78,8 +78,9 @@ class StoryTable:
 
     def __init__(self, dataset: datasets.Dataset):
         column = dataset.data.column("input_ids")
-        if not pa.types.is_integer(column.type.value_type):
-            raise TinyStoriesError(f"'input_ids' holds {column.type}, not lists of integer token ids")
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_integer(kind.value_type):
+            raise TinyStoriesError(f"'input_ids' holds {kind}, not lists of integer token ids")
         if column.null_count:
             raise TinyStoriesError(f"'input_ids' has {column.null_count} missing rows; drop them before training")
         chunks = [chunk for chunk in column.chunks if len(chunk)]
@@ -136,9 +137,11 @@ class _TokenDataset(torch.utils.data.Dataset):
             raise TinyStoriesError(f"split {split!r} has too few tokens for one item of block_size {block_size}")
 
     def get_vocab_size(self) -> int:
+        """Ids in the vocabulary (EOS and UNK included): a model's embedding rows, as minGPT asks."""
         return self.tokenizer.vocab_size
 
     def get_block_size(self) -> int:
+        """Tokens in each `x` and `y`: the context length a model needs, as minGPT asks."""
         return self.block_size
 
     def __len__(self) -> int:

@@ -1,14 +1,20 @@
-"""Benchmark: tokens/s and peak memory of tinystories-prepare against its ceilings and the old pipeline.
+"""Benchmarks that print figures (never pass/fail): run them on the machine whose numbers you quote.
 
-    python scripts/benchmark.py --stories 200000 --num-proc 2           # prepare vs ceilings, one run
-    python scripts/benchmark.py --stories 200000 --scale 4              # also RSS at 4x the corpus
+    python scripts/benchmark.py --stories 200000 --num-proc 2     # tinystories-prepare vs ceilings, one run
+    python scripts/benchmark.py --stories 200000 --scale 4        # ... and peak memory at 4x the corpus
+    python scripts/benchmark.py --loaders --data tinystories_prepared   # the training adapters
 
-Every pipeline runs on the same corpus (made by ../shared/tools/make_corpus.py: real sentences in real
-story shapes, Hub parquet layout) in its own subprocess, while a sampler reads the resident memory of that
-process and all its children every 50 ms. tokens/s = GPT-2 tokens of all stories in the corpus / wall
-time. Figures are printed, never asserted.
+Prepare: every pipeline runs on the same corpus (made by ../shared/tools/make_corpus.py: real sentences in
+real story shapes, Hub parquet layout) in its own subprocess, while a sampler reads the memory of that
+process and all its children every 50 ms. tokens/s = GPT-2 tokens of all stories in the corpus / wall time.
+
+--loaders: random-access tokens/s and RSS of the training adapters (TinyStoriesDatasetPacked,
+TinyStoriesDataset) against a reference that loads every story into Python lists in memory, as the old
+pickle-based loader did, then the packed dataset through minGPT's DataLoader call with 2 workers.
 """
 import argparse
+import dataclasses
+import gc
 import json
 import multiprocessing
 import os
@@ -20,12 +26,33 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import psutil
+import torch
+
+from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked, open_split
+from tinystories_hf.config import add_config_arguments, config_from_args, option
+from tinystories_hf.errors import cli_errors
+from tinystories_hf.store import load_prepared
 
 REPO = Path(__file__).resolve().parents[1]
 MAKE_CORPUS = REPO.parent / "shared" / "tools" / "make_corpus.py"
+
+
+@dataclass
+class PrepareBenchmarkConfig:
+    """Options of the prepare benchmark (the default mode)."""
+
+    stories: int = option(200_000, "train stories in the corpus (+1% validation)")
+    num_proc: int = option(2, "processes for the ceilings and for prepare")
+    old_stories: int = option(50_000, "stories the (slow) old pipeline runs on; its tokens/s is compared")
+    scale: int = option(1, "also run prepare on a corpus this many times larger (peak memory flatness)")
+    workdir: str = option(os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
+                          "corpus, cache and output folder (corpora are reused between runs)")
 
 
 # -- corpus -------------------------------------------------------------------------------------------------
@@ -238,27 +265,118 @@ def benchmark_prepare(args) -> None:
               f"(PSS {scaled['peak_pss'] / prepared['peak_pss']:.2f}; goal <= 1.25)")
 
 
-def main() -> None:
+
+# -- training adapters (--loaders) -------------------------------------------------------------------
+@dataclass
+class LoaderBenchmarkConfig:
+    """Options of `benchmark.py --loaders`."""
+
+    data: str = option("tinystories_prepared", "prepared folder to read")
+    split: str = option("train", "split to read")
+    block_size: int = option(512, "tokens per item")
+    items: int = option(20_000, "random items read per loader")
+    loader_batches: int = option(200, "batches read through minGPT's DataLoader call with 2 workers")
+    loader_batch_size: int = option(64, "DataLoader batch size (minGPT's default is 64)")
+    seed: int = option(0, "seed of the random item indices")
+
+
+class ListPackedReference(torch.utils.data.Dataset):
+    """The old way, for comparison: every story read into one Python list (the stream), windows sliced from it."""
+
+    def __init__(self, source, *, split: str, block_size: int):
+        dataset, tokenizer = open_split(source, split=split)
+        self.block_size, self.stream = block_size, []
+        for batch in dataset.iter(batch_size=10_000):
+            for ids in batch["input_ids"]:
+                self.stream.extend(ids)
+                self.stream.append(tokenizer.eos_id)
+
+    def __len__(self):
+        return (len(self.stream) - 1) // self.block_size
+
+    def __getitem__(self, i):
+        window = torch.tensor(self.stream[i * self.block_size: (i + 1) * self.block_size + 1])
+        return window[:-1], window[1:]
+
+
+LOADERS = {"TinyStoriesDatasetPacked": TinyStoriesDatasetPacked, "TinyStoriesDataset": TinyStoriesDataset,
+           "lists in memory (old)": ListPackedReference}
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _random_access(name: str, options: dict) -> None:
+    """One loader in a fresh process: build it, read random items, print the figures."""
+    config = LoaderBenchmarkConfig(**options)
+    load_prepared(config.data)  # imports and tokenizer caches first, so the RSS growth is the loader's own
+    gc.collect()
+    before, started = _rss_mb(), time.perf_counter()
+    dataset = LOADERS[name](config.data, split=config.split, block_size=config.block_size)
+    built, after_build = time.perf_counter() - started, _rss_mb()
+    indices = np.random.default_rng(config.seed).integers(0, len(dataset), config.items).tolist()
+    started = time.perf_counter()
+    for i in indices:
+        dataset[i]
+    elapsed = time.perf_counter() - started
+    print(f"{name:<26} {len(dataset):>9,} {built:>8.2f} {after_build - before:>12.1f} {_rss_mb() - before:>12.1f} "
+          f"{config.items * config.block_size / elapsed / 1e6:>10.2f}", flush=True)
+
+
+def benchmark_loaders(args) -> None:
+    """Print tokens/s of random access and RSS growth for the adapters and the list-in-memory reference, each
+    measured in a fresh process, then minGPT's DataLoader call over the packed dataset with 2 forked workers."""
+    config = config_from_args(args, LoaderBenchmarkConfig)
+    print(f"{config.data} [{config.split}], block_size {config.block_size}, {config.items:,} random items each, "
+          f"{psutil.cpu_count()} CPUs, load average {psutil.getloadavg()[0]:.2f}")
+    print(f"{'loader':<26} {'items':>9} {'build s':>8} {'RSS+ build':>12} {'RSS+ access':>12} {'M tok/s':>10}")
+    for name in LOADERS:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_random_access, name, dataclasses.asdict(config)).result()
+    print("RSS+ access includes the pages of the memory-mapped Arrow files read (page cache, shared)")
+
+    packed = TinyStoriesDatasetPacked(config.data, split=config.split, block_size=config.block_size)
+    loader = torch.utils.data.DataLoader(
+        packed, sampler=torch.utils.data.RandomSampler(packed, replacement=True, num_samples=int(1e10)),
+        shuffle=False, pin_memory=False, batch_size=config.loader_batch_size, num_workers=2)
+    others = {p.pid for p in psutil.Process().children()}
+    batches = iter(loader)
+    next(batches)  # start the workers before timing
+    started = time.perf_counter()
+    for _ in range(config.loader_batches):
+        next(batches)
+    elapsed = time.perf_counter() - started
+    # USS: memory only that worker holds (copy-on-write copies, its own allocations), not the pages it shares.
+    workers = [p.memory_full_info().uss / 2**20 for p in psutil.Process().children() if p.pid not in others]
+    tokens = config.loader_batches * config.loader_batch_size * config.block_size
+    print(f"DataLoader, minGPT call, 2 workers, batch {config.loader_batch_size}: {tokens / elapsed / 1e6:.2f} M tok/s; "
+          f"worker USS {', '.join(f'{w:.0f}' for w in workers)} MB")
+    del batches
+
+
+# -- entry point -----------------------------------------------------------------------------------------------
+@cli_errors
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--stories", type=int, default=200_000, help="train stories in the corpus (+1%% validation)")
-    parser.add_argument("--num-proc", type=int, default=2, help="processes for the ceilings and prepare")
-    parser.add_argument("--old-stories", type=int, default=50_000,
-                        help="stories the (slow) old pipeline runs on; its tokens/s is compared")
-    parser.add_argument("--scale", type=int, default=1, help="also run prepare on a corpus this many times larger")
-    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
-                        help="corpus, cache and output folder (corpora are reused between runs)")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--loaders", action="store_true", help="benchmark the training adapters instead")
+    add_config_arguments(parser, PrepareBenchmarkConfig)
+    add_config_arguments(parser, LoaderBenchmarkConfig)
     parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
     for hidden in ("corpus", "output", "cache-dir", "limit"):
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.measure:  # inside a measured subprocess: run one pipeline, print its figures as JSON
         args.corpus = Path(args.corpus)
         args.limit = int(args.limit) if args.limit else None
         print(json.dumps(MEASURES[args.measure](args)))
-        return
-    benchmark_prepare(args)
+    elif args.loaders:
+        benchmark_loaders(args)
+    else:
+        benchmark_prepare(config_from_args(args, PrepareBenchmarkConfig))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

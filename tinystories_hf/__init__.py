@@ -14,5 +14,20 @@ from .vocab import TinyStoriesTokenizer
 
 __version__ = "0.1.0"
 
-__all__ = ["PrepareConfig", "PrepareResult", "TinyStoriesError", "TinyStoriesTokenizer", "load_base_tokenizer",
-           "load_prepared", "load_stories", "prepare", "validate_prepared", "write_report"]
+# The training adapters need torch (a 3 s import): they load on first use, so the CLIs start fast.
+_TRAINING = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adapters", "open_split": "adapters",
+             "distributed_rank": "adapters", "PackingCollator": "collator", "gpt_neo_config": "models",
+             "paper_configs": "models", "parameter_count": "models"}
+
+__all__ = ["PackingCollator", "PrepareConfig", "PrepareResult", "TinyStoriesDataset", "TinyStoriesDatasetPacked",
+           "TinyStoriesError", "TinyStoriesTokenizer", "distributed_rank", "gpt_neo_config", "load_base_tokenizer",
+           "load_prepared", "load_stories", "open_split", "paper_configs", "parameter_count", "prepare",
+           "validate_prepared", "write_report"]
+
+
+def __getattr__(name):
+    if name in _TRAINING:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_TRAINING[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

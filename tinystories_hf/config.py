@@ -20,7 +20,8 @@ def _sample_size(text: str) -> int | None:
     return int(text)
 
 
-def _option(default, help, parse=None, **kwargs):
+def option(default, help, parse=None, **kwargs):
+    """A dataclass field carrying its CLI help (and optional parser) for `add_config_arguments`."""
     return field(default=default, metadata={"help": help, "parse": parse}, **kwargs)
 
 
@@ -34,42 +35,42 @@ class PrepareConfig:
         >>> result = prepare(config)  # doctest: +SKIP
     """
 
-    source: str = _option(
+    source: str = option(
         HUB_DATASET,
         "Hub dataset id, a folder in the Hub repo layout (data/train-*.parquet), a .parquet/.jsonl/.json "
         "file, a TinyStoriesV2 raw .txt file or folder (stories separated by <|endoftext|> lines), "
         "or 'demo' (a small built-in synthetic corpus that needs no download)",
     )
-    output: str = _option("tinystories_prepared", "folder to write (load it with datasets.load_from_disk)")
-    text_column: str = _option("text", "column of the source holding the story text")
-    validation_fraction: float = _option(
+    output: str = option("tinystories_prepared", "folder to write (load it with datasets.load_from_disk)")
+    text_column: str = option("text", "column of the source holding the story text")
+    validation_fraction: float = option(
         0.01, "share of train carved out as validation when the source has no validation split"
     )
-    seed: int = _option(1337, "seed of the vocabulary sample and of the validation carve-out")
-    tokenizer: str = _option(
+    seed: int = option(1337, "seed of the vocabulary sample and of the validation carve-out")
+    tokenizer: str = option(
         DEFAULT_TOKENIZER,
         f"base tokenizer: '{DEFAULT_TOKENIZER}' (GPT-Neo = GPT-2 BPE, bundled, offline) "
         "or any Hugging Face tokenizer name or folder",
     )
-    backend: str = _option(
+    backend: str = option(
         "auto",
         "encoder for the base tokenizer: hf, tiktoken (GPT-2 BPE only, same ids) or auto "
         "(tiktoken for the GPT-2/GPT-Neo BPE, hf otherwise)",
     )
-    vocab_size: int = _option(10_000, "ids in the reduced vocabulary, EOS and UNK included")
-    vocab_sample_size: int | None = _option(
+    vocab_size: int = option(10_000, "ids in the reduced vocabulary, EOS and UNK included")
+    vocab_sample_size: int | None = option(
         100_000, "train stories sampled (seeded) to count token frequencies; 'all' counts every story",
         parse=_sample_size,
     )
-    max_length: int = _option(512, "stories longer than this many tokens are truncated")
-    min_length: int = _option(10, "stories shorter than this many tokens are skipped")
-    keep_text: bool = _option(False, "also store the story text next to the token ids")
-    num_proc: int = _option(
+    max_length: int = option(512, "stories longer than this many tokens are truncated")
+    min_length: int = option(10, "stories shorter than this many tokens are skipped")
+    keep_text: bool = option(False, "also store the story text next to the token ids")
+    num_proc: int = option(
         max(1, min(8, os.cpu_count() or 1)), "worker processes for tokenization (outputs do not depend on it)"
     )
-    overwrite: bool = _option(False, "replace an existing output folder")
-    cache_dir: str | None = _option(None, "datasets cache folder; None means the Hugging Face datasets cache")
-    report: bool = _option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
+    overwrite: bool = option(False, "replace an existing output folder")
+    cache_dir: str | None = option(None, "datasets cache folder; None means the Hugging Face datasets cache")
+    report: bool = option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work."""
@@ -109,14 +110,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls=PrepareConf
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
+        text = f.metadata["help"].replace("%", "%%")  # argparse formats help strings with %
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"{f.metadata['help']} (default: {default})")
+                                help=f"{text} (default: {default})")
         else:
             shown = "all" if f.name == "vocab_sample_size" and default is None else default
             parser.add_argument(flag, type=_type_of(f), default=default, metavar=f.name.upper(),
-                                help=f"{f.metadata['help']} (default: {shown})")
+                                help=f"{text} (default: {shown})")
 
 
 def config_from_args(args: argparse.Namespace, config_cls=PrepareConfig):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import _option, add_config_arguments, config_from_args
+from .config import add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, cli_errors
 from .measurements import measurement_path
 from .store import load_prepared, move_into_place, read_prepare_info
@@ -33,8 +33,8 @@ PLOT_FILES = {"lengths": "lengths.png", "coverage": "coverage.png", "unk": "unk.
 class ReportConfig:
     """Options of `tinystories-report`; `path` is the prepared folder (the positional DIR)."""
 
-    path: str = _option("tinystories_prepared", "prepared folder to report on")
-    output: str | None = _option(None, "folder to write the report to; None means DIR/report")
+    path: str = option("tinystories_prepared", "prepared folder to report on")
+    output: str | None = option(None, "folder to write the report to; None means DIR/report")
 
 
 def split_arrays(dataset, *, vocab_size: int, unk_id: int) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .config import _option, add_config_arguments, config_from_args
+from .config import add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, cli_errors
 from .store import PREPARE_INFO, file_sha256, load_prepared, read_prepare_info
 
@@ -25,8 +25,8 @@ from .store import PREPARE_INFO, file_sha256, load_prepared, read_prepare_info
 class ValidateConfig:
     """Options of `tinystories-validate`; `path` is the prepared folder (the positional DIR)."""
 
-    path: str = _option("tinystories_prepared", "prepared folder to check")
-    hash_files: bool = _option(True, "compare every data and tokenizer file with its sha256 in prepare_info.json "
+    path: str = option("tinystories_prepared", "prepared folder to check")
+    hash_files: bool = option(True, "compare every data and tokenizer file with its sha256 in prepare_info.json "
                                      "(reads every byte; --no-hash-files runs only the content checks)")
 
 

@@ -1,0 +1,66 @@
+"""The paper's GPT-Neo configurations and the scripts around the adapters (model_sizes, train_smoke, benchmark)."""
+import math
+import re
+import runpy
+
+import torch
+from conftest import REPO
+from transformers import GPTNeoForCausalLM
+
+from tinystories_hf import TinyStoriesDatasetPacked, gpt_neo_config, paper_configs, parameter_count
+
+
+def script(name):
+    return runpy.run_path(str(REPO / "scripts" / f"{name}.py"))["main"]
+
+
+def gpt_neo_parameters(vocab, context, layers, hidden):
+    """Counted by hand from GPT-Neo's modules: token and position embeddings; per layer two LayerNorms (4d),
+    q/k/v without bias (3d^2), output projection (d^2 + d), MLP d -> 4d -> d (8d^2 + 5d); final LayerNorm;
+    the LM head is tied to the token embedding."""
+    return vocab * hidden + context * hidden + layers * (12 * hidden**2 + 10 * hidden) + 2 * hidden
+
+
+def test_paper_configs_follow_the_paper_and_the_tokenizer(prepared_sample, capsys):
+    tokenizer = prepared_sample.tokenizer
+    configs = paper_configs(tokenizer=prepared_sample.output)  # the folder: the tokenizer saved in it
+    assert sorted(configs) == [64, 256, 512]
+    for hidden, config in configs.items():
+        assert (config.hidden_size, config.num_layers, config.num_heads, config.window_size) == (hidden, 8, 16, 256)
+        assert config.max_position_embeddings == 512
+        assert config.attention_layers == ["global", "local"] * 4
+        assert config.vocab_size == tokenizer.vocab_size == 10_000
+        assert config.eos_token_id == config.bos_token_id == tokenizer.eos_id
+    assert parameter_count(GPTNeoForCausalLM(configs[64])) == gpt_neo_parameters(10_000, 512, 8, 64) == 1_071_232
+    assert gpt_neo_config(64, tokenizer=tokenizer, num_layers=3).attention_layers == ["global", "local", "global"]
+
+    assert script("model_sizes")(["--data", str(prepared_sample.output)]) == 0
+    printed = capsys.readouterr().out
+    for hidden in configs:
+        count = gpt_neo_parameters(10_000, 512, 8, hidden)
+        assert re.search(rf"^\s+{hidden}\s+8\s+16\s+256\s+512\s+10000\s+{count:,}\s", printed, re.MULTILINE)
+
+
+def test_train_smoke_logs_a_falling_loss(prepared_sample, capsys):
+    argv = ["--data", str(prepared_sample.output), "--steps", "4", "--block-size", "32", "--batch-size", "2",
+            "--num-workers", "0", "--log-every", "1", "--eval-batches", "1", "--learning-rate", "0.01"]
+    assert script("train_smoke")(argv) == 0
+    printed = capsys.readouterr().out
+    losses = [float(v) for v in re.findall(r"^step\s+\d+\s+train loss ([\d.]+)", printed, re.MULTILINE)]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert "1,071,232 parameters" in printed
+    assert re.search(r"^validation loss [\d.]+ over 2 items", printed, re.MULTILINE)
+
+    assert script("train_smoke")(["--data", str(prepared_sample.output / "missing")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert script("train_smoke")(["--data", str(prepared_sample.output), "--block-size", "1024"]) == 2
+    assert "--block-size 1024" in capsys.readouterr().err
+
+
+def test_benchmark_reference_reads_the_same_windows_as_the_packed_dataset(prepared_sample):
+    reference_class = runpy.run_path(str(REPO / "scripts" / "benchmark.py"))["ListPackedReference"]
+    reference = reference_class(prepared_sample.output, split="validation", block_size=64)
+    packed = TinyStoriesDatasetPacked(prepared_sample.output, split="validation", block_size=64)
+    assert len(reference) == len(packed) > 100
+    for i in range(len(packed)):
+        assert all(torch.equal(a, b) for a, b in zip(reference[i], packed[i]))

@@ -1,0 +1,78 @@
+"""`PackingCollator`: a DataLoader `collate_fn` that packs a batch of variable-length stories into full rows.
+
+The batch's stories become one stream `story0 SEP story1 SEP ...`, cut into rows of `block_size`, only the last
+row padded. Two output modes:
+
+    return_dict=False  (x, y) int64 tensors [rows, block_size] for minGPT/nanoGPT loops: the windows of
+                       TinyStoriesDatasetPacked (block_size + 1 tokens at i * block_size); x padded with SEP,
+                       y = -1 where there is no real next token.
+    return_dict=True   {input_ids, labels, position_ids, document_ids} for Hugging Face models, which shift
+                       labels themselves: labels = input_ids with -100 on padding; position_ids restart at 0
+                       at each story and each row; document_ids number the batch's stories (-1 on padding).
+"""
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from .errors import TinyStoriesError
+
+HF_IGNORE_INDEX = -100  # transformers' loss ignores label -100
+MINGPT_IGNORE_INDEX = -1  # minGPT's cross_entropy(..., ignore_index=-1)
+
+
+class PackingCollator:
+    """Pack stories (`{"input_ids": ids}` rows of a prepared split, or plain id sequences) into rows.
+
+    Example:
+        >>> collate = PackingCollator(separator=0, block_size=4, return_dict=True)
+        >>> batch = collate([{"input_ids": [5, 6, 7]}, {"input_ids": [8, 9]}])
+        >>> batch["input_ids"].tolist(), batch["position_ids"].tolist()
+        ([[5, 6, 7, 0], [8, 9, 0, 0]], [[0, 1, 2, 3], [0, 1, 2, 0]])
+        >>> batch["labels"].tolist()
+        [[5, 6, 7, 0], [8, 9, 0, -100]]
+    """
+
+    def __init__(self, *, separator: int, block_size: int = 512, return_dict: bool = False):
+        if block_size < 1:
+            raise TinyStoriesError(f"block_size {block_size} must be at least 1")
+        if separator < 0:
+            raise TinyStoriesError(f"separator {separator} must be a token id (use tokenizer.eos_id)")
+        self.separator, self.block_size, self.return_dict = int(separator), block_size, return_dict
+
+    def __call__(self, examples):
+        stories = [np.asarray(e["input_ids"] if isinstance(e, Mapping) else e, dtype=np.int64).reshape(-1)
+                   for e in examples]
+        if not stories:
+            raise TinyStoriesError("PackingCollator got an empty batch")
+        separator = np.array([self.separator], dtype=np.int64)
+        stream = np.concatenate([piece for story in stories for piece in (story, separator)])
+        if self.return_dict:
+            return self._dict(stream, np.array([len(s) + 1 for s in stories]))
+        return self._windows(stream)
+
+    def _windows(self, stream: np.ndarray):
+        block, size = self.block_size, len(stream)
+        rows = max(1, -(-(size - 1) // block))
+        padded = np.full(rows * block + 1, self.separator, dtype=np.int64)
+        padded[:size] = stream
+        targets = padded[1:].copy()
+        targets[size - 1:] = MINGPT_IGNORE_INDEX
+        return torch.from_numpy(padded[:-1].reshape(rows, block).copy()), torch.from_numpy(targets.reshape(rows, block))
+
+    def _dict(self, stream: np.ndarray, lengths: np.ndarray) -> dict:
+        block, size = self.block_size, len(stream)
+        rows = -(-size // block)
+        input_ids = np.full(rows * block, self.separator, dtype=np.int64)
+        input_ids[:size] = stream
+        labels = input_ids.copy()
+        labels[size:] = HF_IGNORE_INDEX
+        document_ids = np.full(rows * block, -1, dtype=np.int64)
+        document_ids[:size] = np.repeat(np.arange(len(lengths)), lengths)
+        # A segment starts at each row start and wherever the story (or padding) changes.
+        position = np.arange(rows * block)
+        starts = (position % block == 0) | (document_ids != np.roll(document_ids, 1))
+        position_ids = position - np.maximum.accumulate(np.where(starts, position, 0))
+        return {name: torch.from_numpy(array.reshape(rows, block)) for name, array in
+                (("input_ids", input_ids), ("labels", labels), ("position_ids", position_ids),
+                 ("document_ids", document_ids))}

@@ -96,7 +96,12 @@ def _size_category(stories: int) -> str:
 
 def card_metadata(dataset: datasets.DatasetDict, info: dict):
     """The card's YAML as `DatasetCardData`: license, `configs` (data files per split) and `dataset_info`
-    (features and per-split counts), written with the same datasets classes `push_to_hub` uses."""
+    (features and per-split counts), written with the same datasets classes `push_to_hub` uses.
+
+    Example:
+        >>> card_metadata(dataset, read_prepare_info("tinystories_prepared")).license  # doctest: +SKIP
+        'cdla-sharing-1.0'
+    """
     from datasets.info import DatasetInfo, DatasetInfosDict
     from datasets.splits import SplitDict, SplitInfo
     from datasets.utils.metadata import MetadataConfigs
@@ -184,7 +189,11 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
 def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict, info: dict, *,
                      repo_id: str | None = None) -> None:
     """Everything of the repository but the parquet shards: the card, the tokenizer files (copied byte for
-    byte, checked against the sha256s of prepare_info.json) and prepare_info.json."""
+    byte, checked against the sha256s of prepare_info.json) and prepare_info.json.
+
+    Example:
+        >>> write_repo_files(Path("extras"), Path("tinystories_prepared"), dataset, info)  # doctest: +SKIP
+    """
     for name, digest in info["tokenizer_files"].items():
         source = prepared / TOKENIZER_DIR / name
         if not source.exists() or file_sha256(source) != digest:
@@ -224,7 +233,7 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
 
     The data goes through `DatasetDict.push_to_hub` (parquet shards, features kept), then the card, the
     tokenizer and prepare_info.json through `HfApi.upload_folder`. The token is huggingface_hub's own (from
-    `hf auth login` or `HF_TOKEN`); it is never read into this package nor printed.
+    `hf auth login` or `HF_TOKEN`); it is only checked for presence here, never printed.
 
     Example:
         >>> push_prepared("tinystories_prepared", "me/tinystories-10k", private=True)  # doctest: +SKIP
@@ -278,12 +287,22 @@ def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: 
 
 
 def is_hub_layout(path: Path) -> bool:
-    """True for a folder in the repository layout (README.md card and data/ shards)."""
+    """True for a folder in the repository layout (README.md card and data/ shards).
+
+    Example:
+        >>> is_hub_layout(Path("ts_hub")), is_hub_layout(Path("tinystories_prepared"))  # doctest: +SKIP
+        (True, False)
+    """
     return (path / CARD).is_file() and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
 
 
 def load_hub_folder(path: Path) -> datasets.DatasetDict:
-    """The `DatasetDict` of a folder in the repository layout, read by `datasets.load_dataset` from its card."""
+    """The `DatasetDict` of a folder in the repository layout, read by `datasets.load_dataset` from its card.
+
+    Example:
+        >>> load_hub_folder(Path("ts_hub"))["train"].features["input_ids"]  # doctest: +SKIP
+        List(Value('uint16'))
+    """
     try:
         return datasets.load_dataset(str(path))
     except (datasets.exceptions.DatasetGenerationError, ValueError, FileNotFoundError) as e:
@@ -310,7 +329,7 @@ def main(argv=None) -> int:
     if config.to_folder:
         output = write_hub_folder(config.prepared, config.to_folder, repo_id=config.repo_id,
                                   overwrite=config.overwrite)
-        print(f"{output}: the repository layout, {'for ' + config.repo_id if config.repo_id else 'not pushed'}")
+        print(f"wrote the repository layout to {output} (card for {config.repo_id or 'USER/NAME'}; nothing pushed)")
         print(_tree(output))
     elif config.repo_id:
         print(f"pushed {config.prepared} -> {push_prepared(config.prepared, config.repo_id, private=config.private, revision=config.revision)}")

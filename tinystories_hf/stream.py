@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, _option, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, cli_errors
-from .sources import load_stories
+from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens
 
@@ -97,17 +97,18 @@ def stream_stories(source: str, *, split: str = StreamConfig.split,
     if split not in stories:
         raise TinyStoriesError(f"{source}: no {split!r} split to stream (splits: {', '.join(stories)}); a source "
                                "without validation is carved only by tinystories-prepare, stream split='train'")
-    return stories[split].reshard()
+    # reshard (parquet row groups as shards) only adds parallelism; datasets releases before it read per file.
+    return stories[split].reshard() if hasattr(stories[split], "reshard") else stories[split]
 
 
 def encode_stream(stories: datasets.IterableDataset, encoder, base_tokenizer, *,
                   keep_text: bool = False) -> datasets.IterableDataset:
-    """Pass 1 of `tinystories-prepare` on a stream: `text` -> `base_ids`, batch by batch.
+    """Pass 1 of `tinystories-prepare` on a stream: `text` -> `base_ids`, as Arrow batches.
 
     Example:
         >>> base = load_base_tokenizer()
         >>> ids = encode_stream(stream_stories("demo"), make_encoder(base), base)
-        >>> next(iter(ids))["base_ids"][:4]
+        >>> next(iter(ids.with_format(None)))["base_ids"][:4]
         [7454, 2402, 257, 640]
     """
     return stories.with_format("arrow").map(
@@ -139,7 +140,12 @@ def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_colum
 
 
 def collect(stream: datasets.IterableDataset) -> datasets.Dataset:
-    """The (few) rows of a finite stream as an in-memory `Dataset`, gathered as Arrow batches."""
+    """The (few) rows of a finite stream as an in-memory `Dataset`, gathered as Arrow batches.
+
+    Example:
+        >>> collect(stream_stories("demo").take(10)).num_rows
+        10
+    """
     batches = list(stream.with_format("arrow").iter(batch_size=BATCH_SIZE))
     if not batches:
         raise TinyStoriesError("the stream has no stories (an empty source or split)")
@@ -147,7 +153,13 @@ def collect(stream: datasets.IterableDataset) -> datasets.Dataset:
 
 
 def load_tokenizer(tokenizer, config: StreamConfig) -> TinyStoriesTokenizer:
-    """`tokenizer` as a `TinyStoriesTokenizer`: as is, from a folder or Hub repo id, or counted on the stream."""
+    """`tokenizer` as a `TinyStoriesTokenizer`: as is, from a folder or Hub repo id, or (None) counted on the
+    first `config.vocab_stories` train stories of `config.source`.
+
+    Example:
+        >>> load_tokenizer("tinystories_prepared", StreamConfig())  # doctest: +SKIP
+        TinyStoriesTokenizer(vocab_size=10000, eos_id=0, unk_id=1, base=50257 ids, backend='auto')
+    """
     if isinstance(tokenizer, TinyStoriesTokenizer):
         return tokenizer
     if tokenizer is None:
@@ -156,6 +168,9 @@ def load_tokenizer(tokenizer, config: StreamConfig) -> TinyStoriesTokenizer:
                                  backend=config.backend)
     if Path(tokenizer).expanduser().exists():
         return TinyStoriesTokenizer.from_pretrained(Path(tokenizer).expanduser())
+    if not HUB_ID.match(str(tokenizer)):
+        raise TinyStoriesError(f"tokenizer {tokenizer!r} not found: pass a prepared folder, its tokenizer/ folder, "
+                               "a pushed folder or the Hub repo id of a pushed dataset")
     from .hub import download_repo
 
     return TinyStoriesTokenizer.from_pretrained(download_repo(str(tokenizer), tokenizer_only=True))
@@ -165,6 +180,10 @@ def pack_blocks(batch: pa.Table, block_size: int, eos_id: int) -> pa.Table:
     """Arrow batch of stories -> rows `x`, `y`: windows of `block_size + 1` tokens starting every `block_size`
     tokens of the stories joined with EOS after each; `y` is `x` shifted by one. The end that does not fill
     a window is dropped.
+
+    Example:
+        >>> pack_blocks(pa.table({"input_ids": [[5, 6, 7], [8, 9]]}), 2, 0).to_pydict()
+        {'x': [[5, 6], [7, 0], [8, 9]], 'y': [[6, 7], [0, 8], [9, 0]]}
     """
     column = batch.column("input_ids").combine_chunks()
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -257,13 +276,13 @@ def main(argv=None) -> int:
     report = stream_report(config)
     tokenizer, counts = report["tokenizer"], report["counts"]
     print(summary_table({config.split: counts}))
-    built = tokenizer.meta.get("sample", {}).get("first_streamed")
-    print(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), "
-          + (f"counted on the first {tokenizer.meta['sample']['stories']:,} streamed train stories in "
-             f"{report['vocab_seconds']:.1f} s (an approximation of the prepared one)" if built
-             else f"from {config.tokenizer}"))
-    print(f"{counts['stories']:,} stories, {counts['tokens']:,} tokens in {report['seconds']:.1f} s "
-          f"({counts['stories'] / report['seconds']:,.0f} stories/s including the vocabulary); nothing written")
+    sample = tokenizer.meta.get("sample", {})
+    vocabulary = (f"counted on the first {sample['stories']:,} streamed train stories (an approximation of the "
+                  "prepared one)" if sample.get("first_streamed") else f"from {config.tokenizer}")
+    print(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), {vocabulary}, "
+          f"ready in {report['vocab_seconds']:.1f} s")
+    print(f"{counts['stories']:,} stories, {counts['tokens']:,} tokens streamed and counted in "
+          f"{report['seconds'] - report['vocab_seconds']:.1f} s; nothing written")
     for i, example in enumerate(report["examples"]):
         print(f"\n--- story {i}: {len(example['input_ids'])} tokens, first ids {example['input_ids'][:8]}")
         print(example["decoded"])

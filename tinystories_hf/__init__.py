@@ -1,15 +1,18 @@
 """tinystories-hf: TinyStories as training-ready, reduced-vocabulary token datasets, the datasets way.
 
-The modules follow the data: sources -> vocab -> tokenize -> store (-> adapters -> hub).
+The modules follow the data: sources -> vocab -> tokenize -> store (-> adapters -> hub); stream runs
+the same passes lazily.
 """
 from .base_tokenizer import load_base_tokenizer
 from .config import PrepareConfig
 from .errors import TinyStoriesError
+from .hub import push_prepared, write_hub_folder
 from .prepare import PrepareResult, prepare
 from .report import write_report
 from .sources import load_stories
 from .store import load_prepared
 from .validate import validate_prepared
+from .stream import StreamConfig, stream
 from .vocab import TinyStoriesTokenizer
 
 __version__ = "0.1.0"
@@ -31,3 +34,6 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(f".{_TRAINING[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError", "TinyStoriesTokenizer",
+           "load_base_tokenizer", "load_prepared", "load_stories", "prepare", "push_prepared", "stream",
+           "write_hub_folder"]

@@ -33,6 +33,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # empty JSON file, a folder without data files): reported as one line naming the file, never a traceback.
 UNREADABLE = (datasets.data_files.EmptyDatasetError, pa.ArrowException, gzip.BadGzipFile, zlib.error, EOFError,
               UnicodeDecodeError, StopIteration)
+TXT_SHARD_BYTES = 1 << 20  # streaming shards of a V2 .txt file: at least this many bytes each ...
+TXT_MAX_SHARDS = 64  # ... and at most this many per file (64 divides evenly among 2, 4, 8, ... ranks)
 
 
 @dataclass
@@ -56,33 +58,77 @@ def read_eot_stories(paths, stamps=None):
     `stamps` (size, mtime) is unused here: it is part of the datasets cache key so an edited file is reread.
     Line endings are normalised to `\\n`; stories are stripped; an empty story between two separators is
     yielded as "" so that it is counted (and skipped) downstream rather than silently lost.
+
+    Example:
+        >>> next(read_eot_stories(["TinyStoriesV2-GPT4-valid.txt"]))["text"][:16]  # doctest: +SKIP
+        'Once upon a time'
     """
     for path in paths:
-        with open(path, "rb") as f:
-            offset, lines, pending = 0, [], False
-            for raw in f:
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise TinyStoriesError(
-                        f"{path}: not valid UTF-8 at byte offset {offset + e.start}; "
-                        "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-                offset += len(raw)
-                if line.strip() == EOT_LINE:
-                    yield {"text": "".join(lines).strip()}
-                    lines, pending = [], False
-                else:
-                    lines.append(line.rstrip("\r\n") + "\n")
-                    pending = pending or bool(line.strip())
-            if pending:
+        yield from _read_eot_range(path)
+
+
+def read_eot_ranges(ranges):
+    """Yield `{"text": story}` from `(path, start, end)` byte ranges made by `eot_ranges` (streaming shards)."""
+    for path, start, end in ranges:
+        yield from _read_eot_range(path, start, end)
+
+
+def _read_eot_range(path, start: int = 0, end: int | None = None):
+    with open(path, "rb") as f:
+        f.seek(start)
+        offset, lines, pending = start, [], False
+        for raw in f:
+            if end is not None and offset >= end:  # `end` is a story start: nothing is pending here
+                break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TinyStoriesError(
+                    f"{path}: not valid UTF-8 at byte offset {offset + e.start}; "
+                    "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            offset += len(raw)
+            if line.strip() == EOT_LINE:
                 yield {"text": "".join(lines).strip()}
+                lines, pending = [], False
+            else:
+                lines.append(line.rstrip("\r\n") + "\n")
+                pending = pending or bool(line.strip())
+        if pending:
+            yield {"text": "".join(lines).strip()}
+
+
+def eot_ranges(path, *, shard_bytes: int = TXT_SHARD_BYTES, max_shards: int = TXT_MAX_SHARDS) -> list:
+    """Cut a V2 .txt file into `(path, start, end)` byte ranges that each begin at a story start.
+
+    Streaming uses them as shards, so DataLoader workers and DDP ranks split even a single file. Reading the
+    ranges one after another gives exactly the stories of the whole file: a cut is placed just after a
+    separator line, found by reading forward from an evenly spaced offset (a few KB per cut).
+
+    Example:
+        >>> eot_ranges("TinyStoriesV2-GPT4-train.txt")[:2]  # doctest: +SKIP
+        [('TinyStoriesV2-GPT4-train.txt', 0, 34781932), ('TinyStoriesV2-GPT4-train.txt', 34781932, 69563410)]
+    """
+    size = os.path.getsize(path)
+    parts = max(1, min(max_shards, size // shard_bytes))
+    starts = [0]
+    with open(path, "rb") as f:
+        for j in range(1, parts):
+            f.seek(max(size * j // parts, starts[-1]))
+            f.readline()  # to the next line start
+            for raw in iter(f.readline, b""):
+                if raw.decode("utf-8", "replace").strip() == EOT_LINE:
+                    break
+            if starts[-1] < f.tell() < size:
+                starts.append(f.tell())
+    return [(str(path), a, b) for a, b in zip(starts, starts[1:] + [size])]
 
 
 def _txt_dataset(paths, split, cache_dir, streaming, num_proc=None):
+    if streaming:  # one shard per byte range, so workers share even a single big file
+        ranges = [r for p in paths for r in eot_ranges(p)]
+        return datasets.IterableDataset.from_generator(read_eot_ranges, features=TEXT_FEATURES,
+                                                       gen_kwargs={"ranges": ranges}, split=split)
     kwargs = {"paths": [str(p) for p in paths]}
-    if streaming:
-        return datasets.IterableDataset.from_generator(read_eot_stories, features=TEXT_FEATURES,
-                                                       gen_kwargs=kwargs, split=split)
     kwargs["stamps"] = [(os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
     try:
         return datasets.Dataset.from_generator(read_eot_stories, features=TEXT_FEATURES, gen_kwargs=kwargs,
@@ -251,12 +297,12 @@ def load_stories(source: str, *, text_column: str = "text", validation_fraction:
                                "name the training files train-*.parquet / *train*.txt or pass a single file")
     info = SourceInfo(source=source, kind=kind, files=[str(f) for f in files])
     splits = {s: _text_only(raw[s], text_column, s, source) for s in ("train", "validation") if s in raw}
-    if "validation" not in splits:
-        if not streaming and splits["train"].num_rows < 2:
+    if "validation" not in splits and streaming:
+        info.validation = "none (a streamed source is not carved: the carve-out needs the row count)"
+    elif "validation" not in splits:
+        if splits["train"].num_rows < 2:
             raise TinyStoriesError(f"{source}: only {splits['train'].num_rows} story; at least 2 are needed to "
                                    "carve out a validation split")
-        if streaming:
-            raise TinyStoriesError(f"{source}: no validation split to stream; stream split='train' instead")
         splits = carve_validation(splits["train"], validation_fraction, seed)
         info.validation = f"carved {validation_fraction} of train with seed {seed}"
     return _dict(streaming)(splits), info

@@ -5,8 +5,10 @@
     DIR/prepare_info.json                                 # config, versions, source, counts, hashes, time
 
 It is written to a hidden temporary folder beside DIR and renamed into place, so an interrupted run leaves
-either no DIR or the previous complete one, never a half-written one.
+either no DIR or the previous complete one, never a half-written one. `load_prepared` also reads the same
+data in the Hub repository layout (`hub.py`), from a local folder or a Hub repo id.
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -39,15 +41,17 @@ def tree_sha256(folder: Path) -> dict:
     return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def check_output(output, *, overwrite: bool, source_files=()) -> Path:
-    """Refuse an output that exists (without --overwrite), that lies inside the source, or is unwritable."""
+def check_output(output, *, overwrite: bool, source_files=(), marker: str = "dataset_dict.json",
+                 what: str = "a prepared dataset folder") -> Path:
+    """Refuse an output that exists (without --overwrite), that is not `what` (has no `marker` file), that
+    lies inside the source, or is unwritable."""
     output = Path(output).expanduser().resolve()
     if output.exists() and not overwrite:
         raise TinyStoriesError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
     if output.exists() and not output.is_dir():
-        raise TinyStoriesError(f"{output} is a file, not a prepared dataset folder; refusing to replace it")
-    if output.exists() and not (output / "dataset_dict.json").exists() and any(output.iterdir()):
-        raise TinyStoriesError(f"{output} exists and is not a prepared dataset folder; refusing to replace it")
+        raise TinyStoriesError(f"{output} is a file, not {what}; refusing to replace it")
+    if output.exists() and not (output / marker).exists() and any(output.iterdir()):
+        raise TinyStoriesError(f"{output} exists and is not {what}; refusing to replace it")
     for f in source_files:
         source = Path(f).resolve()
         if output == source or source in output.parents or output in source.parents:
@@ -71,27 +75,39 @@ def _remove_stale_partials(output: Path) -> None:
             shutil.rmtree(partial, ignore_errors=True)
 
 
-def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool) -> Path:
-    """Write a prepared folder atomically (temporary folder + rename); returns its path."""
-    output = Path(output).expanduser().resolve()
+def shard_counts(dataset_dict) -> dict:
+    """Shards per split from the data size only (not from num_proc), so outputs are byte-identical across
+    num_proc; used for the saved folder and for the Hub's parquet shards alike."""
+    return {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
+
+
+@contextlib.contextmanager
+def atomic_folder(output: Path, *, overwrite: bool):
+    """Yield a hidden temporary folder beside `output`; when the block succeeds it replaces `output` by a
+    rename, when it fails it is removed, so `output` is never half-written."""
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(output)
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        # Shard count from size only (not from num_proc), so outputs are byte-identical across num_proc.
-        shards = {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
-        dataset_dict.save_to_disk(str(partial), num_shards=shards)
+        yield partial
+        if output.exists() and not overwrite:
+            raise TinyStoriesError(f"{output} appeared while writing it; pass --overwrite to replace it")
+        move_into_place(partial, output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool) -> Path:
+    """Write a prepared folder atomically (temporary folder + rename); returns its path."""
+    output = Path(output).expanduser().resolve()
+    with atomic_folder(output, overwrite=overwrite) as partial:
+        dataset_dict.save_to_disk(str(partial), num_shards=shard_counts(dataset_dict))
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
         data_files = tree_sha256(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR)
         info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if output.exists() and not overwrite:
-            raise TinyStoriesError(f"{output} appeared while preparing; pass --overwrite to replace it")
-        move_into_place(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return output
 
 
@@ -116,25 +132,35 @@ def read_prepare_info(path) -> dict:
         raise TinyStoriesError(f"{path}: not valid JSON ({e}); re-create the folder with tinystories-prepare") from None
 
 
-def load_prepared(path):
-    """Load a prepared folder: `(DatasetDict, TinyStoriesTokenizer)`, with cheap consistency checks.
+def load_prepared(path_or_repo_id, *, revision=None):
+    """Load prepared data: `(DatasetDict, TinyStoriesTokenizer)`, with cheap consistency checks, from a folder
+    written by tinystories-prepare, a folder in the Hub layout (`tinystories-push --to-folder`), or the repo
+    id of a pushed dataset (downloaded with huggingface_hub into its cache; `revision` picks a branch/tag).
 
     Example:
         >>> dataset, tokenizer = load_prepared("tinystories_prepared")  # doctest: +SKIP
+        >>> dataset, tokenizer = load_prepared("someone/tinystories-10k")  # doctest: +SKIP
         >>> dataset["train"][0]["input_ids"][:4], tokenizer.vocab_size  # doctest: +SKIP
     """
+    from .hub import download_repo, is_hub_layout, load_hub_folder
+    from .sources import HUB_ID
     from .vocab import TinyStoriesTokenizer
 
-    path = Path(path).expanduser()
+    path = Path(path_or_repo_id).expanduser()
+    if not path.exists() and HUB_ID.match(str(path_or_repo_id)):
+        path = download_repo(str(path_or_repo_id), revision=revision)
     if not path.exists():
-        raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare")
+        raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare or "
+                               "tinystories-push --to-folder, or the Hub repo id of a pushed dataset")
     info = read_prepare_info(path)
-    missing = [name for name in info.get("data_files", {}) if not (path / name).is_file()]
+    hub_layout = is_hub_layout(path)
+    # The recorded data files are the save_to_disk shards; a pushed folder holds parquet shards instead.
+    missing = [] if hub_layout else [name for name in info.get("data_files", {}) if not (path / name).is_file()]
     if missing:
         raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
                                "the folder is incomplete, re-create it with tinystories-prepare")
     try:
-        dataset = datasets.load_from_disk(str(path))
+        dataset = load_hub_folder(path) if hub_layout else datasets.load_from_disk(str(path))
     except (OSError, ValueError, pa.ArrowException) as e:  # e.g. a damaged Arrow file or state.json
         raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); run "
                                "tinystories-validate to find the damaged file, then re-create the folder") from None

@@ -1,0 +1,191 @@
+"""The Hub repository layout: written locally, loaded back, pushed (its wiring), and the offline errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import huggingface_hub
+import pytest
+import yaml
+
+from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer, load_prepared, write_hub_folder
+from tinystories_hf.hub import main
+
+FAKE_TOKEN = "hf_notARealTokenJustForThisTest0123"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _card_yaml(folder: Path) -> dict:
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+@pytest.fixture(scope="module")
+def hub_folder(prepared_sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hub") / "ts_hub"
+    assert main([str(prepared_sample.output), "--to-folder", str(out)]) == 0
+    return out
+
+
+def test_to_folder_writes_the_repository_layout(hub_folder, prepared_sample):
+    assert sorted(_files(hub_folder)) == ["README.md", "data/train-00000-of-00001.parquet",
+                                          "data/validation-00000-of-00001.parquet", "prepare_info.json",
+                                          "tokenizer/base/tokenizer.json", "tokenizer/base/tokenizer_config.json",
+                                          "tokenizer/tinystories_vocab.json"]
+    prepared = prepared_sample.output
+    for name in ("prepare_info.json", "tokenizer/tinystories_vocab.json", "tokenizer/base/tokenizer.json"):
+        assert (hub_folder / name).read_bytes() == (prepared / name).read_bytes()
+    assert not list(hub_folder.parent.glob(".ts_hub.partial-*"))
+
+
+def test_load_dataset_of_the_folder_gives_the_prepared_ids(hub_folder, prepared_sample):
+    pushed = datasets.load_dataset(str(hub_folder))
+    saved = datasets.load_from_disk(str(prepared_sample.output))
+    assert set(pushed) == set(saved) == {"train", "validation"}
+    for split in saved:
+        assert pushed[split].features == saved[split].features
+        assert pushed[split].features["input_ids"] == datasets.List(datasets.Value("uint16"))
+        assert list(pushed[split]["input_ids"]) == list(saved[split]["input_ids"])
+        assert list(pushed[split]["text"]) == list(saved[split]["text"])
+
+
+def test_card_yaml_declares_splits_and_features_and_the_body_license_and_citation(hub_folder, prepared_sample):
+    meta = _card_yaml(hub_folder)
+    counts = prepared_sample.info["splits"]
+    assert meta["license"] == "cdla-sharing-1.0"
+    assert meta["configs"] == [{"config_name": "default", "data_files": [
+        {"split": "train", "path": "data/train-*"}, {"split": "validation", "path": "data/validation-*"}]}]
+    features = {f["name"]: f for f in meta["dataset_info"]["features"]}
+    assert features["input_ids"] == {"name": "input_ids", "list": "uint16"}
+    assert features["length"] == {"name": "length", "dtype": "int32"}
+    assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
+        split: c["kept"] for split, c in counts.items()}
+    body = (hub_folder / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2]
+    assert "10,000 ids" in body and "Id 0 is EOS" in body and "id 1 is UNK" in body
+    assert f"| train | {counts['train']['stories']:,} | {counts['train']['kept']:,} |" in body
+    assert "arXiv:2305.07759" in body and "Eldan" in body and "CDLA-Sharing-1.0" in body
+    assert 'load_dataset("USER/NAME")' in body and 'load_prepared("USER/NAME")' in body
+
+
+def test_tokenizer_and_load_prepared_from_the_folder(hub_folder, prepared_sample):
+    tok = TinyStoriesTokenizer.from_pretrained(hub_folder)
+    assert tok.fingerprint == prepared_sample.tokenizer.fingerprint and tok.vocab_size == 10_000
+    dataset, tokenizer = load_prepared(str(hub_folder))
+    assert tokenizer.fingerprint == prepared_sample.tokenizer.fingerprint
+    assert list(dataset["validation"]["input_ids"]) == list(prepared_sample.dataset["validation"]["input_ids"])
+
+
+def test_to_folder_refuses_existing_or_foreign_folders_and_never_half_writes(hub_folder, prepared_sample, tmp_path,
+                                                                            monkeypatch, capsys):
+    prepared = str(prepared_sample.output)
+    assert main([prepared, "--to-folder", str(hub_folder)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "README.md").write_text("my notes")
+    assert main([prepared, "--to-folder", str(foreign), "--overwrite"]) == 2
+    assert "is not a folder written by tinystories-push" in capsys.readouterr().err
+    assert main([prepared, "--to-folder", str(Path(prepared) / "hub")]) == 2
+    assert "overlaps the source" in capsys.readouterr().err
+    # A failure after the shards are written leaves the previous folder as it was, and no partial folder.
+    out = tmp_path / "out"
+    shutil.copytree(hub_folder, out)
+    before = _files(out)
+    monkeypatch.setattr("tinystories_hf.hub.dataset_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        write_hub_folder(prepared, out, overwrite=True)
+    assert _files(out) == before and [p.name for p in tmp_path.iterdir()] == ["notes", "out"]
+
+
+def test_altered_folder_is_a_one_line_error(hub_folder, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(hub_folder, broken)
+    (broken / "data" / "validation-00000-of-00001.parquet").unlink()
+    with pytest.raises(TinyStoriesError, match="broken"):
+        load_prepared(str(broken))
+    shutil.copytree(hub_folder, tmp_path / "edited")
+    info = json.loads((tmp_path / "edited" / "prepare_info.json").read_text())
+    info["splits"]["train"]["kept"] += 1
+    (tmp_path / "edited" / "prepare_info.json").write_text(json.dumps(info))
+    with pytest.raises(TinyStoriesError, match="rows but prepare_info.json records"):
+        load_prepared(str(tmp_path / "edited"))
+
+
+def test_push_sends_what_to_folder_writes(prepared_sample, tmp_path, monkeypatch, capsys):
+    """The Hub is unreachable here, so the two upload calls are recorded instead of sent: the data goes to
+    DatasetDict.push_to_hub with the shard counts of the local layout, and every other file of the local layout
+    goes to HfApi.upload_folder, byte for byte."""
+    calls = {}
+
+    def push_to_hub(self, repo_id, **kwargs):
+        calls["push_to_hub"] = (repo_id, kwargs, {split: ds.num_rows for split, ds in self.items()})
+
+    def upload_folder(self, *, repo_id, repo_type, folder_path, revision=None, **kwargs):
+        calls["upload_folder"] = (repo_id, repo_type, revision, _files(Path(folder_path)))
+
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", push_to_hub)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    prepared = str(prepared_sample.output)
+    assert main([prepared, "--repo-id", "me/ts", "--private", "--revision", "v1"]) == 0
+    printed = capsys.readouterr()
+    assert "https://huggingface.co/datasets/me/ts/tree/v1" in printed.out
+    assert FAKE_TOKEN not in printed.out + printed.err
+
+    local = _files(write_hub_folder(prepared, tmp_path / "local", repo_id="me/ts"))
+    repo_id, kwargs, rows = calls["push_to_hub"]
+    assert (repo_id, kwargs["private"], kwargs["revision"]) == ("me/ts", True, "v1")
+    assert kwargs["num_shards"] == {split: sum(1 for f in local if f.startswith(f"data/{split}-")) for split in rows}
+    assert rows == {split: c["kept"] for split, c in prepared_sample.info["splits"].items()}
+    assert calls["upload_folder"] == ("me/ts", "dataset", "v1",
+                                      {f: data for f, data in local.items() if not f.startswith("data/")})
+    assert 'load_prepared("me/ts")' in local["README.md"].decode()
+
+
+def test_push_without_token_or_network_and_hub_load_offline_are_one_line_errors(prepared_sample, tmp_path,
+                                                                                monkeypatch, capsys):
+    """The real code paths, against the unreachable Hub."""
+    prepared = str(prepared_sample.output)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    assert main([prepared, "--repo-id", "me/ts"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: no Hugging Face token: log in with `hf auth login`")
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    assert main([prepared, "--repo-id", "me/ts"]) == 2
+    printed = capsys.readouterr()
+    assert len(printed.err.strip().splitlines()) == 1 and FAKE_TOKEN not in printed.out + printed.err
+    assert printed.err.startswith("error: could not push to Hub dataset 'me/ts' (")
+    assert "--to-folder OUT" in printed.err
+
+    with pytest.raises(TinyStoriesError, match=r"could not download Hub dataset 'me/ts' \(.*pass a local folder"):
+        load_prepared("me/ts")
+
+
+def test_load_prepared_and_stream_from_a_repo_in_the_hub_cache(hub_folder, tmp_path):
+    """A repository already in the huggingface_hub cache (its documented layout: refs/main -> snapshots/<commit>)
+    loads by repo id with HF_HUB_OFFLINE=1, as behind a firewall after one download."""
+    repo = tmp_path / "hf" / "hub" / "datasets--me--ts"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    shutil.copytree(hub_folder, repo / "snapshots" / COMMIT)
+    script = ("from tinystories_hf import load_prepared, stream\n"
+              "dataset, tokenizer = load_prepared('me/ts')\n"
+              "first = next(iter(stream('demo', tokenizer='me/ts')))\n"
+              "print(dataset['validation'].num_rows, tokenizer.vocab_size, first['input_ids'][:4])\n")
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    tok = TinyStoriesTokenizer.from_pretrained(hub_folder)
+    rows = datasets.load_dataset(str(hub_folder))["validation"].num_rows
+    assert run.stdout.split("\n")[-2] == f"{rows} 10000 {tok.encode('Once upon a time')[:4]}"

@@ -1,0 +1,342 @@
+"""The Hub: publish a prepared folder as a dataset repository, write that repository locally, load it back.
+
+    tinystories-push tinystories_prepared --repo-id USER/tinystories-10k [--private] [--revision BRANCH]
+    tinystories-push tinystories_prepared --to-folder ts_hub      # the same files, written locally
+
+The repository (what `push_prepared` uploads and `write_hub_folder` writes):
+
+    README.md                                dataset card; its YAML declares the config, splits and features
+    data/{split}-0000i-of-0000n.parquet      DatasetDict.push_to_hub shards: input_ids List(uint16), length
+    tokenizer/tinystories_vocab.json         the reduced vocabulary, and tokenizer/base/*.json the base BPE
+    prepare_info.json                        as tinystories-prepare wrote it
+
+`datasets.load_dataset(REPO_OR_FOLDER)` reads the data; `tinystories_hf.load_prepared(REPO_OR_FOLDER)` returns
+the data and the tokenizer. Only parquet and JSON files are read back: nothing is unpickled.
+"""
+import argparse
+import importlib
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from .config import PrepareConfig, _option, add_config_arguments, config_from_args
+from .errors import TinyStoriesError, cli_errors
+from .store import (
+    PREPARE_INFO,
+    TOKENIZER_DIR,
+    atomic_folder,
+    check_output,
+    file_sha256,
+    load_prepared,
+    read_prepare_info,
+    shard_counts,
+)
+
+DATA_DIR = "data"
+CARD = "README.md"
+LICENSE = "cdla-sharing-1.0"  # the TinyStories data license; the ids are derived from the stories
+CITATION = """@article{eldan2023tinystories,
+  title   = {TinyStories: How Small Can Language Models Be and Still Speak Coherent English?},
+  author  = {Ronen Eldan and Yuanzhi Li},
+  journal = {arXiv preprint arXiv:2305.07759},
+  year    = {2023}
+}"""
+COUNTERS = [("stories", "stories read"), ("kept", "kept"), ("skipped_short", "skipped short"),
+            ("skipped_empty", "skipped empty"), ("truncated", "truncated"), ("tokens", "tokens"),
+            ("unk_tokens", "UNK tokens")]
+
+
+@dataclass
+class PushConfig:
+    """Options of `tinystories-push`.
+
+    Example:
+        >>> PushConfig(prepared="tinystories_prepared", to_folder="ts_hub").private
+        False
+    """
+
+    prepared: str = _option(PrepareConfig.output, "folder written by tinystories-prepare")
+    repo_id: str | None = _option(None, "Hub dataset repository USER/NAME to push to (created if missing); "
+                                  "with --to-folder it only names the repository in the dataset card")
+    to_folder: str | None = _option(None, "write the repository's files to this folder instead of pushing")
+    private: bool = _option(False, "create the repository as private (an existing one keeps its visibility)")
+    revision: str | None = _option(None, "branch to push to, created if missing; None pushes to main")
+    overwrite: bool = _option(False, "replace an existing --to-folder")
+
+
+def _hub_errors() -> tuple:
+    """What a failed Hub call raises: huggingface_hub's errors are OSErrors, except a few, and its HTTP
+    client (httpx2 in huggingface_hub 2, httpx before) raises its own transport errors."""
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    errors = [OSError, EntryNotFoundError, HFValidationError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+def _reason(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
+
+
+def _size_category(stories: int) -> str:
+    for limit, label in ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+                         (10**7, "1M<n<10M")):
+        if stories < limit:
+            return label
+    return "10M<n<100M"
+
+
+def card_metadata(dataset: datasets.DatasetDict, info: dict):
+    """The card's YAML as `DatasetCardData`: license, `configs` (data files per split) and `dataset_info`
+    (features and per-split counts), written with the same datasets classes `push_to_hub` uses.
+
+    Example:
+        >>> card_metadata(dataset, read_prepare_info("tinystories_prepared")).license  # doctest: +SKIP
+        'cdla-sharing-1.0'
+    """
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(license=LICENSE, language=["en"], pretty_name="TinyStories, tokenized (tinystories-hf)",
+                           task_categories=["text-generation"], tags=["tinystories", "tokenized", "tinystories-hf"],
+                           size_categories=[_size_category(sum(ds.num_rows for ds in dataset.values()))])
+    splits = SplitDict()
+    for split, ds in dataset.items():
+        splits.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=ds.num_rows))
+    dataset_info = DatasetInfo(config_name="default", features=next(iter(dataset.values())).features,
+                               splits=splits, dataset_size=sum(ds.data.nbytes for ds in dataset.values()))
+    DatasetInfosDict({"default": dataset_info}).to_dataset_card_data(data)
+    MetadataConfigs({"default": {"data_files": [{"split": split, "path": f"{DATA_DIR}/{split}-*"}
+                                                for split in dataset]}}).to_dataset_card_data(data)
+    return data
+
+
+def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | None = None) -> str:
+    """The repository's README.md: YAML metadata, then what the data is, how it was made, the per-split
+    counts, how to load it, the license and the citation.
+
+    Example:
+        >>> dataset, _ = load_prepared("tinystories_prepared")  # doctest: +SKIP
+        >>> print(dataset_card(dataset, read_prepare_info("tinystories_prepared"), repo_id="me/ts"))  # doctest: +SKIP
+    """
+    config, name = info["config"], repo_id or "USER/NAME"
+    counts = "\n".join(f"| {split} | " + " | ".join(f"{c[key]:,}" for key, _ in COUNTERS) + " |"
+                       for split, c in info["splits"].items())
+    options = ("source", "tokenizer", "vocab_size", "vocab_sample_size", "seed", "max_length", "min_length",
+               "validation_fraction", "keep_text")
+    settings = "\n".join(f"| `{key}` | `{config.get(key)}` |" for key in options)
+    columns = ", ".join(f"`{column}` ({feature!r})" for column, feature in next(iter(dataset.values())).features.items())
+    versions = info.get("versions", {})
+    validation = info["source"]["validation"]
+    validation = "the source's own" if validation == "source" else validation
+    body = f"""# TinyStories, tokenized for small GPT models
+
+[TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories) (Eldan & Li 2023), short stories in
+simple English, turned into token ids by tinystories-hf {versions.get("tinystories-hf") or ""} (`tinystories-prepare`,
+then `tinystories-push`). One row per story; columns: {columns}.
+
+- **Vocabulary**: {info["vocab_size"]:,} ids, the GPT-Neo BPE restricted to its {info["vocab_size"] - 2:,} most
+  frequent tokens on a seeded train sample ({info["vocab_sample"]["stories"]:,} stories). Id {info["eos_id"]} is EOS
+  `<|endoftext|>` (the story separator), id {info["unk_id"]} is UNK (every dropped token). A model's embedding
+  needs exactly {info["vocab_size"]:,} rows.
+- **Ids**: a story's tokens only, no EOS (training code adds the separator); stories longer than
+  {config["max_length"]} tokens are truncated, stories under {config["min_length"]} tokens are skipped.
+- **Validation split**: {validation}.
+- **Tokenizer**: `tokenizer/` (JSON: reduced id -> base id table, and the base `tokenizer.json`).
+- **Provenance**: `prepare_info.json` (full configuration, versions, per-split counters, vocabulary sha256).
+
+| split | {" | ".join(label for _, label in COUNTERS)} |
+| --- | {" | ".join("---:" for _ in COUNTERS)} |
+{counts}
+
+| option | value |
+| --- | --- |
+{settings}
+
+## How to load
+
+```python
+from datasets import load_dataset
+dataset = load_dataset("{name}")                    # input_ids List(uint16), length
+
+from tinystories_hf import load_prepared            # pip install tinystories-hf
+dataset, tokenizer = load_prepared("{name}")        # the data and the reduced tokenizer
+print(tokenizer.decode(dataset["train"][0]["input_ids"]))
+```
+
+## License and citation
+
+The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
+[CDLA-Sharing-1.0](https://cdla.dev/sharing-1-0/); this derived dataset keeps that license.
+
+```bibtex
+{CITATION}
+```
+"""
+    return f"---\n{card_metadata(dataset, info).to_yaml()}\n---\n\n{body}"
+
+
+def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict, info: dict, *,
+                     repo_id: str | None = None) -> None:
+    """Everything of the repository but the parquet shards: the card, the tokenizer files (copied byte for
+    byte, checked against the sha256s of prepare_info.json) and prepare_info.json.
+
+    Example:
+        >>> write_repo_files(Path("extras"), Path("tinystories_prepared"), dataset, info)  # doctest: +SKIP
+    """
+    for name, digest in info["tokenizer_files"].items():
+        source = prepared / TOKENIZER_DIR / name
+        if not source.exists() or file_sha256(source) != digest:
+            raise TinyStoriesError(f"{source}: missing or differs from the sha256 in {PREPARE_INFO}; re-create "
+                                   "the folder with tinystories-prepare")
+        (folder / TOKENIZER_DIR / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / TOKENIZER_DIR / name)
+    shutil.copyfile(prepared / PREPARE_INFO, folder / PREPARE_INFO)
+    (folder / CARD).write_text(dataset_card(dataset, info, repo_id=repo_id), encoding="utf-8")
+
+
+def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite: bool = False) -> Path:
+    """Write the repository `push_prepared` would upload into the local folder `output`, atomically.
+
+    Example:
+        >>> out = write_hub_folder("tinystories_prepared", "ts_hub")  # doctest: +SKIP
+        >>> datasets.load_dataset(str(out))["train"].features["input_ids"]  # doctest: +SKIP
+        List(Value('uint16'))
+    """
+    prepared = Path(prepared).expanduser()
+    dataset, _ = load_prepared(prepared)
+    info = read_prepare_info(prepared)
+    output = check_output(output, overwrite=overwrite, source_files=[prepared], marker=PREPARE_INFO,
+                          what="a folder written by tinystories-push or tinystories-prepare")
+    with atomic_folder(output, overwrite=overwrite) as partial:
+        (partial / DATA_DIR).mkdir(parents=True)
+        for split, shards in shard_counts(dataset).items():
+            for index in range(shards):  # the shards and names of DatasetDict.push_to_hub
+                shard = dataset[split].shard(num_shards=shards, index=index, contiguous=True)
+                shard.to_parquet(str(partial / DATA_DIR / f"{split}-{index:05d}-of-{shards:05d}.parquet"))
+        write_repo_files(partial, prepared, dataset, info, repo_id=repo_id)
+    return output
+
+
+def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
+    """Push a prepared folder to the Hub dataset repository `repo_id`; returns its URL.
+
+    The data goes through `DatasetDict.push_to_hub` (parquet shards, features kept), then the card, the
+    tokenizer and prepare_info.json through `HfApi.upload_folder`. The token is huggingface_hub's own (from
+    `hf auth login` or `HF_TOKEN`); it is only checked for presence here, never printed.
+
+    Example:
+        >>> push_prepared("tinystories_prepared", "me/tinystories-10k", private=True)  # doctest: +SKIP
+        'https://huggingface.co/datasets/me/tinystories-10k'
+    """
+    from huggingface_hub import HfApi, get_token
+
+    if get_token() is None:
+        raise TinyStoriesError("no Hugging Face token: log in with `hf auth login` or set HF_TOKEN to a write "
+                               "token, or write the repository locally with --to-folder OUT")
+    prepared = Path(prepared).expanduser()
+    dataset, _ = load_prepared(prepared)
+    info = read_prepare_info(prepared)
+    with tempfile.TemporaryDirectory(prefix="tinystories-push-") as extras:
+        write_repo_files(Path(extras), prepared, dataset, info, repo_id=repo_id)
+        try:
+            dataset.push_to_hub(repo_id, private=private, revision=revision, num_shards=shard_counts(dataset),
+                                commit_message="tinystories-hf: token ids")
+            HfApi().upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=extras, revision=revision,
+                                  commit_message="tinystories-hf: dataset card, tokenizer, prepare_info.json")
+        except _hub_errors() as e:
+            raise TinyStoriesError(
+                f"could not push to Hub dataset {repo_id!r} ({_reason(e)}); check the network and your login "
+                "(hf auth login or HF_TOKEN), or write the repository locally with --to-folder OUT") from None
+    return f"https://huggingface.co/datasets/{repo_id}" + (f"/tree/{revision}" if revision else "")
+
+
+def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: bool = False) -> Path:
+    """Download a pushed repository (or only its tokenizer and prepare_info.json) into the huggingface_hub
+    cache and return the local folder; parquet and JSON files only.
+
+    Example:
+        >>> download_repo("me/tinystories-10k", tokenizer_only=True)  # doctest: +SKIP
+        PosixPath('~/.cache/huggingface/hub/datasets--me--tinystories-10k/snapshots/...')
+    """
+    from huggingface_hub import snapshot_download
+
+    patterns = [f"{TOKENIZER_DIR}/*.json", PREPARE_INFO]
+    if not tokenizer_only:
+        patterns += [CARD, f"{DATA_DIR}/*.parquet"]
+    try:
+        folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
+    except _hub_errors() as e:
+        raise TinyStoriesError(
+            f"could not download Hub dataset {repo_id!r} ({_reason(e)}); if the Hub is unreachable, pass a local "
+            "folder (written by tinystories-prepare or tinystories-push --to-folder)") from None
+    if not (folder / PREPARE_INFO).exists():
+        raise TinyStoriesError(f"Hub dataset {repo_id!r} has no {PREPARE_INFO}: it was not pushed by "
+                               "tinystories-push; load it with datasets.load_dataset instead")
+    return folder
+
+
+def is_hub_layout(path: Path) -> bool:
+    """True for a folder in the repository layout (README.md card and data/ shards).
+
+    Example:
+        >>> is_hub_layout(Path("ts_hub")), is_hub_layout(Path("tinystories_prepared"))  # doctest: +SKIP
+        (True, False)
+    """
+    return (path / CARD).is_file() and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
+
+
+def load_hub_folder(path: Path) -> datasets.DatasetDict:
+    """The `DatasetDict` of a folder in the repository layout, read by `datasets.load_dataset` from its card.
+
+    Example:
+        >>> load_hub_folder(Path("ts_hub"))["train"].features["input_ids"]  # doctest: +SKIP
+        List(Value('uint16'))
+    """
+    try:
+        return datasets.load_dataset(str(path))
+    except (datasets.exceptions.DatasetGenerationError, ValueError, FileNotFoundError) as e:
+        raise TinyStoriesError(f"{path}: could not read the repository layout ({_reason(e)}); re-create it with "
+                               "tinystories-push --to-folder") from None
+
+
+def _tree(folder: Path) -> str:
+    return "\n".join(f"{p.stat().st_size:>12,}  {p.relative_to(folder)}" for p in sorted(folder.rglob("*"))
+                     if p.is_file())
+
+
+@cli_errors
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tinystories-push", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Push a prepared folder to the Hugging Face Hub as a dataset repository (parquet shards, "
+                    "tokenizer, dataset card), or write the same files locally with --to-folder.")
+    default = PushConfig.prepared
+    parser.add_argument("prepared", nargs="?", default=default, metavar="DIR",
+                        help=f"{PushConfig.__dataclass_fields__['prepared'].metadata['help']} (default: {default})")
+    add_config_arguments(parser, PushConfig, skip=("prepared",))
+    config = config_from_args(parser.parse_args(argv), PushConfig)
+    if config.to_folder:
+        output = write_hub_folder(config.prepared, config.to_folder, repo_id=config.repo_id,
+                                  overwrite=config.overwrite)
+        print(f"wrote the repository layout to {output} (card for {config.repo_id or 'USER/NAME'}; nothing pushed)")
+        print(_tree(output))
+    elif config.repo_id:
+        print(f"pushed {config.prepared} -> {push_prepared(config.prepared, config.repo_id, private=config.private, revision=config.revision)}")
+    else:
+        raise TinyStoriesError("pass --repo-id USER/NAME to push, or --to-folder OUT to write the repository locally")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

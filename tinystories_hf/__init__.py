@@ -11,8 +11,8 @@ from .prepare import PrepareResult, prepare
 from .report import write_report
 from .sources import load_stories
 from .store import load_prepared
-from .validate import validate_prepared
 from .stream import StreamConfig, stream
+from .validate import validate_prepared
 from .vocab import TinyStoriesTokenizer
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import datasets
 
-from .config import PrepareConfig, _option, add_config_arguments, config_from_args
+from .config import PrepareConfig, add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, cli_errors
 from .store import (
     PREPARE_INFO,
@@ -59,13 +59,13 @@ class PushConfig:
         False
     """
 
-    prepared: str = _option(PrepareConfig.output, "folder written by tinystories-prepare")
-    repo_id: str | None = _option(None, "Hub dataset repository USER/NAME to push to (created if missing); "
+    prepared: str = option(PrepareConfig.output, "folder written by tinystories-prepare")
+    repo_id: str | None = option(None, "Hub dataset repository USER/NAME to push to (created if missing); "
                                   "with --to-folder it only names the repository in the dataset card")
-    to_folder: str | None = _option(None, "write the repository's files to this folder instead of pushing")
-    private: bool = _option(False, "create the repository as private (an existing one keeps its visibility)")
-    revision: str | None = _option(None, "branch to push to, created if missing; None pushes to main")
-    overwrite: bool = _option(False, "replace an existing --to-folder")
+    to_folder: str | None = option(None, "write the repository's files to this folder instead of pushing")
+    private: bool = option(False, "create the repository as private (an existing one keeps its visibility)")
+    revision: str | None = option(None, "branch to push to, created if missing; None pushes to main")
+    overwrite: bool = option(False, "replace an existing --to-folder")
 
 
 def _hub_errors() -> tuple:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
-from .config import PrepareConfig, _option, add_config_arguments, config_from_args
+from .config import PrepareConfig, add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, cli_errors
 from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
@@ -41,35 +41,35 @@ class StreamConfig:
         512
     """
 
-    source: str = _option(PrepareConfig.source, "same sources as tinystories-prepare: Hub dataset id, Hub-layout "
+    source: str = option(PrepareConfig.source, "same sources as tinystories-prepare: Hub dataset id, Hub-layout "
                           "folder, .parquet/.jsonl/.json files, TinyStoriesV2 .txt files, or 'demo'")
-    split: str = _option("train", "split to stream; a source without a validation split has only train "
+    split: str = option("train", "split to stream; a source without a validation split has only train "
                          "(streaming does not carve one out)")
-    tokenizer: str | None = _option(
+    tokenizer: str | None = option(
         None, "reduced vocabulary: a prepared folder, its tokenizer/ folder, a pushed folder or a Hub repo id "
         "of a pushed dataset; None builds one from the first --vocab-stories train stories (an approximation "
         "of the vocabulary tinystories-prepare counts on a seeded sample)")
-    max_stories: int = _option(1000, "tinystories-stream only: stories to read for the statistics")
-    examples: int = _option(3, "tinystories-stream only: decoded stories to print")
-    pack: bool = _option(False, "yield {x, y} blocks of --block-size tokens (windows of block_size + 1 tokens "
+    max_stories: int = option(1000, "tinystories-stream only: stories to read for the statistics")
+    examples: int = option(3, "tinystories-stream only: decoded stories to print")
+    pack: bool = option(False, "yield {x, y} blocks of --block-size tokens (windows of block_size + 1 tokens "
                          "with EOS after each story) instead of one row per story")
-    block_size: int = _option(512, "tokens in x and in y of a packed block")
-    pack_stories: int = _option(1000, "stories packed together; the end of each group that does not fill a "
+    block_size: int = option(512, "tokens in x and in y of a packed block")
+    pack_stories: int = option(1000, "stories packed together; the end of each group that does not fill a "
                                 "block (< block_size tokens) is dropped")
-    shuffle_buffer: int = _option(0, "stories in the shuffle buffer (also shuffles the shard order); 0 keeps "
+    shuffle_buffer: int = option(0, "stories in the shuffle buffer (also shuffles the shard order); 0 keeps "
                                   "the source order")
-    seed: int = _option(PrepareConfig.seed, "shuffle seed; set_epoch(n) reshuffles for epoch n")
-    keep_text: bool = _option(PrepareConfig.keep_text, "also yield the story text (not with --pack)")
-    text_column: str = _option(PrepareConfig.text_column, "column of the source holding the story text")
-    max_length: int = _option(PrepareConfig.max_length, "stories longer than this many tokens are truncated "
+    seed: int = option(PrepareConfig.seed, "shuffle seed; set_epoch(n) reshuffles for epoch n")
+    keep_text: bool = option(PrepareConfig.keep_text, "also yield the story text (not with --pack)")
+    text_column: str = option(PrepareConfig.text_column, "column of the source holding the story text")
+    max_length: int = option(PrepareConfig.max_length, "stories longer than this many tokens are truncated "
                               "(use the prepared folder's value to get its ids)")
-    min_length: int = _option(PrepareConfig.min_length, "stories shorter than this many tokens are skipped")
-    vocab_stories: int = _option(10_000, "without --tokenizer: first train stories counted for the vocabulary")
-    vocab_size: int = _option(PrepareConfig.vocab_size, "without --tokenizer: ids in the reduced vocabulary, "
+    min_length: int = option(PrepareConfig.min_length, "stories shorter than this many tokens are skipped")
+    vocab_stories: int = option(10_000, "without --tokenizer: first train stories counted for the vocabulary")
+    vocab_size: int = option(PrepareConfig.vocab_size, "without --tokenizer: ids in the reduced vocabulary, "
                               "EOS and UNK included")
-    base_tokenizer: str = _option(PrepareConfig.tokenizer, "without --tokenizer: the base tokenizer (as "
+    base_tokenizer: str = option(PrepareConfig.tokenizer, "without --tokenizer: the base tokenizer (as "
                                   "tinystories-prepare --tokenizer)")
-    backend: str = _option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken or auto")
+    backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken or auto")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work."""
@@ -101,19 +101,18 @@ def stream_stories(source: str, *, split: str = StreamConfig.split,
     return stories[split].reshard() if hasattr(stories[split], "reshard") else stories[split]
 
 
-def encode_stream(stories: datasets.IterableDataset, encoder, base_tokenizer, *,
-                  keep_text: bool = False) -> datasets.IterableDataset:
+def encode_stream(stories: datasets.IterableDataset, encoder, *, keep_text: bool = False) -> datasets.IterableDataset:
     """Pass 1 of `tinystories-prepare` on a stream: `text` -> `base_ids`, as Arrow batches.
 
     Example:
         >>> base = load_base_tokenizer()
-        >>> ids = encode_stream(stream_stories("demo"), make_encoder(base), base)
+        >>> ids = encode_stream(stream_stories("demo"), make_encoder(base))
         >>> next(iter(ids.with_format(None)))["base_ids"][:4]
         [7454, 2402, 257, 640]
     """
     return stories.with_format("arrow").map(
         encode_stories, batched=True, batch_size=BATCH_SIZE,
-        fn_kwargs={"encoder": encoder, "base_dtype": base_dtype_for(base_tokenizer), "keep_text": keep_text})
+        fn_kwargs={"encoder": encoder, "base_dtype": base_dtype_for(encoder), "keep_text": keep_text})
 
 
 def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_column,
@@ -132,8 +131,8 @@ def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_colum
     base = load_base_tokenizer(base_tokenizer)
     encoder = make_encoder(base, backend)
     first = stream_stories(source, split="train", text_column=text_column).take(stories)
-    base_ids = collect(encode_stream(first, encoder, base))
-    counts = count_base_tokens(base_ids, None, len(base))
+    base_ids = collect(encode_stream(first, encoder))
+    counts = count_base_tokens(base_ids, None, encoder.vocab_size)
     meta = {"tokenizer": base_tokenizer, "sample": {"stories": base_ids.num_rows, "first_streamed": True,
                                                    "tokens": int(counts.sum()), "source": source}}
     return TinyStoriesTokenizer.from_counts(base, counts, vocab_size, backend=backend, encoder=encoder, meta=meta)
@@ -225,7 +224,7 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     tokenizer = load_tokenizer(tokenizer, config)
     if shuffle_buffer:
         stories = stories.shuffle(seed=seed, buffer_size=shuffle_buffer)
-    encoded = encode_stream(stories, tokenizer.encoder, tokenizer.base_tokenizer, keep_text=config.keep_text)
+    encoded = encode_stream(stories, tokenizer.encoder, keep_text=config.keep_text)
     reduced = encoded.map(
         reduce_stories, batched=True, batch_size=BATCH_SIZE, features=reduced_features(config.keep_text),
         fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": config.max_length,
@@ -252,9 +251,9 @@ def stream_report(config: StreamConfig, tokenizer=None) -> dict:
     tokenizer = load_tokenizer(tokenizer or config.tokenizer, config)
     vocab_seconds = time.perf_counter() - started
     first = stream_stories(config.source, split=config.split, text_column=config.text_column).take(config.max_stories)
-    base_ids = collect(encode_stream(first, tokenizer.encoder, tokenizer.base_tokenizer))
+    base_ids = collect(encode_stream(first, tokenizer.encoder))
     reduced = reduce_split(base_ids, tokenizer, max_length=config.max_length, min_length=config.min_length,
-                           keep_text=False, num_proc=1, split=config.split)
+                           keep_text=False, split=config.split)
     counts = split_counts(base_ids, reduced, max_length=config.max_length, min_length=config.min_length,
                           unk_id=tokenizer.unk_id)
     examples = [{"input_ids": row["input_ids"], "decoded": tokenizer.decode(row["input_ids"])}

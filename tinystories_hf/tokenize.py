@@ -68,11 +68,16 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int
     return pa.table(columns)
 
 
+def base_dtype_for(encoder):
+    """The smallest dtype that holds the encoder's base ids (uint16 for GPT-2's 50,257)."""
+    return np.uint16 if encoder.vocab_size <= 65_536 else np.uint32
+
+
 def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_proc: int,
                  split: str = "") -> datasets.Dataset:
     """Pass 1 over one split of raw stories; cached by datasets under a fingerprint we compute ourselves
     (hashing the tokenizer inside the closure would be slow and unstable)."""
-    dtype = np.uint16 if encoder.vocab_size <= 65_536 else np.uint32
+    dtype = base_dtype_for(encoder)
     fingerprint = Hasher.hash([stories._fingerprint, ENCODE_VERSION, encoder.fingerprint, keep_text])
     value = datasets.Value("uint16" if dtype == np.uint16 else "uint32")
     features = {"base_ids": datasets.List(value)}

@@ -154,7 +154,7 @@ def measure_old(args) -> dict:
 def measure_prepare(args) -> dict:
     """`tinystories-prepare` end to end (both splits, vocabulary, remap, filter, save) as a user runs it."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tinystories_hf.prepare", "--source", str(args.corpus), "--output",
+    subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", str(args.corpus), "--output",
                     str(args.output), "--num-proc", str(args.num_proc), "--cache-dir", str(args.cache_dir),
                     "--overwrite"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start

@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO
 
 from tinystories_hf import PrepareConfig, prepare
-from tinystories_hf.prepare import main
+from tinystories_hf.pipeline import main
 from tinystories_hf.store import tree_sha256
 from tinystories_hf.validate import validate_prepared
 
@@ -263,9 +263,8 @@ def test_report_and_validate_of_a_missing_folder_are_one_line(tmp_path):
 # Runs tinystories-prepare, but with one step replaced by a pause that first drops a marker file, so the test
 # can SIGKILL the run at that exact point (the stages are too short on a small corpus to hit by timing).
 DRIVER = r"""
-import importlib, os, sys, time
-# import_module: the package attribute `tinystories_hf.prepare` is the function, not the module.
-prepare, tokenize, vocab = (importlib.import_module(f"tinystories_hf.{m}") for m in ("prepare", "tokenize", "vocab"))
+import os, sys, time
+from tinystories_hf import pipeline, tokenize, vocab
 
 def pause(*args, **kwargs):
     open(os.environ["KILL_MARKER"], "w").close()
@@ -273,12 +272,12 @@ def pause(*args, **kwargs):
 
 stage = sys.argv[1]
 if stage == "counting":
-    prepare.count_base_tokens = pause
+    pipeline.count_base_tokens = pause
 elif stage == "remapping":
     tokenize.reduce_stories = pause
 elif stage == "saving":
     vocab.TinyStoriesTokenizer.save_pretrained = pause
-sys.exit(prepare.main(sys.argv[2:]))
+sys.exit(pipeline.main(sys.argv[2:]))
 """
 
 

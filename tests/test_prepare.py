@@ -15,7 +15,7 @@ from transformers import GPT2Tokenizer
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare, tokenize
 from tinystories_hf.base_tokenizer import gpt2_bpe_files
-from tinystories_hf.prepare import main
+from tinystories_hf.pipeline import main
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_bad_options_are_one_line_errors(tmp_path, option, message):
 
 
 def test_help_shows_every_option_with_the_dataclass_default():
-    run = subprocess.run([sys.executable, "-m", "tinystories_hf.prepare", "--help"], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--help"], capture_output=True, text=True,
                          check=False)
     assert run.returncode == 0
     options = " ".join(run.stdout.split("options:", 1)[1].split())

@@ -12,7 +12,7 @@ from transformers import GPT2Tokenizer
 from tinystories_hf import PrepareConfig, prepare
 from tinystories_hf.base_tokenizer import gpt2_bpe_files
 from tinystories_hf.measurements import measurement_path
-from tinystories_hf.prepare import main as prepare_main
+from tinystories_hf.pipeline import main as prepare_main
 from tinystories_hf.report import main as report_main
 from tinystories_hf.report import write_report
 

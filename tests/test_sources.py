@@ -119,7 +119,7 @@ def test_missing_path_and_unsupported_file(tmp_path):
 
 def test_unreachable_hub_is_one_line_error(tmp_path):
     """The real hub code path, here without network: exit non-zero, one line naming the source, no traceback."""
-    run = subprocess.run([sys.executable, "-m", "tinystories_hf.prepare", "--source", "roneneldan/TinyStories",
+    run = subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", "roneneldan/TinyStories",
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode != 0
     last = run.stderr.strip().splitlines()[-1]

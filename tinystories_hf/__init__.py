@@ -7,7 +7,7 @@ from .base_tokenizer import load_base_tokenizer
 from .config import PrepareConfig
 from .errors import TinyStoriesError
 from .hub import push_prepared, write_hub_folder
-from .prepare import PrepareResult, prepare
+from .pipeline import PrepareResult, prepare
 from .report import write_report
 from .sources import load_stories
 from .store import load_prepared

@@ -10,8 +10,6 @@ from their file path, so nothing is downloaded.
 """
 import argparse
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, cli_errors
+from .errors import cli_errors
 from .measurements import measurement_path
-from .store import load_prepared, move_into_place, read_prepare_info
+from .store import atomic_folder, check_output, load_prepared, read_prepare_info
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -235,21 +233,14 @@ def write_report(path, *, output=None) -> dict:
     info = read_prepare_info(path)
     dataset, tokenizer = load_prepared(path)
     figures, arrays = measure(dataset, tokenizer, info)
-    target = Path(output).expanduser() if output else path / REPORT_DIR
-    if target.exists() and not (target / "report.json").is_file():
-        raise TinyStoriesError(f"{target} exists and is not a report folder; refusing to replace it, pass "
-                               "another --output")
-    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    target = Path(output).expanduser().resolve() if output else path.resolve() / REPORT_DIR
+    check_output(target, overwrite=True, marker="report.json", what="a report folder (pass another --output)")
+    with atomic_folder(target, overwrite=True) as partial:
+        partial.mkdir()
         plot(arrays, figures, info, partial)
         summary = _summary(figures)
         (partial / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (partial / "report.md").write_text(markdown(figures, info, path.resolve()), encoding="utf-8")
-        move_into_place(partial, target)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     summary["table"] = split_table(figures, info)
     summary["output"] = str(target)
     return summary

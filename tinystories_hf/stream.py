@@ -270,7 +270,7 @@ def main(argv=None) -> int:
                     "their counters and a few decoded stories; nothing is written.")
     add_config_arguments(parser, StreamConfig)
     config = config_from_args(parser.parse_args(argv), StreamConfig)
-    from .prepare import summary_table
+    from .pipeline import summary_table
 
     report = stream_report(config)
     tokenizer, counts = report["tokenizer"], report["counts"]

@@ -32,9 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import torch
 
-from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked, open_split
 from tinystories_hf.config import add_config_arguments, config_from_args, option
 from tinystories_hf.errors import cli_errors
 from tinystories_hf.store import load_prepared
@@ -120,10 +118,12 @@ def measure_old(args) -> dict:
     from array import array
 
     import datasets
+    from transformers import GPT2Tokenizer
 
-    from tinystories_hf.base_tokenizer import load_base_tokenizer
+    from tinystories_hf.base_tokenizer import gpt2_bpe_files
 
-    tokenizer = load_base_tokenizer()
+    files = gpt2_bpe_files()  # the GPT-Neo tokenizer through transformers, as the old code used it
+    tokenizer = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
     out = Path(tempfile.mkdtemp(prefix="old-pipeline-"))
     start = time.perf_counter()
     splits = datasets.load_dataset(str(args.corpus), cache_dir=str(out / "cache"))
@@ -280,10 +280,13 @@ class LoaderBenchmarkConfig:
     seed: int = option(0, "seed of the random item indices")
 
 
-class ListPackedReference(torch.utils.data.Dataset):
-    """The old way, for comparison: every story read into one Python list (the stream), windows sliced from it."""
+class ListPackedReference:
+    """The old way, for comparison: every story read into one Python list (the stream), windows sliced from it.
+    (A map-style dataset: `__len__` and `__getitem__` are all a DataLoader needs.)"""
 
     def __init__(self, source, *, split: str, block_size: int):
+        from tinystories_hf.adapters import open_split
+
         dataset, tokenizer = open_split(source, split=split)
         self.block_size, self.stream = block_size, []
         for batch in dataset.iter(batch_size=10_000):
@@ -295,12 +298,21 @@ class ListPackedReference(torch.utils.data.Dataset):
         return (len(self.stream) - 1) // self.block_size
 
     def __getitem__(self, i):
+        import torch
+
         window = torch.tensor(self.stream[i * self.block_size: (i + 1) * self.block_size + 1])
         return window[:-1], window[1:]
 
 
-LOADERS = {"TinyStoriesDatasetPacked": TinyStoriesDatasetPacked, "TinyStoriesDataset": TinyStoriesDataset,
-           "lists in memory (old)": ListPackedReference}
+def _loader(name: str):
+    """The loader class (imported here: torch takes seconds to import and the prepare benchmark needs none)."""
+    from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
+
+    return {"TinyStoriesDatasetPacked": TinyStoriesDatasetPacked, "TinyStoriesDataset": TinyStoriesDataset,
+            "lists in memory (old)": ListPackedReference}[name]
+
+
+LOADERS = ("TinyStoriesDatasetPacked", "TinyStoriesDataset", "lists in memory (old)")
 
 
 def _rss_mb() -> float:
@@ -313,7 +325,7 @@ def _random_access(name: str, options: dict) -> None:
     load_prepared(config.data)  # imports and tokenizer caches first, so the RSS growth is the loader's own
     gc.collect()
     before, started = _rss_mb(), time.perf_counter()
-    dataset = LOADERS[name](config.data, split=config.split, block_size=config.block_size)
+    dataset = _loader(name)(config.data, split=config.split, block_size=config.block_size)
     built, after_build = time.perf_counter() - started, _rss_mb()
     indices = np.random.default_rng(config.seed).integers(0, len(dataset), config.items).tolist()
     started = time.perf_counter()
@@ -336,7 +348,9 @@ def benchmark_loaders(args) -> None:
             pool.submit(_random_access, name, dataclasses.asdict(config)).result()
     print("RSS+ access includes the pages of the memory-mapped Arrow files read (page cache, shared)")
 
-    packed = TinyStoriesDatasetPacked(config.data, split=config.split, block_size=config.block_size)
+    import torch
+
+    packed = _loader("TinyStoriesDatasetPacked")(config.data, split=config.split, block_size=config.block_size)
     loader = torch.utils.data.DataLoader(
         packed, sampler=torch.utils.data.RandomSampler(packed, replacement=True, num_samples=int(1e10)),
         shuffle=False, pin_memory=False, batch_size=config.loader_batch_size, num_workers=2)

@@ -2,6 +2,8 @@
 import math
 import re
 import runpy
+import subprocess
+import sys
 
 import torch
 from conftest import REPO
@@ -64,3 +66,17 @@ def test_benchmark_reference_reads_the_same_windows_as_the_packed_dataset(prepar
     assert len(reference) == len(packed) > 100
     for i in range(len(packed)):
         assert all(torch.equal(a, b) for a, b in zip(reference[i], packed[i]))
+
+
+def test_benchmark_runs_every_pipeline_and_prints_the_goals(tmp_path):
+    """Not a timed test: the benchmark on a tiny corpus must run end to end and print every row and ratio."""
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--stories", "300",
+                          "--old-stories", "100", "--scale", "2", "--workdir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line.split("|")[1].strip() for line in run.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["tiktoken ceiling", "HF tokenizer ceiling", "old serial pipeline", "tinystories-prepare",
+                        "tinystories-prepare, cached rerun", "tinystories-prepare, 2x corpus"]
+    for goal in ("prepare / tiktoken ceiling", "prepare / old pipeline", "cached rerun / first run",
+                 "bytes/token (goal <= 2.2)", "peak RSS at 2x / 1x"):
+        assert goal in run.stdout

@@ -78,5 +78,5 @@ def test_benchmark_runs_every_pipeline_and_prints_the_goals(tmp_path):
     assert rows[1:] == ["tiktoken ceiling", "HF tokenizer ceiling", "old serial pipeline", "tinystories-prepare",
                         "tinystories-prepare, cached rerun", "tinystories-prepare, 2x corpus"]
     for goal in ("prepare / tiktoken ceiling", "prepare / old pipeline", "cached rerun / first run",
-                 "bytes/token (goal <= 2.2)", "peak RSS at 2x / 1x"):
+                 "bytes/token (goal <= 2.2)", "peak memory at 2x / 1x"):
         assert goal in run.stdout

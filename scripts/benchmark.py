@@ -6,7 +6,7 @@
 
 Prepare: every pipeline runs on the same corpus (made by ../shared/tools/make_corpus.py: real sentences in
 real story shapes, Hub parquet layout) in its own subprocess, while a sampler reads the memory of that
-process and all its children every 50 ms. tokens/s = GPT-2 tokens of all stories in the corpus / wall time.
+process and all its children every 0.5 s. tokens/s = GPT-2 tokens of all stories in the corpus / wall time.
 
 --loaders: random-access tokens/s and RSS of the training adapters (TinyStoriesDatasetPacked,
 TinyStoriesDataset) against a reference that loads every story into Python lists in memory, as the old
@@ -208,10 +208,11 @@ def run_measure(name: str, **options) -> dict:
     peak = [0, 0, 0]
 
     def sample():
+        # smaps_rollup walks the page tables: reading it costs CPU, so sample every 0.5 s (runs take minutes).
         ps = psutil.Process(proc.pid)
         while proc.poll() is None:
             peak[:] = map(max, peak, _tree_memory(ps))
-            time.sleep(0.05)
+            time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -25,14 +25,20 @@ EOS_TOKEN, UNK_TOKEN = "<|endoftext|>", "<|unk|>"
 
 def count_base_tokens(base_ids, rows, base_vocab_size: int) -> np.ndarray:
     """Token frequencies over the given rows of a dataset's `base_ids` column, with `np.bincount` over the
-    flat Arrow values. `rows`: sorted row indices (an Arrow `take` reads only those), or None for all."""
+    flat Arrow values, chunk by chunk. `rows`: sorted row indices, or None for every row.
+
+    Rows are taken from each memory-mapped chunk separately: `ChunkedArray.take` would first concatenate the
+    whole column in memory (GBs at full scale)."""
     if base_ids._indices is not None:
         base_ids = base_ids.flatten_indices()
-    column = base_ids.data.column("base_ids")
-    if rows is not None:
-        column = column.take(pa.array(rows))
-    counts = np.zeros(base_vocab_size, dtype=np.int64)
-    for chunk in column.chunks:
+    counts, end = np.zeros(base_vocab_size, dtype=np.int64), 0
+    for chunk in base_ids.data.column("base_ids").chunks:
+        first, end = end, end + len(chunk)
+        if rows is not None:
+            lo, hi = np.searchsorted(rows, [first, end])
+            if lo == hi:
+                continue
+            chunk = chunk.take(pa.array(rows[lo:hi] - first))
         counts += np.bincount(chunk.flatten().to_numpy(), minlength=base_vocab_size)[:base_vocab_size]
     return counts
 

@@ -26,14 +26,17 @@ def test_demo_is_deterministic_and_has_both_splits():
     assert len(set(_texts(a["train"]))) > 2000  # varied stories, not one template repeated
 
 
-def test_jsonl_and_eot_txt_give_the_same_real_stories(sample_stories):
+def test_jsonl_and_eot_txt_give_the_same_real_stories(sample_stories, tmp_path):
     rows = list(read_eot_stories([str(SAMPLE_EOT)]))
     assert [r["text"] for r in rows] == sample_stories
     from_txt, info_txt = load_stories(str(SAMPLE_EOT))
+    # Two processes convert byte ranges of the one file (4.7 MB: 4 ranges): same stories, same order.
+    parallel, _ = load_stories(str(SAMPLE_EOT), num_proc=2, cache_dir=str(tmp_path / "cache"))
+    assert list((tmp_path / "cache").rglob("*-00001-of-00002.arrow"))
     from_json, info_json = load_stories(str(SAMPLE_JSONL))
     assert (info_txt.kind, info_json.kind) == ("txt", "json")
     for split in ("train", "validation"):
-        assert _texts(from_txt[split]) == _texts(from_json[split])
+        assert _texts(from_txt[split]) == _texts(from_json[split]) == _texts(parallel[split])
     assert from_json["train"].num_rows + from_json["validation"].num_rows == len(sample_stories)
 
 

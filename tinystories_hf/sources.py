@@ -52,10 +52,9 @@ def _split_of(path: Path) -> str:
     return "validation" if re.search(r"valid|(^|[-_.])(dev|val)([-_.]|$)", name) else "train"
 
 
-def read_eot_stories(paths, stamps=None):
+def read_eot_stories(paths):
     """Yield `{"text": story}` from TinyStoriesV2 raw files, streaming line by line.
 
-    `stamps` (size, mtime) is unused here: it is part of the datasets cache key so an edited file is reread.
     Line endings are normalised to `\\n`; stories are stripped; an empty story between two separators is
     yielded as "" so that it is counted (and skipped) downstream rather than silently lost.
 
@@ -67,8 +66,10 @@ def read_eot_stories(paths, stamps=None):
         yield from _read_eot_range(path)
 
 
-def read_eot_ranges(ranges):
-    """Yield `{"text": story}` from `(path, start, end)` byte ranges made by `eot_ranges` (streaming shards)."""
+def read_eot_ranges(ranges, stamp: str = ""):
+    """Yield `{"text": story}` from `(path, start, end)` byte ranges made by `eot_ranges` (the shards of
+    streaming and of the parallel conversion). `stamp` (paths, sizes, mtimes) is unused here: it is part
+    of the datasets cache key, so an edited file is read again."""
     for path, start, end in ranges:
         yield from _read_eot_range(path, start, end)
 
@@ -124,16 +125,16 @@ def eot_ranges(path, *, shard_bytes: int = TXT_SHARD_BYTES, max_shards: int = TX
 
 
 def _txt_dataset(paths, split, cache_dir, streaming, num_proc=None):
-    if streaming:  # one shard per byte range, so workers share even a single big file
-        ranges = [r for p in paths for r in eot_ranges(p)]
+    # One shard per byte range: stream workers, and the processes converting it, share even one big file.
+    ranges = [r for p in paths for r in eot_ranges(p)]
+    if streaming:
         return datasets.IterableDataset.from_generator(read_eot_ranges, features=TEXT_FEATURES,
                                                        gen_kwargs={"ranges": ranges}, split=split)
-    kwargs = {"paths": [str(p) for p in paths]}
-    kwargs["stamps"] = [(os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
+    stamp = ";".join(f"{p}:{os.path.getsize(p)}:{os.stat(p).st_mtime_ns}" for p in paths)
     try:
-        return datasets.Dataset.from_generator(read_eot_stories, features=TEXT_FEATURES, gen_kwargs=kwargs,
-                                               split=split, cache_dir=cache_dir,
-                                               num_proc=_procs(num_proc, len(paths)))
+        return datasets.Dataset.from_generator(read_eot_ranges, features=TEXT_FEATURES, split=split,
+                                               gen_kwargs={"ranges": ranges, "stamp": stamp}, cache_dir=cache_dir,
+                                               num_proc=_procs(num_proc, len(ranges)))
     except datasets.exceptions.DatasetGenerationError as e:
         if isinstance(e.__cause__, TinyStoriesError):
             raise e.__cause__ from None
@@ -212,7 +213,7 @@ def _local(path: Path, cache_dir, streaming, num_proc):
         raise TinyStoriesError(f"{path}: the file is empty; pass a file with stories")
     name = path.name.lower()
     if name.endswith(TXT_SUFFIXES):
-        return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming)}), "txt", [path]
+        return _dict(streaming)({"train": _txt_dataset([path], "train", cache_dir, streaming, num_proc)}), "txt", [path]
     if name.endswith(PARQUET_SUFFIXES):
         builder, kind = "parquet", "parquet"
         _check_parquet_rows([path])

@@ -229,6 +229,18 @@ def _dict(streaming):
     return datasets.IterableDatasetDict if streaming else datasets.DatasetDict
 
 
+def _text_chunks(ds, column: str):
+    """The column's Arrow chunks, read from datasets' cache files with plain reads when there are some:
+    through the memory map, every page of the text would stay in this process's RSS (GBs at full scale)."""
+    if not ds.cache_files or ds._indices is not None:
+        yield from ds.data.column(column).chunks
+        return
+    for cache_file in ds.cache_files:
+        with pa.OSFile(cache_file["filename"]) as f:
+            for batch in pa.ipc.open_stream(f):
+                yield batch.column(column)
+
+
 def _check_text(ds, text_column: str, split: str, source: str) -> None:
     """A loaded split must have rows, a string column, and valid UTF-8 (pyarrow's JSON and parquet readers
     do not check it, and a bad byte would otherwise crash tokenization far from its file)."""
@@ -242,7 +254,7 @@ def _check_text(ds, text_column: str, split: str, source: str) -> None:
         raise TinyStoriesError(f"{source}: column {text_column!r} of split {split!r} holds {feature}, not text; "
                                "pass the story column with --text-column NAME")
     row = 0
-    for chunk in ds.data.column(text_column).chunks:
+    for chunk in _text_chunks(ds, text_column):
         try:
             chunk.validate(full=True)
         except pa.ArrowInvalid as e:

@@ -55,13 +55,18 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int
     """Arrow batch with `base_ids` -> `input_ids`/`length`: remap, truncate, drop short and empty rows."""
     column = batch.column("base_ids").combine_chunks()
     flat = column.flatten().to_numpy()
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = column.offsets.to_numpy()
+    offsets = offsets - offsets[0]
+    lengths = np.diff(offsets)
     kept = lengths >= min_length
     new_lengths = np.where(kept, np.minimum(lengths, max_length), 0)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    position = np.arange(len(flat)) - starts
-    values = base_to_reduced[flat[position < np.repeat(new_lengths, lengths)]]
-    columns = {"input_ids": _list_array(new_lengths[kept], values),
+    cut = np.flatnonzero(new_lengths < lengths)
+    if len(cut):  # drop each cut row's tail [offset + new_length, next offset): +1/-1 marks, then a cumsum
+        marks = np.zeros(len(flat) + 1, dtype=np.int8)
+        np.add.at(marks, offsets[cut] + new_lengths[cut], 1)
+        np.add.at(marks, offsets[cut + 1], -1)
+        flat = flat[np.cumsum(marks[:-1], dtype=np.int8) == 0]
+    columns = {"input_ids": _list_array(new_lengths[kept], base_to_reduced[flat]),
                "length": pa.array(new_lengths[kept].astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))

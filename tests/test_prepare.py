@@ -97,7 +97,7 @@ def _data_hashes(folder: Path) -> dict:
 
 
 def test_outputs_are_byte_identical_whatever_num_proc(tmp_path, monkeypatch):
-    monkeypatch.setattr(tokenize, "ROWS_PER_PROCESS", 1000)  # let the 5.5K-story sample use a pool
+    monkeypatch.setattr(tokenize, "ROWS_PER_PROCESS", 200)  # let the 5.5K-story sample use pools in both passes
     config = PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "p2"), num_proc=2, vocab_size=3000,
                            vocab_sample_size=1000, cache_dir=str(tmp_path / "c2"))
     two = prepare(config)

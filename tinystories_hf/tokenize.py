@@ -99,8 +99,9 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
 
 def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_length: int, keep_text: bool,
                  split: str = "") -> datasets.Dataset:
-    """Pass 2 over one split: vectorised remap, truncate and filter. It is bound by reading and writing
-    Arrow, so one process is faster than a pool here."""
+    """Pass 2 over one split: vectorised remap, truncate and filter, in one process. (Two processes save
+    ~2 s on the full train split, but their output chunks differ, and save_to_disk keeps chunk boundaries:
+    the saved bytes would then depend on num_proc.)"""
     fingerprint = Hasher.hash([base_ids._fingerprint, REDUCE_VERSION, tokenizer.fingerprint, max_length,
                                min_length, keep_text])
     reduced = base_ids.with_format("arrow").map(

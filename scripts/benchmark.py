@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py                                   # prepare vs ceilings, TinyStories' size
     python scripts/benchmark.py --stories 200000 --scale 4        # smaller, plus peak memory at 4x the corpus
+    python scripts/benchmark.py --memory-cap 2                    # plus prepare inside a 2 GiB memory cgroup
     python scripts/benchmark.py --loaders --data tinystories_prepared   # the training adapters
 
 Prepare: every pipeline runs on the same corpus (made by ../shared/tools/make_corpus.py: real sentences in
@@ -51,6 +52,8 @@ class PrepareBenchmarkConfig:
     num_proc: int = option(2, "processes for the ceilings and for prepare")
     old_stories: int = option(50_000, "stories the (slow) old pipeline runs on; its tokens/s is compared")
     scale: int = option(1, "also run prepare on a corpus this many times larger (peak memory flatness)")
+    memory_cap: float = option(0.0, "also run prepare in a memory cgroup capped at this many GiB (page cache "
+                               "included; needs write access to /sys/fs/cgroup, e.g. root); 0: skip")
     workdir: str = option(os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
                           "corpus, cache and output folder (corpora are reused between runs)")
 
@@ -72,52 +75,60 @@ def make_corpus(workdir: Path, stories: int) -> Path:
     return out
 
 
-def read_texts(corpus: Path, limit=None) -> list:
+def row_group_shares(corpus: Path, parts: int) -> list:
+    """The corpus's parquet row groups dealt into `parts` shares of about equal story counts."""
     import pyarrow.parquet as pq
 
-    texts = []
+    shares, rows = [[] for _ in range(parts)], [0] * parts
     for path in sorted((corpus / "data").glob("*.parquet")):
-        texts.extend(pq.read_table(path, columns=["text"]).column("text").to_pylist())
-        if limit and len(texts) >= limit:
-            return texts[:limit]
-    return texts
+        meta = pq.ParquetFile(path).metadata
+        for group in range(meta.num_row_groups):
+            k = rows.index(min(rows))
+            shares[k].append((str(path), group))
+            rows[k] += meta.row_group(group).num_rows
+    return shares
 
 
 # -- measured pipelines (each runs in its own subprocess: `benchmark.py --measure NAME ...`) ---------------
-_WORK = {}  # encoder and texts, set before the pool forks: workers inherit them, nothing is pickled
+def _encode_share(backend: str, share: list, ready, results) -> None:
+    """One ceiling worker: read its row groups into its own memory, build the encoder, wait for the
+    others, then time encoding alone: the encoder call prepare makes, on batches of 1,000 stories."""
+    import pyarrow.parquet as pq
+
+    from tinystories_hf.base_tokenizer import load_base_tokenizer, make_encoder
+
+    texts = [text for path, group in share
+             for text in pq.ParquetFile(path).read_row_group(group, columns=["text"]).column("text").to_pylist()]
+    encoder = make_encoder(load_base_tokenizer(), backend)
+    encoder.encode_flat(["warm up"], np.uint16)
+    ready.wait()
+    start = time.monotonic()
+    tokens = sum(len(encoder.encode_flat(texts[i:i + 1000], np.uint16)[1]) for i in range(0, len(texts), 1000))
+    results.put((start, time.monotonic(), tokens, len(texts)))
 
 
-def _count_tokens(start: int) -> int:
-    encoder, texts = _WORK["encoder"], _WORK["texts"]
-    return sum(len(ids) for ids in encoder.encode_batch(texts[start:start + 1000]))
-
-
-def _ceiling(encoder, texts, num_proc) -> int:
-    """Encoding only: texts already in memory and inherited by `num_proc` forked workers, which encode
-    batches of 1,000 stories and send back only a count."""
-    _WORK.update(encoder=encoder, texts=texts)
-    with multiprocessing.get_context("fork").Pool(num_proc) as pool:
-        return sum(pool.map(_count_tokens, range(0, len(texts), 1000), chunksize=4))
+def measure_ceiling(args, backend: str) -> dict:
+    """Encoding only, in `num_proc` processes each holding its share of the stories in memory (read before
+    the clock starts): wall time from the first worker's start to the last one's end."""
+    context = multiprocessing.get_context("fork")
+    ready, results = context.Barrier(args.num_proc), context.Queue()
+    workers = [context.Process(target=_encode_share, args=(backend, share, ready, results))
+               for share in row_group_shares(args.corpus, args.num_proc)]
+    for worker in workers:
+        worker.start()
+    done = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return {"seconds": max(d[1] for d in done) - min(d[0] for d in done), "tokens": sum(d[2] for d in done),
+            "stories": sum(d[3] for d in done)}
 
 
 def measure_tiktoken(args) -> dict:
-    from tinystories_hf.base_tokenizer import TiktokenEncoder
-
-    texts, encoder = read_texts(args.corpus, args.limit), TiktokenEncoder()
-    encoder.encode_batch(["warm up"])  # built before the timer and the fork: only encoding is measured
-    start = time.perf_counter()
-    tokens = _ceiling(encoder, texts, args.num_proc)
-    return {"seconds": time.perf_counter() - start, "tokens": tokens, "stories": len(texts)}
+    return measure_ceiling(args, "tiktoken")
 
 
 def measure_hf(args) -> dict:
-    from tinystories_hf.base_tokenizer import HFEncoder, load_base_tokenizer
-
-    texts, encoder = read_texts(args.corpus, args.limit), HFEncoder(load_base_tokenizer())
-    encoder.encode_batch(["warm up"])
-    start = time.perf_counter()
-    tokens = _ceiling(encoder, texts, args.num_proc)
-    return {"seconds": time.perf_counter() - start, "tokens": tokens, "stories": len(texts)}
+    return measure_ceiling(args, "hf")
 
 
 def measure_old(args) -> dict:
@@ -206,12 +217,45 @@ def _tree_memory(proc: psutil.Process) -> tuple:
     return tuple(totals)
 
 
-def run_measure(name: str, **options) -> dict:
+class MemoryCgroup:
+    """A child memory cgroup of this process's own, capped at `limit` bytes (cgroup v2 `memory.max` or v1
+    `memory.limit_in_bytes`). The cap counts page cache too, which the kernel reclaims when the cap is
+    reached; with no swap, anonymous memory cannot go anywhere, so a run that completes under the cap
+    never needed more than the cap. `peak` is the cgroup's own high-water mark (page cache included)."""
+
+    def __init__(self, limit: int):
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        v1 = [line.split(":", 2)[2] for line in lines if line.split(":")[1] == "memory"]
+        if v1:
+            parent, files = Path("/sys/fs/cgroup/memory" + v1[0]), ("memory.limit_in_bytes", "memory.max_usage_in_bytes")
+        else:
+            parent, files = Path("/sys/fs/cgroup" + lines[0].split(":", 2)[2]), ("memory.max", "memory.peak")
+        self.path = parent / f"tinystories-bench-{os.getpid()}"
+        try:
+            self.path.mkdir()
+            (self.path / files[0]).write_text(str(limit))
+        except OSError as e:
+            raise SystemExit(f"error: --memory-cap needs a writable memory cgroup under {parent} ({e}); "
+                             "run as root or drop --memory-cap")
+        self.peak_file = self.path / files[1]
+
+    def enter(self) -> None:
+        """Move the calling process into the cgroup (run in the child before exec: nothing escapes)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> int:
+        peak = int(self.peak_file.read_text())
+        self.path.rmdir()
+        return peak
+
+
+def run_measure(name: str, memory_cap: float = 0.0, **options) -> dict:
     cmd = [sys.executable, __file__, "--measure", name]
     for key, value in options.items():
         if value is not None:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cgroup = MemoryCgroup(int(memory_cap * 2**30)) if memory_cap else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=cgroup.enter if cgroup else None)
     peak = [0, 0, 0]
 
     def sample():
@@ -225,10 +269,12 @@ def run_measure(name: str, **options) -> dict:
     sampler.start()
     out, _ = proc.communicate()
     sampler.join()
+    cgroup_peak = cgroup.close() if cgroup else None
     if proc.returncode:
-        raise SystemExit(f"benchmark step {name!r} failed (exit {proc.returncode})")
+        killed = " (killed: the memory cap was too small)" if cgroup and proc.returncode == -9 else ""
+        raise SystemExit(f"benchmark step {name!r} failed (exit {proc.returncode}){killed}")
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(peak_rss=peak[0], peak_pss=peak[1], peak_anon=peak[2],
+    result.update(peak_rss=peak[0], peak_pss=peak[1], peak_anon=peak[2], cgroup_peak=cgroup_peak,
                   tokens_per_s=result["tokens"] / result["seconds"])
     return result
 
@@ -267,6 +313,11 @@ def benchmark_prepare(args) -> None:
         shutil.rmtree(cache, ignore_errors=True)
         rows[f"tinystories-prepare, {args.scale}x corpus"] = run_measure(
             "prepare", corpus=big, num_proc=args.num_proc, cache_dir=cache, output=output)
+    if args.memory_cap:
+        shutil.rmtree(cache, ignore_errors=True)
+        rows[f"tinystories-prepare, {args.memory_cap:g} GiB memory cap"] = run_measure(
+            "prepare", memory_cap=args.memory_cap, corpus=corpus, num_proc=args.num_proc, cache_dir=cache,
+            output=output)
     shutil.rmtree(cache, ignore_errors=True)
 
     print("\n| pipeline | stories | wall s | tokens/s | peak RSS | peak PSS | peak anonymous PSS |\n"
@@ -289,6 +340,12 @@ def benchmark_prepare(args) -> None:
         print(f"peak memory at {args.scale}x / 1x: RSS {scaled['peak_rss'] / prepared['peak_rss']:.2f}, "
               f"PSS {scaled['peak_pss'] / prepared['peak_pss']:.2f}, anonymous PSS "
               f"{scaled['peak_anon'] / prepared['peak_anon']:.2f} (goal <= 1.25)")
+    if args.memory_cap:
+        capped = rows[f"tinystories-prepare, {args.memory_cap:g} GiB memory cap"]
+        print(f"under a {args.memory_cap:g} GiB memory cap (cgroup, page cache included; swap "
+              f"{psutil.swap_memory().total / 2**30:.1f} GiB): completed in "
+              f"{capped['seconds']:.1f} s ({capped['seconds'] / prepared['seconds']:.2f}x the uncapped run), "
+              f"cgroup peak {_gb(capped['cgroup_peak'])}")
 
 
 

@@ -34,6 +34,11 @@ def test_encoders_agree_on_every_real_story_and_edge_cases(base, sample_stories)
     texts = sample_stories + EDGE_CASES
     reference = _gpt2_tokenizer()(texts, split_special_tokens=True)["input_ids"]
     assert HFEncoder(base).encode_batch(texts) == TiktokenEncoder().encode_batch(texts) == reference
+    # encode_flat, the call prepare makes: the same ids, flattened, with each text's count
+    for encoder in (HFEncoder(base), TiktokenEncoder()):
+        lengths, values = encoder.encode_flat(texts, np.uint16)
+        assert values.dtype == np.uint16 and lengths.tolist() == [len(ids) for ids in reference]
+        assert values.tolist() == [i for ids in reference for i in ids]
 
 
 def test_base_tokenizer_matches_transformers_gpt2(base, sample_stories):
@@ -49,6 +54,7 @@ def test_endoftext_inside_story_is_plain_text(base):
     for encoder in (HFEncoder(base), TiktokenEncoder()):
         ids = encoder.encode_batch(["a <|endoftext|> b"])[0]
         assert ids == expected and 50256 not in ids
+        assert encoder.encode_flat(["a <|endoftext|> b"], np.uint16)[1].tolist() == expected
 
 
 def test_auto_backend_picks_tiktoken_only_for_gpt2_bpe(base, tmp_path):

@@ -7,8 +7,11 @@ training adapters insert between stories.
 """
 import functools
 import hashlib
+import itertools
 import json
 from pathlib import Path
+
+import numpy as np
 
 from .config import DEFAULT_TOKENIZER
 from .errors import TinyStoriesError
@@ -132,6 +135,28 @@ class HFEncoder:
     def encode_batch(self, texts: list) -> list:
         return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
+    def encode_flat(self, texts: list, dtype) -> tuple:
+        """(lengths, values): the ids of all `texts` as one flat `dtype` array, and each text's count."""
+        ids = self.encode_batch(texts)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        return lengths, np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+
+
+@functools.lru_cache(maxsize=None)
+def _gpt2_encoding():
+    """tiktoken's Encoding for the bundled GPT-2 files, built once per process (0.7 s); built before a fork,
+    the workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
+
+    files = gpt2_bpe_files()
+    ranks = data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
+        vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
+    return tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+
 
 class TiktokenEncoder:
     """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster."""
@@ -140,31 +165,22 @@ class TiktokenEncoder:
     fingerprint = "gpt2-bpe:" + GPT2_SHA256["vocab.bpe"] + GPT2_SHA256["encoder.json"]
     vocab_size = 50257
 
-    def __init__(self):
-        self._encoding = None  # built on first use, in the worker process that needs it
-
-    def __getstate__(self):
-        return {"_encoding": None}  # workers rebuild it (0.5 s) rather than unpickle 50K ranks
-
     @property
     def encoding(self):
-        if self._encoding is None:
-            import tiktoken
-            from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-            from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
-
-            files = gpt2_bpe_files()
-            ranks = data_gym_to_mergeable_bpe_ranks(
-                vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
-                vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
-            self._encoding = tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                                               special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
-        return self._encoding
+        return _gpt2_encoding()
 
     def encode_batch(self, texts: list) -> list:
         # No thread pool (encode_ordinary_batch's): datasets.map already runs one encoder per process.
         encode = self.encoding.encode_ordinary
         return [encode(text) for text in texts]
+
+    def encode_flat(self, texts: list, dtype) -> tuple:
+        """(lengths, values) as `HFEncoder.encode_flat`; numpy buffers straight from tiktoken, which skips
+        building a Python int per token (about 15% faster than `encode_batch`)."""
+        encode = self.encoding.encode_to_numpy  # no special tokens allowed or disallowed: encode_ordinary's ids
+        arrays = [encode(text, allowed_special=set(), disallowed_special=()) for text in texts]
+        lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        return lengths, np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 
 
 def make_encoder(tokenizer, backend: str = "auto"):

@@ -10,8 +10,6 @@ Missing, non-string, empty or whitespace-only texts become zero-length rows in p
 
 The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
 """
-import itertools
-
 import datasets
 import numpy as np
 import pyarrow as pa
@@ -41,9 +39,7 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool) -> pa.
     """Arrow batch with `text` -> Arrow batch with `base_ids` (and `text` if kept)."""
     texts = batch.column("text").to_pylist()
     usable = [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
-    ids = encoder.encode_batch(usable)
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    values = np.fromiter(itertools.chain.from_iterable(ids), dtype=base_dtype, count=int(lengths.sum()))
+    lengths, values = encoder.encode_flat(usable, base_dtype)
     columns = {"base_ids": _list_array(lengths, values)}
     if keep_text:
         columns["text"] = batch.column("text")
@@ -90,6 +86,7 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
         features["text"] = datasets.Value("string")
     # A worker pool costs about a second to start: only split work that takes longer than that.
     procs = min(num_proc, stories.num_rows // ROWS_PER_PROCESS)
+    encoder.encode_flat([""], dtype)  # build the encoder here once: forked workers inherit it
     return stories.with_format("arrow").map(
         encode_stories, batched=True, batch_size=1000, num_proc=procs if procs > 1 else None,
         fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text},

@@ -86,6 +86,8 @@ def test_plain_load_from_disk_and_features(prepared_sample):
     assert info["source"]["kind"] == "json" and info["versions"]["datasets"] == datasets.__version__
     assert info["vocab_sha256"] == TinyStoriesTokenizer.from_pretrained(out).fingerprint
     assert info["elapsed_seconds"] > 0
+    assert list(info["stage_seconds"]) == ["load", "tokenize", "vocabulary", "remap"]
+    assert 0 < sum(info["stage_seconds"].values()) <= info["elapsed_seconds"]
     assert set(info["tokenizer_files"]) == {"tinystories_vocab.json", "base/tokenizer.json",
                                             "base/tokenizer_config.json"}
     assert not list(out.parent.glob(".sample.partial-*"))

@@ -142,7 +142,7 @@ class HFEncoder:
         return lengths, np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpt2_encoding():
     """tiktoken's Encoding for the bundled GPT-2 files, built once per process (0.7 s); built before a fork,
     the workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import shutil
 import subprocess
 import sys
@@ -113,11 +114,17 @@ def measure_ceiling(args, backend: str) -> dict:
     the clock starts): wall time from the first worker's start to the last one's end."""
     context = multiprocessing.get_context("fork")
     ready, results = context.Barrier(args.num_proc), context.Queue()
-    workers = [context.Process(target=_encode_share, args=(backend, share, ready, results))
+    workers = [context.Process(target=_encode_share, args=(backend, share, ready, results), daemon=True)
                for share in row_group_shares(args.corpus, args.num_proc)]
     for worker in workers:
         worker.start()
-    done = [results.get() for _ in workers]
+    done = []
+    while len(done) < len(workers):
+        try:
+            done.append(results.get(timeout=1))
+        except queue.Empty:
+            if any(worker.exitcode for worker in workers):  # a crashed worker would leave the others waiting
+                raise SystemExit(f"a {backend} ceiling worker failed (exit codes {[w.exitcode for w in workers]})")
     for worker in workers:
         worker.join()
     return {"seconds": max(d[1] for d in done) - min(d[0] for d in done), "tokens": sum(d[2] for d in done),
@@ -222,7 +229,7 @@ class MemoryCgroup:
     """A child memory cgroup of this process's own, capped at `limit` bytes (cgroup v2 `memory.max` or v1
     `memory.limit_in_bytes`). The cap counts page cache too, which the kernel reclaims when the cap is
     reached; with no swap, anonymous memory cannot go anywhere, so a run that completes under the cap
-    never needed more than the cap. `peak` is the cgroup's own high-water mark (page cache included)."""
+    never needed more than the cap. `close()` returns the cgroup's own high-water mark (page cache included)."""
 
     def __init__(self, limit: int):
         lines = Path("/proc/self/cgroup").read_text().splitlines()

@@ -144,7 +144,7 @@ class HFEncoder:
 
 @functools.cache
 def _gpt2_encoding():
-    """tiktoken's Encoding for the bundled GPT-2 files, built once per process (0.7 s); built before a fork,
+    """tiktoken's Encoding for the bundled GPT-2 files, built once per process (under a second); built before a fork,
     the workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""
     import tiktoken
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
@@ -176,7 +176,7 @@ class TiktokenEncoder:
 
     def encode_flat(self, texts: list, dtype) -> tuple:
         """(lengths, values) as `HFEncoder.encode_flat`; numpy buffers straight from tiktoken, which skips
-        building a Python int per token (about 15% faster than `encode_batch`)."""
+        building a Python int per token."""
         encode = self.encoding.encode_to_numpy  # no special tokens allowed or disallowed: encode_ordinary's ids
         arrays = [encode(text, allowed_special=set(), disallowed_special=()) for text in texts]
         lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))

@@ -48,6 +48,13 @@ def _parquet(tmp: Path, name: str, table: pa.Table) -> str:
     return str(tmp / name)
 
 
+def _bad_second_file(tmp: Path) -> str:
+    """A folder of two train files, the second with a bad byte in its 4th row (row 8 of the split)."""
+    _write(tmp, "f/data/train-00000.jsonl", _jsonl([{"text": GOOD}] * 5))
+    _write(tmp, "f/data/train-00001.jsonl", _jsonl([{"text": GOOD}] * 3).encode() + b'{"text": "caf\xe9"}\n')
+    return str(tmp / "f")
+
+
 def _src(make):
     """Case whose --source is built by `make(tmp)`."""
     return lambda tmp, prev: ["--source", make(tmp)]
@@ -90,6 +97,9 @@ ERRORS = [
     ("invalid-utf8-jsonl", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 4).encode()
                                                  + b'{"text": "caf\xe9"}\n')),
      r"split 'train' row 4 is not valid UTF-8"),
+    # two files converted by two processes into two cache files, checked in parallel: the row counts across both
+    ("invalid-utf8-second-file", lambda t, prev: ["--source", _bad_second_file(t), "--num-proc", "2"],
+     r"split 'train' row 8 is not valid UTF-8"),
     ("json-number-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}, {"text": 5}, {"text": GOOD}]))),
      r"column 'text' of split 'train' mixes strings with numbers, lists or objects"),
     ("json-list-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}, {"text": ["a", "b"]}]))),

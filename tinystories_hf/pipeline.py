@@ -94,7 +94,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     reduced, splits = datasets.DatasetDict(), {}
     for split in SPLITS:
         reduced[split] = reduce_split(base_ids[split], tokenizer, max_length=config.max_length,
-                                      min_length=config.min_length, keep_text=config.keep_text, split=split)
+                                      min_length=config.min_length, keep_text=config.keep_text,
+                                      num_proc=config.num_proc, split=split)
         splits[split] = split_counts(base_ids[split], reduced[split], max_length=config.max_length,
                                      min_length=config.min_length, unk_id=tokenizer.unk_id)
     # The pages read from memory-mapped Arrow files count in this process's RSS until the table is unmapped:

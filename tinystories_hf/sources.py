@@ -12,6 +12,7 @@ import gzip
 import os
 import re
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,16 +230,31 @@ def _dict(streaming):
     return datasets.IterableDatasetDict if streaming else datasets.DatasetDict
 
 
-def _text_chunks(ds, column: str):
-    """The column's Arrow chunks, read from datasets' cache files with plain reads when there are some:
-    through the memory map, every page of the text would stay in this process's RSS (GBs at full scale)."""
+def _text_parts(ds, column: str) -> list:
+    """The column's Arrow chunks, one iterable per datasets cache file, read with plain reads when there are
+    cache files: through the memory map, every page of the text would stay in this process's RSS."""
     if not ds.cache_files or ds._indices is not None:
-        yield from ds.data.column(column).chunks
-        return
-    for cache_file in ds.cache_files:
-        with pa.OSFile(cache_file["filename"]) as f:
+        return [ds.data.column(column).chunks]
+
+    def read(filename):
+        with pa.OSFile(filename) as f:
             for batch in pa.ipc.open_stream(f):
                 yield batch.column(column)
+    return [read(cache_file["filename"]) for cache_file in ds.cache_files]
+
+
+def _first_invalid_utf8(chunks) -> tuple:
+    """(rows, None) if all chunks hold valid UTF-8, else (rows before the first bad chunk, (the bad row's
+    index in that chunk or None if pyarrow does not say, the chunk's length))."""
+    rows = 0
+    for chunk in chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid as e:
+            found = re.search(r"index (\d+)", str(e))
+            return rows, (int(found.group(1)) if found else None, len(chunk))
+        rows += len(chunk)
+    return rows, None
 
 
 def _check_text(ds, text_column: str, split: str, source: str) -> None:
@@ -253,16 +269,17 @@ def _check_text(ds, text_column: str, split: str, source: str) -> None:
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise TinyStoriesError(f"{source}: column {text_column!r} of split {split!r} holds {feature}, not text; "
                                "pass the story column with --text-column NAME")
-    row = 0
-    for chunk in _text_chunks(ds, text_column):
-        try:
-            chunk.validate(full=True)
-        except pa.ArrowInvalid as e:
-            found = re.search(r"index (\d+)", str(e))
-            where = f"row {row + int(found.group(1))}" if found else f"rows {row}..{row + len(chunk) - 1}"
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:  # pyarrow validates without the GIL
+        checked = list(pool.map(_first_invalid_utf8, _text_parts(ds, text_column)))
+    before = 0  # rows in the parts before this one
+    for rows, bad in checked:
+        if bad:
+            index, size = bad
+            where = f"row {before + rows + index}" if index is not None else \
+                f"rows {before + rows}..{before + rows + size - 1}"
             raise TinyStoriesError(f"{source}: split {split!r} {where} is not valid UTF-8; re-encode the "
-                                   "source as UTF-8") from None
-        row += len(chunk)
+                                   "source as UTF-8")
+        before += rows
 
 
 def _text_only(ds, text_column: str, split: str, source: str):

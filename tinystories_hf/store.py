@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -37,8 +38,11 @@ def file_sha256(path: Path) -> str:
 
 
 def tree_sha256(folder: Path) -> dict:
-    """sha256 of every file under `folder`, keyed by relative path."""
-    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """sha256 of every file under `folder`, keyed by relative path; files are hashed in parallel threads
+    (hashlib releases the GIL)."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return {str(p.relative_to(folder)): digest for p, digest in zip(files, pool.map(file_sha256, files))}
 
 
 def check_output(output, *, overwrite: bool, source_files=(), marker: str = "dataset_dict.json",

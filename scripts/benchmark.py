@@ -38,6 +38,7 @@ import psutil
 from tinystories_hf.config import add_config_arguments, config_from_args, option
 from tinystories_hf.errors import cli_errors
 from tinystories_hf.store import load_prepared
+from tinystories_hf.tokenize import ENCODE_BATCH_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 MAKE_CORPUS = REPO.parent / "shared" / "tools" / "make_corpus.py"
@@ -94,7 +95,7 @@ def row_group_shares(corpus: Path, parts: int) -> list:
 # -- measured pipelines (each runs in its own subprocess: `benchmark.py --measure NAME ...`) ---------------
 def _encode_share(backend: str, share: list, ready, results) -> None:
     """One ceiling worker: read its row groups into its own memory, build the encoder, wait for the
-    others, then time encoding alone: the encoder call prepare makes, on batches of 1,000 stories."""
+    others, then time encoding alone: the encoder call prepare makes, on batches of the same size."""
     import pyarrow.parquet as pq
 
     from tinystories_hf.base_tokenizer import load_base_tokenizer, make_encoder
@@ -105,7 +106,8 @@ def _encode_share(backend: str, share: list, ready, results) -> None:
     encoder.encode_flat(["warm up"], np.uint16)
     ready.wait()
     start = time.monotonic()
-    tokens = sum(len(encoder.encode_flat(texts[i:i + 1000], np.uint16)[1]) for i in range(0, len(texts), 1000))
+    size = ENCODE_BATCH_SIZE
+    tokens = sum(len(encoder.encode_flat(texts[i:i + size], np.uint16)[1]) for i in range(0, len(texts), size))
     results.put((start, time.monotonic(), tokens, len(texts)))
 
 

@@ -148,8 +148,8 @@ class HFEncoder:
 
 @functools.cache
 def _gpt2_encoding():
-    """tiktoken's Encoding for the bundled GPT-2 files, built once per process (under a second); built before a fork,
-    the workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""
+    """tiktoken's Encoding for the bundled GPT-2 files, built once per process; built before a fork, the
+    workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""
     import tiktoken
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex

@@ -69,18 +69,22 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     config.validate()
     started = time.perf_counter()
     seconds = {}  # per stage, kept in prepare_info.json: where the time of a run went
+
+    def lap(stage: str) -> None:
+        seconds[stage] = time.perf_counter() - started - sum(seconds.values())
+
     output = check_output(config.output, overwrite=config.overwrite,
                           source_files=[config.source] if Path(config.source).exists() else [])
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
                                    cache_dir=config.cache_dir, num_proc=config.num_proc)
-    seconds["load"] = time.perf_counter() - started
+    lap("load")
     base = load_base_tokenizer(config.tokenizer)
     encoder = make_encoder(base, config.backend)
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
                                     num_proc=config.num_proc, split=split) for split in SPLITS}
-    seconds["tokenize"] = time.perf_counter() - started - sum(seconds.values())
+    lap("tokenize")
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
     counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
@@ -89,7 +93,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     tokenizer = TinyStoriesTokenizer.from_counts(base, counts, config.vocab_size, backend=config.backend,
                                                  encoder=encoder,
                                                  meta={"tokenizer": config.tokenizer, "sample": sample})
-    seconds["vocabulary"] = time.perf_counter() - started - sum(seconds.values())
+    lap("vocabulary")
 
     reduced, splits = datasets.DatasetDict(), {}
     for split in SPLITS:
@@ -101,7 +105,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     # The pages read from memory-mapped Arrow files count in this process's RSS until the table is unmapped:
     # drop the raw text and base ids (about 1 GB at full scale) before saving.
     del stories, base_ids
-    seconds["remap"] = time.perf_counter() - started - sum(seconds.values())
+    lap("remap")
     train = splits["train"]
     if not train["kept"]:  # refuse to save a dataset (and a vocabulary) that has nothing to train on
         raise TinyStoriesError(f"{config.source}: no train story has --min-length {config.min_length} tokens or more "

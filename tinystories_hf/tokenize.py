@@ -18,6 +18,7 @@ import xxhash
 from datasets.fingerprint import Hasher
 
 ENCODE_VERSION = "encode/1"
+ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
 ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
 REDUCE_ROWS_PER_SEGMENT = 250_000
@@ -86,7 +87,7 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
     procs = min(num_proc, stories.num_rows // ROWS_PER_PROCESS)
     encoder.encode_flat([""], dtype)  # build the encoder here once: forked workers inherit it
     return stories.with_format("arrow").map(
-        encode_stories, batched=True, batch_size=1000, num_proc=procs if procs > 1 else None,
+        encode_stories, batched=True, batch_size=ENCODE_BATCH_SIZE, num_proc=procs if procs > 1 else None,
         fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text},
         remove_columns=stories.column_names, features=datasets.Features(features),
         new_fingerprint=fingerprint, desc=f"tokenize {split}".strip()).with_format(None)

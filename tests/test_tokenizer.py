@@ -74,6 +74,21 @@ def test_auto_backend_picks_tiktoken_only_for_gpt2_bpe(base, tmp_path):
         make_encoder(other, "tiktoken")
 
 
+def test_gpt2_bpe_with_other_ids_is_not_given_to_tiktoken(base):
+    """Same vocabulary and merges, but an added token, a normalizer or a prefix space changes the ids."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+
+    added, lower, prefixed = (Tokenizer.from_str(base.to_str()) for _ in range(3))
+    added.add_tokens(["Once upon"])
+    lower.normalizer = normalizers.Lowercase()
+    prefixed.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    plain = base.encode("Once upon a time").ids
+    for tokenizer in (added, lower, prefixed):
+        assert tokenizer.encode("Once upon a time").ids != plain
+        assert not is_gpt2_bpe(tokenizer)
+        assert make_encoder(tokenizer, "auto").name == "hf"
+
+
 def test_unknown_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(TinyStoriesError, match="could not load tokenizer"):
         load_base_tokenizer(str(tmp_path / "nope"))

@@ -33,6 +33,9 @@ def gpt2_bpe_files() -> dict:
     return {name: data / name for name in GPT2_SHA256}
 
 
+_BUNDLED_SHA256 = set()  # content hashes of the tokenizers gpt_neo_tokenizer built
+
+
 def gpt_neo_tokenizer():
     """The GPT-Neo (= GPT-2) byte-level BPE as a `tokenizers.Tokenizer`, from the bundled files.
 
@@ -46,6 +49,7 @@ def gpt_neo_tokenizer():
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
+    _BUNDLED_SHA256.add(tokenizer_sha256(tokenizer))
     return tokenizer
 
 
@@ -109,10 +113,16 @@ def _gpt2_model() -> tuple:
 
 
 def is_gpt2_bpe(tokenizer) -> bool:
-    """True if `tokenizer` is byte-level BPE with exactly GPT-2's vocabulary and merges (GPT-Neo is)."""
+    """True if `tokenizer` gives GPT-2's ids (GPT-Neo does): byte-level BPE with exactly GPT-2's vocabulary
+    and merges, no normalizer, and no added token but `<|endoftext|>`."""
+    if tokenizer_sha256(tokenizer) in _BUNDLED_SHA256:  # built from the GPT-2 files: skip comparing 50K merges
+        return True
     spec = json.loads(tokenizer.to_str())
-    model = spec["model"]
-    if model.get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
+    model, pre = spec["model"], spec.get("pre_tokenizer") or {}
+    # Anything that changes the ids tiktoken would give: a normalizer, another pre-tokenizer, added tokens.
+    if model.get("type") != "BPE" or model.get("dropout") or spec.get("normalizer") is not None or \
+            (pre.get("type"), pre.get("add_prefix_space"), pre.get("use_regex")) != ("ByteLevel", False, True) or \
+            any(t["content"] != "<|endoftext|>" for t in spec.get("added_tokens", [])):
         return False
     vocab, merges = _gpt2_model()
     theirs = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]

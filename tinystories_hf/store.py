@@ -22,6 +22,7 @@ import datasets
 import pyarrow as pa
 
 from .errors import TinyStoriesError
+from .mapped_pages import pages_released
 from .tokenize import reduced_features
 
 PREPARE_INFO = "prepare_info.json"
@@ -106,7 +107,8 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
     """Write a prepared folder atomically (temporary folder + rename); returns its path."""
     output = Path(output).expanduser().resolve()
     with atomic_folder(output, overwrite=overwrite) as partial:
-        dataset_dict.save_to_disk(str(partial), num_shards=shard_counts(dataset_dict))
+        with pages_released(*(ds.data for ds in dataset_dict.values())):  # RSS stays flat however large
+            dataset_dict.save_to_disk(str(partial), num_shards=shard_counts(dataset_dict))
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
         data_files = tree_sha256(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR)

@@ -17,6 +17,8 @@ import pyarrow.compute as pc
 import xxhash
 from datasets.fingerprint import Hasher
 
+from .mapped_pages import PageReleaser
+
 ENCODE_VERSION = "encode/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
 ROWS_PER_PROCESS = 5_000
@@ -37,9 +39,13 @@ def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
-def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool) -> pa.Table:
-    """Arrow batch with `text` -> Arrow batch with `base_ids` (and `text` if kept)."""
+def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
+                   pages: PageReleaser | None = None) -> pa.Table:
+    """Arrow batch with `text` -> Arrow batch with `base_ids` (and `text` if kept); `pages` releases the
+    memory-mapped text read."""
     texts = batch.column("text").to_pylist()
+    if pages is not None:
+        pages.read(batch.column("text"))
     usable = [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
     lengths, values = encoder.encode_flat(usable, base_dtype)
     columns = {"base_ids": _list_array(lengths, values)}
@@ -49,7 +55,7 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool) -> pa.
 
 
 def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int, min_length: int,
-                   keep_text: bool) -> pa.Table:
+                   keep_text: bool, pages: PageReleaser | None = None) -> pa.Table:
     """Arrow batch with `base_ids` -> `input_ids`/`length`: truncate, drop short and empty rows, remap.
     Arrow kernels on flat values (numpy's fancy indexing widens every uint16 id to int64 first; filtering
     a list array is several times slower than filtering its values)."""
@@ -65,6 +71,8 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int
                "length": pa.array(new_lengths.astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))
+    if pages is not None:
+        pages.read(batch.column("base_ids"))
     return pa.table(columns)
 
 
@@ -88,7 +96,7 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
     encoder.encode_flat([""], dtype)  # build the encoder here once: forked workers inherit it
     return stories.with_format("arrow").map(
         encode_stories, batched=True, batch_size=ENCODE_BATCH_SIZE, num_proc=procs if procs > 1 else None,
-        fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text},
+        fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text, "pages": PageReleaser()},
         remove_columns=stories.column_names, features=datasets.Features(features),
         new_fingerprint=fingerprint, desc=f"tokenize {split}".strip()).with_format(None)
 
@@ -104,7 +112,7 @@ def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_
                                min_length, keep_text])
     options = {"batched": True, "batch_size": 10_000, "remove_columns": base_ids.column_names,
                "fn_kwargs": {"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
-                             "min_length": min_length, "keep_text": keep_text},
+                             "min_length": min_length, "keep_text": keep_text, "pages": PageReleaser()},
                "features": reduced_features(keep_text), "desc": f"remap {split}".strip()}
     base_ids = base_ids.with_format("arrow")
     segments = 2 if base_ids.num_rows >= 2 * REDUCE_ROWS_PER_SEGMENT else 1
@@ -125,7 +133,7 @@ def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_
 
 def content_fingerprint(table) -> str:
     """xxh3-128 of each column's values and row lengths, fed chunk by chunk, so independent of chunking."""
-    digests = []
+    digests, pages = [], PageReleaser()
     for name in table.column_names:
         values, lengths = xxhash.xxh3_128(), xxhash.xxh3_128()
         for chunk in table.column(name).chunks:
@@ -138,6 +146,7 @@ def content_fingerprint(table) -> str:
                 values.update(memoryview(chunk.buffers()[2])[offsets[0]:offsets[-1]])
             else:
                 values.update(np.ascontiguousarray(chunk.to_numpy(zero_copy_only=False)))
+            pages.read(chunk)
         digests.append([name, str(table.schema.field(name).type), values.hexdigest(), lengths.hexdigest()])
     return Hasher.hash([REDUCE_VERSION, digests])
 
@@ -147,8 +156,10 @@ def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_l
     """Per-split counters, computed from the two Arrow tables (offsets and flat values, no Python loop)."""
     lengths = np.concatenate([pc.list_value_length(c).to_numpy(zero_copy_only=False)
                               for c in base_ids.data.column("base_ids").chunks] or [np.zeros(0)]).astype(np.int64)
-    unk = sum(int(np.count_nonzero(c.flatten().to_numpy() == unk_id))
-              for c in reduced.data.column("input_ids").chunks)
+    unk, pages = 0, PageReleaser()
+    for chunk in reduced.data.column("input_ids").chunks:
+        unk += int(np.count_nonzero(chunk.flatten().to_numpy() == unk_id))
+        pages.read(chunk)
     kept = lengths >= min_length
     tokens = int(np.minimum(lengths[kept], max_length).sum())
     return {

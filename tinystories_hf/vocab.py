@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
 from .errors import TinyStoriesError
+from .mapped_pages import PageReleaser
 
 VOCAB_FILE = "tinystories_vocab.json"
 BASE_DIR = "base"
@@ -31,15 +32,18 @@ def count_base_tokens(base_ids, rows, base_vocab_size: int) -> np.ndarray:
     whole column in memory (GBs at full scale)."""
     if base_ids._indices is not None:
         base_ids = base_ids.flatten_indices()
-    counts, end = np.zeros(base_vocab_size, dtype=np.int64), 0
+    counts, end, pages = np.zeros(base_vocab_size, dtype=np.int64), 0, PageReleaser()
     for chunk in base_ids.data.column("base_ids").chunks:
         first, end = end, end + len(chunk)
         if rows is not None:
             lo, hi = np.searchsorted(rows, [first, end])
             if lo == hi:
                 continue
-            chunk = chunk.take(pa.array(rows[lo:hi] - first))
-        counts += np.bincount(chunk.flatten().to_numpy(), minlength=base_vocab_size)[:base_vocab_size]
+            read = chunk.take(pa.array(rows[lo:hi] - first))
+        else:
+            read = chunk
+        counts += np.bincount(read.flatten().to_numpy(), minlength=base_vocab_size)[:base_vocab_size]
+        pages.read(chunk)  # the whole chunk: reading a few rows maps the pages around them too
     return counts
 
 

@@ -31,11 +31,11 @@ if sys.platform.startswith("linux"):
     _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
-def release_mappings(*arrays) -> int:
-    """Release the pages of every read-only file mapping that holds a buffer of `arrays` (Arrow arrays,
-    chunked arrays or table columns); returns the number of mappings released."""
+def file_mappings(*arrays) -> set:
+    """(start, end) of the read-only file mappings that hold a buffer of `arrays` (Arrow arrays, chunked
+    arrays or table columns). They stay valid while the arrays are alive: their buffers keep them mapped."""
     if _madvise is None:
-        return 0
+        return set()
     with open("/proc/self/maps", "rb") as f:
         spans = [(int(m[1], 16), int(m[2], 16)) for m in _FILE_MAPPING.finditer(f.read())]  # sorted
     starts, held = [start for start, _ in spans], set()
@@ -45,9 +45,19 @@ def release_mappings(*arrays) -> int:
                 i = bisect.bisect_right(starts, buffer.address) - 1 if buffer is not None else -1
                 if i >= 0 and buffer.address < spans[i][1]:
                     held.add(spans[i])
-    for start, end in held:
+    return held
+
+
+def _release(spans) -> None:
+    for start, end in spans:
         _madvise(start, end - start, MADV_DONTNEED)
-    return len(held)
+
+
+def release_mappings(*arrays) -> int:
+    """Release the pages of the read-only file mappings that hold `arrays`; returns how many mappings."""
+    spans = file_mappings(*arrays)
+    _release(spans)
+    return len(spans)
 
 
 class PageReleaser:
@@ -75,12 +85,12 @@ class PageReleaser:
 def pages_released(*tables, every: float = 0.2):
     """While the block runs, release the mappings of `tables` every `every` seconds: for code that reads
     a whole memory-mapped table and offers no hook between batches (save_to_disk)."""
-    columns = [column for table in tables for column in table.columns]
-    done = threading.Event()
+    columns = [column for table in tables for column in table.columns]  # held: the spans stay valid
+    spans, done = file_mappings(*columns), threading.Event()
 
     def release():
         while not done.wait(every):
-            release_mappings(*columns)
+            _release(spans)
 
     thread = threading.Thread(target=release, daemon=True)
     thread.start()
@@ -89,4 +99,4 @@ def pages_released(*tables, every: float = 0.2):
     finally:
         done.set()
         thread.join()
-        release_mappings(*columns)
+        _release(spans)

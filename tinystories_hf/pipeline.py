@@ -102,8 +102,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                                       num_proc=config.num_proc, split=split)
         splits[split] = split_counts(base_ids[split], reduced[split], max_length=config.max_length,
                                      min_length=config.min_length, unk_id=tokenizer.unk_id)
-    # The pages read from memory-mapped Arrow files count in this process's RSS until the table is unmapped:
-    # drop the raw text and base ids (about 1 GB at full scale) before saving.
+    # Nothing reads the raw text or the base ids again: unmap them before saving.
     del stories, base_ids
     lap("remap")
     train = splits["train"]

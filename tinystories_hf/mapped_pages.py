@@ -2,7 +2,7 @@
 
 datasets memory-maps its Arrow files, and every page a pass reads stays mapped into the reading process
 (and counted in its RSS) until the table is closed, although it is page cache the kernel could drop:
-one pass over the full train split would leave ~2 GB of text in the tokenizing workers' RSS. Releasing
+one pass over the train split would leave all of its text in the tokenizing workers' RSS. Releasing
 unmaps those pages with madvise(MADV_DONTNEED); they stay in the page cache, and a later read maps them
 again. Only read-only file mappings are released (on anonymous or writable memory MADV_DONTNEED would
 discard data), so an in-memory table is left alone, as is every platform other than Linux.
@@ -22,7 +22,7 @@ import sys
 import threading
 
 MADV_DONTNEED = 4
-RELEASE_EVERY = 64 << 20  # bytes: listing the mappings costs ~1 ms, so release in steps, not per batch
+RELEASE_EVERY = 64 << 20  # bytes: each release first reads /proc/self/maps, so release in steps, not per batch
 # /proc/self/maps lines of read-only mappings backed by a file (non-zero inode, absolute path).
 _FILE_MAPPING = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) r-[-x][sp] [0-9a-f]+ \S+ [1-9][0-9]* +/", re.MULTILINE)
 _madvise = None

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from .demo import DEMO_SPLITS, demo_stories
 from .errors import TinyStoriesError
+from .mapped_pages import PageReleaser
 
 EOT_LINE = "<|endoftext|>"
 TEXT_FEATURES = datasets.Features({"text": datasets.Value("string")})
@@ -231,22 +232,16 @@ def _dict(streaming):
 
 
 def _text_parts(ds, column: str) -> list:
-    """The column's Arrow chunks, one iterable per datasets cache file, read with plain reads when there are
-    cache files: through the memory map, every page of the text would stay in this process's RSS."""
-    if not ds.cache_files or ds._indices is not None:
-        return [ds.data.column(column).chunks]
-
-    def read(filename):
-        with pa.OSFile(filename) as f:
-            for batch in pa.ipc.open_stream(f):
-                yield batch.column(column)
-    return [read(cache_file["filename"]) for cache_file in ds.cache_files]
+    """The column's Arrow chunks in one contiguous part per CPU, to check them in parallel threads."""
+    chunks = ds.data.column(column).chunks
+    size = max(1, -(-len(chunks) // (os.cpu_count() or 1)))
+    return [chunks[i:i + size] for i in range(0, len(chunks), size)]
 
 
 def _first_invalid_utf8(chunks) -> tuple:
     """(rows, None) if all chunks hold valid UTF-8, else (rows before the first bad chunk, (the bad row's
     index in that chunk or None if pyarrow does not say, the chunk's length))."""
-    rows = 0
+    rows, pages = 0, PageReleaser()  # the text is read once: keep its pages out of this process's RSS
     for chunk in chunks:
         try:
             chunk.validate(full=True)
@@ -254,6 +249,7 @@ def _first_invalid_utf8(chunks) -> tuple:
             found = re.search(r"index (\d+)", str(e))
             return rows, (int(found.group(1)) if found else None, len(chunk))
         rows += len(chunk)
+        pages.read(chunk)
     return rows, None
 
 

@@ -22,8 +22,6 @@ from .store import check_output, save_prepared
 from .tokenize import encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
-SPLITS = ("train", "validation")
-
 
 @dataclass
 class PrepareResult:
@@ -50,10 +48,12 @@ def summary_table(splits: dict) -> str:
     columns = [("split", None), ("stories", "stories"), ("kept", "kept"), ("short", "skipped_short"),
                ("empty", "skipped_empty"), ("truncated", "truncated"), ("tokens", "tokens"),
                ("unk", "unk_tokens")]
-    rows = [[name for name, _ in columns] + ["unk %"]]
+    literal = all("literal_eot" in c for c in splits.values())  # stories holding a literal <|endoftext|>
+    rows = [[name for name, _ in columns] + ["unk %"] + (["eot in text"] if literal else [])]
     for split, c in splits.items():
         share = 100.0 * c["unk_tokens"] / c["tokens"] if c["tokens"] else 0.0
-        rows.append([split] + [f"{c[key]:,}" for _, key in columns[1:]] + [f"{share:.3f}"])
+        rows.append([split] + [f"{c[key]:,}" for _, key in columns[1:]] + [f"{share:.3f}"]
+                    + ([f"{c['literal_eot']:,}"] if literal else []))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
                                enumerate(zip(row, widths))) for row in rows)
@@ -78,12 +78,15 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
-                                   cache_dir=config.cache_dir, num_proc=config.num_proc)
+                                   cache_dir=config.cache_dir, num_proc=config.num_proc, strip=config.strip)
     lap("load")
+    seconds["source_hash"] = source.hash_seconds  # xxh3 of the source's bytes (its cache key), part of load
+    seconds["load"] -= source.hash_seconds
     base = load_base_tokenizer(config.tokenizer)
     encoder = make_encoder(base, config.backend)
+    # Every split the source declares (train, validation, test, ...); the vocabulary is counted on train.
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
-                                    num_proc=config.num_proc, split=split) for split in SPLITS}
+                                    num_proc=config.num_proc, split=split) for split in stories}
     lap("tokenize")
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
@@ -96,12 +99,16 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("vocabulary")
 
     reduced, splits = datasets.DatasetDict(), {}
-    for split in SPLITS:
-        reduced[split] = reduce_split(base_ids[split], tokenizer, max_length=config.max_length,
+    source_info = dataclasses.asdict(source)
+    literal_eot = source_info.pop("literal_eot")
+    source_info.pop("hash_seconds")
+    for split, ids in base_ids.items():
+        reduced[split] = reduce_split(ids, tokenizer, max_length=config.max_length,
                                       min_length=config.min_length, keep_text=config.keep_text,
                                       num_proc=config.num_proc, split=split)
-        splits[split] = split_counts(base_ids[split], reduced[split], max_length=config.max_length,
+        splits[split] = split_counts(ids, reduced[split], max_length=config.max_length,
                                      min_length=config.min_length, unk_id=tokenizer.unk_id)
+        splits[split]["literal_eot"] = literal_eot[split]
     # Nothing reads the raw text or the base ids again: unmap them before saving.
     del stories, base_ids
     lap("remap")
@@ -112,7 +119,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                                f"{train['skipped_short']} too short); check --text-column or lower --min-length")
     info = {
         "config": dataclasses.asdict(config),
-        "source": dataclasses.asdict(source),
+        "source": source_info,
         "backend": encoder.name,
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id,
         "vocab_sha256": tokenizer.fingerprint,
@@ -138,6 +145,12 @@ def main(argv=None) -> int:
     config = config_from_args(parser.parse_args(argv))
     result = prepare(config)
     print(summary_table(result.info["splits"]))
+    source = result.info["source"]
+    ignored = source["ignored"]
+    print(f"source: {source['layout']} of {source['kind']} files, splits " + ", ".join(result.info["splits"])
+          + f", validation {'from the source' if source['validation'] == 'source' else source['validation']}"
+          + (f"; ignored (in no split): {', '.join(ignored[:5])}{' ...' if len(ignored) > 5 else ''}"
+             if ignored else ""))
     print(f"vocabulary: {result.tokenizer.vocab_size} ids (eos {result.tokenizer.eos_id}, unk "
           f"{result.tokenizer.unk_id}), backend {result.info['backend']}, "
           f"{result.info['elapsed_seconds']:.1f} s -> {result.output}")

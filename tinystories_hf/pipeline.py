@@ -59,6 +59,18 @@ def summary_table(splits: dict) -> str:
                                enumerate(zip(row, widths))) for row in rows)
 
 
+def source_line(source: dict, splits: list) -> str:
+    """What was read: the layout, the format, the splits, where validation came from, the files left out."""
+    kind, ignored = source["kind"], source["ignored"]
+    what = {"file": f"one {kind} file", "folder": f"a folder of {kind} files", "hub": f"a Hub dataset of {kind} "
+            "files"}.get(source["layout"], "the demo corpus")
+    validation = "the source's" if source["validation"] == "source" else source["validation"]
+    line = f"source: {what}; splits {', '.join(splits)}; validation: {validation}"
+    if ignored:
+        line += f"; not read (in no split): {', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}"
+    return line
+
+
 def prepare(config: PrepareConfig) -> PrepareResult:
     """Run the whole preparation and write `config.output`; see `PrepareConfig` for every option.
 
@@ -145,12 +157,7 @@ def main(argv=None) -> int:
     config = config_from_args(parser.parse_args(argv))
     result = prepare(config)
     print(summary_table(result.info["splits"]))
-    source = result.info["source"]
-    ignored = source["ignored"]
-    print(f"source: {source['layout']} of {source['kind']} files, splits " + ", ".join(result.info["splits"])
-          + f", validation {'from the source' if source['validation'] == 'source' else source['validation']}"
-          + (f"; ignored (in no split): {', '.join(ignored[:5])}{' ...' if len(ignored) > 5 else ''}"
-             if ignored else ""))
+    print(source_line(result.info["source"], list(result.info["splits"])))
     print(f"vocabulary: {result.tokenizer.vocab_size} ids (eos {result.tokenizer.eos_id}, unk "
           f"{result.tokenizer.unk_id}), backend {result.info['backend']}, "
           f"{result.info['elapsed_seconds']:.1f} s -> {result.output}")

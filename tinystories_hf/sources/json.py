@@ -57,7 +57,8 @@ def _bad_line(path: str, block: bytes, first_line: int, text_column: str):
             return TinyStoriesError(f"{path}: {where}: not valid UTF-8 (byte {e.start + 1} of the line); "
                                     "re-encode the file as UTF-8")
         except json.JSONDecodeError as e:
-            return TinyStoriesError(f"{path}: {where}: not valid JSON ({e.msg} at column {e.colno}); JSON Lines "
+            at = "" if e.msg.endswith(" at") else " at"  # "Unterminated string starting at"
+            return TinyStoriesError(f"{path}: {where}: not valid JSON ({e.msg}{at} column {e.colno}); JSON Lines "
                                     "hold one complete object per line")
         if not isinstance(value, dict):
             return TinyStoriesError(f"{path}: {where}: {_kind(value)}, not a JSON object; JSON Lines hold one "

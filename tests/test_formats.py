@@ -141,6 +141,8 @@ def test_a_test_split_reaches_summary_report_validate_hub_and_adapters(prepared,
                                   "v2-folder-with-test", "train-valid-subfolders", "jsonl-gz"])
 def test_streaming_gives_the_prepared_stories(name, layouts, prepared, sample_stories):
     source, column, declared = layouts[name]
+    if name == "parquet-file":  # shards: its row groups, so DataLoader workers and ranks share one file
+        assert stream_stories(source).num_shards == pq.ParquetFile(source).num_row_groups == 6
     for split in declared:
         streamed = [row["text"] for row in stream_stories(source, split=split, text_column=column)]
         if split == "train" and declared == ["train"]:  # a single file streams all its stories, not carved

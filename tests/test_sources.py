@@ -303,6 +303,12 @@ def test_text_column_option_and_missing_column(tmp_path):
     assert stories["train"].num_rows == 18
 
 
+def test_text_column_of_v2_text_and_demo_is_text_only():
+    for source in (str(SAMPLE_EOT), "demo"):
+        with pytest.raises(TinyStoriesError, match=r"no column 'story' \(columns found: text"):
+            load_stories(source, text_column="story")
+
+
 def test_missing_path_and_unsupported_file(tmp_path):
     with pytest.raises(TinyStoriesError, match="nothere.jsonl' not found"):
         load_stories(str(tmp_path / "nothere.jsonl"))

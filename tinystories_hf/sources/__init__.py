@@ -51,6 +51,11 @@ class SourceInfo:
     source's bytes (the cache key); `validation`: "source" or how it was carved. Measured while loading, and
     moved by `prepare` to the per-split counters and `stage_seconds`: `literal_eot` (stories per split whose
     text holds a literal `<|endoftext|>`) and `hash_seconds`.
+
+    Example:
+        >>> _, info = load_stories("demo")
+        >>> info.kind, info.layout, info.validation
+        ('demo', 'demo', 'source')
     """
 
     source: str

@@ -30,6 +30,7 @@ def _kind(value) -> str:
 
 
 def shards(files, *, text_column: str) -> list:
+    """One shard per file (a JSON file is parsed from its start)."""
     return [str(path) for path in files]
 
 
@@ -161,6 +162,7 @@ def read(path: str, *, text_column: str):
 
 
 def invalid_text(shard, where, row: int) -> TinyStoriesError:
+    """The error for a story of batch `where` that is not valid UTF-8, found again line by line."""
     path, first, block = where
     if block is None:  # a JSON array: `first` is the batch's first item
         return TinyStoriesError(f"{path}: item {first + row}: not valid UTF-8 (a lone surrogate escape); "

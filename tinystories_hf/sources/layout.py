@@ -27,7 +27,12 @@ HASH_BLOCK = 16 << 20
 @dataclass
 class Layout:
     """What `find_layout` decided. `data_files`: split -> files, in datasets' split order (train,
-    validation, test, then the others); `ignored`: files of a folder that belong to no split."""
+    validation, test, then the others); `ignored`: files of a folder that belong to no split.
+
+    Example:
+        >>> find_layout("demo").format, find_layout("demo").data_files
+        ('demo', {'train': ['train'], 'validation': ['validation']})
+    """
 
     source: str
     layout: str  # demo | hub | file | folder
@@ -44,12 +49,12 @@ def format_of(path: str) -> str | None:
 def _label(fmt: str | None, path: str) -> str:
     if fmt:
         return FORMATS[fmt].NAME
-    suffix = "".join(Path(path).suffixes[-2:]) or "no suffix"
+    suffix = Path(path).suffix or "no suffix"
     return f"{suffix}, not a story format"
 
 
 def _one_format(where: str, files: list, base: str) -> str:
-    """The story format all `files` share, else a `TinyStoriesError` listing what the folder holds."""
+    """The story format all `files` share; else raise a `TinyStoriesError` listing what the folder holds."""
     formats = {path: format_of(path) for path in files}
     kinds = list(dict.fromkeys(formats.values()))
     if len(kinds) == 1 and kinds[0] is not None:
@@ -59,14 +64,10 @@ def _one_format(where: str, files: list, base: str) -> str:
         groups.setdefault(_label(fmt, path), []).append(os.path.relpath(path, base) if base else path)
     found = "; ".join(f"{len(names)} {label} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
                       for label, names in groups.items())
-    return _refuse(where, found, mixed=len(kinds) > 1)
-
-
-def _refuse(where: str, found: str, *, mixed: bool):
-    what = "files of more than one format" if mixed else "files that are not stories"
+    what = "files of more than one format" if len(kinds) > 1 else "files that are not stories"
     raise TinyStoriesError(f"{where} holds {what} in its splits: {found}; keep one story format (.parquet, "
-                           ".jsonl/.json or TinyStoriesV2 .txt) and move the other files out, or pass one file as "
-                           "--source")
+                           f".jsonl/.json or TinyStoriesV2 .txt) and move the other files out, or pass one file as "
+                           f"{flag('source')}")
 
 
 def _splits(data_files, where: str) -> dict:
@@ -129,20 +130,25 @@ def find_layout(source: str, *, text_column: str = "text", cache_dir=None) -> La
                                    f"pass {flag('text_column')} text")
         return Layout(source=source, layout="demo", format="demo", data_files={s: [s] for s in demo.DEMO_SPLITS})
     if path.is_dir():
-        return _folder(path)
-    if path.exists():
+        layout = _folder(path)
+    elif path.exists():
         fmt = format_of(str(path))
         if fmt is None:
             raise TinyStoriesError(f"{path}: unsupported file type; use .parquet, .jsonl, .json or a "
                                    "TinyStoriesV2 .txt file")
         _check_not_empty([str(path)])
-        return Layout(source=source, layout="file", format=fmt, data_files={"train": [str(path)]})
-    if HUB_ID.match(source) and format_of(source) is None:
+        layout = Layout(source=source, layout="file", format=fmt, data_files={"train": [str(path.resolve())]})
+    elif HUB_ID.match(source) and format_of(source) is None:
         splits = _splits(hub.data_files(source, cache_dir=cache_dir), source)
         files = [p for paths in splits.values() for p in paths]
-        return Layout(source=source, layout="hub", format=_one_format(source, files, ""), data_files=splits)
-    raise TinyStoriesError(f"source {source!r} not found: no such file or folder (pass an existing path, a Hub "
-                           "dataset id like roneneldan/TinyStories, or 'demo')")
+        layout = Layout(source=source, layout="hub", format=_one_format(source, files, ""), data_files=splits)
+    else:
+        raise TinyStoriesError(f"source {source!r} not found: no such file or folder (pass an existing path, a Hub "
+                               "dataset id like roneneldan/TinyStories, or 'demo')")
+    if layout.format == "txt" and text_column != "text":  # V2 text has no fields to choose from
+        raise TinyStoriesError(f"{source}: no column {text_column!r} (columns found: text, the only one of "
+                               f"TinyStoriesV2 text); pass {flag('text_column')} text")
+    return layout
 
 
 def content_hash(layout: Layout) -> str | None:

@@ -23,7 +23,12 @@ _MAY_BE_SPACE[0x80:] = True
 
 
 class InvalidText(ValueError):
-    """Row `row` of a batch is not valid UTF-8 (the format module turns it into a file position)."""
+    """Row `row` of a batch is not valid UTF-8 (the format module turns it into a file position).
+
+    Example:
+        >>> normalize_stories(pa.array([b"ok", b"caf\\xe9"]).view(pa.string()))  # doctest: +SKIP
+        InvalidText: row 1 is not valid UTF-8
+    """
 
     def __init__(self, row: int):
         super().__init__(f"row {row} is not valid UTF-8")

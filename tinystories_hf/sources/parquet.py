@@ -18,7 +18,8 @@ BATCH_ROWS = 10_000
 
 
 def shards(files, *, text_column: str) -> list:
-    return [(str(path), None) for path in files]  # None: every row group
+    """One shard per file: `(path, None)`, None for all its row groups."""
+    return [(str(path), None) for path in files]
 
 
 def more_shards(shard) -> list:
@@ -68,5 +69,6 @@ def read(shard, *, text_column: str):
 
 
 def invalid_text(shard, where, row: int) -> TinyStoriesError:
+    """The error for row `row` of the batch `where` = (path, its first row) that is not valid UTF-8."""
     path, first = where
     return TinyStoriesError(f"{path}: row {first + row}: not valid UTF-8; re-encode the text as UTF-8")

@@ -142,6 +142,7 @@ def eot_ranges(path, *, shard_bytes: int = SHARD_BYTES, max_shards: int = MAX_SH
 
 
 def shards(files, *, text_column: str) -> list:
+    """Each file's `eot_ranges`: the files are checked for separator lines here, before any conversion."""
     return [r for path in files for r in eot_ranges(path)]
 
 

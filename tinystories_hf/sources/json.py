@@ -103,7 +103,7 @@ def _read_lines(path: str, f, head: bytes, text_column: str):
                 raise error or TinyStoriesError(f"{path}: lines {line}..{last}: {str(e).splitlines()[0]}") from None
             column = table.column(0)
             seen = seen or column.null_count < len(column)
-            yield (path, line, block), column
+            yield from (((path, line, block), chunk) for chunk in column.chunks)  # as parsed: no copy
         line += block.count(b"\n")
         if not chunk:
             break

@@ -137,7 +137,7 @@ ERRORS = [
     ("num-proc-zero", _opts("--num-proc", "0"), r"--num-proc 0 must be at least 1"),
     ("validation-fraction-zero", _opts("--validation-fraction", "0"), r"--validation-fraction 0.0 must be between"),
     ("vocab-sample-zero", _opts("--vocab-sample-size", "0"), r"--vocab-sample-size 0 must be positive or 'all'"),
-    ("unknown-backend", _opts("--backend", "fast"), r"--backend 'fast' is not one of auto, hf, tiktoken"),
+    ("unknown-backend", _opts("--backend", "fast"), r"--backend fast is not one of auto, hf, tiktoken"),
     ("missing-tokenizer", _opts("--tokenizer", "/nonexistent/tokenizer"),
      r"could not load tokenizer '/nonexistent/tokenizer'"),
     ("cache-dir-is-file", lambda t, p: ["--source", "demo", "--cache-dir", _write(t, "cache", "x")],

@@ -7,6 +7,7 @@ import datasets
 import pytest
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, load_prepared, prepare
+from tinystories_hf.store import tree_sha256
 from tinystories_hf.validate import main, validate_prepared
 
 TRAIN_ARROW = "train/data-00000-of-00001.arrow"
@@ -45,6 +46,16 @@ def _rewrite_train(folder, change=None, features=None) -> None:
     changed.save_to_disk(str(folder / "train-new"))
     shutil.rmtree(folder / "train")
     (folder / "train-new").rename(folder / "train")
+    _rehash(folder)
+
+
+def _rehash(folder) -> None:
+    """Record the changed files' sha256 in prepare_info.json, as someone editing the folder on purpose would."""
+    path = folder / "prepare_info.json"
+    info = json.loads(path.read_text())
+    info["data_files"] = {name: digest for name, digest in tree_sha256(folder).items()
+                          if name.split("/")[0] in ("train", "validation") or name == "dataset_dict.json"}
+    path.write_text(json.dumps(info))
 
 
 def test_intact_folder_passes_with_counts_taken_from_the_data(folder, capsys):

@@ -2,6 +2,7 @@
 output. Then SIGKILL at several points of a run, and the security rules of the data path."""
 import gzip
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -186,7 +187,8 @@ def test_bad_input_is_one_line_error_and_the_previous_output_survives(previous, 
     line = _error_line(capsys.readouterr().err)
     assert re.search(message, line), line
     assert tree_sha256(previous) == before
-    assert [p.name for p in previous.parent.iterdir()] == [previous.name]  # no partial folder left behind
+    # no partial folder left behind; the lock file stays, so that a waiting writer and the holder share it
+    assert sorted(p.name for p in previous.parent.iterdir()) == [f".{previous.name}.lock", previous.name]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf") == [n for n in listing if n != "hf"]
 
 
@@ -268,27 +270,75 @@ def test_report_and_validate_of_a_missing_folder_are_one_line(tmp_path):
         assert run.returncode == 2 and "missing" in _error_line(run.stderr)
 
 
-# ---- SIGKILL: the target is absent or the previous complete folder; a rerun reuses finished cache work ----
+# ---- Kills and interrupts at fixed points: the target is the previous or the new complete output, and a rerun
+# ---- leaves nothing else (no partial or previous folder, no datasets temporary file); Ctrl-C is one line.
 
-# Runs tinystories-prepare, but with one step replaced by a pause that first drops a marker file, so the test
-# can SIGKILL the run at that exact point (the stages are too short on a small corpus to hit by timing).
-DRIVER = r"""
-import os, sys, time
-from tinystories_hf import pipeline, tokenize, vocab
+# `patch(stage)` replaces one step of tinystories-prepare by a pause that first drops a marker file, so the test
+# can SIGKILL (or interrupt) the run at that exact point, never by timing. DRIVER runs it as a command.
+PATCH = r"""
+import os, shutil, sys, time
+from pathlib import Path
+from tinystories_hf import base_tokenizer, pipeline, store, tokenize, vocab
+
+real_rmtree, real_exchange, real_rename = shutil.rmtree, store.exchange, os.rename
 
 def pause(*args, **kwargs):
     open(os.environ["KILL_MARKER"], "w").close()
     time.sleep(600)
 
-stage = sys.argv[1]
-if stage == "counting":
-    pipeline.count_base_tokens = pause
-elif stage == "remapping":
-    tokenize.reduce_stories = pause
-elif stage == "saving":
-    vocab.TinyStoriesTokenizer.save_pretrained = pause
-sys.exit(pipeline.main(sys.argv[2:]))
+def then_pause(function):
+    def run(*args, **kwargs):
+        function(*args, **kwargs)
+        pause()
+    return run
+
+def half_then_pause(name):  # remove part of the folder being cleaned up, then pause
+    def rmtree(path, *args, **kwargs):
+        if Path(path).name.endswith(name) and (Path(path) / "train").exists():
+            real_rmtree(Path(path) / "train")
+            pause()
+        return real_rmtree(path, *args, **kwargs)
+    return rmtree
+
+def wait_for_go(function):
+    def run(*args, **kwargs):
+        open(os.environ["KILL_MARKER"], "w").close()
+        while not os.path.exists(os.environ["GO"]):
+            time.sleep(0.05)
+        return function(*args, **kwargs)
+    return run
+
+def patch(stage):
+    if stage == "tokenizing":  # in a map worker at its second batch: datasets' temporary file exists by then
+        encode_flat, calls = base_tokenizer.TiktokenEncoder.encode_flat, []
+        def paused_encode_flat(self, texts, dtype):
+            calls.append(len(texts))  # call 1 is the parent's warm-up before the fork
+            if len(calls) == 3:
+                pause()
+            return encode_flat(self, texts, dtype)
+        base_tokenizer.TiktokenEncoder.encode_flat = paused_encode_flat
+    elif stage == "counting":
+        pipeline.count_base_tokens = pause
+    elif stage == "remapping":
+        tokenize.reduce_stories = pause
+    elif stage == "saving":
+        vocab.TinyStoriesTokenizer.save_pretrained = pause
+    elif stage == "hold":  # keep the lock, writing the new output, until the test creates the file GO
+        vocab.TinyStoriesTokenizer.save_pretrained = wait_for_go(vocab.TinyStoriesTokenizer.save_pretrained)
+    elif stage == "before-exchange":
+        store.exchange = pause
+    elif stage == "after-exchange":
+        store.exchange = then_pause(real_exchange)
+    elif stage == "cleanup":  # the previous output, swapped into .out.partial, half removed
+        shutil.rmtree = half_then_pause(".partial")
+    elif stage.startswith("fallback"):  # an OS without an atomic exchange: two renames through .out.previous
+        store.exchange = lambda a, b: False
+        if stage == "fallback-between-renames":
+            os.rename = lambda a, b: (real_rename(a, b), str(b).endswith(".previous") and pause())
+        elif stage == "fallback-cleanup":
+            shutil.rmtree = half_then_pause(".previous")
 """
+DRIVER = PATCH + "\npatch(sys.argv[1])\nsys.exit(pipeline.main(sys.argv[2:]))\n"
 
 
 @pytest.fixture(scope="module")
@@ -300,22 +350,26 @@ def corpus(tmp_path_factory):
     return folder
 
 
-def _start(tmp: Path, stage: str, *args) -> tuple:
+def _start(tmp: Path, stage: str, *args, prefix=(), env=None) -> tuple:
     log = tmp / f"{stage}-{time.monotonic_ns()}.log"
-    env = dict(os.environ, KILL_MARKER=str(tmp / "marker"))
+    env = dict(os.environ, KILL_MARKER=str(tmp / "marker"), **(env or {}))
     (tmp / "marker").unlink(missing_ok=True)
-    with open(log, "wb") as stderr:  # its own session, so SIGKILL reaches the map worker processes too
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
+    with open(log, "wb") as stderr:  # its own session, so a signal to the group reaches the map workers too
+        proc = subprocess.Popen([*prefix, sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
                                 stderr=stderr, env=env, start_new_session=True)
     return proc, log
 
 
-def _kill_when(proc, ready, timeout: float = 240) -> None:
+def _wait_for_marker(proc, tmp: Path, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
-    while not ready():
+    while not (tmp / "marker").exists():
         assert proc.poll() is None, "the run ended before the kill point"
         assert time.monotonic() < deadline, "the kill point was never reached"
         time.sleep(0.02)
+
+
+def _kill_at_marker(proc, tmp: Path) -> None:
+    _wait_for_marker(proc, tmp)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -329,18 +383,41 @@ def _encode_caches(cache: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")}
 
 
-def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(corpus, tmp_path):
+def _temporary_files(cache: Path) -> list:
+    return sorted(p.name for p in cache.rglob("tmp*") if p.is_file())
+
+
+def _vocab_size(out: Path) -> int:
+    return json.loads((out / "prepare_info.json").read_text())["vocab_size"]
+
+
+def _session_processes(session: int) -> list:
+    """Processes still alive in the session `session` (field 6 of /proc/PID/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(stat.parent.name)
+    return found
+
+
+def test_sigkill_while_working_leaves_the_previous_output_and_a_rerun_leaves_no_temporary_file(corpus, tmp_path):
     runs, out, cache = tmp_path / "runs", tmp_path / "runs" / "out", tmp_path / "cache"
     runs.mkdir()
     common = ["--source", str(corpus), "--output", str(out), "--num-proc", "2", "--cache-dir", str(cache)]
 
-    # 1. Killed while tokenizing train, with no previous output: the target does not exist.
-    proc, log = _start(tmp_path, "none", *common)
-    _kill_when(proc, lambda: re.search(r"tokenize train[^\r\n]*?\b[1-9]\d*/20000", log.read_text()))
-    assert list(runs.iterdir()) == []
+    # 1. Killed in a tokenizing worker, with no previous output: no target, and datasets' temporary files.
+    proc, log = _start(tmp_path, "tokenizing", *common)
+    _kill_at_marker(proc, tmp_path)
+    assert [p.name for p in runs.iterdir()] == [".out.lock"]
+    assert _temporary_files(cache), "the kill point is after the map workers opened their temporary files"
 
-    # 2. A full run after that kill: the previous complete output of the next steps.
+    # 2. A full run after that kill removes them: the previous complete output of the next steps.
     _finish(*_start(tmp_path, "none", *common))
+    assert _temporary_files(cache) == []
     previous = tree_sha256(out)
     validate_prepared(out)
     caches = _encode_caches(cache)
@@ -349,10 +426,9 @@ def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(c
     smaller = [*common, "--vocab-size", "5000", "--overwrite"]
     for stage in ("counting", "remapping", "saving"):
         proc, log = _start(tmp_path, stage, *smaller)
-        _kill_when(proc, (tmp_path / "marker").exists)
+        _kill_at_marker(proc, tmp_path)
         if stage == "saving":  # killed with the new data already written to the hidden partial folder
-            partial = runs / f".out.partial-{proc.pid}"
-            assert (partial / "train" / "dataset_info.json").exists()
+            assert (runs / ".out.partial" / "train" / "dataset_info.json").exists()
         assert tree_sha256(out) == previous, stage
         assert "tokenize train" not in log.read_text()  # the encode pass came from the cache
     validate_prepared(out)
@@ -360,14 +436,115 @@ def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(c
     # 4. The rerun succeeds without re-tokenizing, removes the dead run's partial folder...
     log = _finish(*_start(tmp_path, "none", *smaller))
     assert "tokenize train" not in log
-    assert [p.name for p in runs.iterdir()] == ["out"]
+    assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"]
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in caches.items())
-    assert validate_prepared(out)["vocab_size"] == 5000
+    assert validate_prepared(out)["vocab_size"] == 5000 and _temporary_files(cache) == []
     # ... and writes exactly what an uninterrupted run with a fresh cache writes.
     fresh = prepare(PrepareConfig(source=str(corpus), output=str(tmp_path / "fresh"), vocab_size=5000, num_proc=2,
                                   cache_dir=str(tmp_path / "fresh-cache")))
     assert json.loads((out / "prepare_info.json").read_text())["data_files"] == \
         json.loads((fresh.output / "prepare_info.json").read_text())["data_files"]
+
+
+# (kill point, what is beside the target right after the kill, whether the target is already the new output)
+REPLACE_KILLS = [
+    ("before-exchange", [".out.lock", ".out.partial", "out"], False),
+    ("after-exchange", [".out.lock", ".out.partial", "out"], True),
+    ("cleanup", [".out.lock", ".out.partial", "out"], True),
+    ("fallback-between-renames", [".out.lock", ".out.partial", ".out.previous"], None),
+    ("fallback-cleanup", [".out.lock", ".out.previous", "out"], True),
+]
+
+
+def _forked_until_marker(tmp: Path, stage: str, config: PrepareConfig) -> None:
+    """Run `prepare(config)` with `patch(stage)` in a forked child (this process's imports: no start-up cost),
+    and SIGKILL it at the marker."""
+    def child():
+        os.environ["KILL_MARKER"] = str(tmp / "marker")
+        namespace = {}
+        exec(PATCH, namespace)  # noqa: S102 -- the test's own code, patched into the child only
+        namespace["patch"](stage)
+        prepare(config)
+
+    (tmp / "marker").unlink(missing_ok=True)
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    deadline = time.monotonic() + 120
+    while not (tmp / "marker").exists():
+        assert proc.is_alive(), f"{stage}: the run ended before the kill point"
+        assert time.monotonic() < deadline, f"{stage}: the kill point was never reached"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+
+
+def test_sigkill_before_between_and_after_the_renames_and_during_cleanup(tmp_path):
+    """Each kill point of the replace, then one rerun: the target is the previous or the new complete output
+    at every moment a reader can look (between two renames only a rerun restores it), and nothing is left."""
+    runs, out = tmp_path / "runs", tmp_path / "runs" / "out"
+
+    def config(vocab_size):
+        return PrepareConfig(source="demo", output=str(out), num_proc=1, vocab_size=vocab_size, overwrite=True)
+
+    prepare(config(300))
+    for stage, beside, new in REPLACE_KILLS:
+        previous = tree_sha256(out)
+        _forked_until_marker(tmp_path, stage, config(400))
+        assert sorted(p.name for p in runs.iterdir()) == beside, stage
+        if new is None:  # killed between the two renames: the previous output waits in .out.previous
+            assert tree_sha256(runs / ".out.previous") == previous
+            _forked_until_marker(tmp_path, "counting", config(400))  # a rerun has the lock and has recovered
+            assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"]
+            assert tree_sha256(out) == previous
+        elif new:
+            assert validate_prepared(out)["vocab_size"] == 400, stage
+        else:
+            assert tree_sha256(out) == previous, stage
+        prepare(config(300))
+        assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"], stage
+        assert validate_prepared(out)["vocab_size"] == 300
+
+
+def test_ctrl_c_while_tokenizing_is_one_line_exit_130_and_leaves_no_worker_or_temporary_file(corpus, previous,
+                                                                                             tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(previous, out)
+    before = tree_sha256(out)
+    proc, log = _start(tmp_path, "tokenizing", "--source", str(corpus), "--output", str(out), "--overwrite",
+                       "--num-proc", "2", "--cache-dir", str(tmp_path / "cache"))
+    _wait_for_marker(proc, tmp_path)
+    assert _temporary_files(tmp_path / "cache")  # the workers hold open temporary files now
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    assert proc.wait(timeout=60) == 130
+    stderr = log.read_text()
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == f"interrupted; {out} unchanged", stderr[-3000:]
+    deadline = time.monotonic() + 10
+    while _session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session_processes(proc.pid) == []  # the terminated pool's workers and datasets' manager are gone
+    assert _temporary_files(tmp_path / "cache") == []
+    assert tree_sha256(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == [".out.lock"]
+
+
+def test_two_writers_in_separate_pid_namespaces_one_valid_target_and_one_clean_error(tmp_path):
+    """Two containers on one volume: each writer runs in its own PID namespace (PID 1 there), so neither can
+    see the other in /proc. The lock beside the target (flock) still holds: the second stops at once."""
+    out = tmp_path / "shared-volume" / "out"
+    unshare = ["unshare", "--pid", "--fork", "--kill-child"]
+    args = ["--source", "demo", "--output", str(out), "--num-proc", "1", "--vocab-size", "300", "--overwrite"]
+    first, log = _start(tmp_path, "hold", *args, prefix=unshare, env={"GO": str(tmp_path / "go")})
+    _wait_for_marker(first, tmp_path)  # its new output is complete in .out.partial, the lock held
+    second = subprocess.run([*unshare, str(BIN / "tinystories-prepare"), *args[:-2], "400", "--overwrite"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert _error_line(second.stderr) == (f"error: {out} is being written by another run, which holds "
+                                          f"{out.parent / '.out.lock'}; wait for it to finish or choose another "
+                                          "--output")
+    (tmp_path / "go").touch()
+    _finish(first, log)
+    assert sorted(p.name for p in out.parent.iterdir()) == [".out.lock", "out"]
+    assert validate_prepared(out)["vocab_size"] == 300
 
 
 # ---- Security: nothing in the data path can execute code from a file; tokens never reach output ----

@@ -67,6 +67,15 @@ INFO_SCHEMA = {
     "tokenizer_files?": FILES,
     "versions?": dict,
 }
+# What save_to_disk writes and load_from_disk trusts; a prepared split is never formatted.
+STATE_SCHEMA = {"_data_files": Check([{"filename": Check(str, lambda v: relative_file(v) and "/" not in v,
+                                                          "a file name in the split folder")}],
+                                     lambda v: len(v) > 0, "a list of the split's Arrow files"),
+                "_format_type": Check(object, lambda v: v is None, "null"),
+                "_format_columns": Check(object, lambda v: v is None, "null"),
+                "_format_kwargs": Check(dict, lambda v: not v, "{}"),
+                "_output_all_columns?": bool, "_split?": (str, type(None)), "_fingerprint?": str}
+DATASETS_JSON = {"dataset_dict.json": {"splits": [str]}, "state.json": STATE_SCHEMA, "dataset_info.json": dict}
 CARD_SCHEMA = {"configs": [{"config_name": str, "data_files": [{"split": str, "path": Check(
     str, lambda v: relative_file(v) and v.startswith(DATA_DIR + "/"), f"a pattern under {DATA_DIR}/")}]}]}
 
@@ -326,16 +335,15 @@ def check_arrow(dataset: datasets.Dataset, where: Path) -> None:
 
 def _check_datasets_json(path: Path, info: dict) -> None:
     """datasets' own JSON files (dataset_dict.json, state.json, dataset_info.json) must be the ones prepare
-    wrote: the sha256 in prepare_info.json (tiny files, so cheap); without recorded hashes, parsed."""
-    names = [name for name in info.get("data_files", {}) if name.endswith(".json")]
-    for name in names:
+    wrote (their sha256 in prepare_info.json: tiny files, so cheap) and must parse (a file edited with its
+    hash updated, or a folder written before hashes were recorded)."""
+    for name in [name for name in info.get("data_files", {}) if name.endswith(".json")]:
         if not (path / name).is_file() or file_sha256(path / name) != info["data_files"][name]:
             raise TinyStoriesError(f"{path / name}: missing or differs from its sha256 in {PREPARE_INFO}; the "
                                    f"folder was edited or damaged, {RECREATE}")
-    if not names:
-        for file in [path / "dataset_dict.json", *path.glob("*/state.json"), *path.glob("*/dataset_info.json")]:
-            if file.is_file():
-                read_json(file, (dict, list), fix=RECREATE)
+    for file in [path / "dataset_dict.json", *path.glob("*/state.json"), *path.glob("*/dataset_info.json")]:
+        if file.is_file():
+            read_json(file, DATASETS_JSON[file.name], fix=RECREATE)
 
 
 def hub_errors() -> tuple:
@@ -475,7 +483,7 @@ def load_prepared(path_or_repo_id, *, revision=None):
         _check_datasets_json(path, info)
         try:
             dataset = datasets.load_from_disk(str(path))
-        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:  # e.g. a damaged Arrow file
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, pa.ArrowException) as e:  # damaged
             raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {reason(e)}); run "
                                    f"tinystories-validate to find the damaged file, then {RECREATE}") from None
     tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)

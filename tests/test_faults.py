@@ -1,5 +1,6 @@
 """Bad input of every kind: a one-line error or a counted skip, never a traceback, never a changed previous
 output. Then SIGKILL at several points of a run, and the security rules of the data path."""
+import errno
 import gzip
 import json
 import multiprocessing
@@ -17,9 +18,9 @@ import huggingface_hub
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import REPO, SAMPLE_EOT, SAMPLE_JSONL
 
-from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf import PrepareConfig, TinyStoriesError, prepare
 from tinystories_hf.pipeline import main
 from tinystories_hf.store import tree_sha256
 from tinystories_hf.validate import validate_prepared
@@ -268,6 +269,187 @@ def test_report_and_validate_of_a_missing_folder_are_one_line(tmp_path):
         run = subprocess.run([str(BIN / command), str(tmp_path / "missing")], capture_output=True, text=True,
                              check=False)
         assert run.returncode == 2 and "missing" in _error_line(run.stderr)
+
+
+# ---- Errors keep their text at every boundary: worker processes, the machine's faults, the Python API ----
+
+def _v2_text_with_a_bad_byte_near_the_end(tmp: Path) -> tuple:
+    """The sample's stories twice as one V2 .txt (about 9 MB) with `caf\xe9` 1000 bytes before the end; and
+    the byte offset of the \xe9, counted here from the bytes written."""
+    data = SAMPLE_EOT.read_bytes() * 2
+    at = len(data) - 1000
+    path = tmp / "stories.txt"
+    path.write_bytes(data[:at] + b"caf\xe9" + data[at:])
+    return path, at + 3
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_an_error_in_a_worker_process_is_the_same_one_line(previous, tmp_path, capsys, num_proc):
+    """datasets reads the .txt in 2 worker processes (one byte range each): the worker's TinyStoriesError comes
+    back through multiprocess's RemoteTraceback, and is printed as the same line as with one process."""
+    source, offset = _v2_text_with_a_bad_byte_near_the_end(tmp_path)
+    expected = f"{source}: not valid UTF-8 at byte offset {offset}; re-encode the file as UTF-8 (e.g. iconv -f latin1 " \
+               "-t utf-8)"
+    assert main(["--source", str(source), "--output", str(previous), "--overwrite", "--num-proc", str(num_proc),
+                 "--cache-dir", str(tmp_path / "cli")]) == 2
+    assert _error_line(capsys.readouterr().err) == f"error: {expected}"
+    with pytest.raises(TinyStoriesError) as raised:  # the Python API raises the same error
+        prepare(PrepareConfig(source=str(source), output=str(tmp_path / "api"), num_proc=num_proc,
+                              cache_dir=str(tmp_path / "api-cache")))
+    assert str(raised.value) == expected
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount(name, options) mounts a tmpfs at tmp_path/name. The tests run as root (CI does): a mount that fails
+    fails the test, it never skips it."""
+    points = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                             text=True, check=False)
+        if run.returncode:
+            pytest.fail(f"cannot mount a tmpfs at {point} ({run.stderr.strip()}): the disk-fault tests need root")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in reversed(points):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _pad(folder: Path, leave_bytes: int) -> None:
+    """Fill the filesystem of `folder` until `leave_bytes` remain free."""
+    stat = os.statvfs(folder)
+    (folder / "pad").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave_bytes))
+
+
+def _on(size: str, name: str = ""):
+    """The path `name` on a tmpfs of `size` mounted at tmp/m."""
+    return lambda mount: str(mount("m", size) / name) if name else str(mount("m", size))
+
+
+# (case id, args (a mount function -> args), bytes left free on the mount or None, the expected error line with
+# {m} its mount point). The V2 text (the sample twice, 11,040 stories) is tokenized by 2 workers with --num-proc 2.
+TEXT = "stories.txt"
+OS_FAULTS = [
+    ("cache-disk-full", lambda m: ["--source", TEXT, "--keep-text", "--num-proc", "1", "--cache-dir",
+                                   _on("size=30m", "c")(m)],
+     None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
+    ("cache-disk-full-2-workers", lambda m: ["--source", TEXT, "--keep-text", "--num-proc", "2", "--cache-dir",
+                                             _on("size=30m", "c")(m)],
+     None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
+    ("output-disk-full", lambda m: ["--source", str(SAMPLE_JSONL), "--keep-text", "--output", _on("size=30m", "out")(m)],
+     8 << 20, "error: {m}/out: no space left on its device; free space there or choose another --output"),
+    ("cache-read-only", lambda m: ["--source", str(SAMPLE_JSONL), "--cache-dir", _on("ro,size=1m", "c")(m)],
+     None, "error: {m}/c: read-only file system; pass another --cache-dir on a writable filesystem"),
+    ("output-read-only", lambda m: ["--source", "demo", "--output", _on("ro,size=1m", "out")(m)],
+     None, "error: cannot write to {m} (Read-only file system); choose a writable --output"),
+    ("output-is-a-mount-point", lambda m: ["--source", "demo", "--output", _on("size=1m")(m), "--overwrite"],
+     None, ("error: {m} is a mount point, which cannot be replaced by a rename; write to a folder inside it "
+            "(--output {m}/prepared)")),
+]
+
+
+@pytest.mark.parametrize("make, free, expected", [case[1:] for case in OS_FAULTS], ids=[case[0] for case in OS_FAULTS])
+def test_os_faults_are_one_line_naming_the_path_and_the_option(previous, tmp_path, mount_tmpfs, capsys, monkeypatch,
+                                                              make, free, expected):
+    (tmp_path / TEXT).write_bytes(SAMPLE_EOT.read_bytes() * 2)
+    monkeypatch.chdir(tmp_path)
+    args = make(mount_tmpfs)
+    if "--output" not in args:
+        args += ["--output", str(previous), "--overwrite"]
+    if free is not None:
+        _pad(tmp_path / "m", free)  # room for nothing as large as the output
+    before = tree_sha256(previous)
+    assert main(["--vocab-size", "300", *args]) == 2
+    assert _error_line(capsys.readouterr().err) == expected.format(m=tmp_path / "m")
+    assert tree_sha256(previous) == before
+    leftovers = [p.name for p in (tmp_path / "m").rglob("*") if p.name.startswith(("tmp", ".out.partial"))]
+    assert leftovers == []  # no temporary file or partial folder holds the space
+
+
+def test_disk_full_replacing_an_output_keeps_it_and_the_api_names_api_arguments(previous, tmp_path, mount_tmpfs):
+    out = mount_tmpfs("m", "size=30m") / "out"
+    shutil.copytree(previous, out)
+    before = tree_sha256(out)
+    _pad(out.parent, 4 << 20)
+    with pytest.raises(TinyStoriesError) as raised:
+        prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(out), overwrite=True, keep_text=True,
+                              vocab_size=300, cache_dir=str(tmp_path / "cache")))
+    assert str(raised.value) == f"{out}: no space left on its device; free space there or choose another output"
+    assert tree_sha256(out) == before and sorted(p.name for p in out.parent.iterdir()) == [".out.lock", "out", "pad"]
+
+
+def test_a_read_only_hf_home_is_one_line(tmp_path, mount_tmpfs):
+    home = mount_tmpfs("m", "ro,size=1m") / "hf"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    run = subprocess.run([str(BIN / "tinystories-prepare"), "--source", str(SAMPLE_JSONL), "--output",
+                          str(tmp_path / "out")], env=dict(env, HF_HOME=str(home)), capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 2
+    assert re.fullmatch(rf"error: {home}\S*: read-only file system; set HF_HOME to another folder on a writable "
+                        "filesystem", _error_line(run.stderr))
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (OSError(errno.EBUSY, "Device or resource busy", "{out}"),
+     ("{out}: busy (a mount point, or in use by another program); a mount point cannot be replaced: choose another "
+      "--output (e.g. a folder inside it)")),
+    (OSError(errno.EXDEV, "Invalid cross-device link", "{out}"),
+     ("{out}: on another filesystem than the folder beside it (a mount point?); choose another --output (not a "
+      "mount point)")),
+    (PermissionError(errno.EACCES, "Permission denied", "{cache}/x.arrow"),
+     "{cache}/x.arrow: permission denied; pass another --cache-dir that you can write to, or fix its permissions"),
+    (OSError(errno.EMFILE, "Too many open files"),
+     "too many open files; raise the limit (ulimit -n) or lower --num-proc"),
+])
+def test_os_faults_of_every_kind_name_the_place_and_its_option(tmp_path, monkeypatch, capsys, fault, expected):
+    """Faults that need a race or a kernel limit to happen for real (a rename onto a mount point, EXDEV, EMFILE),
+    raised where prepare raises them."""
+    places = {"out": tmp_path / "out", "cache": tmp_path / "cache"}
+    if fault.filename:
+        fault.filename = fault.filename.format(**places)
+
+    def fail(*args, **kwargs):
+        raise fault
+
+    monkeypatch.setattr("tinystories_hf.pipeline.save_prepared", fail)
+    assert main(["--source", "demo", "--output", str(places["out"]), "--vocab-size", "300", "--num-proc", "1",
+                 "--cache-dir", str(places["cache"])]) == 2
+    assert _error_line(capsys.readouterr().err) == "error: " + expected.format(**places)
+
+
+def test_api_errors_name_api_arguments_and_push_names_its_own_flags(previous, tmp_path, capsys):
+    with pytest.raises(TinyStoriesError, match=r"already exists; pass overwrite=True to replace it or choose another "
+                                               r"output$"):
+        prepare(PrepareConfig(source="demo", output=str(previous)))
+    with pytest.raises(TinyStoriesError, match=r"^vocab_size=2 is too small"):
+        prepare(PrepareConfig(source="demo", output=str(tmp_path / "o"), vocab_size=2))
+    from tinystories_hf.hub import main as push_main
+
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "prepare_info.json").write_text("{}")
+    assert push_main([str(previous), "--to-folder", str(tmp_path / "hub")]) == 2
+    assert _error_line(capsys.readouterr().err) == (f"error: {tmp_path / 'hub'} already exists; pass --overwrite to "
+                                                    "replace it or choose another --to-folder")
+
+
+def test_an_unreachable_hub_is_one_line_within_5_seconds(tmp_path, monkeypatch, capsys):
+    """Not in offline mode, with a Hub endpoint nothing answers on (the discard port of this machine): one
+    probe, not huggingface_hub's half minute of retries. No test touches the network."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    started = time.monotonic()
+    assert main(["--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "hf")]) == 2
+    assert time.monotonic() - started < 5
+    assert _error_line(capsys.readouterr().err) == (
+        "error: could not load Hub dataset 'roneneldan/TinyStories': the Hub (http://127.0.0.1:9) cannot be reached "
+        "(Connection refused); pass a local copy with --source PATH or try --source demo, or set HF_HUB_OFFLINE=1 "
+        "to use a copy already in the Hugging Face cache")
 
 
 # ---- Kills and interrupts at fixed points: the target is the previous or the new complete output, and a rerun

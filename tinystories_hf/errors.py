@@ -144,6 +144,8 @@ _FAULTS = {
 }
 # A worker's exception as multiprocess prints it into the RemoteTraceback text.
 _REMOTE_OUR_ERROR = re.compile(r"^tinystories_hf\.errors\.TinyStoriesError: (.*)$", re.MULTILINE)
+# Rust libraries (tokenizers) raise a bare Exception showing std::io::Error: "No space left on device (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _REMOTE_OS_ERROR = re.compile(r"^[\w.]*(?:Error|Exception): \[Errno (\d+)\] ([^\n]*?)(?:: '([^'\n]*)')?$",
                               re.MULTILINE)
 
@@ -169,6 +171,9 @@ def _os_fault(error: BaseException) -> OSError | None:
     for e in _chain(error):
         if isinstance(e, OSError) and e.errno in _FAULTS:
             return e
+        found = None if isinstance(e, OSError) else _RUST_OS_ERROR.search(str(e))
+        if found and int(found.group(1)) in _FAULTS:
+            return OSError(int(found.group(1)), os.strerror(int(found.group(1))))
         found = _REMOTE_OS_ERROR.search(_remote_text(e))
         if found and int(found.group(1)) in _FAULTS:
             return OSError(int(found.group(1)), found.group(2), found.group(3))
@@ -212,8 +217,10 @@ def _fault_place(fault: OSError) -> tuple:
 
 
 def _fault_error(fault: OSError) -> "TinyStoriesError":
-    path, fix = _fault_place(fault)
     what, todo = _FAULTS[fault.errno]
+    if fault.errno in (errno.EMFILE, errno.ENFILE) and not fault.filename:  # a limit of the process, no place
+        return TinyStoriesError(f"{what}; {todo.format(num_proc=flag('num_proc'))}")
+    path, fix = _fault_place(fault)
     return TinyStoriesError(f"{path}: {what}; {todo.format(fix=fix, num_proc=flag('num_proc'))}")
 
 

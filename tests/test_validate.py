@@ -249,7 +249,7 @@ DAMAGED_FOLDERS = [
     (lambda f: _edit_json(f, "tokenizer/tinystories_vocab.json", lambda d: DEEP),
      "tokenizer/tinystories_vocab.json: not valid JSON (nested too deeply); re-create it with tinystories-prepare"),
     (lambda f: _edit_json(f, "train/state.json", lambda d: d | {"_format_columns": []}),
-     f"train/state.json: key '_format_columns' is [], not null; {RECREATE}"),
+     f"train/state.json: key '_format_columns' is [], not null or a list naming input_ids and length; {RECREATE}"),
     (lambda f: _edit_json(f, "train/state.json", lambda d: d | {"_data_files": [{"filename": "../../x.arrow"}]}),
      (f"train/state.json: key '_data_files[0].filename' is '../../x.arrow', not a file name in the split folder; "
       f"{RECREATE}")),

@@ -72,7 +72,8 @@ STATE_SCHEMA = {"_data_files": Check([{"filename": Check(str, lambda v: relative
                                                           "a file name in the split folder")}],
                                      lambda v: len(v) > 0, "a list of the split's Arrow files"),
                 "_format_type": Check(object, lambda v: v is None, "null"),
-                "_format_columns": Check(object, lambda v: v is None, "null"),
+                "_format_columns": Check(object, lambda v: v is None or isinstance(v, list) and {"input_ids", "length"}
+                                         <= set(map(str, v)), "null or a list naming input_ids and length"),
                 "_format_kwargs": Check(dict, lambda v: not v, "{}"),
                 "_output_all_columns?": bool, "_split?": (str, type(None)), "_fingerprint?": str}
 DATASETS_JSON = {"dataset_dict.json": {"splits": [str]}, "state.json": STATE_SCHEMA, "dataset_info.json": dict}

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import datasets
 import huggingface_hub
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, SAMPLE_EOT, SAMPLE_JSONL
 
-from tinystories_hf import PrepareConfig, TinyStoriesError, prepare
+from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare
+from tinystories_hf.base_tokenizer import HFEncoder, TiktokenEncoder, load_base_tokenizer
 from tinystories_hf.pipeline import main
 from tinystories_hf.store import tree_sha256
 from tinystories_hf.validate import validate_prepared
@@ -450,6 +452,88 @@ def test_an_unreachable_hub_is_one_line_within_5_seconds(tmp_path, monkeypatch, 
         "error: could not load Hub dataset 'roneneldan/TinyStories': the Hub (http://127.0.0.1:9) cannot be reached "
         "(Connection refused); pass a local copy with --source PATH or try --source demo, or set HF_HUB_OFFLINE=1 "
         "to use a copy already in the Hugging Face cache")
+
+
+# ---- Tokenizer inputs: ids are integers in [0, vocab_size), EOS works for any base, both backends agree ----
+
+@pytest.mark.parametrize("ids, error, message", [
+    ([3.7], TypeError, "token ids must be integers, not float64: [3.7]"),  # decoded id 3 before
+    ([[2, 3], [4, 5]], ValueError, "token ids must be a flat sequence of integers, not of shape (2, 2)"),  # flattened
+    ([[2, 3], [4]], ValueError, "token ids must be a flat sequence of integers"),
+    ([-1], ValueError, "token id -1 (position 0) is out of range [0, 300)"),  # gave the last token before
+    ([2, 300], ValueError, "token id 300 (position 1) is out of range [0, 300)"),
+    ([2, 10**30], ValueError, f"token id {10**30} is out of range [0, 300)"),
+    (["3"], TypeError, "token ids must be integers, not <U1: ['3']"),
+    ([True], TypeError, "token ids must be integers, not bool: [True]"),
+    ("7", TypeError, "token ids must be integers, not str '7'"),
+])
+def test_ids_that_are_not_integers_in_range_raise(previous, ids, error, message):
+    tokenizer = TinyStoriesTokenizer.from_pretrained(previous)
+    for call in (tokenizer.decode, tokenizer.convert_ids_to_tokens):
+        with pytest.raises(error) as raised:
+            call(ids)
+        assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_valid_ids_of_every_container_decode_alike(previous):
+    tokenizer = TinyStoriesTokenizer.from_pretrained(previous)
+    ids = tokenizer.encode("Once upon a time")
+    text = tokenizer.decode(ids)
+    assert text == "Once upon a time"
+    for same in (np.array(ids, dtype=np.uint16), np.array(ids, dtype=np.int64), tuple(ids)):
+        assert tokenizer.decode(same) == text
+    assert tokenizer.decode([]) == "" and tokenizer.decode(ids[0]) == "Once"
+    assert tokenizer.convert_ids_to_tokens(ids[0]) == "Once" and tokenizer.convert_ids_to_tokens([0, 1]) == [
+        "<|endoftext|>", "<|unk|>"]
+
+
+def test_eos_and_unk_for_a_base_tokenizer_without_endoftext(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    base = Tokenizer(models.WordLevel({"once": 0, "upon": 1, "a": 2, "time": 3, "[UNK]": 4}, unk_token="[UNK]"))
+    base.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert base.token_to_id("<|endoftext|>") is None
+    tokenizer = TinyStoriesTokenizer.from_counts(base, np.array([9, 7, 5, 3, 0]), 5, backend="hf")
+    assert tokenizer.convert_ids_to_tokens([0, 1, 2, 3, 4]) == ["<|endoftext|>", "<|unk|>", "once", "upon", "a"]
+    assert tokenizer.convert_ids_to_tokens(0) == "<|endoftext|>"  # raised OverflowError before
+    assert tokenizer.encode("once upon a time") == [2, 3, 4, 1]
+    assert tokenizer.decode([2, 0, 3, 1]) == "once<|endoftext|>upon<|unk|>"
+    loaded = TinyStoriesTokenizer.from_pretrained(tokenizer.save_pretrained(tmp_path / "tok"), backend="hf")
+    assert loaded.fingerprint == tokenizer.fingerprint and loaded.convert_ids_to_tokens(0) == "<|endoftext|>"
+
+
+@pytest.mark.parametrize("text", ["caf\ud800e", "\ud83d\ude00 and \udfff", "a\udc80"])
+def test_both_backends_encode_a_lone_surrogate_as_the_replacement_character(previous, text):
+    """A Python str may hold a lone surrogate (a UTF-8 file never does): both backends encode it as U+FFFD, as
+    tiktoken documents, after joining a surrogate pair into its character."""
+    replaced = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert "\ufffd" in replaced
+    expected = load_base_tokenizer().encode(replaced).ids  # the tokenizers library on the valid text
+    hf, tiktoken = HFEncoder(load_base_tokenizer()), TiktokenEncoder()
+    for encoder in (hf, tiktoken):
+        assert encoder.encode_batch([text]) == [expected], encoder.name
+        assert encoder.encode_flat([text], np.uint16)[1].tolist() == expected, encoder.name
+    reduced = [TinyStoriesTokenizer.from_pretrained(previous, backend=b).encode(text) for b in ("hf", "tiktoken")]
+    assert reduced[0] == reduced[1] == TinyStoriesTokenizer.from_pretrained(previous).remap(expected).tolist()
+
+
+def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, tmp_path, monkeypatch):
+    """evaluate.load would run its copy in the modules cache under HF_HOME, which anyone who can write there can
+    edit: the report imports the package's own modules and never calls it."""
+    import evaluate
+
+    from tinystories_hf.measurements import token_stats
+    from tinystories_hf.report import write_report
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must not load measurements through evaluate's module cache")
+
+    monkeypatch.setattr(evaluate, "load", refuse)
+    monkeypatch.setattr(evaluate.loading, "evaluation_module_factory", refuse)
+    report = write_report(shutil.copytree(previous, tmp_path / "copy"))
+    lengths = [n for n in datasets.load_from_disk(str(previous / "validation"))["length"]]
+    assert report["splits"]["validation"]["tokens"] == sum(lengths)
+    assert Path(token_stats.__file__).parent == REPO / "tinystories_hf" / "measurements"
 
 
 # ---- Kills and interrupts at fixed points: the target is the previous or the new complete output, and a rerun

@@ -404,7 +404,7 @@ def test_a_read_only_hf_home_is_one_line(tmp_path, mount_tmpfs):
      ("{out}: on another filesystem than the folder beside it (a mount point?); choose another --output (not a "
       "mount point)")),
     (PermissionError(errno.EACCES, "Permission denied", "{cache}/x.arrow"),
-     "{cache}/x.arrow: permission denied; pass another --cache-dir that you can write to, or fix its permissions"),
+     "{cache}/x.arrow: permission denied; pass another --cache-dir or fix its permissions"),
     (OSError(errno.EMFILE, "Too many open files"),
      "too many open files; raise the limit (ulimit -n) or lower --num-proc"),
 ])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import add_config_arguments, config_from_args, option
-from .errors import api_errors, cli_errors
+from .errors import api_errors, cli_errors, flag
 from .store import PREPARE_INFO, atomic_folder, check_output, load_prepared, read_prepare_info
 
 REPORT_DIR = "report"
@@ -244,7 +244,7 @@ def write_report(path, *, output=None) -> dict:
     dataset, tokenizer = load_prepared(path)
     figures, arrays = measure(dataset, tokenizer, info)
     target = Path(output).expanduser().resolve() if output else path.resolve() / REPORT_DIR
-    check_output(target, overwrite=True, marker="report.json", what="a report folder (pass another --output)")
+    check_output(target, overwrite=True, marker="report.json", what=f"a report folder (pass another {flag('output')})")
     # A report inside a prepared folder is part of it: its writer holds that folder's lock, as prepare does.
     inside = target.parent if (target.parent / PREPARE_INFO).is_file() else None
     with atomic_folder(target, overwrite=True, lock=inside) as partial:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, api_errors, flag
 from .json_files import Check, in_range, non_negative, read_json
 from .mapped_pages import PageReleaser
 
@@ -109,7 +109,7 @@ class TinyStoriesTokenizer:
         order = np.lexsort((np.arange(len(counts)), -counts))
         order = order[~np.isin(order, list(specials | {eos_base} - {None}))]
         if len(order) < vocab_size - 2:
-            raise TinyStoriesError(f"--vocab-size {vocab_size} exceeds the base tokenizer's {len(order)} "
+            raise TinyStoriesError(f"{flag('vocab_size', vocab_size)} exceeds the base tokenizer's {len(order)} "
                                    "regular tokens + 2 specials; lower it")
         kept = order[: vocab_size - 2]
         base_ids = np.concatenate([[-1 if eos_base is None else eos_base, -1], kept])
@@ -213,6 +213,7 @@ class TinyStoriesTokenizer:
         return directory
 
     @classmethod
+    @api_errors
     def from_pretrained(cls, directory, *, backend: str = "auto"):
         """Load a saved tokenizer from its folder, or from a prepared dataset folder (`DIR/tokenizer`)."""
         directory = Path(directory)

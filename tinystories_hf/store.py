@@ -31,7 +31,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -215,23 +217,38 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold SIGINT back while the block runs (it is delivered when the block ends); a no-op off the main
+    thread, which Python's signal handlers never run in anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def move_into_place(partial: Path, target: Path) -> None:
     """Make the finished folder `partial` the `target`, replacing an existing one: one atomic exchange (the
     previous output then sits in `partial` and is removed), or where there is none, two renames through
     `.DIR.previous`, which the next writer puts back if a kill falls between them. Call with the lock held."""
     run = current_run() or Run()
-    if not target.exists():
-        os.rename(partial, target)
+    with _ctrl_c_deferred():  # Ctrl-C between the two renames would leave no target until the next run
+        if not target.exists():
+            os.rename(partial, target)
+            leftover = None
+        elif exchange(partial, target):
+            leftover = partial
+        else:
+            leftover = _beside(target, "previous")
+            os.rename(target, leftover)
+            os.rename(partial, target)
         run.replaced = True
-    elif exchange(partial, target):
-        run.replaced = True
-        shutil.rmtree(partial)
-    else:
-        previous = _beside(target, "previous")
-        os.rename(target, previous)
-        os.rename(partial, target)
-        run.replaced = True
-        shutil.rmtree(previous)
+    if leftover is not None:
+        shutil.rmtree(leftover)
 
 
 @contextlib.contextmanager
@@ -239,6 +256,9 @@ def atomic_folder(output: Path, *, overwrite: bool, lock: Path | None = None, op
     """Yield the hidden temporary folder `.DIR.partial` beside `output`; when the block succeeds it
     replaces `output` (`move_into_place`), when it fails it is removed, so `output` is never half-written.
     The writer lock of `lock` (default `output`) is held throughout."""
+    run = current_run()
+    if run is not None and run.target is None:
+        run.target = output  # named by "interrupted; DIR unchanged"
     with writer_lock(lock or output, option=option):
         recover(output)  # done by writer_lock already, unless the lock is the enclosing folder's
         partial = _beside(output, "partial")

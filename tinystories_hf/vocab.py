@@ -58,6 +58,26 @@ def sample_rows(num_rows: int, sample_size, seed: int):
     return np.sort(np.random.default_rng(seed).choice(num_rows, size=sample_size, replace=False))
 
 
+def _table_problem(data: dict, base_size: int) -> str | None:
+    """What is wrong with a saved reduced id -> base id table, checked before it indexes anything (an id of
+    10**12, a second UNK, a count per id missing), or None."""
+    ids, counts = data["base_ids"], data.get("counts")
+    if len(ids) != data["vocab_size"]:
+        return f"holds {len(ids)} base_ids for vocab_size {data['vocab_size']}"
+    if ids[1] != -1:
+        return f"maps UNK (id 1) to base id {ids[1]}, not -1"
+    if not (ids[0] == -1 or 0 <= ids[0] < base_size):
+        return f"maps EOS to base id {ids[0]}"
+    if any(not 0 <= i < base_size for i in ids[2:]):
+        return f"has a base id outside the base tokenizer's [0, {base_size})"
+    if len(set(ids[2:])) != len(ids) - 2:
+        return "lists a base id twice"
+    if counts is not None and (len(counts) != len(ids) or
+                               any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts)):
+        return "holds counts that are not one integer >= 0 per id"
+    return None
+
+
 class TinyStoriesTokenizer:
     """GPT-Neo BPE restricted to `vocab_size` ids: `encode(text)` gives reduced ids, `decode(ids)` text.
 
@@ -231,22 +251,10 @@ class TinyStoriesTokenizer:
         if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
             raise TinyStoriesError(f"{directory / BASE_DIR}: base tokenizer differs from the one the vocabulary "
                                    "was built with; re-create the folder with tinystories-prepare")
-        # The table is indexed with these ids: check them before they are used (an id of 10**12, a second
-        # UNK, a count per id missing), so a damaged file is one line, not an IndexError later.
-        ids, base_size, counts = data["base_ids"], base.get_vocab_size(with_added_tokens=True), data.get("counts")
-        problems = (lambda: len(ids) != data["vocab_size"] and f"holds {len(ids)} base_ids for vocab_size "
-                                                               f"{data['vocab_size']}",
-                    lambda: ids[1] != -1 and f"maps UNK (id 1) to base id {ids[1]}, not -1",
-                    lambda: not (ids[0] == -1 or 0 <= ids[0] < base_size) and f"maps EOS to base id {ids[0]}",
-                    lambda: any(not 0 <= i < base_size for i in ids[2:]) and
-                    f"has a base id outside the base tokenizer's [0, {base_size})",
-                    lambda: len(set(ids[2:])) != len(ids) - 2 and "lists a base id twice",
-                    lambda: counts is not None and (len(counts) != len(ids) or any(
-                        not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts))
-                    and "holds counts that are not one integer >= 0 per id")
-        for found in problems:  # in order: each assumes the ones before it passed
-            if found():
-                raise TinyStoriesError(f"{path}: {found()}; {fix}")
+        problem = _table_problem(data, base.get_vocab_size(with_added_tokens=True))
+        if problem:
+            raise TinyStoriesError(f"{path}: {problem}; {fix}")
+        ids = data["base_ids"]
         return cls(base, ids, data.get("counts"), backend=backend, meta=data.get("meta"))
 
     def __repr__(self) -> str:

@@ -159,7 +159,7 @@ def test_existing_output_is_refused_then_replaced_atomically(tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         prepare(dataclasses.replace(config, overwrite=True, vocab_size=400))
     assert _data_hashes(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.lock", "o"]  # the writer lock file stays
     monkeypatch.undo()
     prepare(dataclasses.replace(config, overwrite=True, vocab_size=400))
     assert json.loads((out / "prepare_info.json").read_text())["vocab_size"] == 400

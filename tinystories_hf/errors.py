@@ -69,7 +69,13 @@ def flag(name: str, value=None) -> str:
 @dataclass
 class Run:
     """What the running command or API call holds (locks, cache leases: released when it ends, however it
-    ends) and the places it writes, with the option that moves each, to name them in an error."""
+    ends) and the places it writes, with the option that moves each, to name them in an error.
+
+    Example:
+        >>> run = current_run()  # inside prepare(): the run's stack holds the writer lock  # doctest: +SKIP
+        >>> run.target, run.replaced  # doctest: +SKIP
+        (PosixPath('/data/tinystories_prepared'), False)
+    """
 
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     places: list = field(default_factory=list)  # (path, fix), most specific first

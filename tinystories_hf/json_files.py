@@ -15,7 +15,12 @@ from .errors import TinyStoriesError
 
 @dataclass(frozen=True)
 class Check:
-    """`schema`, and `test(value)` must hold: `wanted` says what the value must be."""
+    """`schema`, and `test(value)` must hold: `wanted` says what the value must be.
+
+    Example:
+        >>> problem({"vocab_size": 2}, {"vocab_size": Check(int, lambda v: v >= 3, "an integer >= 3")})
+        "key 'vocab_size' is 2, not an integer >= 3"
+    """
 
     schema: object
     test: object
@@ -24,7 +29,12 @@ class Check:
 
 @dataclass(frozen=True)
 class Each:
-    """A dict whose keys are strings and whose values all follow `schema`; `key_test` checks each key."""
+    """A dict whose keys are strings and whose values all follow `schema`; `key_test` checks each key.
+
+    Example:
+        >>> problem({"splits": {"train": {"kept": -1}}}, {"splits": Each({"kept": non_negative()})})
+        "key 'splits.train.kept' is -1, not a number >= 0"
+    """
 
     schema: object
     key_test: object = None

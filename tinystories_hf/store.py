@@ -289,7 +289,13 @@ def _sweep_if_alone(fd: int, folder: Path) -> None:
 
 @contextlib.contextmanager
 def _lease(folder: Path):
-    fd = os.open(folder / CACHE_LEASE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(folder / CACHE_LEASE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        yield  # a cache nobody can write to holds no temporary file either: nothing to lease or sweep
+        return
     try:
         _sweep_if_alone(fd, folder)
         fcntl.flock(fd, fcntl.LOCK_SH)  # shared: runs on other targets may map into the same folder

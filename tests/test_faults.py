@@ -343,6 +343,9 @@ OS_FAULTS = [
     ("cache-disk-full-2-workers", lambda m: ["--source", TEXT, "--keep-text", "--num-proc", "2", "--cache-dir",
                                              _on("size=30m", "c")(m)],
      None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
+    ("cache-disk-full-converting-jsonl", lambda m: ["--source", str(SAMPLE_JSONL), "--cache-dir",
+                                                    _on("size=3m", "c")(m)],  # said "could not read SOURCE" before
+     None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
     ("output-disk-full", lambda m: ["--source", str(SAMPLE_JSONL), "--keep-text", "--output", _on("size=30m", "out")(m)],
      8 << 20, "error: {m}/out: no space left on its device; free space there or choose another --output"),
     ("cache-read-only", lambda m: ["--source", str(SAMPLE_JSONL), "--cache-dir", _on("ro,size=1m", "c")(m)],

@@ -16,9 +16,9 @@ import datasets
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args
-from .errors import TinyStoriesError, cli_errors
+from .errors import TinyStoriesError, api_errors, cli_errors, flag, writes
 from .sources import load_stories
-from .store import check_output, save_prepared
+from .store import check_output, hold_cache_lease, hold_writer_lock, save_prepared
 from .tokenize import encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
@@ -59,8 +59,12 @@ def summary_table(splits: dict) -> str:
                                enumerate(zip(row, widths))) for row in rows)
 
 
+@api_errors
 def prepare(config: PrepareConfig) -> PrepareResult:
     """Run the whole preparation and write `config.output`; see `PrepareConfig` for every option.
+
+    A failure raises a one-line `TinyStoriesError` (Ctrl-C a `KeyboardInterrupt` saying the output is
+    unchanged); `config.output` is then the previous complete folder, or absent.
 
     Example:
         >>> result = prepare(PrepareConfig(source="demo", output="demo_prepared"))  # doctest: +SKIP
@@ -75,10 +79,13 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     output = check_output(config.output, overwrite=config.overwrite,
                           source_files=[config.source] if Path(config.source).exists() else [])
+    hold_writer_lock(output)  # to the end of the run: a second writer of the same output stops at once
+    writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
                                    cache_dir=config.cache_dir, num_proc=config.num_proc)
+    hold_cache_lease(*stories.values())  # removes killed runs' datasets temporary files from its folders
     lap("load")
     base = load_base_tokenizer(config.tokenizer)
     encoder = make_encoder(base, config.backend)
@@ -107,9 +114,10 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("remap")
     train = splits["train"]
     if not train["kept"]:  # refuse to save a dataset (and a vocabulary) that has nothing to train on
-        raise TinyStoriesError(f"{config.source}: no train story has --min-length {config.min_length} tokens or more "
-                               f"({train['stories']} read: {train['skipped_empty']} empty or not text, "
-                               f"{train['skipped_short']} too short); check --text-column or lower --min-length")
+        raise TinyStoriesError(f"{config.source}: no train story has {flag('min_length', config.min_length)} tokens "
+                               f"or more ({train['stories']} read: {train['skipped_empty']} empty or not text, "
+                               f"{train['skipped_short']} too short); check {flag('text_column')} or lower "
+                               f"{flag('min_length')}")
     info = {
         "config": dataclasses.asdict(config),
         "source": dataclasses.asdict(source),

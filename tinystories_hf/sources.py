@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .demo import DEMO_SPLITS, demo_stories
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, require_hub
 from .mapped_pages import PageReleaser
 
 EOT_LINE = "<|endoftext|>"
@@ -176,6 +176,8 @@ def _load(path_or_builder, *, data_files=None, cache_dir=None, streaming=False, 
 
 
 def _hub(source, cache_dir, streaming, num_proc):
+    require_hub(f"could not load Hub dataset {source!r}", "pass a local copy with --source PATH or try --source demo, "
+                "or set HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache")
     try:
         return datasets.load_dataset(source, cache_dir=cache_dir, streaming=streaming,
                                      num_proc=None if streaming else _procs(num_proc, 2))

@@ -170,7 +170,7 @@ def load_tokenizer(tokenizer, config: StreamConfig) -> TinyStoriesTokenizer:
     if not HUB_ID.match(str(tokenizer)):
         raise TinyStoriesError(f"tokenizer {tokenizer!r} not found: pass a prepared folder, its tokenizer/ folder, "
                                "a pushed folder or the Hub repo id of a pushed dataset")
-    from .hub import download_repo
+    from .store import download_repo
 
     return TinyStoriesTokenizer.from_pretrained(download_repo(str(tokenizer), tokenizer_only=True))
 

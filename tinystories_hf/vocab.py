@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, api_errors, flag
+from .json_files import Check, in_range, non_negative, read_json
 from .mapped_pages import PageReleaser
 
 VOCAB_FILE = "tinystories_vocab.json"
@@ -22,6 +23,9 @@ BASE_DIR = "base"
 FORMAT = "tinystories-hf-vocab/1"
 EOS_ID, UNK_ID = 0, 1
 EOS_TOKEN, UNK_TOKEN = "<|endoftext|>", "<|unk|>"
+VOCAB_SCHEMA = {"format": str, "vocab_size": in_range(3, 65_537), "base_ids": [Check(int, lambda i: i >= -1, "an id >= -1")],
+                "counts?": (list, type(None)), "meta?": (dict, type(None)),
+                "base_tokenizer": {"sha256": str, "vocab_size?": non_negative()}}
 
 
 def count_base_tokens(base_ids, rows, base_vocab_size: int) -> np.ndarray:
@@ -52,6 +56,26 @@ def sample_rows(num_rows: int, sample_size, seed: int):
     if sample_size is None or sample_size >= num_rows:
         return None
     return np.sort(np.random.default_rng(seed).choice(num_rows, size=sample_size, replace=False))
+
+
+def _table_problem(data: dict, base_size: int) -> str | None:
+    """What is wrong with a saved reduced id -> base id table, checked before it indexes anything (an id of
+    10**12, a second UNK, a count per id missing), or None."""
+    ids, counts = data["base_ids"], data.get("counts")
+    if len(ids) != data["vocab_size"]:
+        return f"holds {len(ids)} base_ids for vocab_size {data['vocab_size']}"
+    if ids[1] != -1:
+        return f"maps UNK (id 1) to base id {ids[1]}, not -1"
+    if not (ids[0] == -1 or 0 <= ids[0] < base_size):
+        return f"maps EOS to base id {ids[0]}"
+    if any(not 0 <= i < base_size for i in ids[2:]):
+        return f"has a base id outside the base tokenizer's [0, {base_size})"
+    if len(set(ids[2:])) != len(ids) - 2:
+        return "lists a base id twice"
+    if counts is not None and (len(counts) != len(ids) or
+                               any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts)):
+        return "holds counts that are not one integer >= 0 per id"
+    return None
 
 
 class TinyStoriesTokenizer:
@@ -105,7 +129,7 @@ class TinyStoriesTokenizer:
         order = np.lexsort((np.arange(len(counts)), -counts))
         order = order[~np.isin(order, list(specials | {eos_base} - {None}))]
         if len(order) < vocab_size - 2:
-            raise TinyStoriesError(f"--vocab-size {vocab_size} exceeds the base tokenizer's {len(order)} "
+            raise TinyStoriesError(f"{flag('vocab_size', vocab_size)} exceeds the base tokenizer's {len(order)} "
                                    "regular tokens + 2 specials; lower it")
         kept = order[: vocab_size - 2]
         base_ids = np.concatenate([[-1 if eos_base is None else eos_base, -1], kept])
@@ -124,11 +148,38 @@ class TinyStoriesTokenizer:
     def encode_batch(self, texts: list) -> list:
         return [self.remap(ids).tolist() for ids in self.encoder.encode_batch(list(texts))]
 
+    def check_ids(self, ids) -> np.ndarray:
+        """`ids` (an int, or a flat sequence, numpy array or tensor of integers) as an int64 array; anything
+        else raises: `TypeError` for a non-integer (3.7, True, "3"), `ValueError` for a nested sequence or an
+        id outside [0, vocab_size). Nothing is rounded, flattened or wrapped around."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"token ids must be integers, not {type(ids).__name__} {ids!r:.40}")
+        try:
+            array = np.asarray(ids)
+        except ValueError as e:  # a ragged nested list
+            raise ValueError(f"token ids must be a flat sequence of integers ({e})") from None
+        if array.ndim > 1:
+            raise ValueError(f"token ids must be a flat sequence of integers, not of shape {array.shape}; decode "
+                             "each row separately")
+        array = array.reshape(-1)
+        if array.dtype == object:  # Python ints beyond int64, or mixed types
+            bad = next((i for i in array.tolist() if not isinstance(i, int) or isinstance(i, bool)), None)
+            if bad is not None:
+                raise TypeError(f"token ids must be integers, not {type(bad).__name__} {bad!r:.40}")
+            bad = next(i for i in array.tolist() if not 0 <= i < self.vocab_size)
+            raise ValueError(f"token id {bad} is out of range [0, {self.vocab_size})")
+        if array.size and (array.dtype == bool or not np.issubdtype(array.dtype, np.integer)):
+            raise TypeError(f"token ids must be integers, not {array.dtype}: {array[:3].tolist()!r:.40}")
+        array = array.astype(np.int64, copy=False)
+        bad = np.flatnonzero((array < 0) | (array >= self.vocab_size))
+        if bad.size:
+            raise ValueError(f"token id {array[bad[0]]} (position {bad[0]}) is out of range [0, {self.vocab_size})")
+        return array
+
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
-        """Text of reduced ids; EOS and UNK are rendered as `<|endoftext|>` / `<|unk|>` unless skipped."""
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"token id out of range [0, {self.vocab_size}): {ids.min()}..{ids.max()}")
+        """Text of reduced ids; EOS and UNK are rendered as `<|endoftext|>` / `<|unk|>` unless skipped.
+        Raises `TypeError`/`ValueError` for ids that are not integers in [0, vocab_size) (`check_ids`)."""
+        ids = self.check_ids(ids)
         pieces, start = [], 0
         for pos in np.flatnonzero((ids == EOS_ID) | (ids == UNK_ID)).tolist() + [len(ids)]:
             if pos > start:
@@ -139,8 +190,14 @@ class TinyStoriesTokenizer:
             start = pos + 1
         return "".join(pieces)
 
-    def convert_ids_to_tokens(self, ids) -> list:
-        return [UNK_TOKEN if i == UNK_ID else self.base_tokenizer.id_to_token(int(self.base_ids[i])) for i in ids]
+    def convert_ids_to_tokens(self, ids):
+        """Token strings of reduced ids (a str for a single int, as in transformers); EOS and UNK are
+        `<|endoftext|>` and `<|unk|>` whatever the base tokenizer calls them (or lacks them). Raises as
+        `check_ids`."""
+        single = isinstance(ids, (int, np.integer)) and not isinstance(ids, bool)
+        tokens = [EOS_TOKEN if i == EOS_ID else UNK_TOKEN if i == UNK_ID else
+                  self.base_tokenizer.id_to_token(int(self.base_ids[i])) for i in self.check_ids(ids).tolist()]
+        return tokens[0] if single else tokens
 
     # -- persistence --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -176,6 +233,7 @@ class TinyStoriesTokenizer:
         return directory
 
     @classmethod
+    @api_errors
     def from_pretrained(cls, directory, *, backend: str = "auto"):
         """Load a saved tokenizer from its folder, or from a prepared dataset folder (`DIR/tokenizer`)."""
         directory = Path(directory)
@@ -185,19 +243,19 @@ class TinyStoriesTokenizer:
         if not path.exists():
             raise TinyStoriesError(f"{path}: not found; pass a tokenizer folder written by save_pretrained "
                                    "or a folder written by tinystories-prepare")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TinyStoriesError(f"{path}: not valid JSON ({e}); re-create it with tinystories-prepare") from None
-        if data.get("format") != FORMAT:
-            raise TinyStoriesError(f"{path}: unknown format {data.get('format')!r} (expected {FORMAT})")
+        fix = "re-create it with tinystories-prepare"
+        data = read_json(path, VOCAB_SCHEMA, fix=fix)
+        if data["format"] != FORMAT:
+            raise TinyStoriesError(f"{path}: unknown format {data['format']!r} (expected {FORMAT})")
         base = load_base_tokenizer(str(directory / BASE_DIR))
-        tokenizer = cls(base, data["base_ids"], data.get("counts"), backend=backend,
-                        meta=data.get("meta"))
-        if tokenizer.base_sha256 != data["base_tokenizer"]["sha256"]:
+        if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
             raise TinyStoriesError(f"{directory / BASE_DIR}: base tokenizer differs from the one the vocabulary "
                                    "was built with; re-create the folder with tinystories-prepare")
-        return tokenizer
+        problem = _table_problem(data, base.get_vocab_size(with_added_tokens=True))
+        if problem:
+            raise TinyStoriesError(f"{path}: {problem}; {fix}")
+        ids = data["base_ids"]
+        return cls(base, ids, data.get("counts"), backend=backend, meta=data.get("meta"))
 
     def __repr__(self) -> str:
         return (f"TinyStoriesTokenizer(vocab_size={self.vocab_size}, eos_id={EOS_ID}, unk_id={UNK_ID}, "

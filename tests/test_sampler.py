@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import SAMPLE_EOT
 from transformers import GPTNeoForCausalLM, Trainer, TrainingArguments
 
 from tinystories_hf import (
@@ -21,6 +24,7 @@ from tinystories_hf import (
     TinyStoriesError,
     TinyStoriesSampler,
     prepare,
+    stream,
 )
 from tinystories_hf.models import gpt_neo_config
 
@@ -251,3 +255,60 @@ def test_hf_trainer_resumes_its_checkpoint_on_the_same_order(prepared_sample, tm
     assert [i for batch in whole for i in batch] == documented_order(300, epoch=0)[:28]
     resumed = run(tmp_path / "resumed", resume=str(tmp_path / "whole" / "checkpoint-3"))
     assert resumed == whole[3:]  # steps 4-6 on the very batches of the uninterrupted run
+
+
+@pytest.fixture(scope="module")
+def three_shards(tmp_path_factory, sample_stories):
+    """An odd number of shards and of stories: three parquet train files, 5,001 stories."""
+    root = tmp_path_factory.mktemp("three-shards")
+    (root / "data").mkdir()
+    for i, (start, stop) in enumerate([(0, 1701), (1701, 3301), (3301, 5001)]):
+        pq.write_table(pa.table({"text": sample_stories[start:stop]}), root / "data" / f"train-{i:05d}-of-00003.parquet")
+    return str(root)
+
+
+def story_rows(ds):
+    return [tuple(row["input_ids"]) for row in ds]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_stream_gives_every_rank_as_many_batches(three_shards, prepared_sample, num_workers):
+    tokenizer = prepared_sample.tokenizer
+    whole = story_rows(stream(three_shards, tokenizer=tokenizer))
+    assert len(whole) == 5001 and len(set(whole)) == 5001
+    ranks = []
+    for rank in range(2):
+        ds = stream(three_shards, tokenizer=tokenizer, rank=rank, world_size=2)
+        assert ds.num_shards == 3
+        loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=num_workers, collate_fn=story_rows)
+        ranks.append(list(loader))
+    assert len(ranks[0]) == len(ranks[1]) > 0 and [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]]
+    rows = [row for batches in ranks for batch in batches for row in batch]
+    assert len(set(rows)) == len(rows) and set(rows) <= set(whole)  # disjoint shares of the stream's stories
+    assert len(whole) - len(rows) < 2 * max(1, num_workers)  # only the incomplete last round of each worker
+    if num_workers == 0:  # one stream: rank r has rows r, r + 2, ... of it, the odd one out dropped
+        assert [row for batch in ranks[1] for row in batch] == whole[1:5000:2]
+
+
+def resume_counts(source, tokenizer, shuffle_buffer, points):
+    """(repeated, skipped) stories of a resume through datasets' state after each of `points` stories."""
+    options = {"tokenizer": tokenizer, "shuffle_buffer": shuffle_buffer, "seed": 0}
+    expected, counts = collections.Counter(story_rows(stream(source, **options))), []
+    for after in points:
+        first = stream(source, **options)
+        rows = iter(first)
+        before = [tuple(next(rows)["input_ids"]) for _ in range(after)]
+        resumed = stream(source, **options)
+        resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+        seen = collections.Counter(before + story_rows(resumed))
+        counts.append((sum((seen - expected).values()), sum((expected - seen).values())))
+    return counts
+
+
+def test_stream_resume_counts_match_the_readme(prepared_sample):
+    """README: without a shuffle buffer a resume repeats and skips nothing; with one it is not exact, and
+    repeats and skips at most a buffer's worth (scripts/measure_resume.py --stream measured the figures)."""
+    tokenizer = prepared_sample.tokenizer
+    assert resume_counts(str(SAMPLE_EOT), tokenizer, 0, [1234, 4321]) == [(0, 0), (0, 0)]
+    [(repeated, skipped)] = resume_counts(str(SAMPLE_EOT), tokenizer, 1000, [4250])
+    assert 0 < skipped <= 1000 and repeated <= 1000

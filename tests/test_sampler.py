@@ -107,7 +107,7 @@ def test_state_is_plain_json_and_resumes_on_any_world_size():
     assert sampler.state_dict(samples=20)["consumed"] == 50  # a partial last batch, counted whole
     sampler.set_epoch(EPOCH + 1)
     assert sampler.state_dict()["consumed"] == 0 and sampler.state_dict()["epoch"] == EPOCH + 1
-    with pytest.raises(TinyStoriesError, match="'consumed' is '3', not a int"):
+    with pytest.raises(TinyStoriesError, match="'consumed' is '3', not an integer"):
         sampler.load_state_dict(dict(state, consumed="3"))
     with pytest.raises(TinyStoriesError, match="consumed 51 is outside 0..50"):
         sampler.load_state_dict(dict(state, consumed=51))

@@ -21,6 +21,7 @@ from .errors import TinyStoriesError
 from .tokenize import content_fingerprint
 
 STATE_KEYS = {"seed": int, "shuffle": bool, "epoch": int, "consumed": int, "num_items": int, "fingerprint": str}
+_KINDS = {int: "an integer", bool: "true or false", str: "a string"}
 _CHUNK = 1 << 16  # positions turned into Python ints at a time: a 2M-item epoch never sits in a list
 
 
@@ -175,7 +176,7 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
             raise TinyStoriesError(f"a sampler state is a dict, not {type(state).__name__}")
         for key, kind in STATE_KEYS.items():
             if not isinstance(state.get(key), kind) or (kind is int and isinstance(state[key], bool)):
-                raise TinyStoriesError(f"sampler state: {key!r} is {state.get(key)!r}, not a {kind.__name__}; "
+                raise TinyStoriesError(f"sampler state: {key!r} is {state.get(key)!r}, not {_KINDS[kind]}; "
                                        "pass a dict saved by TinyStoriesSampler.state_dict()")
         if state["num_items"] != self.num_items or state["fingerprint"] != self.fingerprint:
             what = (f"{state['num_items']} items, this dataset has {self.num_items}"

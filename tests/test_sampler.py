@@ -263,7 +263,8 @@ def three_shards(tmp_path_factory, sample_stories):
     root = tmp_path_factory.mktemp("three-shards")
     (root / "data").mkdir()
     for i, (start, stop) in enumerate([(0, 1701), (1701, 3301), (3301, 5001)]):
-        pq.write_table(pa.table({"text": sample_stories[start:stop]}), root / "data" / f"train-{i:05d}-of-00003.parquet")
+        path = root / "data" / f"train-{i:05d}-of-00003.parquet"
+        pq.write_table(pa.table({"text": sample_stories[start:stop]}), path)
     return str(root)
 
 

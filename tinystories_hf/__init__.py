@@ -24,7 +24,8 @@ _TRAINING = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adap
 
 __all__ = ["PackingCollator", "PrepareConfig", "PrepareResult", "TinyStoriesDataset", "TinyStoriesDatasetPacked",
            "TinyStoriesError", "TinyStoriesSampler", "TinyStoriesTokenizer", "distributed_rank", "gpt_neo_config",
-           "load_base_tokenizer", "load_prepared", "load_stories", "open_split", "paper_configs", "parameter_count", "prepare",
+           "load_base_tokenizer", "load_prepared", "load_stories", "open_split", "paper_configs", "parameter_count",
+           "prepare",
            "validate_prepared", "write_report"]
 
 

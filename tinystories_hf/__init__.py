@@ -19,12 +19,13 @@ __version__ = "0.1.0"
 
 # The training adapters need torch (a 3 s import): they load on first use, so the CLIs start fast.
 _TRAINING = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adapters", "open_split": "adapters",
-             "distributed_rank": "adapters", "PackingCollator": "collator", "gpt_neo_config": "models",
-             "paper_configs": "models", "parameter_count": "models"}
+             "distributed_rank": "adapters", "TinyStoriesSampler": "sampler", "PackingCollator": "collator",
+             "gpt_neo_config": "models", "paper_configs": "models", "parameter_count": "models"}
 
 __all__ = ["PackingCollator", "PrepareConfig", "PrepareResult", "TinyStoriesDataset", "TinyStoriesDatasetPacked",
-           "TinyStoriesError", "TinyStoriesTokenizer", "distributed_rank", "gpt_neo_config", "load_base_tokenizer",
-           "load_prepared", "load_stories", "open_split", "paper_configs", "parameter_count", "prepare",
+           "TinyStoriesError", "TinyStoriesSampler", "TinyStoriesTokenizer", "distributed_rank", "gpt_neo_config",
+           "load_base_tokenizer", "load_prepared", "load_stories", "open_split", "paper_configs", "parameter_count",
+           "prepare",
            "validate_prepared", "write_report"]
 
 

@@ -183,8 +183,10 @@ class TinyStoriesTokenizer:
             directory = directory / "tokenizer"
         path = directory / VOCAB_FILE
         if not path.exists():
-            raise TinyStoriesError(f"{path}: not found; pass a tokenizer folder written by save_pretrained "
-                                   "or a folder written by tinystories-prepare")
+            # Name the file where a prepared folder holds it, unless this looks like a tokenizer folder itself.
+            missing = path if (directory / BASE_DIR).is_dir() else directory / "tokenizer" / VOCAB_FILE
+            raise TinyStoriesError(f"{missing}: not found; pass a folder written by tinystories-prepare (run it "
+                                   "first) or a tokenizer folder written by save_pretrained")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -2,7 +2,10 @@
 
 Reduced ids: 0 is EOS (`<|endoftext|>`, the story separator), 1 is UNK (every dropped token), and
 2 .. vocab_size-1 are base tokens by decreasing frequency on a seeded train sample, ties broken by base
-id. So a model's embedding has exactly `vocab_size` rows. Saved as JSON next to the base tokenizer's own
+id. So a model's embedding has exactly `vocab_size` rows. Fill rule: when the sample holds fewer distinct
+tokens than `vocab_size - 2`, the ids after its last seen token go to tokens it never saw (count 0, so
+lowest base id first, by the tie rule); they occur in no story of the sample, and `ids_in_sample` counts
+the others. Saved as JSON next to the base tokenizer's own
 `tokenizer.json`; nothing is pickled.
 """
 import functools
@@ -85,6 +88,14 @@ class TinyStoriesTokenizer:
     def vocab_size(self) -> int:
         return len(self.base_ids)
 
+    @property
+    def ids_in_sample(self):
+        """Regular ids (2..) whose token occurs in the vocabulary sample, or None when no counts were saved.
+
+        The other `vocab_size - 2 - ids_in_sample` ids are fill (see the module docstring): a vocabulary of
+        `ids_in_sample + 2` ids gives the same ids for every story of the sample."""
+        return None if self.counts is None else int(np.count_nonzero(self.counts[2:]))
+
     def __len__(self) -> int:
         return self.vocab_size
 
@@ -98,7 +109,8 @@ class TinyStoriesTokenizer:
     @classmethod
     def from_counts(cls, base_tokenizer, counts, vocab_size: int, *, backend: str = "auto", encoder=None,
                     meta=None):
-        """Keep the `vocab_size - 2` most frequent base tokens (ties: lower base id first)."""
+        """Keep the `vocab_size - 2` most frequent base tokens (ties, and tokens the sample lacks: lower base id
+        first)."""
         counts = np.asarray(counts, dtype=np.int64)
         specials = special_ids(base_tokenizer)
         eos_base = base_tokenizer.token_to_id(EOS_TOKEN)  # None for tokenizers without it: EOS is ours

@@ -296,7 +296,7 @@ class Runner:
     def not_ignored(self) -> list:
         run = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=self.checkout,
                              capture_output=True, text=True, check=True)
-        return [line[3:] for line in run.stdout.splitlines()]
+        return [line[3:] for line in run.stdout.splitlines() if line.startswith("??")]  # untracked, not ignored
 
 
 def run(readme_path: Path, *, fresh: bool, keep: bool = False, log=print) -> dict:

@@ -2,9 +2,11 @@
 fill tokens), the same report lines from `tinystories-prepare --report` and `tinystories-report`, and paths
 printed as the user typed them."""
 import json
+import runpy
 
 import numpy as np
 import pytest
+from conftest import REPO
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import PrepareConfig, load_stories, prepare
@@ -74,3 +76,12 @@ def test_prepare_report_prints_what_report_prints(tmp_path, monkeypatch, capsys,
                                                 num_proc=1)).tokenizer.base_ids,
                           np.array(json.loads((tmp_path / "d" / "tokenizer" / "tinystories_vocab.json")
                                               .read_text())["base_ids"][:seen + 2]))
+
+
+def test_model_sizes_without_a_prepared_folder_names_where_the_tokenizer_goes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main = runpy.run_path(str(REPO / "scripts" / "model_sizes.py"))["main"]
+    assert main([]) == 2  # the default --data tinystories_prepared does not exist here
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [("error: tinystories_prepared/tokenizer/tinystories_vocab.json: not found; pass a folder written "
+                   "by tinystories-prepare (run it first) or a tokenizer folder written by save_pretrained")]

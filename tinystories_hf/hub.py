@@ -117,6 +117,18 @@ def card_metadata(dataset: datasets.DatasetDict, info: dict):
     return data
 
 
+def _vocabulary_text(info: dict) -> str:
+    """How the card describes the vocabulary, saying which ids are fill when the sample was too small."""
+    regular, sample = info["vocab_size"] - 2, info["vocab_sample"]
+    seen = sample.get("ids_in_sample", regular)  # folders prepared before the count was recorded
+    where = f"on a seeded train sample ({sample['stories']:,} stories)"
+    if seen >= regular:
+        return f"the GPT-Neo BPE restricted to its {regular:,} most frequent tokens {where}."
+    return (f"the GPT-Neo BPE restricted to the {seen:,} tokens that occur {where}, by decreasing frequency (ids "
+            f"2..{seen + 1:,}); the sample holds fewer distinct tokens than the vocabulary has room for, so ids "
+            f"{seen + 2:,}..{regular + 1:,} are fill: tokens the sample never saw, lowest base id first.")
+
+
 def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | None = None) -> str:
     """The repository's README.md: YAML metadata, then what the data is, how it was made, the per-split
     counts, how to load it, the license and the citation.
@@ -141,8 +153,7 @@ def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | No
 simple English, turned into token ids by tinystories-hf {versions.get("tinystories-hf") or ""} (`tinystories-prepare`,
 then `tinystories-push`). One row per story; columns: {columns}.
 
-- **Vocabulary**: {info["vocab_size"]:,} ids, the GPT-Neo BPE restricted to its {info["vocab_size"] - 2:,} most
-  frequent tokens on a seeded train sample ({info["vocab_sample"]["stories"]:,} stories). Id {info["eos_id"]} is EOS
+- **Vocabulary**: {info["vocab_size"]:,} ids, {_vocabulary_text(info)} Id {info["eos_id"]} is EOS
   `<|endoftext|>` (the story separator), id {info["unk_id"]} is UNK (every dropped token). A model's embedding
   needs exactly {info["vocab_size"]:,} rows.
 - **Ids**: a story's tokens only, no EOS (training code adds the separator); stories longer than
@@ -287,7 +298,8 @@ def main(argv=None) -> int:
     if config.to_folder:
         output = write_hub_folder(config.prepared, config.to_folder, repo_id=config.repo_id,
                                   overwrite=config.overwrite)
-        print(f"wrote the repository layout to {output} (card for {config.repo_id or 'USER/NAME'}; nothing pushed)")
+        print(f"wrote the repository layout to {config.to_folder} (card for {config.repo_id or 'USER/NAME'}; "
+              "nothing pushed)")  # the path as typed: output lines hold no absolute path of the machine
         print(_tree(output))
     elif config.repo_id:
         print(f"pushed {config.prepared} -> {push_prepared(config.prepared, config.repo_id, private=config.private, revision=config.revision)}")

@@ -33,6 +33,7 @@ class PrepareResult:
     dataset: datasets.DatasetDict
     tokenizer: TinyStoriesTokenizer
     info: dict
+    report: dict | None = None  # what write_report returned, with --report
 
 
 def _versions() -> dict:
@@ -124,18 +125,35 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         "backend": encoder.name,
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id,
         "vocab_sha256": tokenizer.fingerprint,
-        "vocab_sample": sample,
+        # How many regular ids the sample filled; the rest are fill (never-seen tokens, see vocab.py).
+        "vocab_sample": {**sample, "ids_in_sample": tokenizer.ids_in_sample,
+                         "fill_ids": tokenizer.vocab_size - 2 - tokenizer.ids_in_sample},
         "splits": splits,
         "versions": _versions(),
     }
     info["stage_seconds"] = {stage: round(s, 3) for stage, s in seconds.items()}
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)  # the save (and its hashing) comes after
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite)
+    report = None
     if config.report:
         from .report import write_report  # imported only when asked: evaluate and matplotlib load slowly
 
-        write_report(output)
-    return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info)
+        report = write_report(output)
+    return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info, report=report)
+
+
+def vocabulary_lines(result: PrepareResult, shown_output) -> str:
+    """The CLI's vocabulary line, and a note when part of the vocabulary is fill (never-seen tokens)."""
+    tokenizer, sample = result.tokenizer, result.info["vocab_sample"]
+    lines = [(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), "
+              f"{sample['ids_in_sample']:,} tokens of the vocabulary sample, backend {result.info['backend']}, "
+              f"{result.info['elapsed_seconds']:.1f} s -> {shown_output}")]
+    if sample["fill_ids"]:
+        end = sample["ids_in_sample"] + 2  # ids 2..end-1 are the sample's tokens
+        lines.append(f"note: the vocabulary sample ({sample['stories']:,} stories) holds only {end - 2:,} distinct "
+                     f"tokens: ids {end:,}..{tokenizer.vocab_size - 1:,} are fill (tokens it never saw, lowest base "
+                     f"id first); {flag('vocab_size', end)} keeps exactly the sample's tokens")
+    return "\n".join(lines)
 
 
 @cli_errors
@@ -146,9 +164,11 @@ def main(argv=None) -> int:
     config = config_from_args(parser.parse_args(argv))
     result = prepare(config)
     print(summary_table(result.info["splits"]))
-    print(f"vocabulary: {result.tokenizer.vocab_size} ids (eos {result.tokenizer.eos_id}, unk "
-          f"{result.tokenizer.unk_id}), backend {result.info['backend']}, "
-          f"{result.info['elapsed_seconds']:.1f} s -> {result.output}")
+    print(vocabulary_lines(result, config.output))  # paths as the user typed them
+    if result.report is not None:  # what tinystories-report prints
+        from .report import REPORT_DIR, report_summary
+
+        print(report_summary(result.report, Path(config.output) / REPORT_DIR))
     return 0
 
 

@@ -258,6 +258,18 @@ def write_report(path, *, output=None) -> dict:
     return summary
 
 
+def report_summary(report: dict, folder) -> str:
+    """What `tinystories-report` prints, and `tinystories-prepare --report` after its own table: the per-split
+    table, the coverage at the cut and the report's path (`folder`: the report folder as the user named it).
+
+    Example:
+        >>> print(report_summary(write_report("demo_prepared"), "demo_prepared/report"))  # doctest: +SKIP
+    """
+    coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
+    return "\n".join([report["table"], f"vocabulary coverage at the cut: {coverage}",
+                      f"report: {Path(folder) / 'report.md'}"])
+
+
 @cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tinystories-report", description=__doc__.splitlines()[0].replace("`", ""))
@@ -265,10 +277,7 @@ def main(argv=None) -> int:
     add_config_arguments(parser, ReportConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ReportConfig)
     report = write_report(config.path, output=config.output)
-    print(report["table"])
-    coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
-    print(f"vocabulary coverage at the cut: {coverage}")
-    print(f"report: {Path(report['output']) / 'report.md'}")
+    print(report_summary(report, config.output or Path(config.path) / REPORT_DIR))
     return 0
 
 

@@ -12,13 +12,15 @@ import math
 
 import datasets
 import numpy as np
-import torch
 import xxhash
 from datasets.fingerprint import Hasher
 
 from .adapters import _TokenDataset, distributed_rank
 from .errors import TinyStoriesError
+from .extras import require
 from .tokenize import content_fingerprint
+
+torch = require("torch", extra="torch", needed_by=__name__)
 
 STATE_KEYS = {"seed": int, "shuffle": bool, "epoch": int, "consumed": int, "num_items": int, "fingerprint": str}
 _KINDS = {int: "an integer", bool: "true or false", str: "a string"}

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, cli_errors
+from .extras import require
 from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens
@@ -229,6 +230,8 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     config.validate()
     if (rank is None) != (world_size is None) or (world_size is not None and not 0 <= rank < world_size):
         raise TinyStoriesError(f"rank={rank}, world_size={world_size}: pass both, with 0 <= rank < world_size")
+    if pack:  # packed blocks are torch tensors; rows of ids need no torch
+        require("torch", extra="torch", needed_by="stream(pack=True)")
     stories = stream_stories(source, split=split, text_column=config.text_column)
     tokenizer = load_tokenizer(tokenizer, config)
     if shuffle_buffer:

@@ -8,11 +8,8 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from transformers import GPTNeoForCausalLM
-
 from tinystories_hf.config import add_config_arguments, config_from_args
 from tinystories_hf.errors import cli_errors
-from tinystories_hf.models import paper_configs, parameter_count
 
 
 @dataclass
@@ -28,9 +25,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, ModelSizesConfig)
     config = config_from_args(parser.parse_args(argv), ModelSizesConfig)
+    from transformers import GPTNeoForCausalLM  # after the models' torch check: one error line without torch
+
+    from tinystories_hf.models import paper_configs, parameter_count
+
+    configs = paper_configs(tokenizer=config.data)
     print(f"{'hidden':>6} {'layers':>6} {'heads':>5} {'window':>6} {'context':>7} {'vocab':>6} "
           f"{'parameters':>12} {'non-embedding':>13}")
-    for hidden, model_config in paper_configs(tokenizer=config.data).items():
+    for hidden, model_config in configs.items():
         model = GPTNeoForCausalLM(model_config)
         embedding = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
         total = parameter_count(model)

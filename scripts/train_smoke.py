@@ -12,14 +12,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from transformers import GPTNeoForCausalLM
-
-from tinystories_hf.adapters import IGNORE_INDEX, TinyStoriesDataset, TinyStoriesDatasetPacked
 from tinystories_hf.config import add_config_arguments, config_from_args, option
 from tinystories_hf.errors import TinyStoriesError, cli_errors
-from tinystories_hf.models import gpt_neo_config, parameter_count
+from tinystories_hf.extras import require
 
 
 @dataclass
@@ -41,12 +36,22 @@ class TrainSmokeConfig:
 
 def mingpt_loss(model, x, y):
     """Cross-entropy of a transformers causal LM on minGPT-style `(x, y)`, targets -1 ignored."""
+    import torch.nn.functional as F
+
+    from tinystories_hf.adapters import IGNORE_INDEX
+
     logits = model(input_ids=x).logits
     return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=IGNORE_INDEX)
 
 
 def train(config: TrainSmokeConfig) -> dict:
     """Run the smoke training; returns the logged losses."""
+    import torch
+    from transformers import GPTNeoForCausalLM
+
+    from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
+    from tinystories_hf.models import gpt_neo_config, parameter_count
+
     if not 1 <= config.block_size <= 512:
         raise TinyStoriesError(f"--block-size {config.block_size} must be between 1 and the context of 512")
     torch.manual_seed(config.seed)
@@ -93,6 +98,7 @@ def train(config: TrainSmokeConfig) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TrainSmokeConfig)
+    require("torch", extra="torch", needed_by="scripts/train_smoke.py")  # one error line without torch
     train(config_from_args(parser.parse_args(argv), TrainSmokeConfig))
     return 0
 

@@ -242,14 +242,15 @@ def folder_200k(prepared_sample, tmp_path_factory):
     the real sample, ids uniform over the real 10K vocabulary (uint16, as tinystories-prepare stores them)."""
     rng = np.random.default_rng(0)
     real_lengths = np.array(prepared_sample.dataset["train"]["length"])
-    splits, info = {}, {"vocab_sha256": prepared_sample.tokenizer.fingerprint, "splits": {}}
+    splits, info = {}, dict(prepared_sample.info, splits={})  # the sample's info, with these splits' counts
     for split, rows in (("train", 200_000), ("validation", 2_000)):
         lengths = rng.choice(real_lengths, rows).astype(np.int32)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
         ids = rng.integers(2, prepared_sample.tokenizer.vocab_size, int(offsets[-1]), dtype=np.uint16)
         splits[split] = datasets.Dataset(pa.table({"input_ids": pa.ListArray.from_arrays(offsets, ids),
                                                    "length": lengths}))
-        info["splits"][split] = {"kept": rows, "tokens": int(offsets[-1])}
+        info["splits"][split] = {"stories": rows, "kept": rows, "skipped_short": 0, "skipped_empty": 0,
+                                 "truncated": 0, "tokens": int(offsets[-1]), "unk_tokens": 0}
     out = tmp_path_factory.mktemp("big") / "prepared200k"
     return save_prepared(out, datasets.DatasetDict(splits), prepared_sample.tokenizer, info, overwrite=False), info
 

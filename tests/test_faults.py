@@ -1,7 +1,9 @@
 """Bad input of every kind: a one-line error or a counted skip, never a traceback, never a changed previous
 output. Then SIGKILL at several points of a run, and the security rules of the data path."""
+import errno
 import gzip
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -13,12 +15,14 @@ from pathlib import Path
 
 import datasets
 import huggingface_hub
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import REPO, SAMPLE_EOT, SAMPLE_JSONL
 
-from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare
+from tinystories_hf.base_tokenizer import HFEncoder, TiktokenEncoder, load_base_tokenizer
 from tinystories_hf.pipeline import main
 from tinystories_hf.store import tree_sha256
 from tinystories_hf.validate import validate_prepared
@@ -137,7 +141,7 @@ ERRORS = [
     ("num-proc-zero", _opts("--num-proc", "0"), r"--num-proc 0 must be at least 1"),
     ("validation-fraction-zero", _opts("--validation-fraction", "0"), r"--validation-fraction 0.0 must be between"),
     ("vocab-sample-zero", _opts("--vocab-sample-size", "0"), r"--vocab-sample-size 0 must be positive or 'all'"),
-    ("unknown-backend", _opts("--backend", "fast"), r"--backend 'fast' is not one of auto, hf, tiktoken"),
+    ("unknown-backend", _opts("--backend", "fast"), r"--backend fast is not one of auto, hf, tiktoken"),
     ("missing-tokenizer", _opts("--tokenizer", "/nonexistent/tokenizer"),
      r"could not load tokenizer '/nonexistent/tokenizer'"),
     ("cache-dir-is-file", lambda t, p: ["--source", "demo", "--cache-dir", _write(t, "cache", "x")],
@@ -186,7 +190,8 @@ def test_bad_input_is_one_line_error_and_the_previous_output_survives(previous, 
     line = _error_line(capsys.readouterr().err)
     assert re.search(message, line), line
     assert tree_sha256(previous) == before
-    assert [p.name for p in previous.parent.iterdir()] == [previous.name]  # no partial folder left behind
+    # no partial folder left behind; the lock file stays, so that a waiting writer and the holder share it
+    assert sorted(p.name for p in previous.parent.iterdir()) == [f".{previous.name}.lock", previous.name]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf") == [n for n in listing if n != "hf"]
 
 
@@ -268,27 +273,345 @@ def test_report_and_validate_of_a_missing_folder_are_one_line(tmp_path):
         assert run.returncode == 2 and "missing" in _error_line(run.stderr)
 
 
-# ---- SIGKILL: the target is absent or the previous complete folder; a rerun reuses finished cache work ----
+# ---- Errors keep their text at every boundary: worker processes, the machine's faults, the Python API ----
 
-# Runs tinystories-prepare, but with one step replaced by a pause that first drops a marker file, so the test
-# can SIGKILL the run at that exact point (the stages are too short on a small corpus to hit by timing).
-DRIVER = r"""
-import os, sys, time
-from tinystories_hf import pipeline, tokenize, vocab
+def _v2_text_with_a_bad_byte_near_the_end(tmp: Path) -> tuple:
+    """The sample's stories twice as one V2 .txt (about 9 MB) with `caf\xe9` 1000 bytes before the end; and
+    the byte offset of the \xe9, counted here from the bytes written."""
+    data = SAMPLE_EOT.read_bytes() * 2
+    at = len(data) - 1000
+    path = tmp / "stories.txt"
+    path.write_bytes(data[:at] + b"caf\xe9" + data[at:])
+    return path, at + 3
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_an_error_in_a_worker_process_is_the_same_one_line(previous, tmp_path, capsys, num_proc):
+    """datasets reads the .txt in 2 worker processes (one byte range each): the worker's TinyStoriesError comes
+    back through multiprocess's RemoteTraceback, and is printed as the same line as with one process."""
+    source, offset = _v2_text_with_a_bad_byte_near_the_end(tmp_path)
+    expected = f"{source}: not valid UTF-8 at byte offset {offset}; re-encode the file as UTF-8 (e.g. iconv -f latin1 " \
+               "-t utf-8)"
+    assert main(["--source", str(source), "--output", str(previous), "--overwrite", "--num-proc", str(num_proc),
+                 "--cache-dir", str(tmp_path / "cli")]) == 2
+    assert _error_line(capsys.readouterr().err) == f"error: {expected}"
+    with pytest.raises(TinyStoriesError) as raised:  # the Python API raises the same error
+        prepare(PrepareConfig(source=str(source), output=str(tmp_path / "api"), num_proc=num_proc,
+                              cache_dir=str(tmp_path / "api-cache")))
+    assert str(raised.value) == expected
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount(name, options) mounts a tmpfs at tmp_path/name. The tests run as root (CI does): a mount that fails
+    fails the test, it never skips it."""
+    points = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                             text=True, check=False)
+        if run.returncode:
+            pytest.fail(f"cannot mount a tmpfs at {point} ({run.stderr.strip()}): the disk-fault tests need root")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in reversed(points):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _pad(folder: Path, leave_bytes: int) -> None:
+    """Fill the filesystem of `folder` until `leave_bytes` remain free."""
+    stat = os.statvfs(folder)
+    (folder / "pad").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave_bytes))
+
+
+def _on(size: str, name: str = ""):
+    """The path `name` on a tmpfs of `size` mounted at tmp/m."""
+    return lambda mount: str(mount("m", size) / name) if name else str(mount("m", size))
+
+
+# (case id, args (a mount function -> args), bytes left free on the mount or None, the expected error line with
+# {m} its mount point). The V2 text (the sample twice, 11,040 stories) is tokenized by 2 workers with --num-proc 2.
+TEXT = "stories.txt"
+OS_FAULTS = [
+    ("cache-disk-full", lambda m: ["--source", TEXT, "--keep-text", "--num-proc", "1", "--cache-dir",
+                                   _on("size=30m", "c")(m)],
+     None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
+    ("cache-disk-full-2-workers", lambda m: ["--source", TEXT, "--keep-text", "--num-proc", "2", "--cache-dir",
+                                             _on("size=30m", "c")(m)],
+     None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
+    ("cache-disk-full-converting-jsonl", lambda m: ["--source", str(SAMPLE_JSONL), "--cache-dir",
+                                                    _on("size=3m", "c")(m)],  # said "could not read SOURCE" before
+     None, "error: {m}/c: no space left on its device; free space there or pass another --cache-dir"),
+    ("output-disk-full", lambda m: ["--source", str(SAMPLE_JSONL), "--keep-text", "--output", _on("size=30m", "out")(m)],
+     8 << 20, "error: {m}/out: no space left on its device; free space there or choose another --output"),
+    ("cache-read-only", lambda m: ["--source", str(SAMPLE_JSONL), "--cache-dir", _on("ro,size=1m", "c")(m)],
+     None, "error: {m}/c: read-only file system; pass another --cache-dir on a writable filesystem"),
+    ("output-read-only", lambda m: ["--source", "demo", "--output", _on("ro,size=1m", "out")(m)],
+     None, "error: cannot write to {m} (Read-only file system); choose a writable --output"),
+    ("output-is-a-mount-point", lambda m: ["--source", "demo", "--output", _on("size=1m")(m), "--overwrite"],
+     None, ("error: {m} is a mount point, which cannot be replaced by a rename; write to a folder inside it "
+            "(--output {m}/prepared)")),
+]
+
+
+@pytest.mark.parametrize("make, free, expected", [case[1:] for case in OS_FAULTS], ids=[case[0] for case in OS_FAULTS])
+def test_os_faults_are_one_line_naming_the_path_and_the_option(previous, tmp_path, mount_tmpfs, capsys, monkeypatch,
+                                                              make, free, expected):
+    (tmp_path / TEXT).write_bytes(SAMPLE_EOT.read_bytes() * 2)
+    monkeypatch.chdir(tmp_path)
+    args = make(mount_tmpfs)
+    if "--output" not in args:
+        args += ["--output", str(previous), "--overwrite"]
+    if free is not None:
+        _pad(tmp_path / "m", free)  # room for nothing as large as the output
+    before = tree_sha256(previous)
+    assert main(["--vocab-size", "300", *args]) == 2
+    assert _error_line(capsys.readouterr().err) == expected.format(m=tmp_path / "m")
+    assert tree_sha256(previous) == before
+    leftovers = [p.name for p in (tmp_path / "m").rglob("*") if p.name.startswith(("tmp", ".out.partial"))]
+    assert leftovers == []  # no temporary file or partial folder holds the space
+
+
+def test_disk_full_replacing_an_output_keeps_it_and_the_api_names_api_arguments(previous, tmp_path, mount_tmpfs):
+    out = mount_tmpfs("m", "size=30m") / "out"
+    shutil.copytree(previous, out)
+    before = tree_sha256(out)
+    _pad(out.parent, 4 << 20)
+    with pytest.raises(TinyStoriesError) as raised:
+        prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(out), overwrite=True, keep_text=True,
+                              vocab_size=300, cache_dir=str(tmp_path / "cache")))
+    assert str(raised.value) == f"{out}: no space left on its device; free space there or choose another output"
+    assert tree_sha256(out) == before and sorted(p.name for p in out.parent.iterdir()) == [".out.lock", "out", "pad"]
+
+
+def test_a_read_only_hf_home_is_one_line(tmp_path, mount_tmpfs):
+    home = mount_tmpfs("m", "ro,size=1m") / "hf"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    run = subprocess.run([str(BIN / "tinystories-prepare"), "--source", str(SAMPLE_JSONL), "--output",
+                          str(tmp_path / "out")], env=dict(env, HF_HOME=str(home)), capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 2
+    assert re.fullmatch(rf"error: {home}\S*: read-only file system; set HF_HOME to another folder on a writable "
+                        "filesystem", _error_line(run.stderr))
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (OSError(errno.EBUSY, "Device or resource busy", "{out}"),
+     ("{out}: busy (a mount point, or in use by another program); a mount point cannot be replaced: choose another "
+      "--output (e.g. a folder inside it)")),
+    (OSError(errno.EXDEV, "Invalid cross-device link", "{out}"),
+     ("{out}: on another filesystem than the folder beside it (a mount point?); choose another --output (not a "
+      "mount point)")),
+    (PermissionError(errno.EACCES, "Permission denied", "{cache}/x.arrow"),
+     "{cache}/x.arrow: permission denied; pass another --cache-dir or fix its permissions"),
+    (OSError(errno.EMFILE, "Too many open files"),
+     "too many open files; raise the limit (ulimit -n) or lower --num-proc"),
+])
+def test_os_faults_of_every_kind_name_the_place_and_its_option(tmp_path, monkeypatch, capsys, fault, expected):
+    """Faults that need a race or a kernel limit to happen for real (a rename onto a mount point, EXDEV, EMFILE),
+    raised where prepare raises them."""
+    places = {"out": tmp_path / "out", "cache": tmp_path / "cache"}
+    if fault.filename:
+        fault.filename = fault.filename.format(**places)
+
+    def fail(*args, **kwargs):
+        raise fault
+
+    monkeypatch.setattr("tinystories_hf.pipeline.save_prepared", fail)
+    assert main(["--source", "demo", "--output", str(places["out"]), "--vocab-size", "300", "--num-proc", "1",
+                 "--cache-dir", str(places["cache"])]) == 2
+    assert _error_line(capsys.readouterr().err) == "error: " + expected.format(**places)
+
+
+def test_api_errors_name_api_arguments_and_push_names_its_own_flags(previous, tmp_path, capsys):
+    with pytest.raises(TinyStoriesError, match=r"already exists; pass overwrite=True to replace it or choose another "
+                                               r"output$"):
+        prepare(PrepareConfig(source="demo", output=str(previous)))
+    with pytest.raises(TinyStoriesError, match=r"^vocab_size=2 is too small"):
+        prepare(PrepareConfig(source="demo", output=str(tmp_path / "o"), vocab_size=2))
+    from tinystories_hf.hub import main as push_main
+
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "prepare_info.json").write_text("{}")
+    assert push_main([str(previous), "--to-folder", str(tmp_path / "hub")]) == 2
+    assert _error_line(capsys.readouterr().err) == (f"error: {tmp_path / 'hub'} already exists; pass --overwrite to "
+                                                    "replace it or choose another --to-folder")
+
+
+def test_an_unreachable_hub_is_one_line_at_once(tmp_path, monkeypatch, capsys):
+    """Not in offline mode, with a Hub endpoint nothing answers on (the discard port of this machine): one
+    probe stops the run before any Hub request, so no retries (about 24 s of them before). No test touches the
+    network."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def no_request(*args, **kwargs):
+        raise AssertionError("the probe must stop the run before datasets makes a Hub request")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_request)
+    assert main(["--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "hf")]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        "error: could not load Hub dataset 'roneneldan/TinyStories': the Hub (http://127.0.0.1:9) cannot be reached "
+        "(Connection refused); pass a local copy with --source PATH or try --source demo, or set HF_HUB_OFFLINE=1 "
+        "to use a copy already in the Hugging Face cache")
+
+
+# ---- Tokenizer inputs: ids are integers in [0, vocab_size), EOS works for any base, both backends agree ----
+
+@pytest.mark.parametrize("ids, error, message", [
+    ([3.7], TypeError, "token ids must be integers, not float64: [3.7]"),  # decoded id 3 before
+    ([[2, 3], [4, 5]], ValueError, "token ids must be a flat sequence of integers, not of shape (2, 2)"),  # flattened
+    ([[2, 3], [4]], ValueError, "token ids must be a flat sequence of integers"),
+    ([-1], ValueError, "token id -1 (position 0) is out of range [0, 300)"),  # gave the last token before
+    ([2, 300], ValueError, "token id 300 (position 1) is out of range [0, 300)"),
+    ([2, 10**30], ValueError, f"token id {10**30} is out of range [0, 300)"),
+    (["3"], TypeError, "token ids must be integers, not <U1: ['3']"),
+    ([True], TypeError, "token ids must be integers, not bool: [True]"),
+    ("7", TypeError, "token ids must be integers, not str '7'"),
+])
+def test_ids_that_are_not_integers_in_range_raise(previous, ids, error, message):
+    tokenizer = TinyStoriesTokenizer.from_pretrained(previous)
+    for call in (tokenizer.decode, tokenizer.convert_ids_to_tokens):
+        with pytest.raises(error) as raised:
+            call(ids)
+        assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_valid_ids_of_every_container_decode_alike(previous):
+    tokenizer = TinyStoriesTokenizer.from_pretrained(previous)
+    ids = tokenizer.encode("Once upon a time")
+    text = tokenizer.decode(ids)
+    assert text == "Once upon a time"
+    for same in (np.array(ids, dtype=np.uint16), np.array(ids, dtype=np.int64), tuple(ids)):
+        assert tokenizer.decode(same) == text
+    assert tokenizer.decode([]) == "" and tokenizer.decode(ids[0]) == "Once"
+    assert tokenizer.convert_ids_to_tokens(ids[0]) == "Once" and tokenizer.convert_ids_to_tokens([0, 1]) == [
+        "<|endoftext|>", "<|unk|>"]
+
+
+def test_eos_and_unk_for_a_base_tokenizer_without_endoftext(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    base = Tokenizer(models.WordLevel({"once": 0, "upon": 1, "a": 2, "time": 3, "[UNK]": 4}, unk_token="[UNK]"))
+    base.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert base.token_to_id("<|endoftext|>") is None
+    tokenizer = TinyStoriesTokenizer.from_counts(base, np.array([9, 7, 5, 3, 0]), 5, backend="hf")
+    assert tokenizer.convert_ids_to_tokens([0, 1, 2, 3, 4]) == ["<|endoftext|>", "<|unk|>", "once", "upon", "a"]
+    assert tokenizer.convert_ids_to_tokens(0) == "<|endoftext|>"  # raised OverflowError before
+    assert tokenizer.encode("once upon a time") == [2, 3, 4, 1]
+    assert tokenizer.decode([2, 0, 3, 1]) == "once<|endoftext|>upon<|unk|>"
+    loaded = TinyStoriesTokenizer.from_pretrained(tokenizer.save_pretrained(tmp_path / "tok"), backend="hf")
+    assert loaded.fingerprint == tokenizer.fingerprint and loaded.convert_ids_to_tokens(0) == "<|endoftext|>"
+
+
+@pytest.mark.parametrize("text", ["caf\ud800e", "\ud83d\ude00 and \udfff", "a\udc80"])
+def test_both_backends_encode_a_lone_surrogate_as_the_replacement_character(previous, text):
+    """A Python str may hold a lone surrogate (a UTF-8 file never does): both backends encode it as U+FFFD, as
+    tiktoken documents, after joining a surrogate pair into its character."""
+    replaced = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert "\ufffd" in replaced
+    expected = load_base_tokenizer().encode(replaced).ids  # the tokenizers library on the valid text
+    hf, tiktoken = HFEncoder(load_base_tokenizer()), TiktokenEncoder()
+    for encoder in (hf, tiktoken):
+        assert encoder.encode_batch([text]) == [expected], encoder.name
+        assert encoder.encode_flat([text], np.uint16)[1].tolist() == expected, encoder.name
+    reduced = [TinyStoriesTokenizer.from_pretrained(previous, backend=b).encode(text) for b in ("hf", "tiktoken")]
+    assert reduced[0] == reduced[1] == TinyStoriesTokenizer.from_pretrained(previous).remap(expected).tolist()
+
+
+def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, tmp_path, monkeypatch):
+    """evaluate.load would run its copy in the modules cache under HF_HOME, which anyone who can write there can
+    edit: the report imports the package's own modules and never calls it."""
+    import evaluate
+
+    from tinystories_hf.measurements import token_stats
+    from tinystories_hf.report import write_report
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must not load measurements through evaluate's module cache")
+
+    monkeypatch.setattr(evaluate, "load", refuse)
+    monkeypatch.setattr(evaluate.loading, "evaluation_module_factory", refuse)
+    report = write_report(shutil.copytree(previous, tmp_path / "copy"))
+    lengths = [n for n in datasets.load_from_disk(str(previous / "validation"))["length"]]
+    assert report["splits"]["validation"]["tokens"] == sum(lengths)
+    assert Path(token_stats.__file__).parent == REPO / "tinystories_hf" / "measurements"
+
+
+# ---- Kills and interrupts at fixed points: the target is the previous or the new complete output, and a rerun
+# ---- leaves nothing else (no partial or previous folder, no datasets temporary file); Ctrl-C is one line.
+
+# `patch(stage)` replaces one step of tinystories-prepare by a pause that first drops a marker file, so the test
+# can SIGKILL (or interrupt) the run at that exact point, never by timing. DRIVER runs it as a command.
+PATCH = r"""
+import os, shutil, sys, time
+from pathlib import Path
+from tinystories_hf import base_tokenizer, pipeline, store, tokenize, vocab
+
+real_rmtree, real_exchange, real_rename = shutil.rmtree, store.exchange, os.rename
 
 def pause(*args, **kwargs):
     open(os.environ["KILL_MARKER"], "w").close()
     time.sleep(600)
 
-stage = sys.argv[1]
-if stage == "counting":
-    pipeline.count_base_tokens = pause
-elif stage == "remapping":
-    tokenize.reduce_stories = pause
-elif stage == "saving":
-    vocab.TinyStoriesTokenizer.save_pretrained = pause
-sys.exit(pipeline.main(sys.argv[2:]))
+def then_pause(function):
+    def run(*args, **kwargs):
+        function(*args, **kwargs)
+        pause()
+    return run
+
+def half_then_pause(name):  # remove part of the folder being cleaned up, then pause
+    def rmtree(path, *args, **kwargs):
+        if Path(path).name.endswith(name) and (Path(path) / "train").exists():
+            real_rmtree(Path(path) / "train")
+            pause()
+        return real_rmtree(path, *args, **kwargs)
+    return rmtree
+
+def wait_for_go(function):
+    def run(*args, **kwargs):
+        open(os.environ["KILL_MARKER"], "w").close()
+        while not os.path.exists(os.environ["GO"]):
+            time.sleep(0.05)
+        return function(*args, **kwargs)
+    return run
+
+def patch(stage):
+    if stage == "tokenizing":  # in a map worker at its second batch: datasets' temporary file exists by then
+        encode_flat, calls = base_tokenizer.TiktokenEncoder.encode_flat, []
+        def paused_encode_flat(self, texts, dtype):
+            calls.append(len(texts))  # call 1 is the parent's warm-up before the fork
+            if len(calls) == 3:
+                pause()
+            return encode_flat(self, texts, dtype)
+        base_tokenizer.TiktokenEncoder.encode_flat = paused_encode_flat
+    elif stage == "counting":
+        pipeline.count_base_tokens = pause
+    elif stage == "remapping":
+        tokenize.reduce_stories = pause
+    elif stage == "saving":
+        vocab.TinyStoriesTokenizer.save_pretrained = pause
+    elif stage == "hold":  # keep the lock, writing the new output, until the test creates the file GO
+        vocab.TinyStoriesTokenizer.save_pretrained = wait_for_go(vocab.TinyStoriesTokenizer.save_pretrained)
+    elif stage == "before-exchange":
+        store.exchange = pause
+    elif stage == "after-exchange":
+        store.exchange = then_pause(real_exchange)
+    elif stage == "cleanup":  # the previous output, swapped into .out.partial, half removed
+        shutil.rmtree = half_then_pause(".partial")
+    elif stage.startswith("fallback"):  # an OS without an atomic exchange: two renames through .out.previous
+        store.exchange = lambda a, b: False
+        if stage == "fallback-between-renames":
+            os.rename = lambda a, b: (real_rename(a, b), str(b).endswith(".previous") and pause())
+        elif stage == "fallback-cleanup":
+            shutil.rmtree = half_then_pause(".previous")
 """
+DRIVER = PATCH + "\npatch(sys.argv[1])\nsys.exit(pipeline.main(sys.argv[2:]))\n"
 
 
 @pytest.fixture(scope="module")
@@ -300,22 +623,26 @@ def corpus(tmp_path_factory):
     return folder
 
 
-def _start(tmp: Path, stage: str, *args) -> tuple:
+def _start(tmp: Path, stage: str, *args, prefix=(), env=None) -> tuple:
     log = tmp / f"{stage}-{time.monotonic_ns()}.log"
-    env = dict(os.environ, KILL_MARKER=str(tmp / "marker"))
+    env = dict(os.environ, KILL_MARKER=str(tmp / "marker"), **(env or {}))
     (tmp / "marker").unlink(missing_ok=True)
-    with open(log, "wb") as stderr:  # its own session, so SIGKILL reaches the map worker processes too
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
+    with open(log, "wb") as stderr:  # its own session, so a signal to the group reaches the map workers too
+        proc = subprocess.Popen([*prefix, sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
                                 stderr=stderr, env=env, start_new_session=True)
     return proc, log
 
 
-def _kill_when(proc, ready, timeout: float = 240) -> None:
+def _wait_for_marker(proc, tmp: Path, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
-    while not ready():
+    while not (tmp / "marker").exists():
         assert proc.poll() is None, "the run ended before the kill point"
         assert time.monotonic() < deadline, "the kill point was never reached"
         time.sleep(0.02)
+
+
+def _kill_at_marker(proc, tmp: Path) -> None:
+    _wait_for_marker(proc, tmp)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -329,18 +656,41 @@ def _encode_caches(cache: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")}
 
 
-def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(corpus, tmp_path):
+def _temporary_files(cache: Path) -> list:
+    return sorted(p.name for p in cache.rglob("tmp*") if p.is_file())
+
+
+def _vocab_size(out: Path) -> int:
+    return json.loads((out / "prepare_info.json").read_text())["vocab_size"]
+
+
+def _session_processes(session: int) -> list:
+    """Processes still alive in the session `session` (field 6 of /proc/PID/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(stat.parent.name)
+    return found
+
+
+def test_sigkill_while_working_leaves_the_previous_output_and_a_rerun_leaves_no_temporary_file(corpus, tmp_path):
     runs, out, cache = tmp_path / "runs", tmp_path / "runs" / "out", tmp_path / "cache"
     runs.mkdir()
     common = ["--source", str(corpus), "--output", str(out), "--num-proc", "2", "--cache-dir", str(cache)]
 
-    # 1. Killed while tokenizing train, with no previous output: the target does not exist.
-    proc, log = _start(tmp_path, "none", *common)
-    _kill_when(proc, lambda: re.search(r"tokenize train[^\r\n]*?\b[1-9]\d*/20000", log.read_text()))
-    assert list(runs.iterdir()) == []
+    # 1. Killed in a tokenizing worker, with no previous output: no target, and datasets' temporary files.
+    proc, log = _start(tmp_path, "tokenizing", *common)
+    _kill_at_marker(proc, tmp_path)
+    assert [p.name for p in runs.iterdir()] == [".out.lock"]
+    assert _temporary_files(cache), "the kill point is after the map workers opened their temporary files"
 
-    # 2. A full run after that kill: the previous complete output of the next steps.
+    # 2. A full run after that kill removes them: the previous complete output of the next steps.
     _finish(*_start(tmp_path, "none", *common))
+    assert _temporary_files(cache) == []
     previous = tree_sha256(out)
     validate_prepared(out)
     caches = _encode_caches(cache)
@@ -349,10 +699,9 @@ def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(c
     smaller = [*common, "--vocab-size", "5000", "--overwrite"]
     for stage in ("counting", "remapping", "saving"):
         proc, log = _start(tmp_path, stage, *smaller)
-        _kill_when(proc, (tmp_path / "marker").exists)
+        _kill_at_marker(proc, tmp_path)
         if stage == "saving":  # killed with the new data already written to the hidden partial folder
-            partial = runs / f".out.partial-{proc.pid}"
-            assert (partial / "train" / "dataset_info.json").exists()
+            assert (runs / ".out.partial" / "train" / "dataset_info.json").exists()
         assert tree_sha256(out) == previous, stage
         assert "tokenize train" not in log.read_text()  # the encode pass came from the cache
     validate_prepared(out)
@@ -360,14 +709,115 @@ def test_sigkill_leaves_no_or_the_previous_output_and_a_rerun_reuses_the_cache(c
     # 4. The rerun succeeds without re-tokenizing, removes the dead run's partial folder...
     log = _finish(*_start(tmp_path, "none", *smaller))
     assert "tokenize train" not in log
-    assert [p.name for p in runs.iterdir()] == ["out"]
+    assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"]
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in caches.items())
-    assert validate_prepared(out)["vocab_size"] == 5000
+    assert validate_prepared(out)["vocab_size"] == 5000 and _temporary_files(cache) == []
     # ... and writes exactly what an uninterrupted run with a fresh cache writes.
     fresh = prepare(PrepareConfig(source=str(corpus), output=str(tmp_path / "fresh"), vocab_size=5000, num_proc=2,
                                   cache_dir=str(tmp_path / "fresh-cache")))
     assert json.loads((out / "prepare_info.json").read_text())["data_files"] == \
         json.loads((fresh.output / "prepare_info.json").read_text())["data_files"]
+
+
+# (kill point, what is beside the target right after the kill, whether the target is already the new output)
+REPLACE_KILLS = [
+    ("before-exchange", [".out.lock", ".out.partial", "out"], False),
+    ("after-exchange", [".out.lock", ".out.partial", "out"], True),
+    ("cleanup", [".out.lock", ".out.partial", "out"], True),
+    ("fallback-between-renames", [".out.lock", ".out.partial", ".out.previous"], None),
+    ("fallback-cleanup", [".out.lock", ".out.previous", "out"], True),
+]
+
+
+def _forked_until_marker(tmp: Path, stage: str, config: PrepareConfig) -> None:
+    """Run `prepare(config)` with `patch(stage)` in a forked child (this process's imports: no start-up cost),
+    and SIGKILL it at the marker."""
+    def child():
+        os.environ["KILL_MARKER"] = str(tmp / "marker")
+        namespace = {}
+        exec(PATCH, namespace)  # noqa: S102 -- the test's own code, patched into the child only
+        namespace["patch"](stage)
+        prepare(config)
+
+    (tmp / "marker").unlink(missing_ok=True)
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    deadline = time.monotonic() + 120
+    while not (tmp / "marker").exists():
+        assert proc.is_alive(), f"{stage}: the run ended before the kill point"
+        assert time.monotonic() < deadline, f"{stage}: the kill point was never reached"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+
+
+def test_sigkill_before_between_and_after_the_renames_and_during_cleanup(tmp_path):
+    """Each kill point of the replace, then one rerun: the target is the previous or the new complete output
+    at every moment a reader can look (between two renames only a rerun restores it), and nothing is left."""
+    runs, out = tmp_path / "runs", tmp_path / "runs" / "out"
+
+    def config(vocab_size):
+        return PrepareConfig(source="demo", output=str(out), num_proc=1, vocab_size=vocab_size, overwrite=True)
+
+    prepare(config(300))
+    for stage, beside, new in REPLACE_KILLS:
+        previous = tree_sha256(out)
+        _forked_until_marker(tmp_path, stage, config(400))
+        assert sorted(p.name for p in runs.iterdir()) == beside, stage
+        if new is None:  # killed between the two renames: the previous output waits in .out.previous
+            assert tree_sha256(runs / ".out.previous") == previous
+            _forked_until_marker(tmp_path, "counting", config(400))  # a rerun has the lock and has recovered
+            assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"]
+            assert tree_sha256(out) == previous
+        elif new:
+            assert validate_prepared(out)["vocab_size"] == 400, stage
+        else:
+            assert tree_sha256(out) == previous, stage
+        prepare(config(300))
+        assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"], stage
+        assert validate_prepared(out)["vocab_size"] == 300
+
+
+def test_ctrl_c_while_tokenizing_is_one_line_exit_130_and_leaves_no_worker_or_temporary_file(corpus, previous,
+                                                                                             tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(previous, out)
+    before = tree_sha256(out)
+    proc, log = _start(tmp_path, "tokenizing", "--source", str(corpus), "--output", str(out), "--overwrite",
+                       "--num-proc", "2", "--cache-dir", str(tmp_path / "cache"))
+    _wait_for_marker(proc, tmp_path)
+    assert _temporary_files(tmp_path / "cache")  # the workers hold open temporary files now
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    assert proc.wait(timeout=60) == 130
+    stderr = log.read_text()
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == f"interrupted; {out} unchanged", stderr[-3000:]
+    deadline = time.monotonic() + 10
+    while _session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session_processes(proc.pid) == []  # the terminated pool's workers and datasets' manager are gone
+    assert _temporary_files(tmp_path / "cache") == []
+    assert tree_sha256(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == [".out.lock"]
+
+
+def test_two_writers_in_separate_pid_namespaces_one_valid_target_and_one_clean_error(tmp_path):
+    """Two containers on one volume: each writer runs in its own PID namespace (PID 1 there), so neither can
+    see the other in /proc. The lock beside the target (flock) still holds: the second stops at once."""
+    out = tmp_path / "shared-volume" / "out"
+    unshare = ["unshare", "--pid", "--fork", "--kill-child"]
+    args = ["--source", "demo", "--output", str(out), "--num-proc", "1", "--vocab-size", "300", "--overwrite"]
+    first, log = _start(tmp_path, "hold", *args, prefix=unshare, env={"GO": str(tmp_path / "go")})
+    _wait_for_marker(first, tmp_path)  # its new output is complete in .out.partial, the lock held
+    second = subprocess.run([*unshare, str(BIN / "tinystories-prepare"), *args[:-2], "400", "--overwrite"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert _error_line(second.stderr) == (f"error: {out} is being written by another run, which holds "
+                                          f"{out.parent / '.out.lock'}; wait for it to finish or choose another "
+                                          "--output")
+    (tmp_path / "go").touch()
+    _finish(first, log)
+    assert sorted(p.name for p in out.parent.iterdir()) == [".out.lock", "out"]
+    assert validate_prepared(out)["vocab_size"] == 300
 
 
 # ---- Security: nothing in the data path can execute code from a file; tokens never reach output ----

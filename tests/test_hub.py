@@ -11,8 +11,17 @@ import huggingface_hub
 import pytest
 import yaml
 
-from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer, load_prepared, write_hub_folder
+from tinystories_hf import (
+    PrepareConfig,
+    TinyStoriesError,
+    TinyStoriesTokenizer,
+    load_prepared,
+    prepare,
+    write_hub_folder,
+)
 from tinystories_hf.hub import main
+from tinystories_hf.store import read_prepare_info
+from tinystories_hf.validate import main as validate_main
 
 FAKE_TOKEN = "hf_notARealTokenJustForThisTest0123"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -102,7 +111,7 @@ def test_to_folder_refuses_existing_or_foreign_folders_and_never_half_writes(hub
     monkeypatch.setattr("tinystories_hf.hub.dataset_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         write_hub_folder(prepared, out, overwrite=True)
-    assert _files(out) == before and [p.name for p in tmp_path.iterdir()] == ["notes", "out"]
+    assert _files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "notes", "out"]
 
 
 def test_altered_folder_is_a_one_line_error(hub_folder, tmp_path):
@@ -132,6 +141,7 @@ def test_push_sends_what_to_folder_writes(prepared_sample, tmp_path, monkeypatch
         calls["upload_folder"] = (repo_id, repo_type, revision, _files(Path(folder_path)))
 
     monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", push_to_hub)
+    monkeypatch.setattr("tinystories_hf.hub.require_hub", lambda what, fix: None)  # the probe would find no Hub
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     prepared = str(prepared_sample.output)
@@ -152,7 +162,11 @@ def test_push_sends_what_to_folder_writes(prepared_sample, tmp_path, monkeypatch
 
 def test_push_without_token_or_network_and_hub_load_offline_are_one_line_errors(prepared_sample, tmp_path,
                                                                                 monkeypatch, capsys):
-    """The real code paths, against the unreachable Hub."""
+    """The real code paths, against a Hub endpoint nothing answers on (the discard port of this machine, not in
+    offline mode): no test touches the network, on a networked runner either."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     prepared = str(prepared_sample.output)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
@@ -164,10 +178,14 @@ def test_push_without_token_or_network_and_hub_load_offline_are_one_line_errors(
     assert main([prepared, "--repo-id", "me/ts"]) == 2
     printed = capsys.readouterr()
     assert len(printed.err.strip().splitlines()) == 1 and FAKE_TOKEN not in printed.out + printed.err
-    assert printed.err.startswith("error: could not push to Hub dataset 'me/ts' (")
+    assert printed.err.startswith("error: could not push to Hub dataset 'me/ts'")
     assert "--to-folder OUT" in printed.err
 
-    with pytest.raises(TinyStoriesError, match=r"could not download Hub dataset 'me/ts' \(.*pass a local folder"):
+    def no_request(*args, **kwargs):
+        raise AssertionError("the probe must stop the load before huggingface_hub retries for half a minute")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_request)
+    with pytest.raises(TinyStoriesError, match=r"could not download Hub dataset 'me/ts'.*pass a local folder"):
         load_prepared("me/ts")
 
 
@@ -189,3 +207,67 @@ def test_load_prepared_and_stream_from_a_repo_in_the_hub_cache(hub_folder, tmp_p
     tok = TinyStoriesTokenizer.from_pretrained(hub_folder)
     rows = datasets.load_dataset(str(hub_folder))["validation"].num_rows
     assert run.stdout.split("\n")[-2] == f"{rows} 10000 {tok.encode('Once upon a time')[:4]}"
+
+
+def _prepared_with_an_empty_validation_split(tmp: Path) -> Path:
+    """A source whose validation stories are all under --min-length: validation keeps 0 rows."""
+    story = "Once upon a time, a little dog named Max ran to the park to play with his red ball. He was happy."
+    (tmp / "src").mkdir()
+    (tmp / "src" / "train.jsonl").write_text("".join(json.dumps({"text": f"{story} {i}"}) + "\n" for i in range(30)))
+    (tmp / "src" / "validation.jsonl").write_text(json.dumps({"text": "Hi."}) + "\n")
+    out = tmp / "prepared"
+    prepare(PrepareConfig(source=str(tmp / "src"), output=str(out), vocab_size=300, num_proc=1,
+                          cache_dir=str(tmp / "cache")))
+    assert read_prepare_info(out)["splits"]["validation"]["kept"] == 0
+    return out
+
+
+def test_a_split_with_no_rows_is_left_out_named_in_the_card_and_loads_back(tmp_path, capsys):
+    prepared = _prepared_with_an_empty_validation_split(tmp_path)
+    assert main([str(prepared), "--to-folder", str(tmp_path / "hub")]) == 0
+    hub = tmp_path / "hub"
+    assert sorted(p.name for p in (hub / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+    meta = _card_yaml(hub)
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"}]
+    assert "**Empty splits**: `validation` kept no story" in (hub / "README.md").read_text(encoding="utf-8")
+    loaded = datasets.load_dataset(str(hub))  # what the Hub serves
+    assert list(loaded) == ["train"] and loaded["train"].num_rows == 30
+    dataset, _ = load_prepared(hub)  # and the package gives back every split prepare wrote
+    saved = datasets.load_from_disk(str(prepared))
+    assert {split: ds.num_rows for split, ds in dataset.items()} == {"train": 30, "validation": 0}
+    assert dataset["validation"].features == saved["validation"].features
+    assert list(dataset["train"]["input_ids"]) == list(saved["train"]["input_ids"])
+    capsys.readouterr()
+    assert validate_main([str(hub)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok {hub} (Hub layout): train 30 rows")
+
+
+def test_validate_recognises_and_checks_the_hub_layout(hub_folder, prepared_sample, tmp_path, capsys):
+    assert validate_main([str(hub_folder)]) == 0
+    counts = prepared_sample.info["splits"]
+    assert capsys.readouterr().out == (
+        f"ok {hub_folder} (Hub layout): train {counts['train']['kept']:,} rows, {counts['train']['tokens']:,} tokens; "
+        f"validation {counts['validation']['kept']:,} rows, {counts['validation']['tokens']:,} tokens; ids < 10000; "
+        "3 files match their sha256 (the parquet shards have no recorded hash: their content was checked)\n")
+    damaged = shutil.copytree(hub_folder, tmp_path / "damaged")
+    vocab = damaged / "tokenizer" / "tinystories_vocab.json"
+    vocab.write_text(vocab.read_text().replace('"base_ids": [', '"base_ids": [ '))
+    assert validate_main([str(damaged)]) == 2
+    assert capsys.readouterr().err == (f"error: {vocab} has changed (sha256 differs from prepare_info.json); the folder "
+                                       "was edited or damaged, re-create it with tinystories-prepare\n")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda card: card.replace("configs:", "nested: " + "[" * 5000 + "]" * 5000 + "\nconfigs:", 1),
+     "YAML metadata nested too deeply"),
+    (lambda card: card.replace("path: data/train-*", "path: ../../secrets/*", 1),
+     "key 'configs[0].data_files[0].path' is '../../secrets/*', not a pattern under data/"),
+    (lambda card: card.replace("---\n", "", 1), "no YAML metadata block (--- ... ---)"),
+])
+def test_a_damaged_card_is_one_line(hub_folder, tmp_path, edit, message):
+    damaged = shutil.copytree(hub_folder, tmp_path / "damaged")
+    card = damaged / "README.md"
+    card.write_text(edit(card.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(TinyStoriesError) as raised:
+        load_prepared(damaged)
+    assert str(raised.value) == f"{card}: {message}; re-create it with tinystories-push --to-folder"

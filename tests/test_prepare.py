@@ -152,21 +152,21 @@ def test_existing_output_is_refused_then_replaced_atomically(tmp_path, monkeypat
     config = PrepareConfig(source="demo", output=str(out), vocab_size=300, num_proc=1)
     prepare(config)
     before = _data_hashes(out)
-    with pytest.raises(TinyStoriesError, match="already exists; pass --overwrite"):
+    with pytest.raises(TinyStoriesError, match="already exists; pass overwrite=True"):  # the API names API arguments
         prepare(config)
     # A failure while saving leaves the previous complete folder untouched and no partial folder behind.
     monkeypatch.setattr(TinyStoriesTokenizer, "save_pretrained", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         prepare(dataclasses.replace(config, overwrite=True, vocab_size=400))
     assert _data_hashes(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.lock", "o"]  # the writer lock file stays
     monkeypatch.undo()
     prepare(dataclasses.replace(config, overwrite=True, vocab_size=400))
     assert json.loads((out / "prepare_info.json").read_text())["vocab_size"] == 400
 
 
 @pytest.mark.parametrize("option, message", [
-    ({"vocab_size": 2}, "too small"), ({"max_length": 5}, "below --min-length"), ({"num_proc": 0}, "at least 1"),
+    ({"vocab_size": 2}, "too small"), ({"max_length": 5}, "below min_length=10"), ({"num_proc": 0}, "at least 1"),
     ({"validation_fraction": 1.5}, "between 0 and 1"), ({"backend": "fast"}, "not one of")])
 def test_bad_options_are_one_line_errors(tmp_path, option, message):
     with pytest.raises(TinyStoriesError, match=message):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import datasets
+import huggingface_hub
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -284,12 +285,22 @@ def test_hub_dataset_id_is_read_through_the_same_formats(tmp_path, sample_storie
             data_files = files
 
     monkeypatch.setattr(datasets, "load_dataset_builder", lambda repo_id, **kwargs: Builder)
-    stories, info = load_stories("someone/tiny-stories", validation_fraction=0.1)
+    monkeypatch.setattr("tinystories_hf.sources.hub.require_hub", lambda what, fix: None)  # no Hub to probe here
+    cache = str(tmp_path / "hf")
+    stories, info = load_stories("someone/tiny-stories", validation_fraction=0.1, cache_dir=cache)
     assert (info.layout, info.kind, list(stories)) == ("hub", "parquet", ["train", "validation", "test"])
     assert sorted(_texts(stories["train"]) + _texts(stories["validation"])) == sorted(sample_stories[:200])
     assert _texts(stories["test"]) == sample_stories[200:220]
-    streamed, _ = load_stories("someone/tiny-stories", streaming=True)
+    streamed, _ = load_stories("someone/tiny-stories", streaming=True, cache_dir=cache)
     assert [r["text"] for r in streamed["train"]] == sample_stories[:200]
+    # Offline, the files listed by the last online run are read again; never read online: one line.
+    monkeypatch.setattr(datasets, "load_dataset_builder", None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    again, _ = load_stories("someone/tiny-stories", validation_fraction=0.1, cache_dir=cache)
+    assert {s: _texts(d) for s, d in again.items()} == {s: _texts(d) for s, d in stories.items()}
+    with pytest.raises(TinyStoriesError, match=r"could not load Hub dataset 'someone/other' \(offline: HF_HUB_OFFLINE"
+                                               r"=1, and it was never read online with this cache"):
+        load_stories("someone/other", cache_dir=cache)
 
 
 def test_text_column_option_and_missing_column(tmp_path):

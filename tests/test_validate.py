@@ -4,9 +4,12 @@ import re
 import shutil
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, load_prepared, prepare
+from tinystories_hf.store import tree_sha256
 from tinystories_hf.validate import main, validate_prepared
 
 TRAIN_ARROW = "train/data-00000-of-00001.arrow"
@@ -45,6 +48,16 @@ def _rewrite_train(folder, change=None, features=None) -> None:
     changed.save_to_disk(str(folder / "train-new"))
     shutil.rmtree(folder / "train")
     (folder / "train-new").rename(folder / "train")
+    _rehash(folder)
+
+
+def _rehash(folder) -> None:
+    """Record the changed files' sha256 in prepare_info.json, as someone editing the folder on purpose would."""
+    path = folder / "prepare_info.json"
+    info = json.loads(path.read_text())
+    info["data_files"] = {name: digest for name, digest in tree_sha256(folder).items()
+                          if name.split("/")[0] in ("train", "validation") or name == "dataset_dict.json"}
+    path.write_text(json.dumps(info))
 
 
 def test_intact_folder_passes_with_counts_taken_from_the_data(folder, capsys):
@@ -155,3 +168,141 @@ def test_lengths_are_checked_against_the_recorded_min_and_max(folder, capsys):
 def test_not_a_prepared_folder(tmp_path, capsys, make, message):
     assert main([str(make(tmp_path))]) == 2
     assert message in _one_error_line(capsys)
+
+
+# ---- Readers check before they trust: every JSON file read back, and the Arrow buffers ----
+
+DEEP = "[" * 100_000 + "]" * 100_000  # json recurses once per level: RecursionError unless checked
+RECREATE = "re-create the folder with tinystories-prepare"
+
+
+def _edit_json(folder, name: str, edit) -> None:
+    """Apply `edit(data) -> data` to a JSON file of the folder (text when edit takes a str), then record the new
+    sha256s, as someone editing the folder on purpose would: only the content checks can catch it."""
+    path = folder / name
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    new = edit(data)
+    path.write_text(new if isinstance(new, str) else json.dumps(new))
+    if name != "prepare_info.json":
+        _rehash_all(folder)
+
+
+def _rehash_all(folder) -> None:
+    path = folder / "prepare_info.json"
+    info = json.loads(path.read_text())
+    hashes = tree_sha256(folder)
+    info["data_files"] = {k: v for k, v in hashes.items() if k.split("/")[0] in ("train", "validation")
+                          or k == "dataset_dict.json"}
+    info["tokenizer_files"] = {k.split("/", 1)[1]: v for k, v in hashes.items() if k.startswith("tokenizer/")}
+    path.write_text(json.dumps(info))
+
+
+def _without(key):
+    return lambda data: {k: v for k, v in data.items() if k != key}
+
+
+def _set_base_id(position: int, value):
+    def edit(vocab):
+        vocab["base_ids"][position] = value
+        return vocab
+    return edit
+
+
+def _corrupt_list_offsets(folder) -> None:
+    """Overwrite offset 50 of the train input_ids list array in its Arrow file with 2**30 (past the values):
+    datasets loads the folder, and reading row 50 would read outside the mapped file (a segfault)."""
+    arrow = folder / TRAIN_ARROW
+    with pa.memory_map(str(arrow)) as source:
+        offsets = pa.ipc.open_stream(source).read_all().column("input_ids").chunks[0].offsets.to_numpy().copy()
+    data = bytearray(arrow.read_bytes())
+    pattern = offsets[40:60].astype("<i4").tobytes()
+    at = data.find(pattern)
+    assert at > 0 and data.find(pattern, at + 1) < 0
+    data[at + 40:at + 44] = np.int32(2**30).tobytes()
+    arrow.write_bytes(bytes(data))
+    _rehash_all(folder)
+
+
+# (damage, the one line load_prepared and tinystories-validate give, after "error: {folder}/")
+DAMAGED_FOLDERS = [
+    (lambda f: _edit_json(f, "prepare_info.json", lambda d: DEEP),
+     f"prepare_info.json: not valid JSON (nested too deeply); {RECREATE}"),
+    (lambda f: _edit_json(f, "prepare_info.json", _without("config")),
+     f"prepare_info.json: key 'config' is missing; {RECREATE}"),
+    (lambda f: _edit_json(f, "prepare_info.json", _without("vocab_sha256")),
+     f"prepare_info.json: key 'vocab_sha256' is missing; {RECREATE}"),
+    (lambda f: _edit_json(f, "prepare_info.json", lambda d: d | {"config": d["config"] | {"min_length": "10"}}),
+     f"prepare_info.json: key 'config.min_length' is a string, not an integer; {RECREATE}"),
+    (lambda f: _edit_json(f, "prepare_info.json", lambda d: d | {"data_files": {"../../etc/passwd": "0" * 64}}),
+     (f"prepare_info.json: key 'data_files' has the key '../../etc/passwd', not a relative path inside the folder; "
+      f"{RECREATE}")),
+    (lambda f: _edit_json(f, "tokenizer/tinystories_vocab.json", _set_base_id(5, 10**12)),
+     ("tokenizer/tinystories_vocab.json: has a base id outside the base tokenizer's [0, 50257); re-create it with "
+      "tinystories-prepare")),
+    (lambda f: _edit_json(f, "tokenizer/tinystories_vocab.json", _set_base_id(5, 2.5)),
+     ("tokenizer/tinystories_vocab.json: key 'base_ids[5]' is a number, not an integer; re-create it with "
+      "tinystories-prepare")),
+    (lambda f: _edit_json(f, "tokenizer/tinystories_vocab.json", lambda d: DEEP),
+     "tokenizer/tinystories_vocab.json: not valid JSON (nested too deeply); re-create it with tinystories-prepare"),
+    (lambda f: _edit_json(f, "train/state.json", lambda d: d | {"_format_columns": []}),
+     f"train/state.json: key '_format_columns' is [], not null or a list naming input_ids and length; {RECREATE}"),
+    (lambda f: _edit_json(f, "train/state.json", lambda d: d | {"_data_files": [{"filename": "../../x.arrow"}]}),
+     (f"train/state.json: key '_data_files[0].filename' is '../../x.arrow', not a file name in the split folder; "
+      f"{RECREATE}")),
+    (_corrupt_list_offsets,
+     ("train: damaged Arrow data (Offset invariant failure: offset for slot 50 out of bounds: 1073741824 > 99464); "
+      f"run tinystories-validate to name the file, then {RECREATE}")),
+]
+
+
+@pytest.mark.parametrize("damage, message", DAMAGED_FOLDERS)
+def test_damaged_json_and_arrow_are_one_line_from_load_prepared_and_validate(folder, capsys, damage, message):
+    damage(folder)
+    with pytest.raises(TinyStoriesError) as raised:
+        load_prepared(folder)
+    assert str(raised.value) == f"{folder}/{message}"
+    assert main([str(folder), "--no-hash-files"]) == 2
+    assert _one_error_line(capsys) == f"error: {folder}/{message}"
+
+
+JSON_FILES = ["prepare_info.json", "tokenizer/tinystories_vocab.json", "tokenizer/base/tokenizer.json",
+              "dataset_dict.json", "train/state.json", "train/dataset_info.json"]
+
+
+def _damages(name: str, data) -> list:
+    """Damage of every kind to one JSON file: not JSON, the wrong type at the top, too deep, cut in half; and
+    for the files whose keys this package reads, each key missing or holding a value of the wrong kind."""
+    found = [("empty", ""), ("a list", "[]"), ("too deep", DEEP), ("cut in half", None)]
+    if name in ("prepare_info.json", "tokenizer/tinystories_vocab.json", "train/state.json"):
+        found += [(f"without {key}", json.dumps(_without(key)(data))) for key in data]
+        found += [(f"{key} = 'x'", json.dumps(data | {key: "x"})) for key in data]
+    return found
+
+
+def test_every_json_file_damaged_every_way_is_a_one_line_error_or_harmless(folder, pristine):
+    """The kind of fault, not the instances: each damage with the hashes re-recorded (so only the content checks
+    can catch it) gives a TinyStoriesError from load_prepared, or loads data that still reads correctly (a key
+    nothing reads); never another exception."""
+    cases, escaped = 0, []
+    reference = datasets.load_from_disk(str(pristine))["train"]["input_ids"][:3]
+    for name in JSON_FILES:
+        text = (pristine / name).read_text()
+        for label, new in _damages(name, json.loads(text)):
+            damaged = text[:len(text) // 2] if new is None else new
+            _edit_json(folder, name, lambda data, damaged=damaged: damaged)
+            cases += 1
+            try:
+                dataset, tokenizer = load_prepared(folder)
+                assert dataset["train"]["input_ids"][:3] == reference, (name, label)
+                tokenizer.decode(reference[0])
+            except TinyStoriesError as e:
+                assert "\n" not in str(e) and str(e).startswith(str(folder)), (name, label, str(e))
+            except Exception as e:  # noqa: BLE001 -- what escapes is what this test counts
+                escaped.append(f"{name} {label}: {type(e).__name__}: {e}")
+            for restored in (name, "prepare_info.json"):
+                shutil.copyfile(pristine / restored, folder / restored)
+    assert escaped == [] and cases == 86

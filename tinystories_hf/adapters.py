@@ -18,11 +18,13 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
-import torch
 
 from .errors import TinyStoriesError
+from .extras import require
 from .store import TOKENIZER_DIR, load_prepared
 from .vocab import VOCAB_FILE, TinyStoriesTokenizer
+
+torch = require("torch", extra="torch", needed_by=__name__)
 
 IGNORE_INDEX = -1  # minGPT's cross_entropy(..., ignore_index=-1)
 

@@ -129,6 +129,14 @@ def is_gpt2_bpe(tokenizer) -> bool:
     return model.get("vocab") == vocab and theirs == merges
 
 
+def without_lone_surrogates(texts: list) -> list:
+    """`texts` with each lone surrogate (a Python str can hold one; valid UTF-8 never does) replaced by U+FFFD,
+    after joining surrogate pairs: what tiktoken does, so both backends give the same ids for such a string.
+    Called only after an encoder refused a batch: valid text never pays for it."""
+    return [t.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if isinstance(t, str) else t
+            for t in texts]
+
+
 class HFEncoder:
     """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text.
 
@@ -147,7 +155,11 @@ class HFEncoder:
         self.backend.encode_special_tokens = True
 
     def encode_batch(self, texts: list) -> list:
-        return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        try:
+            encodings = self.backend.encode_batch_fast(texts, add_special_tokens=False)
+        except TypeError:  # tokenizers refuses a lone surrogate with a TypeError
+            encodings = self.backend.encode_batch_fast(without_lone_surrogates(texts), add_special_tokens=False)
+        return [e.ids for e in encodings]
 
     def encode_flat(self, texts: list, dtype) -> tuple:
         """(lengths, values): the ids of all `texts` as one flat `dtype` array, and each text's count."""
@@ -192,7 +204,11 @@ class TiktokenEncoder:
         """(lengths, values) as `HFEncoder.encode_flat`; numpy buffers straight from tiktoken, which skips
         building a Python int per token."""
         encode = self.encoding.encode_to_numpy  # no special tokens allowed or disallowed: encode_ordinary's ids
-        arrays = [encode(text, allowed_special=set(), disallowed_special=()) for text in texts]
+        try:
+            arrays = [encode(text, allowed_special=set(), disallowed_special=()) for text in texts]
+        except UnicodeEncodeError:  # a lone surrogate: encode_ordinary replaces it, encode_to_numpy refuses it
+            arrays = [encode(text, allowed_special=set(), disallowed_special=())
+                      for text in without_lone_surrogates(texts)]
         lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         return lengths, np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 

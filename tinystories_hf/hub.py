@@ -14,7 +14,6 @@ The repository (what `push_prepared` uploads and `write_hub_folder` writes):
 the data and the tokenizer. Only parquet and JSON files are read back: nothing is unpickled.
 """
 import argparse
-import importlib
 import shutil
 import sys
 import tempfile
@@ -24,20 +23,23 @@ from pathlib import Path
 import datasets
 
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, cli_errors
+from .errors import TinyStoriesError, api_errors, cli_errors, flag, require_hub
 from .store import (
+    CARD,
+    DATA_DIR,
     PREPARE_INFO,
+    RECREATE,
     TOKENIZER_DIR,
     atomic_folder,
     check_output,
     file_sha256,
+    hub_errors,
     load_prepared,
     read_prepare_info,
+    reason,
     shard_counts,
 )
 
-DATA_DIR = "data"
-CARD = "README.md"
 LICENSE = "cdla-sharing-1.0"  # the TinyStories data license; the ids are derived from the stories
 CITATION = """@article{eldan2023tinystories,
   title   = {TinyStories: How Small Can Language Models Be and Still Speak Coherent English?},
@@ -68,30 +70,24 @@ class PushConfig:
     overwrite: bool = option(False, "replace an existing --to-folder")
 
 
-def _hub_errors() -> tuple:
-    """What a failed Hub call raises: huggingface_hub's errors are OSErrors, except a few, and its HTTP
-    client (httpx2 in huggingface_hub 2, httpx before) raises its own transport errors."""
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
-
-    errors = [OSError, EntryNotFoundError, HFValidationError]
-    for client in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(client).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-def _reason(error: Exception) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
-
-
 def _size_category(stories: int) -> str:
     for limit, label in ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
                          (10**7, "1M<n<10M")):
         if stories < limit:
             return label
     return "10M<n<100M"
+
+
+def hub_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
+    """The splits a repository holds: those with rows. The Hub layout cannot hold an empty split (no parquet
+    shard, so `load_dataset` fails on its data-files pattern); the card names the splits left out, and
+    `load_prepared` gives them back empty.
+
+    Example:
+        >>> list(hub_splits(load_prepared("tinystories_prepared")[0]))  # doctest: +SKIP
+        ['train', 'validation']
+    """
+    return datasets.DatasetDict({split: ds for split, ds in dataset.items() if ds.num_rows})
 
 
 def card_metadata(dataset: datasets.DatasetDict, info: dict):
@@ -121,6 +117,18 @@ def card_metadata(dataset: datasets.DatasetDict, info: dict):
     return data
 
 
+def _vocabulary_text(info: dict) -> str:
+    """How the card describes the vocabulary, saying which ids are fill when the sample was too small."""
+    regular, sample = info["vocab_size"] - 2, info["vocab_sample"]
+    seen = sample.get("ids_in_sample", regular)  # folders prepared before the count was recorded
+    where = f"on a seeded train sample ({sample['stories']:,} stories)"
+    if seen >= regular:
+        return f"the GPT-Neo BPE restricted to its {regular:,} most frequent tokens {where}."
+    return (f"the GPT-Neo BPE restricted to the {seen:,} tokens that occur {where}, by decreasing frequency (ids "
+            f"2..{seen + 1:,}); the sample holds fewer distinct tokens than the vocabulary has room for, so ids "
+            f"{seen + 2:,}..{regular + 1:,} are fill: tokens the sample never saw, lowest base id first.")
+
+
 def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | None = None) -> str:
     """The repository's README.md: YAML metadata, then what the data is, how it was made, the per-split
     counts, how to load it, the license and the citation.
@@ -145,8 +153,7 @@ def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | No
 simple English, turned into token ids by tinystories-hf {versions.get("tinystories-hf") or ""} (`tinystories-prepare`,
 then `tinystories-push`). One row per story; columns: {columns}.
 
-- **Vocabulary**: {info["vocab_size"]:,} ids, the GPT-Neo BPE restricted to its {info["vocab_size"] - 2:,} most
-  frequent tokens on a seeded train sample ({info["vocab_sample"]["stories"]:,} stories). Id {info["eos_id"]} is EOS
+- **Vocabulary**: {info["vocab_size"]:,} ids, {_vocabulary_text(info)} Id {info["eos_id"]} is EOS
   `<|endoftext|>` (the story separator), id {info["unk_id"]} is UNK (every dropped token). A model's embedding
   needs exactly {info["vocab_size"]:,} rows.
 - **Ids**: a story's tokens only, no EOS (training code adds the separator); stories longer than
@@ -183,6 +190,13 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
 {CITATION}
 ```
 """
+    empty = [split for split in info["splits"] if split not in dataset]
+    if empty:  # hub_splits left them out
+        names = ", ".join(f"`{split}`" for split in empty)
+        body = body.replace("\n- **Tokenizer**", f"""
+- **Empty splits**: {names} kept no story (see the counts below), so the repository holds no shard of
+  {"it" if len(empty) == 1 else "them"}; `load_prepared` gives {"it" if len(empty) == 1 else "them"} back with 0 rows.
+- **Tokenizer**""", 1)
     return f"---\n{card_metadata(dataset, info).to_yaml()}\n---\n\n{body}"
 
 
@@ -197,16 +211,17 @@ def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict
     for name, digest in info["tokenizer_files"].items():
         source = prepared / TOKENIZER_DIR / name
         if not source.exists() or file_sha256(source) != digest:
-            raise TinyStoriesError(f"{source}: missing or differs from the sha256 in {PREPARE_INFO}; re-create "
-                                   "the folder with tinystories-prepare")
+            raise TinyStoriesError(f"{source}: missing or differs from the sha256 in {PREPARE_INFO}; {RECREATE}")
         (folder / TOKENIZER_DIR / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / TOKENIZER_DIR / name)
     shutil.copyfile(prepared / PREPARE_INFO, folder / PREPARE_INFO)
     (folder / CARD).write_text(dataset_card(dataset, info, repo_id=repo_id), encoding="utf-8")
 
 
+@api_errors
 def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite: bool = False) -> Path:
-    """Write the repository `push_prepared` would upload into the local folder `output`, atomically.
+    """Write the repository `push_prepared` would upload into the local folder `output`, atomically (a
+    second writer of `output` stops at once with a `TinyStoriesError`).
 
     Example:
         >>> out = write_hub_folder("tinystories_prepared", "ts_hub")  # doctest: +SKIP
@@ -214,11 +229,11 @@ def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite:
         List(Value('uint16'))
     """
     prepared = Path(prepared).expanduser()
-    dataset, _ = load_prepared(prepared)
+    dataset = hub_splits(load_prepared(prepared)[0])
     info = read_prepare_info(prepared)
     output = check_output(output, overwrite=overwrite, source_files=[prepared], marker=PREPARE_INFO,
-                          what="a folder written by tinystories-push or tinystories-prepare")
-    with atomic_folder(output, overwrite=overwrite) as partial:
+                          what="a folder written by tinystories-push or tinystories-prepare", option="to_folder")
+    with atomic_folder(output, overwrite=overwrite, option="to_folder") as partial:
         (partial / DATA_DIR).mkdir(parents=True)
         for split, shards in shard_counts(dataset).items():
             for index in range(shards):  # the shards and names of DatasetDict.push_to_hub
@@ -228,6 +243,7 @@ def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite:
     return output
 
 
+@api_errors
 def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
     """Push a prepared folder to the Hub dataset repository `repo_id`; returns its URL.
 
@@ -243,10 +259,12 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
 
     if get_token() is None:
         raise TinyStoriesError("no Hugging Face token: log in with `hf auth login` or set HF_TOKEN to a write "
-                               "token, or write the repository locally with --to-folder OUT")
+                               f"token, or write the repository locally with {flag('to_folder', 'OUT')}")
     prepared = Path(prepared).expanduser()
-    dataset, _ = load_prepared(prepared)
+    dataset = hub_splits(load_prepared(prepared)[0])
     info = read_prepare_info(prepared)
+    require_hub(f"could not push to Hub dataset {repo_id!r}",
+                f"write the repository locally with {flag('to_folder', 'OUT')} and upload it later")
     with tempfile.TemporaryDirectory(prefix="tinystories-push-") as extras:
         write_repo_files(Path(extras), prepared, dataset, info, repo_id=repo_id)
         try:
@@ -254,60 +272,11 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
                                 commit_message="tinystories-hf: token ids")
             HfApi().upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=extras, revision=revision,
                                   commit_message="tinystories-hf: dataset card, tokenizer, prepare_info.json")
-        except _hub_errors() as e:
+        except hub_errors() as e:
             raise TinyStoriesError(
-                f"could not push to Hub dataset {repo_id!r} ({_reason(e)}); check the network and your login "
-                "(hf auth login or HF_TOKEN), or write the repository locally with --to-folder OUT") from None
+                f"could not push to Hub dataset {repo_id!r} ({reason(e)}); check the network and your login "
+                f"(hf auth login or HF_TOKEN), or write the repository locally with {flag('to_folder', 'OUT')}") from None
     return f"https://huggingface.co/datasets/{repo_id}" + (f"/tree/{revision}" if revision else "")
-
-
-def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: bool = False) -> Path:
-    """Download a pushed repository (or only its tokenizer and prepare_info.json) into the huggingface_hub
-    cache and return the local folder; parquet and JSON files only.
-
-    Example:
-        >>> download_repo("me/tinystories-10k", tokenizer_only=True)  # doctest: +SKIP
-        PosixPath('~/.cache/huggingface/hub/datasets--me--tinystories-10k/snapshots/...')
-    """
-    from huggingface_hub import snapshot_download
-
-    patterns = [f"{TOKENIZER_DIR}/*.json", PREPARE_INFO]
-    if not tokenizer_only:
-        patterns += [CARD, f"{DATA_DIR}/*.parquet"]
-    try:
-        folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
-    except _hub_errors() as e:
-        raise TinyStoriesError(
-            f"could not download Hub dataset {repo_id!r} ({_reason(e)}); if the Hub is unreachable, pass a local "
-            "folder (written by tinystories-prepare or tinystories-push --to-folder)") from None
-    if not (folder / PREPARE_INFO).exists():
-        raise TinyStoriesError(f"Hub dataset {repo_id!r} has no {PREPARE_INFO}: it was not pushed by "
-                               "tinystories-push; load it with datasets.load_dataset instead")
-    return folder
-
-
-def is_hub_layout(path: Path) -> bool:
-    """True for a folder in the repository layout (README.md card and data/ shards).
-
-    Example:
-        >>> is_hub_layout(Path("ts_hub")), is_hub_layout(Path("tinystories_prepared"))  # doctest: +SKIP
-        (True, False)
-    """
-    return (path / CARD).is_file() and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
-
-
-def load_hub_folder(path: Path) -> datasets.DatasetDict:
-    """The `DatasetDict` of a folder in the repository layout, read by `datasets.load_dataset` from its card.
-
-    Example:
-        >>> load_hub_folder(Path("ts_hub"))["train"].features["input_ids"]  # doctest: +SKIP
-        List(Value('uint16'))
-    """
-    try:
-        return datasets.load_dataset(str(path))
-    except (datasets.exceptions.DatasetGenerationError, ValueError, FileNotFoundError) as e:
-        raise TinyStoriesError(f"{path}: could not read the repository layout ({_reason(e)}); re-create it with "
-                               "tinystories-push --to-folder") from None
 
 
 def _tree(folder: Path) -> str:
@@ -329,12 +298,14 @@ def main(argv=None) -> int:
     if config.to_folder:
         output = write_hub_folder(config.prepared, config.to_folder, repo_id=config.repo_id,
                                   overwrite=config.overwrite)
-        print(f"wrote the repository layout to {output} (card for {config.repo_id or 'USER/NAME'}; nothing pushed)")
+        print(f"wrote the repository layout to {config.to_folder} (card for {config.repo_id or 'USER/NAME'}; "
+              "nothing pushed)")  # the path as typed: output lines hold no absolute path of the machine
         print(_tree(output))
     elif config.repo_id:
         print(f"pushed {config.prepared} -> {push_prepared(config.prepared, config.repo_id, private=config.private, revision=config.revision)}")
     else:
-        raise TinyStoriesError("pass --repo-id USER/NAME to push, or --to-folder OUT to write the repository locally")
+        raise TinyStoriesError(f"pass {flag('repo_id', 'USER/NAME')} to push, or {flag('to_folder', 'OUT')} to write "
+                               "the repository locally")
     return 0
 
 

@@ -8,7 +8,11 @@ import os
 
 from transformers import GPTNeoConfig
 
+from .extras import require
 from .vocab import TinyStoriesTokenizer
+
+# The configs alone would not need torch, but no model can be built from them without it: say so at import.
+require("torch", extra="torch", needed_by=__name__)
 
 PAPER_HIDDEN_SIZES = (64, 256, 512)
 

@@ -16,9 +16,9 @@ import datasets
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args
-from .errors import TinyStoriesError, cli_errors
+from .errors import TinyStoriesError, api_errors, cli_errors, flag, writes
 from .sources import load_stories
-from .store import check_output, save_prepared
+from .store import check_output, hold_cache_lease, hold_writer_lock, save_prepared
 from .tokenize import encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
@@ -31,6 +31,7 @@ class PrepareResult:
     dataset: datasets.DatasetDict
     tokenizer: TinyStoriesTokenizer
     info: dict
+    report: dict | None = None  # what write_report returned, with --report
 
 
 def _versions() -> dict:
@@ -71,8 +72,12 @@ def source_line(source: dict, splits: list) -> str:
     return line
 
 
+@api_errors
 def prepare(config: PrepareConfig) -> PrepareResult:
     """Run the whole preparation and write `config.output`; see `PrepareConfig` for every option.
+
+    A failure raises a one-line `TinyStoriesError` (Ctrl-C a `KeyboardInterrupt` saying the output is
+    unchanged); `config.output` is then the previous complete folder, or absent.
 
     Example:
         >>> result = prepare(PrepareConfig(source="demo", output="demo_prepared"))  # doctest: +SKIP
@@ -87,10 +92,13 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     output = check_output(config.output, overwrite=config.overwrite,
                           source_files=[config.source] if Path(config.source).exists() else [])
+    hold_writer_lock(output)  # to the end of the run: a second writer of the same output stops at once
+    writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
                                    cache_dir=config.cache_dir, num_proc=config.num_proc, strip=config.strip)
+    hold_cache_lease(*stories.values())  # removes killed runs' datasets temporary files from its folders
     lap("load")
     seconds["source_hash"] = source.hash_seconds  # xxh3 of the source's bytes (its cache key), part of load
     seconds["load"] -= source.hash_seconds
@@ -126,27 +134,45 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("remap")
     train = splits["train"]
     if not train["kept"]:  # refuse to save a dataset (and a vocabulary) that has nothing to train on
-        raise TinyStoriesError(f"{config.source}: no train story has --min-length {config.min_length} tokens or more "
-                               f"({train['stories']} read: {train['skipped_empty']} empty or not text, "
-                               f"{train['skipped_short']} too short); check --text-column or lower --min-length")
+        raise TinyStoriesError(f"{config.source}: no train story has {flag('min_length', config.min_length)} tokens "
+                               f"or more ({train['stories']} read: {train['skipped_empty']} empty or not text, "
+                               f"{train['skipped_short']} too short); check {flag('text_column')} or lower "
+                               f"{flag('min_length')}")
     info = {
         "config": dataclasses.asdict(config),
         "source": source_info,
         "backend": encoder.name,
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id,
         "vocab_sha256": tokenizer.fingerprint,
-        "vocab_sample": sample,
+        # How many regular ids the sample filled; the rest are fill (never-seen tokens, see vocab.py).
+        "vocab_sample": {**sample, "ids_in_sample": tokenizer.ids_in_sample,
+                         "fill_ids": tokenizer.vocab_size - 2 - tokenizer.ids_in_sample},
         "splits": splits,
         "versions": _versions(),
     }
     info["stage_seconds"] = {stage: round(s, 3) for stage, s in seconds.items()}
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)  # the save (and its hashing) comes after
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite)
+    report = None
     if config.report:
         from .report import write_report  # imported only when asked: evaluate and matplotlib load slowly
 
-        write_report(output)
-    return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info)
+        report = write_report(output)
+    return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info, report=report)
+
+
+def vocabulary_lines(result: PrepareResult, shown_output) -> str:
+    """The CLI's vocabulary line, and a note when part of the vocabulary is fill (never-seen tokens)."""
+    tokenizer, sample = result.tokenizer, result.info["vocab_sample"]
+    lines = [(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), "
+              f"{sample['ids_in_sample']:,} tokens of the vocabulary sample, backend {result.info['backend']}, "
+              f"{result.info['elapsed_seconds']:.1f} s -> {shown_output}")]
+    if sample["fill_ids"]:
+        end = sample["ids_in_sample"] + 2  # ids 2..end-1 are the sample's tokens
+        lines.append(f"note: the vocabulary sample ({sample['stories']:,} stories) holds only {end - 2:,} distinct "
+                     f"tokens: ids {end:,}..{tokenizer.vocab_size - 1:,} are fill (tokens it never saw, lowest base "
+                     f"id first); {flag('vocab_size', end)} keeps exactly the sample's tokens")
+    return "\n".join(lines)
 
 
 @cli_errors
@@ -158,9 +184,11 @@ def main(argv=None) -> int:
     result = prepare(config)
     print(summary_table(result.info["splits"]))
     print(source_line(result.info["source"], list(result.info["splits"])))
-    print(f"vocabulary: {result.tokenizer.vocab_size} ids (eos {result.tokenizer.eos_id}, unk "
-          f"{result.tokenizer.unk_id}), backend {result.info['backend']}, "
-          f"{result.info['elapsed_seconds']:.1f} s -> {result.output}")
+    print(vocabulary_lines(result, config.output))  # paths as the user typed them
+    if result.report is not None:  # what tinystories-report prints
+        from .report import REPORT_DIR, report_summary
+
+        print(report_summary(result.report, Path(config.output) / REPORT_DIR))
     return 0
 
 

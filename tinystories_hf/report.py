@@ -5,8 +5,9 @@
 Writes `DIR/report/` (to a hidden folder renamed into place, like the dataset): `lengths.png` (story length in tokens per split, with
 the truncation and minimum lines), `coverage.png` (share of tokens covered by vocabulary size, with the cut
 at `vocab_size`), `unk.png` (UNK tokens per story), `report.md` embedding them with the numbers, and
-`report.json`. The numbers come from the package's own `evaluate` measurements (`measurements/`), loaded
-from their file path, so nothing is downloaded.
+`report.json`. The numbers come from the package's own `evaluate` measurements (`measurements/`), imported
+from the installed package: `evaluate.load` would run its copy in the modules cache under HF_HOME, which
+anyone who can write there can change.
 """
 import argparse
 import json
@@ -17,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import add_config_arguments, config_from_args, option
-from .errors import cli_errors
-from .measurements import measurement_path
-from .store import atomic_folder, check_output, load_prepared, read_prepare_info
+from .errors import api_errors, cli_errors, flag
+from .store import PREPARE_INFO, atomic_folder, check_output, load_prepared, read_prepare_info
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -52,10 +52,19 @@ def split_arrays(dataset, *, vocab_size: int, unk_id: int) -> dict:
 
 def measure(dataset_dict, tokenizer, info: dict) -> tuple[dict, dict]:
     """Run the token_stats and vocab_coverage measurements; returns (figures, per-split arrays for plots)."""
-    import evaluate  # imported here: it takes seconds to import and only the report needs it
+    import tempfile
 
-    token_stats = evaluate.load(measurement_path("token_stats"), keep_in_memory=True)
-    coverage = evaluate.load(measurement_path("vocab_coverage"), keep_in_memory=True)
+    # imported here: evaluate takes seconds to import and only the report needs it
+    from .measurements.token_stats import TokenStats
+    from .measurements.vocab_coverage import VocabCoverage
+
+    with tempfile.TemporaryDirectory(prefix="tinystories-report-") as scratch:  # kept in memory: nothing lands here
+        token_stats = TokenStats(keep_in_memory=True, cache_dir=scratch)
+        coverage = VocabCoverage(keep_in_memory=True, cache_dir=scratch)
+        return _measure(dataset_dict, tokenizer, info, token_stats, coverage)
+
+
+def _measure(dataset_dict, tokenizer, info, token_stats, coverage) -> tuple[dict, dict]:
     sizes = [k for k in COVERAGE_SIZES if k < tokenizer.vocab_size] + [tokenizer.vocab_size]
     arrays = {split: split_arrays(ds, vocab_size=tokenizer.vocab_size, unk_id=tokenizer.unk_id)
               for split, ds in dataset_dict.items()}
@@ -220,6 +229,7 @@ def _summary(figures: dict) -> dict:
     return {"splits": figures["splits"], "coverage": coverage, "plots": dict(PLOT_FILES)}
 
 
+@api_errors
 def write_report(path, *, output=None) -> dict:
     """Measure a prepared folder and write its report folder (default `DIR/report`).
 
@@ -234,8 +244,10 @@ def write_report(path, *, output=None) -> dict:
     dataset, tokenizer = load_prepared(path)
     figures, arrays = measure(dataset, tokenizer, info)
     target = Path(output).expanduser().resolve() if output else path.resolve() / REPORT_DIR
-    check_output(target, overwrite=True, marker="report.json", what="a report folder (pass another --output)")
-    with atomic_folder(target, overwrite=True) as partial:
+    check_output(target, overwrite=True, marker="report.json", what=f"a report folder (pass another {flag('output')})")
+    # A report inside a prepared folder is part of it: its writer holds that folder's lock, as prepare does.
+    inside = target.parent if (target.parent / PREPARE_INFO).is_file() else None
+    with atomic_folder(target, overwrite=True, lock=inside) as partial:
         partial.mkdir()
         plot(arrays, figures, info, partial)
         summary = _summary(figures)
@@ -246,6 +258,18 @@ def write_report(path, *, output=None) -> dict:
     return summary
 
 
+def report_summary(report: dict, folder) -> str:
+    """What `tinystories-report` prints, and `tinystories-prepare --report` after its own table: the per-split
+    table, the coverage at the cut and the report's path (`folder`: the report folder as the user named it).
+
+    Example:
+        >>> print(report_summary(write_report("demo_prepared"), "demo_prepared/report"))  # doctest: +SKIP
+    """
+    coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
+    return "\n".join([report["table"], f"vocabulary coverage at the cut: {coverage}",
+                      f"report: {Path(folder) / 'report.md'}"])
+
+
 @cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tinystories-report", description=__doc__.splitlines()[0].replace("`", ""))
@@ -253,10 +277,7 @@ def main(argv=None) -> int:
     add_config_arguments(parser, ReportConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ReportConfig)
     report = write_report(config.path, output=config.output)
-    print(report["table"])
-    coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
-    print(f"vocabulary coverage at the cut: {coverage}")
-    print(f"report: {Path(report['output']) / 'report.md'}")
+    print(report_summary(report, config.output or Path(config.path) / REPORT_DIR))
     return 0
 
 

@@ -4,30 +4,83 @@
     DIR/tokenizer/                                        # TinyStoriesTokenizer.from_pretrained(DIR)
     DIR/prepare_info.json                                 # config, versions, source, counts, hashes, time
 
-It is written to a hidden temporary folder beside DIR and renamed into place, so an interrupted run leaves
-either no DIR or the previous complete one, never a half-written one. `load_prepared` also reads the same
-data in the Hub repository layout (`hub.py`), from a local folder or a Hub repo id.
+Writing keeps the target whole whatever happens to the run:
+  * one writer per target: `.DIR.lock` beside it (an flock, which holds across containers and PID
+    namespaces sharing the filesystem) is held from the start of a run to the end of its replace; a second
+    writer stops at once with one line;
+  * the new output is written to `.DIR.partial` and swapped with DIR in one atomic exchange (Linux
+    renameat2(RENAME_EXCHANGE)); where the OS has none, two renames through `.DIR.previous`;
+  * whatever a killed run left beside DIR is recovered by the next lock holder before it writes: a
+    `.DIR.previous` without a DIR is put back, every other leftover removed. After a kill at any point and
+    one rerun, DIR is the previous or the new complete output and nothing else is left.
+  * datasets' temporary files (`tmp*`) of killed runs in the cache folders a run maps into are removed
+    when no other run uses that folder (`cache_lease`).
+
+Reading checks before it trusts: `prepare_info.json` key by key, datasets' JSON files against their
+recorded sha256, every Arrow table structurally (corrupt offsets are an error, not a crash). The same data
+in the Hub repository layout (`tinystories-push`), a local folder or a downloaded repo, reads the same way.
 """
 import contextlib
+import ctypes
+import errno
+import fcntl
+import glob
 import hashlib
+import importlib
 import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
+import filelock
 import pyarrow as pa
 
-from .errors import TinyStoriesError
-from .mapped_pages import pages_released
+from .errors import Run, TinyStoriesError, api_errors, current_run, flag, require_hub, writes
+from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, relative_file
+from .mapped_pages import PageReleaser, pages_released
 from .tokenize import reduced_features
 
 PREPARE_INFO = "prepare_info.json"
 TOKENIZER_DIR = "tokenizer"
 MAX_SHARD_BYTES = 500 * 2**20
+DATA_DIR = "data"  # the Hub repository layout: data/{split}-0000i-of-0000n.parquet and a README.md card
+CARD = "README.md"
+CACHE_LEASE = ".tinystories-hf.lock"
+RECREATE = "re-create the folder with tinystories-prepare"
+
+COUNTS = {name: non_negative() for name in ("stories", "kept", "skipped_short", "skipped_empty", "truncated",
+                                            "tokens", "unk_tokens")}
+FILES = Each(SHA256, relative_file, "a relative path inside the folder")
+INFO_SCHEMA = {
+    "config": {"min_length": Check(int, lambda v: v >= 1, "an integer >= 1"), "max_length": non_negative(),
+               "keep_text?": bool},
+    "source": {"source": str, "kind": str, "validation": str},
+    "vocab_size": in_range(3, 65_537), "eos_id": in_range(0, 65_536), "unk_id": in_range(0, 65_536),
+    "vocab_sha256": SHA256,
+    "vocab_sample": {"stories": non_negative(), "seed": int, "tokens": non_negative()},
+    "splits": Check(Each(COUNTS), lambda v: "train" in v, "an object with a 'train' split"),
+    "data_files?": FILES,
+    "tokenizer_files?": FILES,
+    "versions?": dict,
+}
+# What save_to_disk writes and load_from_disk trusts; a prepared split is never formatted.
+STATE_SCHEMA = {"_data_files": Check([{"filename": Check(str, lambda v: relative_file(v) and "/" not in v,
+                                                          "a file name in the split folder")}],
+                                     lambda v: len(v) > 0, "a list of the split's Arrow files"),
+                "_format_type": Check(object, lambda v: v is None, "null"),
+                "_format_columns": Check(object, lambda v: v is None or isinstance(v, list) and {"input_ids", "length"}
+                                         <= set(map(str, v)), "null or a list naming input_ids and length"),
+                "_format_kwargs": Check(dict, lambda v: not v, "{}"),
+                "_output_all_columns?": bool, "_split?": (str, type(None)), "_fingerprint?": str}
+DATASETS_JSON = {"dataset_dict.json": {"splits": [str]}, "state.json": STATE_SCHEMA, "dataset_info.json": dict}
+CARD_SCHEMA = {"configs": [{"config_name": str, "data_files": [{"split": str, "path": Check(
+    str, lambda v: relative_file(v) and v.startswith(DATA_DIR + "/"), f"a pattern under {DATA_DIR}/")}]}]}
 
 
 def file_sha256(path: Path) -> str:
@@ -46,38 +99,221 @@ def tree_sha256(folder: Path) -> dict:
         return {str(p.relative_to(folder)): digest for p, digest in zip(files, pool.map(file_sha256, files))}
 
 
+# -- writing: one writer, a whole target, nothing left behind --------------------------------------------
+
 def check_output(output, *, overwrite: bool, source_files=(), marker: str = "dataset_dict.json",
-                 what: str = "a prepared dataset folder") -> Path:
-    """Refuse an output that exists (without --overwrite), that is not `what` (has no `marker` file), that
-    lies inside the source, or is unwritable."""
+                 what: str = "a prepared dataset folder", option: str = "output") -> Path:
+    """Refuse an output that exists (without overwrite), that is not `what` (has no `marker` file), that
+    lies inside the source, is a mount point or is unwritable; `option` names the caller's option."""
     output = Path(output).expanduser().resolve()
     if output.exists() and not overwrite:
-        raise TinyStoriesError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+        raise TinyStoriesError(f"{output} already exists; pass {flag('overwrite', True)} to replace it or choose "
+                               f"another {flag(option)}")
     if output.exists() and not output.is_dir():
         raise TinyStoriesError(f"{output} is a file, not {what}; refusing to replace it")
     if output.exists() and not (output / marker).exists() and any(output.iterdir()):
         raise TinyStoriesError(f"{output} exists and is not {what}; refusing to replace it")
+    if os.path.ismount(output):
+        raise TinyStoriesError(f"{output} is a mount point, which cannot be replaced by a rename; write to a folder "
+                               f"inside it ({flag(option, str(output / 'prepared'))})")
     for f in source_files:
         source = Path(f).resolve()
         if output == source or source in output.parents or output in source.parents:
-            raise TinyStoriesError(f"--output {output} overlaps the source {source}; write it elsewhere")
+            raise TinyStoriesError(f"{flag(option, str(output))} overlaps the source {source}; write it elsewhere")
     parent = output.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another --output")
+        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another {flag(option)}")
     try:  # a real probe: os.access says yes to root even on /proc, /sys or a read-only mount
         tempfile.TemporaryDirectory(prefix=f".{output.name}.probe-", dir=parent).cleanup()
+        problem = None
     except OSError as e:
-        raise TinyStoriesError(f"cannot write to {parent} ({e.strerror}); choose a writable --output") from None
+        problem = e.strerror
+    if problem:  # raised outside the handler: this line, not the probe's file name, is the message
+        raise TinyStoriesError(f"cannot write to {parent} ({problem}); choose a writable {flag(option)}")
+    writes(output, f"choose another {flag(option)}")
     return output
 
 
-def _remove_stale_partials(output: Path) -> None:
-    for partial in output.parent.glob(f".{output.name}.partial-*"):
-        pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+def _beside(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}"
+
+
+def _leftovers(target: Path, kind: str) -> list:
+    """`.DIR.partial`, `.DIR.previous` (and the `-PID` names of earlier versions) beside `target`."""
+    return sorted(Path(p) for p in glob.glob(glob.escape(str(_beside(target, kind))) + "*"))
+
+
+def recover(target: Path) -> None:
+    """Undo what a killed writer left beside `target` (call with its lock held): a previous output renamed
+    aside with no new one in its place is put back; every other leftover is removed."""
+    for previous in _leftovers(target, "previous"):
+        if not target.exists():
+            os.rename(previous, target)
+        else:
+            shutil.rmtree(previous)
+    for partial in _leftovers(target, "partial"):
+        shutil.rmtree(partial)
+
+
+_held: dict = {}  # target -> [FileLock, depth]: re-entrant within this process (prepare --report)
+
+
+@contextlib.contextmanager
+def writer_lock(target: Path, *, option: str = "output"):
+    """Hold the advisory lock `.DIR.lock` beside `target` while the block runs, after recovering what a
+    killed writer left. A second writer (another process, container or PID namespace on the same
+    filesystem) gets a one-line `TinyStoriesError` at once, never a wait."""
+    target = Path(target)
+    if target in _held:
+        _held[target][1] += 1
+        try:
+            yield
+        finally:
+            _held[target][1] -= 1
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(_beside(target, "lock")))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise TinyStoriesError(f"{target} is being written by another run, which holds {lock.lock_file}; wait "
+                               f"for it to finish or choose another {flag(option)}") from None
+    _held[target] = [lock, 1]
+    try:
+        recover(target)
+        yield
+    finally:
+        del _held[target]
+        lock.release()
+
+
+def hold_writer_lock(target: Path, *, option: str = "output") -> None:
+    """Take `writer_lock(target)` for the rest of the current API call or command, and name `target` in
+    its "interrupted; DIR unchanged" line."""
+    run = current_run()
+    run.stack.enter_context(writer_lock(target, option=option))
+    run.target = target
+
+
+_renameat2 = None
+if hasattr(ctypes.CDLL(None), "renameat2"):
+    _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the OS or
+    the filesystem has no such call."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold SIGINT back while the block runs (it is delivered when the block ends); a no-op off the main
+    thread, which Python's signal handlers never run in anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def move_into_place(partial: Path, target: Path) -> None:
+    """Make the finished folder `partial` the `target`, replacing an existing one: one atomic exchange (the
+    previous output then sits in `partial` and is removed), or where there is none, two renames through
+    `.DIR.previous`, which the next writer puts back if a kill falls between them. Call with the lock held."""
+    run = current_run() or Run()
+    with _ctrl_c_deferred():  # Ctrl-C between the two renames would leave no target until the next run
+        if not target.exists():
+            os.rename(partial, target)
+            leftover = None
+        elif exchange(partial, target):
+            leftover = partial
+        else:
+            leftover = _beside(target, "previous")
+            os.rename(target, leftover)
+            os.rename(partial, target)
+        run.replaced = True
+    if leftover is not None:
+        shutil.rmtree(leftover)
+
+
+@contextlib.contextmanager
+def atomic_folder(output: Path, *, overwrite: bool, lock: Path | None = None, option: str = "output"):
+    """Yield the hidden temporary folder `.DIR.partial` beside `output`; when the block succeeds it
+    replaces `output` (`move_into_place`), when it fails it is removed, so `output` is never half-written.
+    The writer lock of `lock` (default `output`) is held throughout."""
+    run = current_run()
+    if run is not None and run.target is None:
+        run.target = output  # named by "interrupted; DIR unchanged"
+    with writer_lock(lock or output, option=option):
+        recover(output)  # done by writer_lock already, unless the lock is the enclosing folder's
+        partial = _beside(output, "partial")
+        try:
+            yield partial
+            if output.exists() and not overwrite:
+                raise TinyStoriesError(f"{output} appeared while writing it; pass {flag('overwrite', True)} to "
+                                       "replace it")
+            move_into_place(partial, output)
+        finally:
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def _sweep_if_alone(fd: int, folder: Path) -> None:
+    """Remove datasets' temporary files in `folder` if no other run holds its lease: they are a killed
+    run's (datasets writes a map's output to a `tmp*` file and renames it when the map finishes)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    try:
+        for tmp in folder.glob("tmp*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _lease(folder: Path):
+    try:
+        fd = os.open(folder / CACHE_LEASE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        yield  # a cache nobody can write to holds no temporary file either: nothing to lease or sweep
+        return
+    try:
+        _sweep_if_alone(fd, folder)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # shared: runs on other targets may map into the same folder
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            _sweep_if_alone(fd, folder)  # an interrupted pool's workers are terminated before they clean up
+    finally:
+        os.close(fd)
+
+
+def hold_cache_lease(*dataset_list) -> None:
+    """For the rest of the current run, lease the datasets cache folders the datasets' maps write into;
+    killed runs' temporary files there are removed at the start and at the end, when no run uses them."""
+    folders = sorted({Path(f["filename"]).parent for ds in dataset_list for f in ds.cache_files})
+    for folder in folders:
+        current_run().stack.enter_context(_lease(folder))
 
 
 def shard_counts(dataset_dict) -> dict:
@@ -86,25 +322,8 @@ def shard_counts(dataset_dict) -> dict:
     return {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
 
 
-@contextlib.contextmanager
-def atomic_folder(output: Path, *, overwrite: bool):
-    """Yield a hidden temporary folder beside `output`; when the block succeeds it replaces `output` by a
-    rename, when it fails it is removed, so `output` is never half-written."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(output)
-    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        yield partial
-        if output.exists() and not overwrite:
-            raise TinyStoriesError(f"{output} appeared while writing it; pass --overwrite to replace it")
-        move_into_place(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-
-
 def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool) -> Path:
-    """Write a prepared folder atomically (temporary folder + rename); returns its path."""
+    """Write a prepared folder atomically (temporary folder + exchange); returns its path."""
     output = Path(output).expanduser().resolve()
     with atomic_folder(output, overwrite=overwrite) as partial:
         with pages_released(*(ds.data for ds in dataset_dict.values())):  # RSS stays flat however large
@@ -117,38 +336,158 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
     return output
 
 
-def move_into_place(partial: Path, target: Path) -> None:
-    """Rename a finished folder to `target`, replacing an existing one; each step is an atomic rename."""
-    if target.exists():
-        previous = target.parent / f".{target.name}.previous-{os.getpid()}"
-        os.rename(target, previous)
-        os.rename(partial, target)
-        shutil.rmtree(previous)
-    else:
-        os.rename(partial, target)
-
+# -- reading: check before trusting -----------------------------------------------------------------------
 
 def read_prepare_info(path) -> dict:
+    """`prepare_info.json` of a prepared or pushed folder, checked key by key (types, ranges, file names)."""
     path = Path(path) / PREPARE_INFO
-    if not path.exists():
+    if not path.is_file():
         raise TinyStoriesError(f"{path} not found: {path.parent} is not a folder written by tinystories-prepare")
+    return read_json(path, INFO_SCHEMA, fix=RECREATE)
+
+
+def check_arrow(dataset: datasets.Dataset, where: Path) -> None:
+    """Validate every Arrow chunk of `dataset` in full (offsets, lengths, UTF-8): damaged buffers raise here,
+    one line naming `where`, instead of crashing the process at the first row read."""
+    pages = PageReleaser()
+    for column in dataset.data.columns:
+        for chunk in column.chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowException as e:
+                raise TinyStoriesError(f"{where}: damaged Arrow data ({str(e).splitlines()[0]}); run "
+                                       f"tinystories-validate to name the file, then {RECREATE}") from None
+            pages.read(chunk)
+
+
+def _check_datasets_json(path: Path, info: dict) -> None:
+    """datasets' own JSON files (dataset_dict.json, state.json, dataset_info.json) must be the ones prepare
+    wrote (their sha256 in prepare_info.json: tiny files, so cheap) and must parse (a file edited with its
+    hash updated, or a folder written before hashes were recorded)."""
+    for name in [name for name in info.get("data_files", {}) if name.endswith(".json")]:
+        if not (path / name).is_file() or file_sha256(path / name) != info["data_files"][name]:
+            raise TinyStoriesError(f"{path / name}: missing or differs from its sha256 in {PREPARE_INFO}; the "
+                                   f"folder was edited or damaged, {RECREATE}")
+    for file in [path / "dataset_dict.json", *path.glob("*/state.json"), *path.glob("*/dataset_info.json")]:
+        if file.is_file():
+            read_json(file, DATASETS_JSON[file.name], fix=RECREATE)
+
+
+def hub_errors() -> tuple:
+    """What a failed Hub call raises: huggingface_hub's errors are OSErrors, except a few, and its HTTP
+    client (httpx2 in huggingface_hub 2, httpx before) raises its own transport errors."""
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    errors = [OSError, EntryNotFoundError, HFValidationError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+def reason(error: Exception) -> str:
+    """The first line of an error's message, or its type."""
+    return (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
+
+
+def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: bool = False) -> Path:
+    """Download a pushed repository (or only its tokenizer and prepare_info.json) into the huggingface_hub
+    cache and return the local folder; parquet and JSON files only.
+
+    Example:
+        >>> download_repo("me/tinystories-10k", tokenizer_only=True)  # doctest: +SKIP
+        PosixPath('~/.cache/huggingface/hub/datasets--me--tinystories-10k/snapshots/...')
+    """
+    from huggingface_hub import snapshot_download
+
+    require_hub(f"could not download Hub dataset {repo_id!r}", "pass a local folder (written by tinystories-prepare "
+                "or tinystories-push --to-folder), or set HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face "
+                "cache")
+    patterns = [f"{TOKENIZER_DIR}/*.json", PREPARE_INFO]
+    if not tokenizer_only:
+        patterns += [CARD, f"{DATA_DIR}/*.parquet"]
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TinyStoriesError(f"{path}: not valid JSON ({e}); re-create the folder with tinystories-prepare") from None
+        folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
+    except hub_errors() as e:
+        raise TinyStoriesError(
+            f"could not download Hub dataset {repo_id!r} ({reason(e)}); if the Hub is unreachable, pass a local "
+            "folder (written by tinystories-prepare or tinystories-push --to-folder)") from None
+    if not (folder / PREPARE_INFO).exists():
+        raise TinyStoriesError(f"Hub dataset {repo_id!r} has no {PREPARE_INFO}: it was not pushed by "
+                               "tinystories-push; load it with datasets.load_dataset instead")
+    return folder
 
 
+def is_hub_layout(path: Path) -> bool:
+    """True for a folder in the repository layout (README.md card and data/ shards).
+
+    Example:
+        >>> is_hub_layout(Path("ts_hub")), is_hub_layout(Path("tinystories_prepared"))  # doctest: +SKIP
+        (True, False)
+    """
+    path = Path(path)
+    return (path / CARD).is_file() and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
+
+
+def card_yaml(path: Path) -> dict:
+    """The YAML metadata of the folder's card, checked: the `configs` datasets reads the data files from."""
+    import yaml
+
+    card = Path(path) / CARD
+    fix = "re-create it with tinystories-push --to-folder"
+    text = card.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---\n") or "\n---" not in text[3:]:
+        raise TinyStoriesError(f"{card}: no YAML metadata block (--- ... ---); {fix}")
+    try:
+        meta = yaml.safe_load(text[4:text.index("\n---", 3)])
+    except yaml.YAMLError as e:
+        raise TinyStoriesError(f"{card}: YAML metadata not readable ({reason(e)}); {fix}") from None
+    except RecursionError:
+        raise TinyStoriesError(f"{card}: YAML metadata nested too deeply; {fix}") from None
+    check(meta, CARD_SCHEMA, card, fix=fix)
+    return meta
+
+
+def load_hub_folder(path: Path, info: dict | None = None) -> datasets.DatasetDict:
+    """The `DatasetDict` of a folder in the repository layout, read by `datasets.load_dataset` from its card.
+    Splits recorded in `info` with 0 rows (the Hub cannot hold an empty split: push leaves them out and the
+    card names them) come back empty, so both layouts give the same splits.
+
+    Example:
+        >>> load_hub_folder(Path("ts_hub"))["train"].features["input_ids"]  # doctest: +SKIP
+        List(Value('uint16'))
+    """
+    import yaml
+
+    card_yaml(path)
+    try:
+        dataset = datasets.load_dataset(str(path))
+    except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError, KeyError, FileNotFoundError,
+            yaml.YAMLError, pa.ArrowException) as e:
+        raise TinyStoriesError(f"{path}: could not read the repository layout ({reason(e)}); re-create it with "
+                               "tinystories-push --to-folder") from None
+    for split, counts in (info or {}).get("splits", {}).items():
+        if split not in dataset and counts["kept"] == 0:
+            features = reduced_features(bool(info["config"].get("keep_text")))
+            dataset[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features,
+                                                        split=split)
+    return dataset
+
+
+@api_errors
 def load_prepared(path_or_repo_id, *, revision=None):
-    """Load prepared data: `(DatasetDict, TinyStoriesTokenizer)`, with cheap consistency checks, from a folder
-    written by tinystories-prepare, a folder in the Hub layout (`tinystories-push --to-folder`), or the repo
-    id of a pushed dataset (downloaded with huggingface_hub into its cache; `revision` picks a branch/tag).
+    """Load prepared data: `(DatasetDict, TinyStoriesTokenizer)`, after checks that cost no full read, from
+    a folder written by tinystories-prepare, a folder in the Hub layout (`tinystories-push --to-folder`), or
+    the repo id of a pushed dataset (downloaded with huggingface_hub into its cache; `revision` picks a
+    branch/tag). Raises a one-line `TinyStoriesError` naming the damaged file or key.
 
     Example:
         >>> dataset, tokenizer = load_prepared("tinystories_prepared")  # doctest: +SKIP
         >>> dataset, tokenizer = load_prepared("someone/tinystories-10k")  # doctest: +SKIP
         >>> dataset["train"][0]["input_ids"][:4], tokenizer.vocab_size  # doctest: +SKIP
     """
-    from .hub import download_repo, is_hub_layout, load_hub_folder
     from .sources import HUB_ID
     from .vocab import TinyStoriesTokenizer
 
@@ -164,16 +503,20 @@ def load_prepared(path_or_repo_id, *, revision=None):
     missing = [] if hub_layout else [name for name in info.get("data_files", {}) if not (path / name).is_file()]
     if missing:
         raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
-                               "the folder is incomplete, re-create it with tinystories-prepare")
-    try:
-        dataset = load_hub_folder(path) if hub_layout else datasets.load_from_disk(str(path))
-    except (OSError, ValueError, pa.ArrowException) as e:  # e.g. a damaged Arrow file or state.json
-        raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); run "
-                               "tinystories-validate to find the damaged file, then re-create the folder") from None
+                               f"the folder is incomplete, {RECREATE}")
+    if hub_layout:
+        dataset = load_hub_folder(path, info)
+    else:
+        _check_datasets_json(path, info)
+        try:
+            dataset = datasets.load_from_disk(str(path))
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, pa.ArrowException) as e:  # damaged
+            raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {reason(e)}); run "
+                                   f"tinystories-validate to find the damaged file, then {RECREATE}") from None
     tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
     if tokenizer.fingerprint != info["vocab_sha256"]:
         raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
-                               "tokenizer was edited or replaced, re-create the folder with tinystories-prepare")
+                               f"tokenizer was edited or replaced, {RECREATE}")
     for split, counts in info["splits"].items():
         if split not in dataset or dataset[split].num_rows != counts["kept"]:
             found = dataset[split].num_rows if split in dataset else "missing"
@@ -183,4 +526,6 @@ def load_prepared(path_or_repo_id, *, revision=None):
         if found != expected:
             raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
                                    "altered, re-create it")
+        check_arrow(dataset[split], path / split)
     return dataset, tokenizer
+

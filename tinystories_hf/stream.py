@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, cli_errors
+from .extras import require
 from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens
@@ -173,7 +174,7 @@ def load_tokenizer(tokenizer, config: StreamConfig) -> TinyStoriesTokenizer:
     if not HUB_ID.match(str(tokenizer)):
         raise TinyStoriesError(f"tokenizer {tokenizer!r} not found: pass a prepared folder, its tokenizer/ folder, "
                                "a pushed folder or the Hub repo id of a pushed dataset")
-    from .hub import download_repo
+    from .store import download_repo
 
     return TinyStoriesTokenizer.from_pretrained(download_repo(str(tokenizer), tokenizer_only=True))
 
@@ -202,7 +203,7 @@ def pack_blocks(batch: pa.Table, block_size: int, eos_id: int) -> pa.Table:
 def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConfig.tokenizer,
            pack: bool = StreamConfig.pack, block_size: int = StreamConfig.block_size,
            shuffle_buffer: int = StreamConfig.shuffle_buffer, seed: int = StreamConfig.seed,
-           **options) -> datasets.IterableDataset:
+           rank: int | None = None, world_size: int | None = None, **options) -> datasets.IterableDataset:
     """Tokenized stories of `source` as a `datasets.IterableDataset`, read lazily; see `StreamConfig` for
     every option (`options`: keep_text, text_column, max_length, min_length, pack_stories, vocab_stories,
     vocab_size, base_tokenizer, backend).
@@ -211,6 +212,13 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     `{"x": LongTensor(block_size), "y": LongTensor(block_size)}` that the default collate stacks.
     `tokenizer` is a `TinyStoriesTokenizer`, a folder or a Hub repo id; None counts a vocabulary on the
     first `vocab_stories` train stories (an approximation, see `vocab_from_stream`).
+
+    `rank`, `world_size` (both or neither): this rank's rows for DDP, in equal numbers on every rank. Each
+    rank reads and tokenizes the whole source, deals its rows in rounds of `world_size` (row `rank` of each
+    round is this rank's) and drops the last round when it is incomplete (fewer than `world_size` rows), in
+    every DataLoader worker's stream alike: with the same `num_workers` and batch size, every rank gets the
+    same number of batches, so no rank waits for the others in a collective.
+    `state_dict()`/`load_state_dict()` are datasets' (see README "Resuming training" for how exact they are).
 
     Example:
         >>> ds = stream("demo", vocab_stories=500, vocab_size=300, shuffle_buffer=100)
@@ -223,6 +231,10 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     config = StreamConfig(source=source, split=split, pack=pack, block_size=block_size,
                           shuffle_buffer=shuffle_buffer, seed=seed, **options)
     config.validate()
+    if (rank is None) != (world_size is None) or (world_size is not None and not 0 <= rank < world_size):
+        raise TinyStoriesError(f"rank={rank}, world_size={world_size}: pass both, with 0 <= rank < world_size")
+    if pack:  # packed blocks are torch tensors; rows of ids need no torch
+        require("torch", extra="torch", needed_by="stream(pack=True)")
     stories = stream_stories(source, split=split, text_column=config.text_column, strip=config.strip)
     tokenizer = load_tokenizer(tokenizer, config)
     if shuffle_buffer:
@@ -232,12 +244,26 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
         reduce_stories, batched=True, batch_size=BATCH_SIZE, features=reduced_features(config.keep_text),
         fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": config.max_length,
                    "min_length": config.min_length, "keep_text": config.keep_text})
-    if not pack:
-        return reduced.with_format(None)
-    block = datasets.List(datasets.Value("int64"), length=block_size)
-    return reduced.map(pack_blocks, batched=True, batch_size=config.pack_stories,
-                       features=datasets.Features({"x": block, "y": block}),
-                       fn_kwargs={"block_size": block_size, "eos_id": tokenizer.eos_id}).with_format("torch")
+    if pack:
+        block = datasets.List(datasets.Value("int64"), length=block_size)
+        reduced = reduced.map(pack_blocks, batched=True, batch_size=config.pack_stories,
+                              features=datasets.Features({"x": block, "y": block}),
+                              fn_kwargs={"block_size": block_size, "eos_id": tokenizer.eos_id})
+    if world_size is not None:
+        reduced = reduced.with_format("arrow").map(
+            row_of_rank, batched=True, batch_size=world_size, drop_last_batch=True, features=reduced.features,
+            fn_kwargs={"rank": rank})
+    return reduced.with_format("torch" if pack else None)
+
+
+def row_of_rank(round_: pa.Table, rank: int) -> pa.Table:
+    """Row `rank` of a round of `world_size` rows (datasets drops an incomplete last round before this).
+
+    Example:
+        >>> row_of_rank(pa.table({"input_ids": [[5], [6], [7]]}), 1).to_pydict()
+        {'input_ids': [[6]]}
+    """
+    return round_.slice(rank, 1)
 
 
 def stream_report(config: StreamConfig, tokenizer=None) -> dict:

@@ -1,12 +1,14 @@
 """`tinystories-validate DIR`: prove a prepared folder is intact and consistent before spending GPU hours on it.
 
     tinystories-validate demo_prepared     # one "ok" line, or one "error:" line naming the file, exit code 2
+    tinystories-validate ts_hub            # the same checks on the Hub repository layout (tinystories-push)
 
 Checks, in order: every file recorded in `prepare_info.json` is present with the same sha256 (Arrow files
 carry no checksum of their own, so this is what catches a flipped byte); the folder loads (`load_prepared`:
 vocabulary hash, row counts, features); then, per split, from the Arrow buffers: every id `< vocab_size`,
 no EOS inside a story, `length` equals the number of ids and lies in `[min_length, max_length]`, and the
-token and UNK counts equal the recorded ones.
+token and UNK counts equal the recorded ones. In the Hub layout the tokenizer files are hashed (the parquet
+shards have no recorded hash: the content checks cover them) and the card's YAML is checked.
 """
 import argparse
 import sys
@@ -17,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from .config import add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, cli_errors
-from .store import PREPARE_INFO, file_sha256, load_prepared, read_prepare_info
+from .errors import TinyStoriesError, api_errors, cli_errors, flag
+from .store import PREPARE_INFO, file_sha256, is_hub_layout, load_prepared, read_prepare_info
 
 
 @dataclass
@@ -30,9 +32,10 @@ class ValidateConfig:
                                      "(reads every byte; --no-hash-files runs only the content checks)")
 
 
-def check_file_hashes(path: Path, info: dict) -> int:
-    """Compare each recorded file with its sha256; raise naming the first changed or missing file."""
-    recorded = dict(info.get("data_files", {}))
+def check_file_hashes(path: Path, info: dict, *, hub_layout: bool = False) -> int:
+    """Compare each recorded file with its sha256; raise naming the first changed or missing file. The
+    recorded data files are prepare's Arrow files: a folder in the Hub layout holds parquet shards instead."""
+    recorded = {} if hub_layout else dict(info.get("data_files", {}))
     recorded.update({f"tokenizer/{name}": digest for name, digest in info.get("tokenizer_files", {}).items()})
     bad = [name for name, digest in recorded.items()
            if not (path / name).is_file() or file_sha256(path / name) != digest]
@@ -75,6 +78,7 @@ def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_leng
     return {"rows": row, "tokens": tokens, "unk_tokens": unk}
 
 
+@api_errors
 def validate_prepared(path, *, hash_files: bool = True) -> dict:
     """Run every check on a prepared folder; return a summary, or raise a one-line `TinyStoriesError`.
 
@@ -85,9 +89,11 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
     """
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise TinyStoriesError(f"{path} is not a folder; pass a folder written by tinystories-prepare")
+        raise TinyStoriesError(f"{path} is not a folder; pass a folder written by tinystories-prepare or "
+                               "tinystories-push --to-folder")
     info = read_prepare_info(path)
-    hashed = check_file_hashes(path, info) if hash_files else 0
+    hub_layout = is_hub_layout(path)
+    hashed = check_file_hashes(path, info, hub_layout=hub_layout) if hash_files else 0
     dataset, tokenizer = load_prepared(path)
     config = info["config"]
     try:
@@ -97,9 +103,11 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
                   for split, counts in info["splits"].items()}
     except pa.ArrowException as e:  # only reachable with --no-hash-files: the hashes name damaged files first
         raise TinyStoriesError(f"{path}: unreadable Arrow data ({str(e).splitlines()[0]}); run without "
-                               "--no-hash-files to name the damaged file, then re-create the folder") from None
+                               f"{flag('hash_files', False)} to name the damaged file, then re-create the "
+                               "folder") from None
     return {"path": str(path), "vocab_size": tokenizer.vocab_size, "vocab_sha256": info["vocab_sha256"],
-            "hashed_files": hashed, "data_hashes_recorded": "data_files" in info, "splits": splits}
+            "hashed_files": hashed, "data_hashes_recorded": "data_files" in info or hub_layout,
+            "layout": "hub" if hub_layout else "prepared", "splits": splits}
 
 
 @cli_errors
@@ -113,7 +121,10 @@ def main(argv=None) -> int:
     hashes = f"{summary['hashed_files']} files match their sha256" if config.hash_files else "file hashes not checked"
     if config.hash_files and not summary["data_hashes_recorded"]:
         hashes += " (data file hashes not recorded: folder written before they were)"
-    print(f"ok {summary['path']}: {splits}; ids < {summary['vocab_size']}; {hashes}")
+    if config.hash_files and summary["layout"] == "hub":
+        hashes += " (the parquet shards have no recorded hash: their content was checked)"
+    layout = " (Hub layout)" if summary["layout"] == "hub" else ""
+    print(f"ok {summary['path']}{layout}: {splits}; ids < {summary['vocab_size']}; {hashes}")
     return 0
 
 

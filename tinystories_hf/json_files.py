@@ -1,0 +1,156 @@
+"""JSON files read back from disk (prepare_info.json, the vocabulary, datasets' state, the card's YAML) are
+checked before anything trusts them: parsed without letting a deeply nested file exhaust the stack, then
+key by key against a small schema, so a damaged or hand-edited file is one line naming the file and the key.
+
+A schema is a type (`int`, `str`, ...: `bool` is never an `int` here), a tuple of types, `Check(schema,
+test, wanted)`, `{key: schema}` (a dict with these keys; a key ending in `?` may be absent; other keys are
+allowed), `[schema]` (a list of such items) or `Each(schema)` (a dict of str keys to such values).
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import TinyStoriesError
+
+
+@dataclass(frozen=True)
+class Check:
+    """`schema`, and `test(value)` must hold: `wanted` says what the value must be.
+
+    Example:
+        >>> problem({"vocab_size": 2}, {"vocab_size": Check(int, lambda v: v >= 3, "an integer >= 3")})
+        "key 'vocab_size' is 2, not an integer >= 3"
+    """
+
+    schema: object
+    test: object
+    wanted: str
+
+
+@dataclass(frozen=True)
+class Each:
+    """A dict whose keys are strings and whose values all follow `schema`; `key_test` checks each key.
+
+    Example:
+        >>> problem({"splits": {"train": {"kept": -1}}}, {"splits": Each({"kept": non_negative()})})
+        "key 'splits.train.kept' is -1, not a number >= 0"
+    """
+
+    schema: object
+    key_test: object = None
+    key_wanted: str = ""
+
+
+def non_negative(kind=int) -> Check:
+    return Check(kind, lambda v: v >= 0, "a number >= 0")
+
+
+def in_range(low: int, high: int) -> Check:
+    """An integer in [low, high)."""
+    return Check(int, lambda v: low <= v < high, f"an integer in [{low}, {high})")
+
+
+SHA256 = Check(str, lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v), "a sha256 hex digest")
+
+
+def relative_file(name: str) -> bool:
+    """A relative path that stays inside the folder (no `..`, not absolute): names read from a file are
+    joined to the folder they describe."""
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+
+
+def _type_name(kind) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+             dict: "an object", type(None): "null"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _is(value, kind) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def problem(value, schema, where: str = "") -> str | None:
+    """What is wrong with `value` against `schema` (a phrase naming the key), or None.
+
+    Example:
+        >>> problem({"config": {"min_length": "10"}}, {"config": {"min_length": int}})
+        "key 'config.min_length' is a string, not an integer"
+    """
+    name = f"key '{where}'" if where else "the file"
+    if isinstance(schema, Check):
+        found = problem(value, schema.schema, where)
+        if found:
+            return found
+        return None if schema.test(value) else f"{name} is {value!r:.40}, not {schema.wanted}"
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return f"{name} is {_type_name(type(value))}, not an object"
+        for key, sub in schema.items():
+            optional, key = key.endswith("?"), key.rstrip("?")
+            if key not in value:
+                if optional:
+                    continue
+                return f"key '{where + '.' if where else ''}{key}' is missing"
+            found = problem(value[key], sub, f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"{name} is {_type_name(type(value))}, not a list"
+        for i, item in enumerate(value):
+            found = problem(item, schema[0], f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(schema, Each):
+        if not isinstance(value, dict):
+            return f"{name} is {_type_name(type(value))}, not an object"
+        for key, item in value.items():
+            if schema.key_test is not None and not schema.key_test(key):
+                return f"{name} has the key {key!r:.60}, not {schema.key_wanted}"
+            found = problem(item, schema.schema, f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    if not _is(value, schema):
+        return f"{name} is {_type_name(type(value))}, not {_type_name(schema)}"
+    return None
+
+
+def parse(text: str, where, fix: str):
+    """`json.loads(text)`; a malformed or too deeply nested text is a one-line error naming `where`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        reason = str(e)
+    except RecursionError:  # json recurses once per nesting level: a crafted file exhausts the stack
+        reason = "nested too deeply"
+    raise TinyStoriesError(f"{where}: not valid JSON ({reason}); {fix}")
+
+
+def read_json(path, schema, *, fix: str):
+    """Parse the JSON file `path` and check it against `schema`; raise one line naming the file, the key
+    and `fix` (how to get a good file back)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TinyStoriesError(f"{path}: not valid JSON (not UTF-8 at byte {e.start}); {fix}") from None
+    data = parse(text, path, fix)
+    check(data, schema, path, fix=fix)
+    return data
+
+
+def check(data, schema, where, *, fix: str) -> None:
+    """Raise a one-line `TinyStoriesError` if `data` does not follow `schema`."""
+    found = problem(data, schema)
+    if found:
+        raise TinyStoriesError(f"{where}: {found}; {fix}")

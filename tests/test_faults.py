@@ -290,8 +290,9 @@ def test_an_error_in_a_worker_process_is_the_same_one_line(previous, tmp_path, c
     """datasets reads the .txt in 2 worker processes (one byte range each): the worker's TinyStoriesError comes
     back through multiprocess's RemoteTraceback, and is printed as the same line as with one process."""
     source, offset = _v2_text_with_a_bad_byte_near_the_end(tmp_path)
-    expected = f"{source}: not valid UTF-8 at byte offset {offset}; re-encode the file as UTF-8 (e.g. iconv -f latin1 " \
-               "-t utf-8)"
+    line = source.read_bytes()[:offset].count(b"\n") + 1
+    expected = f"{source}: line {line}: not valid UTF-8 at byte offset {offset}; re-encode the file as UTF-8 (e.g. " \
+               "iconv -f latin1 -t utf-8)"
     assert main(["--source", str(source), "--output", str(previous), "--overwrite", "--num-proc", str(num_proc),
                  "--cache-dir", str(tmp_path / "cli")]) == 2
     assert _error_line(capsys.readouterr().err) == f"error: {expected}"

@@ -286,6 +286,8 @@ def test_hub_dataset_id_is_read_through_the_same_formats(tmp_path, sample_storie
 
     monkeypatch.setattr(datasets, "load_dataset_builder", lambda repo_id, **kwargs: Builder)
     monkeypatch.setattr("tinystories_hf.sources.hub.require_hub", lambda what, fix: None)  # no Hub to probe here
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the tests run offline: "online" now
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     cache = str(tmp_path / "hf")
     stories, info = load_stories("someone/tiny-stories", validation_fraction=0.1, cache_dir=cache)
     assert (info.layout, info.kind, list(stories)) == ("hub", "parquet", ["train", "validation", "test"])
@@ -296,6 +298,7 @@ def test_hub_dataset_id_is_read_through_the_same_formats(tmp_path, sample_storie
     # Offline, the files listed by the last online run are read again; never read online: one line.
     monkeypatch.setattr(datasets, "load_dataset_builder", None)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     again, _ = load_stories("someone/tiny-stories", validation_fraction=0.1, cache_dir=cache)
     assert {s: _texts(d) for s, d in again.items()} == {s: _texts(d) for s, d in stories.items()}
     with pytest.raises(TinyStoriesError, match=r"could not load Hub dataset 'someone/other' \(offline: HF_HUB_OFFLINE"
@@ -329,7 +332,8 @@ def test_missing_path_and_unsupported_file(tmp_path):
 
 
 def test_unreachable_hub_is_one_line_error(tmp_path):
-    """The real hub code path, here without network: exit non-zero, one line naming the source, no traceback."""
+    """The real hub code path, here offline (the tests set HF_HUB_OFFLINE=1) and never read online: exit
+    non-zero, one line naming the source, no traceback."""
     run = subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", "roneneldan/TinyStories",
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode != 0

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import datasets
 import pyarrow as pa
 from datasets.builder import Key
+from datasets.fingerprint import Hasher
 
 from ..errors import TinyStoriesError
 from .layout import FORMAT_MODULES, Layout
 from .normalize import read_normalized
 
 LITERAL_EOT = "literal_eot"  # per story: its text holds a literal <|endoftext|> (tokenized as text)
+READ_VERSION = "sources/1"  # part of the cache folder: change it when what the readers produce changes
 STORY_FEATURES = datasets.Features({"text": datasets.Value("string"), LITERAL_EOT: datasets.Value("bool")})
 
 
@@ -90,10 +92,11 @@ class StoryBuilder(datasets.ArrowBasedBuilder):
 
 def story_builder(layout: Layout, *, text_column: str = "text", strip: bool = True, content_hash=None,
                   cache_dir=None) -> StoryBuilder:
-    """The builder of one source; its cache folder is `{cache_dir}/tinystories_sources/{config id}/...`."""
+    """The builder of one source; its cache folder is `{cache_dir}/tinystories_sources/{config id}/0.0.0/{hash
+    of READ_VERSION}`, the config id a hash of the config (format, files, story column, strip, content hash)."""
     data_files = datasets.data_files.DataFilesDict(
         {split: datasets.data_files.DataFilesList(paths, [()] * len(paths)) for split, paths in
          layout.data_files.items()})
     return StoryBuilder(cache_dir=cache_dir, dataset_name="tinystories_sources", config_name=layout.format,
-                        data_files=data_files, story_format=layout.format, text_column=text_column, strip=strip,
-                        content_hash=content_hash)
+                        hash=Hasher.hash(READ_VERSION), data_files=data_files, story_format=layout.format,
+                        text_column=text_column, strip=strip, content_hash=content_hash)

@@ -244,6 +244,21 @@ def test_cache_key_is_the_content_not_size_and_mtime(tmp_path, name, write):
     assert info.content_hash != again.content_hash
 
 
+@pytest.mark.parametrize("bad, message", [
+    (b'{"text": "cut', r"line 5: not valid JSON \(Unterminated string starting at column 10\)"),
+    (b'["a list"]', r"line 5: an array, not a JSON object"),
+    (b'{"text": 12}', r"line 5: 'text' holds a number, not a string"),
+    (b'{"text": "caf\\ud800"}', r"line 5: 'text' holds a lone surrogate escape \(\\ud800\)"),
+    (b'{"text": "caf\xe9"}', r"line 5: not valid UTF-8 \(byte 14 of the line\)"),
+])
+def test_json_lines_errors_name_the_line(tmp_path, bad, message):
+    """Lines counted as an editor counts them: a BOM, blank lines and CRLF endings before the bad one."""
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "One."}\r\n\r\n{"text": "Two.", "id": 2}\n\n' + bad + b"\n")
+    with pytest.raises(TinyStoriesError, match=rf"^{path}: {message}"):
+        load_stories(str(path))
+
+
 def test_invalid_utf8_names_file_line_and_offset(tmp_path):
     path = tmp_path / "bad.txt"
     good = b"Ok story.\n<|endoftext|>\nCaf"

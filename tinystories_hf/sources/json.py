@@ -67,7 +67,17 @@ def _bad_line(path: str, block: bytes, first_line: int, text_column: str):
         story = value.get(text_column)
         if story is not None and not isinstance(story, str):
             return _not_a_story(path, where, text_column, story)
+        if isinstance(story, str) and not story.isascii():
+            try:
+                story.encode("utf-8")
+            except UnicodeEncodeError as e:  # json allows "\ud800"; it is no Unicode text
+                return TinyStoriesError(f"{path}: {where}: {text_column!r} holds a lone surrogate escape "
+                                        f"(\\u{ord(story[e.start]):04x}), which is not text; fix the story")
     return None
+
+
+def _last_line(block: bytes, first: int) -> int:
+    return first + block.count(b"\n") - block.endswith(b"\n")
 
 
 def _fields(path: str) -> list:
@@ -99,7 +109,7 @@ def _read_lines(path: str, f, head: bytes, text_column: str):
                                       read_options=paj.ReadOptions(block_size=max(1 << 20, len(block) // 4)))
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                 error = _bad_line(path, block, line, text_column)
-                last = line + block.count(b"\n")
+                last = _last_line(block, line)
                 raise error or TinyStoriesError(f"{path}: lines {line}..{last}: {str(e).splitlines()[0]}") from None
             column = table.column(0)
             seen = seen or column.null_count < len(column)
@@ -167,6 +177,5 @@ def invalid_text(shard, where, row: int) -> TinyStoriesError:
     if block is None:  # a JSON array: `first` is the batch's first item
         return TinyStoriesError(f"{path}: item {first + row}: not valid UTF-8 (a lone surrogate escape); "
                                 "fix the story's text")
-    last = first + block.count(b"\n")
     return _bad_line(path, block, first, "\0") or TinyStoriesError(
-        f"{path}: lines {first}..{last}: not valid UTF-8; re-encode the file as UTF-8")
+        f"{path}: lines {first}..{_last_line(block, first)}: not valid UTF-8; re-encode the file as UTF-8")

@@ -19,7 +19,7 @@ from .config import PrepareConfig, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, cli_errors
 from .sources import load_stories
 from .store import check_output, save_prepared
-from .tokenize import encode_split, reduce_split, split_counts
+from .tokenize import check_sample, encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
 SPLITS = ("train", "validation")
@@ -85,6 +85,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
                                     num_proc=config.num_proc, split=split) for split in SPLITS}
     lap("tokenize")
+    checked = check_sample(stories, base_ids, encoder, seed=config.seed)  # a fast encoder's ids vs tiktoken's
+    lap("check")
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
     counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
@@ -114,6 +116,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         "config": dataclasses.asdict(config),
         "source": dataclasses.asdict(source),
         "backend": encoder.name,
+        "backend_check": {"reference": encoder.reference().name, "stories": checked, "seed": config.seed}
+        if checked else None,
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id,
         "vocab_sha256": tokenizer.fingerprint,
         "vocab_sample": sample,
@@ -130,6 +134,12 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info)
 
 
+def _backend_note(result: PrepareResult) -> str:
+    check, note = result.info.get("backend_check"), result.tokenizer.encoder.note
+    checked = f" (ids of {check['stories']:,} sampled stories checked against {check['reference']})" if check else ""
+    return checked + (f" ({note})" if note else "")
+
+
 @cli_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tinystories-prepare", description="Turn raw TinyStories into a saved, reduced-vocabulary token dataset (load_from_disk).",
@@ -139,7 +149,7 @@ def main(argv=None) -> int:
     result = prepare(config)
     print(summary_table(result.info["splits"]))
     print(f"vocabulary: {result.tokenizer.vocab_size} ids (eos {result.tokenizer.eos_id}, unk "
-          f"{result.tokenizer.unk_id}), backend {result.info['backend']}, "
+          f"{result.tokenizer.unk_id}), backend {result.info['backend']}{_backend_note(result)}, "
           f"{result.info['elapsed_seconds']:.1f} s -> {result.output}")
     return 0
 

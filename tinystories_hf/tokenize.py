@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import xxhash
 from datasets.fingerprint import Hasher
 
+from .errors import TinyStoriesError, flag
 from .mapped_pages import PageReleaser
 
 ENCODE_VERSION = "encode/1"
@@ -24,6 +25,7 @@ ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings u
 ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
 REDUCE_ROWS_PER_SEGMENT = 250_000
+CHECK_STORIES = 5_000  # stories re-encoded by the reference encoder on every run (about 1M tokens, a few 0.1 s)
 
 
 def reduced_features(keep_text: bool) -> datasets.Features:
@@ -39,6 +41,11 @@ def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
+def _usable(texts: list) -> list:
+    """Stories as the encoder sees them: missing, non-string and whitespace-only texts become ""."""
+    return [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
+
+
 def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
                    pages: PageReleaser | None = None) -> pa.Table:
     """Arrow batch with `text` -> Arrow batch with `base_ids` (and `text` if kept); `pages` releases the
@@ -46,12 +53,47 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
     texts = batch.column("text").to_pylist()
     if pages is not None:
         pages.read(batch.column("text"))
-    usable = [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
-    lengths, values = encoder.encode_flat(usable, base_dtype)
+    lengths, values = encoder.encode_flat(_usable(texts), base_dtype)
     columns = {"base_ids": _list_array(lengths, values)}
     if keep_text:
         columns["text"] = batch.column("text")
     return pa.table(columns)
+
+
+def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int | None = None) -> int:
+    """Re-encode a seeded sample of stories with `encoder.reference` (tiktoken for fastokens) and compare
+    with the stored base ids; returns how many stories were checked (0 when the encoder is its own reference).
+
+    A young encoder can be wrong where its authors' tests do not look: a mismatch stops the run before any
+    vocabulary or output exists, with one line naming the first differing story (split, row) and the backend
+    that gives the reference ids. The sample (`CHECK_STORIES` in all, shared by the splits by size) is drawn
+    anew from `seed` for each split.
+
+    Raises:
+        TinyStoriesError: the encoder's ids differ from the reference's on a sampled story."""
+    reference = encoder.reference() if hasattr(encoder, "reference") else None
+    if reference is None:
+        return 0
+    size = CHECK_STORIES if size is None else size
+    total, checked, rng = sum(ds.num_rows for ds in stories.values()), 0, np.random.default_rng(seed)
+    for split, ds in stories.items():
+        count = min(ds.num_rows, max(100, round(size * ds.num_rows / max(total, 1))))
+        rows = np.sort(rng.choice(ds.num_rows, size=count, replace=False))
+        texts = _usable(ds.select(rows).with_format("arrow")["text"].to_pylist())
+        stored = base_ids[split].select(rows).with_format("arrow")["base_ids"].combine_chunks()
+        lengths, values = reference.encode_flat(texts, np.uint32)
+        stored_lengths = pc.list_value_length(stored).to_numpy(zero_copy_only=False)
+        stored_values = stored.flatten().to_numpy(zero_copy_only=False)
+        if not (np.array_equal(stored_lengths, lengths) and np.array_equal(stored_values, values)):
+            ends, stored_ends = np.cumsum(lengths), np.cumsum(stored_lengths)
+            first = next(i for i in range(count) if not np.array_equal(
+                stored_values[stored_ends[i] - stored_lengths[i]:stored_ends[i]], values[ends[i] - lengths[i]:ends[i]]))
+            raise TinyStoriesError(
+                f"split {split!r} row {rows[first]}: the {encoder.name} encoder's ids differ from {reference.name}'s "
+                f"(the first difference in a seeded check of {count:,} stories); rerun with "
+                f"{flag('backend', reference.name)}, and report the story to the {encoder.name} project")
+        checked += count
+    return checked
 
 
 def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int, min_length: int,

@@ -7,8 +7,14 @@ import pytest
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer, load_base_tokenizer
-from tinystories_hf.base_tokenizer import (FastokensEncoder, HFEncoder, TiktokenEncoder, gpt2_bpe_files, is_gpt2_bpe,
-                                           make_encoder)
+from tinystories_hf.base_tokenizer import (
+    FastokensEncoder,
+    HFEncoder,
+    TiktokenEncoder,
+    gpt2_bpe_files,
+    is_gpt2_bpe,
+    make_encoder,
+)
 
 # GPT-2's pre-tokenizer corners: contractions, whitespace runs, digits, emoji, NUL, a literal separator.
 EDGE_CASES = ["", " ", "   \n\n  \t", "a  b   c    d", "trailing   ", "\n" * 50, " " * 300 + "y",

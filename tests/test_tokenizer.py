@@ -12,6 +12,7 @@ from tinystories_hf.base_tokenizer import (
     HFEncoder,
     TiktokenEncoder,
     gpt2_bpe_files,
+    gpt2_ranks,
     is_gpt2_bpe,
     make_encoder,
 )
@@ -72,6 +73,14 @@ def test_encoders_agree_on_every_real_story_and_edge_cases(base, sample_stories)
         lengths, values = encoder.encode_flat(texts, np.uint16)
         assert values.dtype == np.uint16 and lengths.tolist() == [len(ids) for ids in reference]
         assert values.tolist() == [i for ids in reference for i in ids]
+
+
+def test_gpt2_ranks_are_tiktokens_own_reading_of_the_files():
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    files = gpt2_bpe_files()
+    assert gpt2_ranks() == data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(files["vocab.bpe"]),
+                                                           encoder_json_file=str(files["encoder.json"]))
 
 
 def test_fastokens_gives_tiktokens_ids_on_random_unicode(base):

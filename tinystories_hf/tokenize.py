@@ -20,7 +20,7 @@ import xxhash
 from datasets.fingerprint import Hasher
 
 from .errors import TinyStoriesError, flag
-from .mapped_pages import PageReleaser
+from .mapped_pages import PageReleaser, release_mappings
 
 ENCODE_VERSION = "encode/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
@@ -85,6 +85,9 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
         rows = np.sort(rng.choice(ds.num_rows, size=count, replace=False))
         texts = _usable(ds.select(rows).with_format("arrow")["text"].to_pylist())
         stored = base_ids[split].select(rows).with_format("arrow")["base_ids"].combine_chunks()
+        # Rows spread over the whole files map pages all over them (the kernel maps a few around each read):
+        # release them, or this process would keep much of the text and ids resident.
+        release_mappings(*ds.data.columns, *base_ids[split].data.columns)
         lengths, values = reference.encode_flat(texts, np.uint32)
         stored_lengths = pc.list_value_length(stored).to_numpy(zero_copy_only=False)
         stored_values = stored.flatten().to_numpy(zero_copy_only=False)

@@ -109,6 +109,10 @@ def test_outputs_are_byte_identical_whatever_num_proc(tmp_path, monkeypatch):
     assert len(pooled) == 2  # train's tokenize and remap passes both really ran in two worker processes
     assert not list((tmp_path / "c1").rglob("cache-*_of_00002.arrow"))
     assert _data_hashes(one.output) == _data_hashes(two.output)
+    # the two remap segments became the two shards of the saved train split, copied from datasets' cache
+    assert sorted(p.name for p in (one.output / "train").glob("*.arrow")) == [
+        "data-00000-of-00002.arrow", "data-00001-of-00002.arrow"]
+    assert datasets.load_from_disk(str(one.output))["train"]["input_ids"] == two.dataset["train"]["input_ids"]
     assert one.info["vocab_sample"]["stories"] == 1000
     assert one.info["splits"]["train"]["unk_tokens"] > 0
 

@@ -154,9 +154,11 @@ def copy_to_disk(ds: datasets.Dataset, folder: Path) -> bool:
     names = [f"data-{i:05d}-of-{len(files):05d}.arrow" for i in range(len(files))]
     with ThreadPoolExecutor(max_workers=len(files)) as pool:  # sendfile releases the GIL
         list(pool.map(_copy_arrow_stream, files, [folder / name for name in names]))
-    state = {"_data_files": [{"filename": name} for name in names], "_fingerprint": ds._fingerprint,
-             "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
-             "_split": str(ds.split) if ds.split is not None else None}  # the keys save_to_disk writes
+    # The state save_to_disk writes, read as it reads it.
+    state = {key: ds.__dict__[key] for key in ("_fingerprint", "_format_columns", "_format_kwargs", "_format_type",
+                                                "_output_all_columns")}
+    state["_split"] = str(ds.split) if ds.split is not None else None
+    state["_data_files"] = [{"filename": name} for name in names]
     (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
     info = asdict(ds.info)  # datasets' own asdict, as save_to_disk calls it
     (folder / "dataset_info.json").write_text(json.dumps({key: info[key] for key in sorted(info)}, indent=2),

@@ -6,7 +6,9 @@
 2. `reduce_stories`: base ids -> reduced ids with one gather (Arrow take), truncated to `max_length`, stories
    under `min_length` tokens dropped. Output columns: `input_ids` (uint16 list) and `length`.
 Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
-(and counted) in pass 2: bad rows never crash a run.
+(and counted) in pass 2: bad rows never crash a run. Between the passes, `check_sample` re-encodes a seeded
+sample with the reference encoder (tiktoken) when pass 1 used a faster one (fastokens), and stops on a
+difference.
 
 The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
 """
@@ -70,8 +72,8 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
 
     A young encoder can be wrong where its authors' tests do not look: a mismatch stops the run before any
     vocabulary or output exists, with one line naming the first differing story (split, row) and the backend
-    that gives the reference ids. The sample (`CHECK_STORIES` in all, shared by the splits by size) is drawn
-    anew from `seed` for each split.
+    that gives the reference ids. The sample (`CHECK_STORIES` in all, shared by the splits by size, at least 100
+    stories or all of a split) is drawn from `seed`, split after split.
 
     Raises:
         TinyStoriesError: the encoder's ids differ from the reference's on a sampled story."""
@@ -83,8 +85,9 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
     for split, ds in stories.items():
         count = min(ds.num_rows, max(100, round(size * ds.num_rows / max(total, 1))))
         rows = np.sort(rng.choice(ds.num_rows, size=count, replace=False))
-        texts = _usable(ds.select(rows).with_format("arrow")["text"].to_pylist())
-        stored = base_ids[split].select(rows).with_format("arrow")["base_ids"].combine_chunks()
+        # Rows read by index (no select(): it would write an indices file to the cache on every run).
+        texts = _usable(ds.with_format("arrow")[rows.tolist()]["text"].to_pylist())
+        stored = base_ids[split].with_format("arrow")[rows.tolist()]["base_ids"].combine_chunks()
         # Rows spread over the whole files map pages all over them (the kernel maps a few around each read):
         # release them, or this process would keep much of the text and ids resident.
         release_mappings(*ds.data.columns, *base_ids[split].data.columns)

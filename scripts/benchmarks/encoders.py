@@ -8,8 +8,8 @@ it, and checked against tiktoken's `encode_ordinary` (HF tokenizers agrees with 
     `<|endoftext|>` (always ordinary text in a story),
   * seeded random unicode strings (`--fuzz` of them).
 Speed: one process, the sample's stories in batches of ENCODE_BATCH_SIZE, the library's fastest batch call
-that gives ids in one buffer where it has one; best of 3 passes after a warm-up pass. CPU seconds count all
-threads, so a library that encodes a batch on several threads shows it.
+that gives ids in one buffer where it has one: the first pass, and the best of 3 passes after it (wall time;
+HF tokenizers' batch call runs on several threads, the others on the calling one).
 
 Candidates are optional imports: install them in a scratch venv (`pip install splintr-rs fastokens tokie
 riptoken kitoken gigatoken`) and run `python scripts/benchmark.py --encoders`.
@@ -165,7 +165,7 @@ def _gigatoken():
 
 CANDIDATES = {  # package on PyPI -> (import check, builder, the call measured)
     "tiktoken": (_tiktoken, "encode_to_numpy per story (prepare's tiktoken backend)"),
-    "tokenizers": (_hf, "encode_batch_fast (prepare's hf backend)"),
+    "tokenizers": (_hf, "encode_batch_fast (prepare's hf backend; several threads)"),
     "fastokens": (_fastokens, "encode_batch_flat (prepare's fastokens backend)"),
     "splintr-rs": (_splintr, "encode_batch_flat"),
     "tokie": (_tokie, "encode_batch"),
@@ -202,19 +202,19 @@ def _mismatch(flat, texts) -> str | None:
 
 
 def _speed(flat, texts) -> tuple:
-    """(M tokens/s of the first pass, of the best of 3 passes after it, M tokens per CPU second of those):
-    several libraries keep per-word caches, which the first pass fills."""
+    """(M tokens/s of the first pass, of the best of 3 passes after it): several libraries keep per-word
+    caches, which the first pass fills."""
     batches = [texts[i:i + ENCODE_BATCH_SIZE] for i in range(0, len(texts), ENCODE_BATCH_SIZE)]
     cold = time.perf_counter()
     tokens = sum(int(flat(b)[0].sum()) for b in batches)
     cold = time.perf_counter() - cold
-    best_wall, best_cpu = float("inf"), float("inf")
+    best = float("inf")
     for _ in range(3):
-        wall, cpu = time.perf_counter(), time.process_time()
+        start = time.perf_counter()
         for batch in batches:
             flat(batch)
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.process_time() - cpu)
-    return tokens / cold / 1e6, tokens / best_wall / 1e6, tokens / best_cpu / 1e6
+        best = min(best, time.perf_counter() - start)
+    return tokens / cold / 1e6, tokens / best / 1e6
 
 
 def evaluate(fuzz_count: int = 20_000) -> None:
@@ -225,21 +225,21 @@ def evaluate(fuzz_count: int = 20_000) -> None:
           f"cases, {len(fuzz_texts):,} random unicode strings; speed: one process, the real stories in batches of "
           f"{ENCODE_BATCH_SIZE:,}\n")
     print("| package | version | call | real stories | corners | fuzz | M tok/s first pass | M tok/s warm | "
-          "x tiktoken (warm) | M tok/CPU-s warm |\n|---|---|---|---|---|---|---:|---:|---:|---:|")
+          "x tiktoken (warm) |\n|---|---|---|---|---|---|---:|---:|---:|")
     baseline = None
     for package, (build, call) in CANDIDATES.items():
         try:
             flat, found = build(), version(package.strip())
         except (ImportError, PackageNotFoundError):
-            print(f"| {package} | not installed | | | | | | | | |")
+            print(f"| {package} | not installed | | | | | | | |")
             continue
         checks = [_mismatch(flat, texts) or "all equal" for texts in (stories, corner_texts, fuzz_texts)]
-        cold, wall, cpu = _speed(flat, stories)
-        baseline = baseline or wall
+        cold, warm = _speed(flat, stories)
+        baseline = baseline or warm
         print(f"| {package} | {found} | `{call}` | {checks[0]} | {checks[1]} | {checks[2]} | {cold:.1f} | "
-              f"{wall:.1f} | {wall / baseline:.1f} | {cpu:.1f} |", flush=True)
+              f"{warm:.1f} | {warm / baseline:.1f} |", flush=True)
     for package, reason in NOT_APPLICABLE.items():
-        print(f"| {package} | | not applicable: {reason} | | | | | | | |")
+        print(f"| {package} | | not applicable: {reason} | | | | | | |")
 
 
 # -- --wheels: what PyPI serves (its JSON API), for the platforms and the Pythons setup.cfg supports ---------

@@ -90,6 +90,14 @@ def test_fastokens_gives_tiktokens_ids_on_random_unicode(base):
     assert FastokensEncoder().encode_batch(texts) == expected == HFEncoder(base).encode_batch(texts)
 
 
+def test_fastokens_treats_lone_surrogates_as_tiktoken_does():
+    """A Python str can hold a lone surrogate (UTF-8 data cannot): both replace it with U+FFFD's ids."""
+    texts = ["a\ud800b", "\udfff", "x\ud83d", "fine"]
+    expected = TiktokenEncoder().encode_batch(texts)
+    assert expected[1] == TiktokenEncoder().encode_batch(["\ufffd"])[0]
+    assert FastokensEncoder().encode_batch(texts) == expected
+
+
 def test_base_tokenizer_matches_transformers_gpt2(base, sample_stories):
     gpt2 = _gpt2_tokenizer()
     assert base.get_vocab() == gpt2.get_vocab()

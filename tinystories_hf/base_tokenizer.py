@@ -35,6 +35,7 @@ def gpt2_bpe_files() -> dict:
 
 
 _BUNDLED_SHA256 = set()  # content hashes of the tokenizers gpt_neo_tokenizer built
+_ORDINARY_SPEC = {}  # "json": the bundled BPE's tokenizer.json text before its <|endoftext|> token is added
 
 
 def gpt_neo_tokenizer():
@@ -49,6 +50,7 @@ def gpt_neo_tokenizer():
     tokenizer = Tokenizer(models.BPE.from_file(str(files["encoder.json"]), str(files["vocab.bpe"])))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
+    _ORDINARY_SPEC.setdefault("json", tokenizer.to_str())  # for fastokens: no added token to match in text
     tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
     _BUNDLED_SHA256.add(tokenizer_sha256(tokenizer))
     return tokenizer
@@ -230,13 +232,13 @@ def fastokens_available() -> bool:
 @functools.cache
 def _gpt2_fastokens():
     """fastokens' BPE for the bundled GPT-2 files, built once per process (forked workers inherit it) from
-    the tokenizer.json `gpt_neo_tokenizer` writes, less its `<|endoftext|>` added token: story text is
+    the tokenizer.json `gpt_neo_tokenizer` builds, before its `<|endoftext|>` added token: story text is
     ordinary text, so nothing in it may match a special token (calls also pass split_special_tokens)."""
     import fastokens
 
-    spec = json.loads(gpt_neo_tokenizer().to_str())
-    spec["added_tokens"] = []
-    return fastokens.Tokenizer.from_json_str(json.dumps(spec))
+    if "json" not in _ORDINARY_SPEC:
+        gpt_neo_tokenizer()
+    return fastokens.Tokenizer.from_json_str(_ORDINARY_SPEC["json"])
 
 
 class FastokensEncoder:

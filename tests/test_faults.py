@@ -584,13 +584,18 @@ def wait_for_go(function):
 
 def patch(stage):
     if stage == "tokenizing":  # in a map worker at its second batch: datasets' temporary file exists by then
-        encode_flat, calls = base_tokenizer.TiktokenEncoder.encode_flat, []
-        def paused_encode_flat(self, texts, dtype):
-            calls.append(len(texts))  # call 1 is the parent's warm-up before the fork
-            if len(calls) == 3:
-                pause()
-            return encode_flat(self, texts, dtype)
-        base_tokenizer.TiktokenEncoder.encode_flat = paused_encode_flat
+        make_encoder = base_tokenizer.make_encoder
+        def paused_make_encoder(*args, **kwargs):  # whichever encoder the run picks (auto: fastokens or tiktoken)
+            encoder, calls = make_encoder(*args, **kwargs), []
+            encode_flat = encoder.encode_flat
+            def paused_encode_flat(texts, dtype):
+                calls.append(len(texts))  # call 1 is the parent's warm-up before the fork
+                if len(calls) == 3:
+                    pause()
+                return encode_flat(texts, dtype)
+            encoder.encode_flat = paused_encode_flat
+            return encoder
+        pipeline.make_encoder = paused_make_encoder
     elif stage == "counting":
         pipeline.count_base_tokens = pause
     elif stage == "remapping":

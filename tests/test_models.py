@@ -71,12 +71,14 @@ def test_benchmark_reference_reads_the_same_windows_as_the_packed_dataset(prepar
 def test_benchmark_runs_every_pipeline_and_prints_the_goals(tmp_path):
     """Not a timed test: the benchmark on a tiny corpus must run end to end and print every row and ratio."""
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--stories", "300",
-                          "--old-stories", "100", "--scale", "2", "--workdir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600, check=False)
+                          "--hf-ceiling", "--old-pipeline", "--old-stories", "100", "--scale", "2",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [line.split("|")[1].strip() for line in run.stdout.splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["tiktoken ceiling", "HF tokenizer ceiling", "old serial pipeline", "tinystories-prepare",
-                        "tinystories-prepare, cached rerun", "tinystories-prepare, 2x corpus"]
-    for goal in ("prepare / tiktoken ceiling", "prepare / old pipeline", "cached rerun / first run",
-                 "bytes/token (goal <= 2.2)", "peak memory at 2x / 1x"):
+    assert rows[1:] == ["fastokens ceiling (the fastest exact encoder)", "tiktoken ceiling",
+                        "tinystories-prepare", "tinystories-prepare, cached rerun", "HF tokenizer ceiling",
+                        "old serial pipeline", "tinystories-prepare, 2x corpus"]
+    for goal in ("prepare / fastokens ceiling", "(goal >= 0.5)", "prepare / tiktoken ceiling", "(goal >= 3.0)",
+                 "bytes/token (goal <= 2.05)", "cached rerun / first run wall time", "(goal <= 10%)",
+                 "peak RSS of prepare", "peak memory at 2x / 1x", "prepare / old pipeline", "prepare stages: load"):
         assert goal in run.stdout

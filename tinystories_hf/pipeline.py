@@ -19,7 +19,7 @@ from .config import PrepareConfig, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, api_errors, cli_errors, flag, writes
 from .sources import load_stories
 from .store import check_output, hold_cache_lease, hold_writer_lock, save_prepared
-from .tokenize import encode_split, reduce_split, split_counts
+from .tokenize import check_sample, encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
 
@@ -108,6 +108,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
                                     num_proc=config.num_proc, split=split) for split in stories}
     lap("tokenize")
+    checked = check_sample(stories, base_ids, encoder, seed=config.seed)  # a fast encoder's ids vs tiktoken's
+    lap("check")
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
     counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
@@ -142,6 +144,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         "config": dataclasses.asdict(config),
         "source": source_info,
         "backend": encoder.name,
+        "backend_check": {"reference": encoder.reference().name, "stories": checked, "seed": config.seed}
+        if checked else None,
         "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id,
         "vocab_sha256": tokenizer.fingerprint,
         # How many regular ids the sample filled; the rest are fill (never-seen tokens, see vocab.py).
@@ -165,14 +169,20 @@ def vocabulary_lines(result: PrepareResult, shown_output) -> str:
     """The CLI's vocabulary line, and a note when part of the vocabulary is fill (never-seen tokens)."""
     tokenizer, sample = result.tokenizer, result.info["vocab_sample"]
     lines = [(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), "
-              f"{sample['ids_in_sample']:,} tokens of the vocabulary sample, backend {result.info['backend']}, "
-              f"{result.info['elapsed_seconds']:.1f} s -> {shown_output}")]
+              f"{sample['ids_in_sample']:,} tokens of the vocabulary sample, backend {result.info['backend']}"
+              f"{_backend_note(result)}, {result.info['elapsed_seconds']:.1f} s -> {shown_output}")]
     if sample["fill_ids"]:
         end = sample["ids_in_sample"] + 2  # ids 2..end-1 are the sample's tokens
         lines.append(f"note: the vocabulary sample ({sample['stories']:,} stories) holds only {end - 2:,} distinct "
                      f"tokens: ids {end:,}..{tokenizer.vocab_size - 1:,} are fill (tokens it never saw, lowest base "
                      f"id first); {flag('vocab_size', end)} keeps exactly the sample's tokens")
     return "\n".join(lines)
+
+
+def _backend_note(result: PrepareResult) -> str:
+    check, note = result.info.get("backend_check"), result.tokenizer.encoder.note
+    checked = f" (ids of {check['stories']:,} sampled stories checked against {check['reference']})" if check else ""
+    return checked + (f" ({note})" if note else "")
 
 
 @cli_errors

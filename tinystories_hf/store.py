@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from pathlib import Path
 import datasets
 import filelock
 import pyarrow as pa
+from datasets.utils.py_utils import asdict
 
 from .errors import Run, TinyStoriesError, api_errors, current_run, flag, require_hub, writes
 from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, relative_file
@@ -322,12 +324,83 @@ def shard_counts(dataset_dict) -> dict:
     return {split: max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES)) for split, ds in dataset_dict.items()}
 
 
+def _whole_cache_files(ds: datasets.Dataset) -> list:
+    """The Arrow files `ds` is exactly made of (each whole, in row order, no selection, only its schema's
+    metadata replaced), or [] if it is not."""
+    from datasets.table import ConcatenationTable, MemoryMappedTable
+
+    table = ds.data
+    rows = table.blocks if isinstance(table, ConcatenationTable) else [[table]]
+    if ds._indices is not None or ds.format["type"] is not None or any(
+            len(row) != 1 or not isinstance(row[0], MemoryMappedTable) or
+            any(op != "replace_schema_metadata" for op, _, _ in row[0].replays) for row in rows):
+        return []
+    return [row[0].path for row in rows]
+
+
+def _copy_arrow_stream(source: str, target: Path) -> None:
+    """Copy an Arrow stream file written by datasets, less the map fingerprint its schema metadata carries
+    (it names the pass that wrote the file, not the data): the record batches are copied byte for byte, in
+    the kernel, after a re-serialised schema message."""
+    with pa.memory_map(source) as stream:
+        schema = pa.ipc.read_schema(pa.ipc.read_message(stream))
+        start, size = stream.tell(), stream.size()
+    metadata = dict(schema.metadata or {})
+    if b"huggingface" in metadata:
+        hf = json.loads(metadata[b"huggingface"])
+        hf.pop("fingerprint", None)
+        metadata[b"huggingface"] = json.dumps(hf).encode()
+    with open(source, "rb") as fin, open(target, "wb") as fout:
+        fout.write(schema.with_metadata(metadata).serialize())
+        fout.flush()
+        offset = start
+        while offset < size:
+            sent = os.sendfile(fout.fileno(), fin.fileno(), offset, min(size - offset, 1 << 30))
+            if sent == 0:
+                raise OSError(f"{source}: could not copy past byte {offset}")
+            offset += sent
+
+
+def copy_to_disk(ds: datasets.Dataset, folder: Path) -> bool:
+    """Write `ds` as `save_to_disk` does (`data-i-of-n.arrow`, `state.json`, `dataset_info.json`) by copying
+    the cache files it is made of, which the map that made it wrote in the same Arrow stream format: one
+    in-kernel copy instead of reading and re-writing every batch. False (nothing written) if `ds` is not
+    exactly its cache files."""
+    files = _whole_cache_files(ds)
+    if not files:
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data-{i:05d}-of-{len(files):05d}.arrow" for i in range(len(files))]
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:  # sendfile releases the GIL
+        list(pool.map(_copy_arrow_stream, files, [folder / name for name in names]))
+    # The state save_to_disk writes, read as it reads it.
+    state = {key: ds.__dict__[key] for key in ("_fingerprint", "_format_columns", "_format_kwargs", "_format_type",
+                                                "_output_all_columns")}
+    state["_split"] = str(ds.split) if ds.split is not None else None
+    state["_data_files"] = [{"filename": name} for name in names]
+    (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    info = asdict(ds.info)  # datasets' own asdict, as save_to_disk calls it
+    (folder / "dataset_info.json").write_text(json.dumps({key: info[key] for key in sorted(info)}, indent=2),
+                                              encoding="utf-8")
+    return True
+
+
+def save_dataset_dict(dataset_dict: datasets.DatasetDict, folder: Path) -> None:
+    """`dataset_dict.save_to_disk(folder)`, copying whole cache files where a split is made of them."""
+    if sys.platform.startswith("linux") and all(_whole_cache_files(ds) for ds in dataset_dict.values()):
+        for split, ds in dataset_dict.items():
+            copy_to_disk(ds, folder / split)
+        (folder / "dataset_dict.json").write_text(json.dumps({"splits": list(dataset_dict)}), encoding="utf-8")
+        return
+    with pages_released(*(ds.data for ds in dataset_dict.values())):  # RSS stays flat however large
+        dataset_dict.save_to_disk(str(folder), num_shards=shard_counts(dataset_dict))
+
+
 def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool) -> Path:
     """Write a prepared folder atomically (temporary folder + exchange); returns its path."""
     output = Path(output).expanduser().resolve()
     with atomic_folder(output, overwrite=overwrite) as partial:
-        with pages_released(*(ds.data for ds in dataset_dict.values())):  # RSS stays flat however large
-            dataset_dict.save_to_disk(str(partial), num_shards=shard_counts(dataset_dict))
+        save_dataset_dict(dataset_dict, partial)
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
         data_files = tree_sha256(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR)

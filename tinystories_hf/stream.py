@@ -72,7 +72,7 @@ class StreamConfig:
                               "EOS and UNK included")
     base_tokenizer: str = option(PrepareConfig.tokenizer, "without --tokenizer: the base tokenizer (as "
                                   "tinystories-prepare --tokenizer)")
-    backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken or auto")
+    backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken, fastokens or auto")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work."""

@@ -6,10 +6,14 @@
 2. `reduce_stories`: base ids -> reduced ids with one gather (Arrow take), truncated to `max_length`, stories
    under `min_length` tokens dropped. Output columns: `input_ids` (uint16 list) and `length`.
 Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
-(and counted) in pass 2: bad rows never crash a run.
+(and counted) in pass 2: bad rows never crash a run. Between the passes, `check_sample` re-encodes a seeded
+sample with the reference encoder (tiktoken) when pass 1 used a faster one (fastokens), and stops on a
+difference.
 
 The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
 """
+from pathlib import Path
+
 import datasets
 import numpy as np
 import pyarrow as pa
@@ -17,13 +21,17 @@ import pyarrow.compute as pc
 import xxhash
 from datasets.fingerprint import Hasher
 
-from .mapped_pages import PageReleaser
+from .errors import TinyStoriesError, flag
+from .mapped_pages import PageReleaser, release_mappings
 
 ENCODE_VERSION = "encode/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
 ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
 REDUCE_ROWS_PER_SEGMENT = 250_000
+# Stories re-encoded by the reference encoder on every run (about 0.8M tokens): a story type the fast encoder
+# gets wrong once in a thousand stories is caught with 98% probability.
+CHECK_STORIES = 4_000
 
 
 def reduced_features(keep_text: bool) -> datasets.Features:
@@ -39,6 +47,11 @@ def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
+def _usable(texts: list) -> list:
+    """Stories as the encoder sees them: missing, non-string and whitespace-only texts become ""."""
+    return [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
+
+
 def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
                    pages: PageReleaser | None = None) -> pa.Table:
     """Arrow batch with `text` -> Arrow batch with `base_ids` (and `text` if kept); `pages` releases the
@@ -46,12 +59,51 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
     texts = batch.column("text").to_pylist()
     if pages is not None:
         pages.read(batch.column("text"))
-    usable = [t if isinstance(t, str) and not t.isspace() else "" for t in texts]
-    lengths, values = encoder.encode_flat(usable, base_dtype)
+    lengths, values = encoder.encode_flat(_usable(texts), base_dtype)
     columns = {"base_ids": _list_array(lengths, values)}
     if keep_text:
         columns["text"] = batch.column("text")
     return pa.table(columns)
+
+
+def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int | None = None) -> int:
+    """Re-encode a seeded sample of stories with `encoder.reference` (tiktoken for fastokens) and compare
+    with the stored base ids; returns how many stories were checked (0 when the encoder is its own reference).
+
+    A young encoder can be wrong where its authors' tests do not look: a mismatch stops the run before any
+    vocabulary or output exists, with one line naming the first differing story (split, row) and the backend
+    that gives the reference ids. The sample (`CHECK_STORIES` in all, shared by the splits by size, at least 100
+    stories or all of a split) is drawn from `seed`, split after split.
+
+    Raises:
+        TinyStoriesError: the encoder's ids differ from the reference's on a sampled story."""
+    reference = encoder.reference() if hasattr(encoder, "reference") else None
+    if reference is None:
+        return 0
+    size = CHECK_STORIES if size is None else size
+    total, checked, rng = sum(ds.num_rows for ds in stories.values()), 0, np.random.default_rng(seed)
+    for split, ds in stories.items():
+        count = min(ds.num_rows, max(100, round(size * ds.num_rows / max(total, 1))))
+        rows = np.sort(rng.choice(ds.num_rows, size=count, replace=False))
+        # Rows read by index (no select(): it would write an indices file to the cache on every run).
+        texts = _usable(ds.with_format("arrow")[rows.tolist()]["text"].to_pylist())
+        stored = base_ids[split].with_format("arrow")[rows.tolist()]["base_ids"].combine_chunks()
+        # Rows spread over the whole files map pages all over them (the kernel maps a few around each read):
+        # release them, or this process would keep much of the text and ids resident.
+        release_mappings(*ds.data.columns, *base_ids[split].data.columns)
+        lengths, values = reference.encode_flat(texts, np.uint32)
+        stored_lengths = pc.list_value_length(stored).to_numpy(zero_copy_only=False)
+        stored_values = stored.flatten().to_numpy(zero_copy_only=False)
+        if not (np.array_equal(stored_lengths, lengths) and np.array_equal(stored_values, values)):
+            ends, stored_ends = np.cumsum(lengths), np.cumsum(stored_lengths)
+            first = next(i for i in range(count) if not np.array_equal(
+                stored_values[stored_ends[i] - stored_lengths[i]:stored_ends[i]], values[ends[i] - lengths[i]:ends[i]]))
+            raise TinyStoriesError(
+                f"split {split!r} row {rows[first]}: the {encoder.name} encoder's ids differ from {reference.name}'s "
+                f"(the first difference in a seeded check of {count:,} stories); rerun with "
+                f"{flag('backend', reference.name)}, and report the story to the {encoder.name} project")
+        checked += count
+    return checked
 
 
 def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int, min_length: int,
@@ -93,12 +145,21 @@ def encode_split(stories: datasets.Dataset, encoder, *, keep_text: bool, num_pro
         features["text"] = datasets.Value("string")
     # Each worker costs a fork and a cache file of its own: give each a few thousand stories at least.
     procs = min(num_proc, stories.num_rows // ROWS_PER_PROCESS)
-    encoder.encode_flat([""], dtype)  # build the encoder here once: forked workers inherit it
+    if not _cached(stories, fingerprint):
+        encoder.encode_flat([""], dtype)  # build the encoder here once (not for a cache hit): workers inherit it
     return stories.with_format("arrow").map(
         encode_stories, batched=True, batch_size=ENCODE_BATCH_SIZE, num_proc=procs if procs > 1 else None,
         fn_kwargs={"encoder": encoder, "base_dtype": dtype, "keep_text": keep_text, "pages": PageReleaser()},
         remove_columns=stories.column_names, features=datasets.Features(features),
         new_fingerprint=fingerprint, desc=f"tokenize {split}".strip()).with_format(None)
+
+
+def _cached(dataset: datasets.Dataset, fingerprint: str) -> bool:
+    """Whether datasets' cache likely holds a map of `dataset` under `fingerprint` (the files it names
+    cache-FINGERPRINT[_i_of_n].arrow beside the dataset's own). Only saves building an encoder for nothing:
+    if wrong, the map runs and the encoder is built on first use."""
+    files = dataset.cache_files
+    return bool(files) and any(Path(files[0]["filename"]).parent.glob(f"cache-{fingerprint}*.arrow"))
 
 
 def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_length: int, keep_text: bool,

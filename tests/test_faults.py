@@ -97,29 +97,29 @@ ERRORS = [
      r"no train story .* \(19 read: 0 empty or not text, 19 too short\); check --text-column or lower --min-length"),
     ("one-story-only", _src(lambda t: _write(t, "s.txt", _stories(1))), r"only 1 story; at least 2 are needed"),
     ("invalid-utf8-txt", _src(lambda t: _write(t, "s.txt", _stories(3).encode() + b"caf\xe9\n" + EOT.encode())),
-     rf"s\.txt: not valid UTF-8 at byte offset {len(_stories(3).encode()) + 3}; re-encode"),
+     rf"s\.txt: line 7: not valid UTF-8 at byte offset {len(_stories(3).encode()) + 3}; re-encode"),
     ("invalid-utf8-jsonl", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 4).encode()
                                                  + b'{"text": "caf\xe9"}\n')),
-     r"split 'train' row 4 is not valid UTF-8"),
+     r"s\.jsonl: line 5: not valid UTF-8"),
     # two files converted by two processes into two cache files, checked in parallel: the row counts across both
     ("invalid-utf8-second-file", lambda t, prev: ["--source", _bad_second_file(t), "--num-proc", "2"],
-     r"split 'train' row 8 is not valid UTF-8"),
+     r"train-00001\.jsonl: line 4: not valid UTF-8"),
     ("json-number-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}, {"text": 5}, {"text": GOOD}]))),
-     r"column 'text' of split 'train' mixes strings with numbers, lists or objects"),
+     r"s\.jsonl: line 2: 'text' holds a number, not a string"),
     ("json-list-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}, {"text": ["a", "b"]}]))),
-     r"mixes strings with numbers, lists or objects"),
+     r"s\.jsonl: line 2: 'text' holds an array, not a string"),
     ("json-object-story", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": {"a": 1}}] * 3))),
-     r"column 'text' of split 'train' holds .*not text"),
+     r"s\.jsonl: line 1: 'text' holds an object, not a string"),
     ("broken-json-line", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": GOOD}] * 3) + '{"text": "cut\n')),
-     r"could not read .*s\.jsonl: ArrowInvalid: JSON parse error"),
+     r"s\.jsonl: line 4: not valid JSON \(Unterminated string"),
     ("not-gzip", _src(lambda t: _write(t, "s.jsonl.gz", "plain text, not gzip")),
      r"could not read .*s\.jsonl\.gz: BadGzipFile"),
     ("truncated-gzip", _src(lambda t: _write(t, "s.jsonl.gz", gzip.compress(_jsonl([{"text": GOOD}] * 500).encode())[:300])),
      r"could not read .*s\.jsonl\.gz: .*(EOFError|Compressed file ended)"),
     ("parquet-without-text", _src(lambda t: _parquet(t, "s.parquet", pa.table({"story": [GOOD] * 5}))),
-     r"split 'train' has no column 'text' \(columns found: story\); pass --text-column NAME"),
+     r"s\.parquet: no column 'text' \(columns found: story\); pass --text-column NAME"),
     ("parquet-int-text", _src(lambda t: _parquet(t, "s.parquet", pa.table({"text": list(range(5))}))),
-     r"column 'text' of split 'train' holds Value\('int64'\), not text"),
+     r"s\.parquet: column 'text' holds int64, not text"),
     ("parquet-garbage", _src(lambda t: _write(t, "s.parquet", os.urandom(2000))),
      r"could not read .*s\.parquet: ArrowInvalid: .*magic bytes"),
     ("parquet-zero-rows", _src(lambda t: _parquet(t, "s.parquet", pa.table({"text": pa.array([], pa.string())}))),
@@ -252,7 +252,7 @@ def test_mixed_line_endings_are_normalised(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda t: ["--source", _write(t, "s.txt", b"\xff\xfe" + _stories(3).encode()), "--output", str(t / "o")],
-     r"s\.txt: not valid UTF-8 at byte offset 0"),
+     r"s\.txt: line 1: not valid UTF-8 at byte offset 0"),
     (lambda t: ["--source", _write(t, "d/validation.jsonl", _jsonl([{"text": GOOD}])).rsplit("/", 1)[0],
                 "--output", str(t / "o")], r"no 'train' split"),
     (lambda t: ["--source", "demo", "--vocab-size", "1", "--output", str(t / "o")], r"--vocab-size 1 is too small"),
@@ -290,8 +290,9 @@ def test_an_error_in_a_worker_process_is_the_same_one_line(previous, tmp_path, c
     """datasets reads the .txt in 2 worker processes (one byte range each): the worker's TinyStoriesError comes
     back through multiprocess's RemoteTraceback, and is printed as the same line as with one process."""
     source, offset = _v2_text_with_a_bad_byte_near_the_end(tmp_path)
-    expected = f"{source}: not valid UTF-8 at byte offset {offset}; re-encode the file as UTF-8 (e.g. iconv -f latin1 " \
-               "-t utf-8)"
+    line = source.read_bytes()[:offset].count(b"\n") + 1
+    expected = f"{source}: line {line}: not valid UTF-8 at byte offset {offset}; re-encode the file as UTF-8 (e.g. " \
+               "iconv -f latin1 -t utf-8)"
     assert main(["--source", str(source), "--output", str(previous), "--overwrite", "--num-proc", str(num_proc),
                  "--cache-dir", str(tmp_path / "cli")]) == 2
     assert _error_line(capsys.readouterr().err) == f"error: {expected}"

@@ -86,7 +86,7 @@ def test_plain_load_from_disk_and_features(prepared_sample):
     assert info["source"]["kind"] == "json" and info["versions"]["datasets"] == datasets.__version__
     assert info["vocab_sha256"] == TinyStoriesTokenizer.from_pretrained(out).fingerprint
     assert info["elapsed_seconds"] > 0
-    assert list(info["stage_seconds"]) == ["load", "tokenize", "check", "vocabulary", "remap"]
+    assert list(info["stage_seconds"]) == ["load", "source_hash", "tokenize", "check", "vocabulary", "remap"]
     assert 0 < sum(info["stage_seconds"].values()) <= info["elapsed_seconds"]
     assert set(info["tokenizer_files"]) == {"tinystories_vocab.json", "base/tokenizer.json",
                                             "base/tokenizer_config.json"}
@@ -237,7 +237,7 @@ def test_cli_prints_the_summary_table(tmp_path, capsys):
                  "--vocab-sample-size", "all", "--num-proc", "1"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["split", "stories", "kept", "short", "empty", "truncated", "tokens",
-                                           "unk", "unk", "%"]
+                                           "unk", "unk", "%", "eot", "in", "text"]
     assert out.splitlines()[1].split()[:2] == ["train", "3,000"]
     info = json.loads((tmp_path / "o" / "prepare_info.json").read_text())
     assert info["config"]["vocab_sample_size"] is None and info["vocab_sample"]["stories"] == 3000

@@ -1,43 +1,163 @@
-"""Every kind of --source, read into train/validation with a `text` column, and their errors."""
+"""The `sources` package piece by piece: the normalising function, the V2 reader, layouts and split names,
+the readers' errors and positions, and the cache key. End-to-end invariance over layouts: test_formats.py."""
 import json
+import os
+import random
 import subprocess
 import sys
 
+import datasets
+import huggingface_hub
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_EOT, SAMPLE_JSONL
 
 from tinystories_hf import TinyStoriesError, load_stories
-from tinystories_hf.demo import DEMO_SPLITS
-from tinystories_hf.sources import read_eot_stories
+from tinystories_hf.sources import DEMO_SPLITS, find_layout, normalize_stories, read_eot_stories, txt
+from tinystories_hf.sources.normalize import InvalidText
+
+EOT = "<|endoftext|>"
+# Every character Python's str.isspace() calls whitespace, plus characters that look like it but are not.
+SPACES = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+NOT_SPACES = ["\u200b", "\u2060", "\ufeff", "\x00", "x", "é", "“"]
 
 
 def _texts(ds):
     return list(ds["text"])
 
 
+def _reference_normalize(text, strip=True):
+    """The contract, written plainly in Python."""
+    if text is None:
+        return None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix("\ufeff")
+    return text.strip() if strip else text
+
+
+def _reference_v2(data: bytes):
+    """A line-by-line V2 reader (lines end at \\n only): the independent reference for the block reader."""
+    text = data.decode("utf-8")
+    text = text.removeprefix("\ufeff")
+    stories, lines = [], []
+    for line in text.split("\n"):
+        if line.strip() == EOT:
+            stories.append(_reference_normalize("\n".join(lines)))
+            lines = []
+        else:
+            lines.append(line)
+    if "\n".join(lines).strip():
+        stories.append(_reference_normalize("\n".join(lines)))
+    return stories
+
+
+def test_normalize_matches_the_contract_on_random_and_edge_stories(sample_stories):
+    rng = random.Random(0)
+    pieces = SPACES + NOT_SPACES + ["\r\n", "\r", "\n\n", EOT, "Once upon a time.", " ", "日本語"]
+    texts = ["", " ", "\ufeff", "\ufeff\ufeff x", " \ufeffx", None, "a\r\nb\rc", *sample_stories[:50]]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    for strip in (True, False):
+        got, literal = normalize_stories(pa.array(texts, pa.string()), strip=strip)
+        expected = [_reference_normalize(t, strip) for t in texts]
+        assert got.to_pylist() == expected
+        assert literal.to_pylist() == [t is not None and EOT in t for t in expected]
+    # every whitespace character is stripped at either end, nothing else is
+    for ch in SPACES + NOT_SPACES:
+        got, _ = normalize_stories(pa.array([ch + "story" + ch]))
+        assert got.to_pylist() == [_reference_normalize(ch + "story" + ch)], hex(ord(ch))
+
+
+def test_normalize_takes_every_string_type_and_names_the_bad_row():
+    for column in (pa.array([" a ", None], pa.large_string()), pa.array([" a ", None]).dictionary_encode()):
+        assert normalize_stories(column)[0].to_pylist() == ["a", None]
+    assert normalize_stories(pa.nulls(3))[0].to_pylist() == [None] * 3
+    bad = pa.array([b"ok", b"ok", b"caf\xe9"], pa.binary()).view(pa.string())
+    with pytest.raises(InvalidText) as error:
+        normalize_stories(bad)
+    assert error.value.row == 2
+
+
+def _v2_file(rng, n):
+    """Random V2 text: separators with whitespace, CRLF, literal <|endoftext|> inside lines, empty stories,
+    blank lines, and sometimes a last story without separator."""
+    words = ["Once", "upon", "a", "time", EOT, "  ", "\t", "é", "\u00a0", "\ufeff"]
+    out = ["\ufeff"] if rng.random() < 0.5 else []
+    for _ in range(n):
+        for _ in range(rng.randint(0, 3)):
+            out.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 6))) + rng.choice(["\n", "\r\n"]))
+        out.append(rng.choice([" ", "", "\t"]) + EOT + rng.choice(["", " ", "\r"]) + "\n")
+    if rng.random() < 0.5:
+        out.append("Last story without separator.")
+    return "".join(out).encode()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_v2_block_reader_matches_a_line_reader_across_blocks_and_ranges(seed, tmp_path, monkeypatch):
+    rng = random.Random(seed)
+    data = _v2_file(rng, 300)
+    path = tmp_path / "v2.txt"
+    path.write_bytes(data)
+    expected = _reference_v2(data)
+    for block in (7, 64, 1 << 20):  # blocks cut inside separators, lines and stories
+        monkeypatch.setattr(txt, "BLOCK_BYTES", block)
+        assert [r["text"] for r in read_eot_stories([path])] == expected
+        ranges = txt.eot_ranges(path, shard_bytes=512)
+        assert len(ranges) > 3 and [r["text"] for r in txt.read_eot_ranges(ranges)] == expected
+
+
+def test_v2_separator_rules(tmp_path):
+    path = tmp_path / "v2.txt"
+    path.write_bytes(b"\xef\xbb\xbfFirst story.\r\nSecond line.\r\n<|endoftext|>\r\n<|endoftext|>\n  Third  \n"
+                     b" \t<|endoftext|> \n<|endoftext|>x is text\nand <|endoftext|> too\n<|endoftext|>\n"
+                     b"Last story without separator.\n")
+    assert [r["text"] for r in read_eot_stories([path])] == [
+        "First story.\nSecond line.", "", "Third", "<|endoftext|>x is text\nand <|endoftext|> too",
+        "Last story without separator."]
+    assert [r["text"] for r in read_eot_stories([path], strip=False)] == [
+        "First story.\nSecond line.", "", "  Third  ", "<|endoftext|>x is text\nand <|endoftext|> too",
+        "Last story without separator."]  # the last line's ending is not the story's, separator or not
+
+
+@pytest.mark.parametrize("content, found", [
+    ("\n".join(f"Story {i}." for i in range(40)) + "\n", (r"no line holds only <\|endoftext\|> \(40 lines, no "
+     r"separator\): not TinyStoriesV2 text; .*jq -cR")),
+    (EOT.join(f"Story {i}." for i in range(40)), (r"no line holds only <\|endoftext\|>, but the text holds it 39 "
+     r"times inside lines .*put each separator on its own line")),
+    ("".join(f"Story {i}.\r{EOT}\r" for i in range(40)), (r"no line holds only <\|endoftext\|>: its 80 line endings "
+     r"are CR only; convert them to LF")),
+    (" \n\t\n", r"no stories found \(the file holds only whitespace\)"),
+])
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_v2_file_without_a_separator_line_is_one_error_naming_it(tmp_path, content, found, as_folder):
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    (folder / "train.txt").write_bytes(content.encode())
+    (folder / "valid.txt").write_text(f"A story.\n{EOT}\n")
+    with pytest.raises(TinyStoriesError, match=rf"^{folder / 'train.txt'}: {found}"):
+        load_stories(str(folder if as_folder else folder / "train.txt"), num_proc=1)
+
+
 def test_demo_is_deterministic_and_has_both_splits():
     a, info = load_stories("demo")
     b, _ = load_stories("demo")
-    assert info.kind == "demo"
+    assert (info.kind, info.layout) == ("demo", "demo")
     assert {s: a[s].num_rows for s in a} == DEMO_SPLITS
     assert _texts(a["train"]) == _texts(b["train"])
     assert len(set(_texts(a["train"]))) > 2000  # varied stories, not one template repeated
 
 
 def test_jsonl_and_eot_txt_give_the_same_real_stories(sample_stories, tmp_path):
-    rows = list(read_eot_stories([str(SAMPLE_EOT)]))
-    assert [r["text"] for r in rows] == sample_stories
+    assert [r["text"] for r in read_eot_stories([SAMPLE_EOT])] == sample_stories
     from_txt, info_txt = load_stories(str(SAMPLE_EOT))
     # Two processes convert byte ranges of the one file (4.7 MB: 4 ranges): same stories, same order.
     parallel, _ = load_stories(str(SAMPLE_EOT), num_proc=2, cache_dir=str(tmp_path / "cache"))
     assert list((tmp_path / "cache").rglob("*-00001-of-00002.arrow"))
     from_json, info_json = load_stories(str(SAMPLE_JSONL))
-    assert (info_txt.kind, info_json.kind) == ("txt", "json")
+    assert (info_txt.kind, info_json.kind) == ("txt", "json") and info_json.layout == "file"
     for split in ("train", "validation"):
         assert _texts(from_txt[split]) == _texts(from_json[split]) == _texts(parallel[split])
-    assert from_json["train"].num_rows + from_json["validation"].num_rows == len(sample_stories)
+    assert sorted(_texts(from_json["train"]) + _texts(from_json["validation"])) == sorted(sample_stories)
 
 
 def test_carved_validation_is_seeded_disjoint_complete_and_ordered(sample_stories):
@@ -53,20 +173,46 @@ def test_carved_validation_is_seeded_disjoint_complete_and_ordered(sample_storie
     assert [position[s] for s in train] == sorted(position[s] for s in train)  # source order kept
 
 
-def test_eot_reader_edge_cases(tmp_path):
-    path = tmp_path / "v2.txt"
-    path.write_bytes(b"First story.\r\nSecond line.\r\n<|endoftext|>\r\n<|endoftext|>\n  Third  \n<|endoftext|>\n"
-                     b"Last story without separator.\n")
-    assert [r["text"] for r in read_eot_stories([str(path)])] == [
-        "First story.\nSecond line.", "", "Third", "Last story without separator."]
+def _touch(folder, *names):
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"Story of {name}.\n{EOT}\n")
+    return folder
 
 
-def test_eot_folder_splits_by_file_name(tmp_path):
-    (tmp_path / "TinyStoriesV2-GPT4-train.txt").write_text("A.\n<|endoftext|>\nB.\n<|endoftext|>\n")
-    (tmp_path / "TinyStoriesV2-GPT4-valid.txt").write_text("C.\n<|endoftext|>\n")
-    stories, info = load_stories(str(tmp_path))
-    assert info.kind == "txt"
-    assert _texts(stories["train"]) == ["A.", "B."] and _texts(stories["validation"]) == ["C."]
+@pytest.mark.parametrize("names, splits", [
+    (["TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt"], {"train": 1, "validation": 1}),
+    (["train.txt", "valid.txt", "test.txt"], {"train": 1, "validation": 1, "test": 1}),
+    (["train/a.txt", "train/b.txt", "valid/a.txt"], {"train": 2, "validation": 1}),
+    (["my_train_01.txt", "my_dev_01.txt", "my_eval_01.txt"], {"train": 1, "validation": 1, "test": 1}),
+    (["stories.txt", "more.txt"], {"train": 2}),  # no split name: everything is train
+    (["data/train-00000-of-00001.txt", "data/holdout-00000-of-00001.txt"], {"train": 1, "holdout": 1}),
+    (["training/x.txt", "validation/x.txt", "testing/x.txt"], {"train": 1, "validation": 1, "test": 1}),
+])
+def test_folder_splits_follow_datasets_data_files_rules(tmp_path, names, splits):
+    layout = find_layout(str(_touch(tmp_path / "src", *names)))
+    assert (layout.layout, layout.format) == ("folder", "txt")
+    assert {split: len(files) for split, files in layout.data_files.items()} == splits
+    # the same names, read by datasets itself (its text builder), give the same splits
+    assert list(datasets.load_dataset(str(tmp_path / "src"))) == list(splits)
+
+
+def test_folder_with_mixed_or_non_story_files_is_one_error_naming_them(tmp_path):
+    _touch(tmp_path / "mixed", "stories.txt")
+    (tmp_path / "mixed" / "meta.json").write_text('{"a": 1}\n')
+    with pytest.raises(TinyStoriesError, match=r"mixed holds files of more than one format in its splits: 1 JSON "
+                                               r"\(meta.json\); 1 TinyStoriesV2 text \(stories.txt\); keep one story"):
+        load_stories(str(tmp_path / "mixed"))
+    _touch(tmp_path / "csv", "train.txt")
+    (tmp_path / "csv" / "valid.csv").write_text("text\nA story.\n")
+    with pytest.raises(TinyStoriesError, match=r"holds files of more than one format .*1 .csv, not a story format "
+                                               r"\(valid.csv\)"):
+        load_stories(str(tmp_path / "csv"))
+    _touch(tmp_path / "both", "train_valid.txt")
+    with pytest.raises(TinyStoriesError, match=r"train_valid.txt: its name matches both split 'train' and split "
+                                               r"'validation'; rename it"):
+        load_stories(str(tmp_path / "both"))
 
 
 def test_eot_cache_sees_an_edited_file(tmp_path):
@@ -78,11 +224,46 @@ def test_eot_cache_sees_an_edited_file(tmp_path):
     assert sorted(_texts(second["train"]) + _texts(second["validation"])) == ["Five.", "Four.", "Three."]
 
 
-def test_invalid_utf8_names_file_and_offset(tmp_path):
+@pytest.mark.parametrize("name, write", [
+    ("s.txt", lambda p, s: p.write_text("".join(f"{t}\n{EOT}\n" for t in s))),
+    ("s.parquet", lambda p, s: pq.write_table(pa.table({"text": s}), p)),
+    ("s.jsonl", lambda p, s: p.write_text("".join(json.dumps({"text": t}) + "\n" for t in s))),
+])
+def test_cache_key_is_the_content_not_size_and_mtime(tmp_path, name, write):
+    """Issue input 7: an edit of the same size with the old mtime restored (cp -p, rsync -t, touch -r)."""
+    path = tmp_path / name
+    write(path, ["Story one.", "Story two.", "Story six."])
+    stat = path.stat()
+    first, info = load_stories(str(path), validation_fraction=0.4, cache_dir=str(tmp_path / "hf"))
+    assert "Story six." in _texts(first["train"]) + _texts(first["validation"])
+    write(path, ["Story one.", "Story two.", "Story ten."])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    second, again = load_stories(str(path), validation_fraction=0.4, cache_dir=str(tmp_path / "hf"))
+    assert "Story ten." in _texts(second["train"]) + _texts(second["validation"])
+    assert info.content_hash != again.content_hash
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b'{"text": "cut', r"line 5: not valid JSON \(Unterminated string starting at column 10\)"),
+    (b'["a list"]', r"line 5: an array, not a JSON object"),
+    (b'{"text": 12}', r"line 5: 'text' holds a number, not a string"),
+    (b'{"text": "caf\\ud800"}', r"line 5: 'text' holds a lone surrogate escape \(\\ud800\)"),
+    (b'{"text": "caf\xe9"}', r"line 5: not valid UTF-8 \(byte 14 of the line\)"),
+])
+def test_json_lines_errors_name_the_line(tmp_path, bad, message):
+    """Lines counted as an editor counts them: a BOM, blank lines and CRLF endings before the bad one."""
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "One."}\r\n\r\n{"text": "Two.", "id": 2}\n\n' + bad + b"\n")
+    with pytest.raises(TinyStoriesError, match=rf"^{path}: {message}"):
+        load_stories(str(path))
+
+
+def test_invalid_utf8_names_file_line_and_offset(tmp_path):
     path = tmp_path / "bad.txt"
     good = b"Ok story.\n<|endoftext|>\nCaf"
     path.write_bytes(good + b"\xe9 au lait.\n<|endoftext|>\n")
-    with pytest.raises(TinyStoriesError, match=rf"bad.txt: not valid UTF-8 at byte offset {len(good)}"):
+    with pytest.raises(TinyStoriesError, match=rf"bad.txt: line 3: not valid UTF-8 at byte offset {len(good)}; "):
         load_stories(str(path))
 
 
@@ -92,24 +273,69 @@ def test_hub_layout_folder_and_parquet_file(tmp_path, sample_stories):
     pq.write_table(pa.table({"text": sample_stories[:300]}), data / "train-00000-of-00002.parquet")
     pq.write_table(pa.table({"text": sample_stories[300:600]}), data / "train-00001-of-00002.parquet")
     pq.write_table(pa.table({"text": sample_stories[600:650]}), data / "validation-00000-of-00001.parquet")
+    (tmp_path / "hub" / "TinyStories-train.txt").write_text("not read: the data/ shards name the splits\n")
     stories, info = load_stories(str(tmp_path / "hub"))
-    assert info.kind == "folder" and info.validation == "source"
+    assert (info.layout, info.kind, info.validation) == ("folder", "parquet", "source")
+    assert info.ignored == ["TinyStories-train.txt"]
     assert _texts(stories["train"]) == sample_stories[:600]
     assert _texts(stories["validation"]) == sample_stories[600:650]
 
     single, info = load_stories(str(data / "train-00000-of-00002.parquet"), validation_fraction=0.1)
-    assert info.kind == "parquet"
+    assert (info.layout, info.kind) == ("file", "parquet")
     assert single["train"].num_rows + single["validation"].num_rows == 300
+
+
+def test_hub_dataset_id_is_read_through_the_same_formats(tmp_path, sample_stories, monkeypatch):
+    """The Hub path offline: datasets' resolution of the repository's files is replaced by a local copy's."""
+    data = tmp_path / "repo" / "data"
+    data.mkdir(parents=True)
+    pq.write_table(pa.table({"text": [f"  {s}\r\n" for s in sample_stories[:200]], "id": range(200)}),
+                   data / "train-00000-of-00001.parquet")
+    pq.write_table(pa.table({"text": sample_stories[200:220]}), data / "test-00000-of-00001.parquet")
+    files = datasets.data_files.DataFilesDict.from_patterns(
+        datasets.data_files.get_data_patterns(str(tmp_path / "repo")), base_path=str(tmp_path / "repo"))
+
+    class Builder:
+        class config:
+            data_files = files
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", lambda repo_id, **kwargs: Builder)
+    monkeypatch.setattr("tinystories_hf.sources.hub.require_hub", lambda what, fix: None)  # no Hub to probe here
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the tests run offline: "online" now
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    cache = str(tmp_path / "hf")
+    stories, info = load_stories("someone/tiny-stories", validation_fraction=0.1, cache_dir=cache)
+    assert (info.layout, info.kind, list(stories)) == ("hub", "parquet", ["train", "validation", "test"])
+    assert sorted(_texts(stories["train"]) + _texts(stories["validation"])) == sorted(sample_stories[:200])
+    assert _texts(stories["test"]) == sample_stories[200:220]
+    streamed, _ = load_stories("someone/tiny-stories", streaming=True, cache_dir=cache)
+    assert [r["text"] for r in streamed["train"]] == sample_stories[:200]
+    # Offline, the files listed by the last online run are read again; never read online: one line.
+    monkeypatch.setattr(datasets, "load_dataset_builder", None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    again, _ = load_stories("someone/tiny-stories", validation_fraction=0.1, cache_dir=cache)
+    assert {s: _texts(d) for s, d in again.items()} == {s: _texts(d) for s, d in stories.items()}
+    with pytest.raises(TinyStoriesError, match=r"could not load Hub dataset 'someone/other' \(offline: HF_HUB_OFFLINE"
+                                               r"=1, and it was never read online with this cache"):
+        load_stories("someone/other", cache_dir=cache)
 
 
 def test_text_column_option_and_missing_column(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text("\n".join(json.dumps({"story": f"Story {i}.", "id": i}) for i in range(20)))
-    with pytest.raises(TinyStoriesError, match=r"no column 'text' \(columns found: story, id\).*--text-column"):
+    with pytest.raises(TinyStoriesError, match=r"s.jsonl: no column 'text' \(columns found: story, id\); pass "
+                                               r"text_column NAME"):
         load_stories(str(path))
     stories, _ = load_stories(str(path), text_column="story", validation_fraction=0.1)
     assert stories["train"].column_names == ["text"]
     assert stories["train"].num_rows == 18
+
+
+def test_text_column_of_v2_text_and_demo_is_text_only():
+    for source in (str(SAMPLE_EOT), "demo"):
+        with pytest.raises(TinyStoriesError, match=r"no column 'story' \(columns found: text"):
+            load_stories(source, text_column="story")
 
 
 def test_missing_path_and_unsupported_file(tmp_path):
@@ -121,7 +347,8 @@ def test_missing_path_and_unsupported_file(tmp_path):
 
 
 def test_unreachable_hub_is_one_line_error(tmp_path):
-    """The real hub code path, here without network: exit non-zero, one line naming the source, no traceback."""
+    """The real hub code path, here offline (the tests set HF_HUB_OFFLINE=1) and never read online: exit
+    non-zero, one line naming the source, no traceback."""
     run = subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", "roneneldan/TinyStories",
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode != 0

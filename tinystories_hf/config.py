@@ -37,12 +37,15 @@ class PrepareConfig:
 
     source: str = option(
         HUB_DATASET,
-        "Hub dataset id, a folder in the Hub repo layout (data/train-*.parquet), a .parquet/.jsonl/.json "
-        "file, a TinyStoriesV2 raw .txt file or folder (stories separated by <|endoftext|> lines), "
-        "or 'demo' (a small built-in synthetic corpus that needs no download)",
+        "Hub dataset id, a folder (splits from file or folder names, as datasets.load_dataset infers them: "
+        "data/train-*.parquet, train/ valid/ test/, *train*.txt ...) or one file, of .parquet, .jsonl/.json "
+        "or TinyStoriesV2 raw .txt (stories separated by <|endoftext|> lines), or 'demo' (a small built-in "
+        "synthetic corpus that needs no download)",
     )
     output: str = option("tinystories_prepared", "folder to write (load it with datasets.load_from_disk)")
     text_column: str = option("text", "column of the source holding the story text")
+    strip: bool = option(True, "strip leading and trailing whitespace from every story, as llama2.c does (off: "
+                         "kept; the inner text, \\n line endings and BOM removal are the same either way)")
     validation_fraction: float = option(
         0.01, "share of train carved out as validation when the source has no validation split"
     )

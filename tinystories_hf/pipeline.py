@@ -22,8 +22,6 @@ from .store import check_output, hold_cache_lease, hold_writer_lock, save_prepar
 from .tokenize import check_sample, encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
-SPLITS = ("train", "validation")
-
 
 @dataclass
 class PrepareResult:
@@ -51,13 +49,27 @@ def summary_table(splits: dict) -> str:
     columns = [("split", None), ("stories", "stories"), ("kept", "kept"), ("short", "skipped_short"),
                ("empty", "skipped_empty"), ("truncated", "truncated"), ("tokens", "tokens"),
                ("unk", "unk_tokens")]
-    rows = [[name for name, _ in columns] + ["unk %"]]
+    literal = all("literal_eot" in c for c in splits.values())  # stories holding a literal <|endoftext|>
+    rows = [[name for name, _ in columns] + ["unk %"] + (["eot in text"] if literal else [])]
     for split, c in splits.items():
         share = 100.0 * c["unk_tokens"] / c["tokens"] if c["tokens"] else 0.0
-        rows.append([split] + [f"{c[key]:,}" for _, key in columns[1:]] + [f"{share:.3f}"])
+        rows.append([split] + [f"{c[key]:,}" for _, key in columns[1:]] + [f"{share:.3f}"]
+                    + ([f"{c['literal_eot']:,}"] if literal else []))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
                                enumerate(zip(row, widths))) for row in rows)
+
+
+def source_line(source: dict, splits: list) -> str:
+    """What was read: the layout, the format, the splits, where validation came from, the files left out."""
+    kind, ignored = source["kind"], source["ignored"]
+    what = {"file": f"one {kind} file", "folder": f"a folder of {kind} files", "hub": f"a Hub dataset of {kind} "
+            "files"}.get(source["layout"], "the demo corpus")
+    validation = "the source's" if source["validation"] == "source" else source["validation"]
+    line = f"source: {what}; splits {', '.join(splits)}; validation: {validation}"
+    if ignored:
+        line += f"; not read (in no split): {', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}"
+    return line
 
 
 @api_errors
@@ -85,13 +97,16 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
-                                   cache_dir=config.cache_dir, num_proc=config.num_proc)
+                                   cache_dir=config.cache_dir, num_proc=config.num_proc, strip=config.strip)
     hold_cache_lease(*stories.values())  # removes killed runs' datasets temporary files from its folders
     lap("load")
+    seconds["source_hash"] = source.hash_seconds  # xxh3 of the source's bytes (its cache key), part of load
+    seconds["load"] -= source.hash_seconds
     base = load_base_tokenizer(config.tokenizer)
     encoder = make_encoder(base, config.backend)
+    # Every split the source declares (train, validation, test, ...); the vocabulary is counted on train.
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
-                                    num_proc=config.num_proc, split=split) for split in SPLITS}
+                                    num_proc=config.num_proc, split=split) for split in stories}
     lap("tokenize")
     checked = check_sample(stories, base_ids, encoder, seed=config.seed)  # a fast encoder's ids vs tiktoken's
     lap("check")
@@ -106,12 +121,16 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("vocabulary")
 
     reduced, splits = datasets.DatasetDict(), {}
-    for split in SPLITS:
-        reduced[split] = reduce_split(base_ids[split], tokenizer, max_length=config.max_length,
+    source_info = dataclasses.asdict(source)
+    literal_eot = source_info.pop("literal_eot")
+    source_info.pop("hash_seconds")
+    for split, ids in base_ids.items():
+        reduced[split] = reduce_split(ids, tokenizer, max_length=config.max_length,
                                       min_length=config.min_length, keep_text=config.keep_text,
                                       num_proc=config.num_proc, split=split)
-        splits[split] = split_counts(base_ids[split], reduced[split], max_length=config.max_length,
+        splits[split] = split_counts(ids, reduced[split], max_length=config.max_length,
                                      min_length=config.min_length, unk_id=tokenizer.unk_id)
+        splits[split]["literal_eot"] = literal_eot[split]
     # Nothing reads the raw text or the base ids again: unmap them before saving.
     del stories, base_ids
     lap("remap")
@@ -123,7 +142,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                                f"{flag('min_length')}")
     info = {
         "config": dataclasses.asdict(config),
-        "source": dataclasses.asdict(source),
+        "source": source_info,
         "backend": encoder.name,
         "backend_check": {"reference": encoder.reference().name, "stories": checked, "seed": config.seed}
         if checked else None,
@@ -174,6 +193,7 @@ def main(argv=None) -> int:
     config = config_from_args(parser.parse_args(argv))
     result = prepare(config)
     print(summary_table(result.info["splits"]))
+    print(source_line(result.info["source"], list(result.info["splits"])))
     print(vocabulary_lines(result, config.output))  # paths as the user typed them
     if result.report is not None:  # what tinystories-report prints
         from .report import REPORT_DIR, report_summary

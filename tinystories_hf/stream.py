@@ -62,6 +62,8 @@ class StreamConfig:
     seed: int = option(PrepareConfig.seed, "shuffle seed; set_epoch(n) reshuffles for epoch n")
     keep_text: bool = option(PrepareConfig.keep_text, "also yield the story text (not with --pack)")
     text_column: str = option(PrepareConfig.text_column, "column of the source holding the story text")
+    strip: bool = option(PrepareConfig.strip, "strip leading and trailing whitespace from every story, as "
+                         "tinystories-prepare does (use the prepared folder's value to get its ids)")
     max_length: int = option(PrepareConfig.max_length, "stories longer than this many tokens are truncated "
                               "(use the prepared folder's value to get its ids)")
     min_length: int = option(PrepareConfig.min_length, "stories shorter than this many tokens are skipped")
@@ -85,16 +87,17 @@ class StreamConfig:
             raise TinyStoriesError("--keep-text does not apply to packed blocks; drop one of --pack, --keep-text")
 
 
-def stream_stories(source: str, *, split: str = StreamConfig.split,
-                   text_column: str = StreamConfig.text_column) -> datasets.IterableDataset:
-    """The raw stories of one split as an `IterableDataset` with a `text` column, split into as many shards
-    as the source allows (files, parquet row groups, byte ranges of V2 .txt files).
+def stream_stories(source: str, *, split: str = StreamConfig.split, text_column: str = StreamConfig.text_column,
+                   strip: bool = StreamConfig.strip) -> datasets.IterableDataset:
+    """The stories of one split as an `IterableDataset` with a `text` column, normalised as prepare reads them
+    (the same modules of `sources`), split into as many shards as the source allows (files, parquet row
+    groups, byte ranges of V2 .txt files).
 
     Example:
         >>> next(iter(stream_stories("demo")))["text"][:16]
         'Once upon a time'
     """
-    stories, _ = load_stories(source, text_column=text_column, streaming=True)
+    stories, _ = load_stories(source, text_column=text_column, streaming=True, strip=strip)
     if split not in stories:
         raise TinyStoriesError(f"{source}: no {split!r} split to stream (splits: {', '.join(stories)}); a source "
                                "without validation is carved only by tinystories-prepare, stream split='train'")
@@ -119,7 +122,7 @@ def encode_stream(stories: datasets.IterableDataset, encoder, *, keep_text: bool
 def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_column,
                       stories: int = StreamConfig.vocab_stories, vocab_size: int = StreamConfig.vocab_size,
                       base_tokenizer: str = StreamConfig.base_tokenizer,
-                      backend: str = StreamConfig.backend) -> TinyStoriesTokenizer:
+                      backend: str = StreamConfig.backend, strip: bool = StreamConfig.strip) -> TinyStoriesTokenizer:
     """A reduced vocabulary counted on the first `stories` train stories of `source`.
 
     An approximation of the prepared vocabulary (counted on a seeded sample of the whole train split): the
@@ -131,7 +134,7 @@ def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_colum
     """
     base = load_base_tokenizer(base_tokenizer)
     encoder = make_encoder(base, backend)
-    first = stream_stories(source, split="train", text_column=text_column).take(stories)
+    first = stream_stories(source, split="train", text_column=text_column, strip=strip).take(stories)
     base_ids = collect(encode_stream(first, encoder))
     counts = count_base_tokens(base_ids, None, encoder.vocab_size)
     meta = {"tokenizer": base_tokenizer, "sample": {"stories": base_ids.num_rows, "first_streamed": True,
@@ -165,7 +168,7 @@ def load_tokenizer(tokenizer, config: StreamConfig) -> TinyStoriesTokenizer:
     if tokenizer is None:
         return vocab_from_stream(config.source, text_column=config.text_column, stories=config.vocab_stories,
                                  vocab_size=config.vocab_size, base_tokenizer=config.base_tokenizer,
-                                 backend=config.backend)
+                                 backend=config.backend, strip=config.strip)
     if Path(tokenizer).expanduser().exists():
         return TinyStoriesTokenizer.from_pretrained(Path(tokenizer).expanduser())
     if not HUB_ID.match(str(tokenizer)):
@@ -232,7 +235,7 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
         raise TinyStoriesError(f"rank={rank}, world_size={world_size}: pass both, with 0 <= rank < world_size")
     if pack:  # packed blocks are torch tensors; rows of ids need no torch
         require("torch", extra="torch", needed_by="stream(pack=True)")
-    stories = stream_stories(source, split=split, text_column=config.text_column)
+    stories = stream_stories(source, split=split, text_column=config.text_column, strip=config.strip)
     tokenizer = load_tokenizer(tokenizer, config)
     if shuffle_buffer:
         stories = stories.shuffle(seed=seed, buffer_size=shuffle_buffer)
@@ -276,7 +279,8 @@ def stream_report(config: StreamConfig, tokenizer=None) -> dict:
     started = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer or config.tokenizer, config)
     vocab_seconds = time.perf_counter() - started
-    first = stream_stories(config.source, split=config.split, text_column=config.text_column).take(config.max_stories)
+    first = stream_stories(config.source, split=config.split, text_column=config.text_column,
+                           strip=config.strip).take(config.max_stories)
     base_ids = collect(encode_stream(first, tokenizer.encoder))
     reduced = reduce_split(base_ids, tokenizer, max_length=config.max_length, min_length=config.min_length,
                            keep_text=False, split=config.split)

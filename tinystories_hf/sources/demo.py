@@ -1,10 +1,17 @@
 """`--source demo`: a small SYNTHETIC corpus written by this package so the pipeline runs offline.
 
+As a story format: one shard per split (its name), read as one batch, normalised like every other format.
+
 These are not TinyStories: they are template stories in the same simple style, generated from a fixed
 seed, so every machine produces the same corpus. A few very short and very long stories are included on
 purpose so the skip and truncation counters have something to count.
 """
 import random
+
+import pyarrow as pa
+
+NAME = "demo"
+SUFFIXES = ()
 
 DEMO_SPLITS = {"train": 3000, "validation": 300}
 
@@ -75,3 +82,18 @@ def demo_stories(split: str, count: int = 0):
     rng = random.Random(f"tinystories-hf-demo-{split}")
     for _ in range(count or DEMO_SPLITS[split]):
         yield {"text": _story(rng)}
+
+
+def read(split: str, *, text_column: str):
+    """Yield `(split, story column)`: the whole split as one batch."""
+    yield split, pa.array([row["text"] for row in demo_stories(split)], pa.string())
+
+
+def invalid_text(shard, where, row: int):
+    """Never called: the demo corpus is ASCII."""
+    raise AssertionError("the demo corpus is ASCII")
+
+
+def shards(splits, *, text_column: str) -> list:
+    """One shard per split: its name."""
+    return list(splits)

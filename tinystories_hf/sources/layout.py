@@ -1,0 +1,168 @@
+"""Decide what a `--source` is: its layout, its one story format, and its splits with their files.
+
+Splits come from `datasets.data_files`, the rules `load_dataset(folder)` and the Hub use: first the
+`data/{split}-00000-of-00001.*` shards (any split name), else split names in folder names, else in file
+names (train/training; validation/valid/val/dev; test/testing/eval/evaluation; delimited by `-._ ` or
+digits), else every file is train. Files that fall in no split (beside named ones) are not read and are
+listed in `Layout.ignored`. The format comes from the file suffix; a folder whose split files are not all of
+one story format is refused with the list of what it holds, never read with a fallback reader.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+from datasets.data_files import DataFilesDict, EmptyDatasetError, get_data_patterns, resolve_pattern
+
+from ..errors import TinyStoriesError, flag
+from . import demo, hub, json, parquet, txt
+
+FORMATS = {"parquet": parquet, "json": json, "txt": txt}
+FORMAT_MODULES = {**FORMATS, "demo": demo}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HASH_BLOCK = 16 << 20
+
+
+@dataclass
+class Layout:
+    """What `find_layout` decided. `data_files`: split -> files, in datasets' split order (train,
+    validation, test, then the others); `ignored`: files of a folder that belong to no split.
+
+    Example:
+        >>> find_layout("demo").format, find_layout("demo").data_files
+        ('demo', {'train': ['train'], 'validation': ['validation']})
+    """
+
+    source: str
+    layout: str  # demo | hub | file | folder
+    format: str  # demo | parquet | json | txt
+    data_files: dict
+    ignored: list = field(default_factory=list)
+
+
+def format_of(path: str) -> str | None:
+    name = os.path.basename(path).lower()
+    return next((fmt for fmt, module in FORMATS.items() if name.endswith(module.SUFFIXES)), None)
+
+
+def _label(fmt: str | None, path: str) -> str:
+    if fmt:
+        return FORMATS[fmt].NAME
+    suffix = Path(path).suffix or "no suffix"
+    return f"{suffix}, not a story format"
+
+
+def _one_format(where: str, files: list, base: str) -> str:
+    """The story format all `files` share; else raise a `TinyStoriesError` listing what the folder holds."""
+    formats = {path: format_of(path) for path in files}
+    kinds = list(dict.fromkeys(formats.values()))
+    if len(kinds) == 1 and kinds[0] is not None:
+        return kinds[0]
+    groups = {}
+    for path, fmt in formats.items():
+        groups.setdefault(_label(fmt, path), []).append(os.path.relpath(path, base) if base else path)
+    found = "; ".join(f"{len(names)} {label} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                      for label, names in groups.items())
+    what = "files of more than one format" if len(kinds) > 1 else "files that are not stories"
+    raise TinyStoriesError(f"{where} holds {what} in its splits: {found}; keep one story format (.parquet, "
+                           f".jsonl/.json or TinyStoriesV2 .txt) and move the other files out, or pass one file as "
+                           f"{flag('source')}")
+
+
+def _splits(data_files, where: str) -> dict:
+    """`{split: [files]}` without repeats; a file named for two splits is refused."""
+    splits, owner = {}, {}
+    for split, paths in data_files.items():
+        split = str(split)
+        for path in dict.fromkeys(str(p) for p in paths):
+            if path in owner:
+                raise TinyStoriesError(f"{path}: its name matches both split {owner[path]!r} and split {split!r}; "
+                                       "rename it so that it names one split (train, validation/valid/val/dev, test)")
+            owner[path] = split
+            splits.setdefault(split, []).append(path)
+    if not splits:
+        raise TinyStoriesError(f"could not read {where}: EmptyDatasetError: the folder doesn't contain any data "
+                               "files; pass a folder of .parquet, .jsonl/.json or TinyStoriesV2 .txt files")
+    return splits
+
+
+def _check_not_empty(files) -> None:
+    for path in files:
+        if os.path.getsize(path) == 0:
+            raise TinyStoriesError(f"{path}: the file is empty; remove it or pass a file with stories")
+
+
+def _folder(path: Path) -> Layout:
+    base = str(path.resolve())
+    try:
+        patterns = get_data_patterns(base)
+        data_files = DataFilesDict.from_patterns(patterns, base_path=base)
+    except EmptyDatasetError:
+        data_files = {}
+    except ValueError as e:  # a `data/{split}-00000-of-00001` shard whose split name is not a word
+        raise TinyStoriesError(f"{path}: {e}; name the shards data/train-00000-of-00001.parquet and so on") from None
+    splits = _splits(data_files, str(path))
+    files = [p for paths in splits.values() for p in paths]
+    fmt = _one_format(str(path), files, base)
+    _check_not_empty(files)
+    try:
+        every = resolve_pattern("**", base_path=base)
+    except FileNotFoundError:
+        every = []
+    used = set(files)
+    ignored = sorted(os.path.relpath(p, base) for p in every if p not in used)
+    return Layout(source=str(path), layout="folder", format=fmt, data_files=splits, ignored=ignored)
+
+
+def find_layout(source: str, *, text_column: str = "text", cache_dir=None) -> Layout:
+    """Decide `source`'s layout, format and splits; raise a one-line `TinyStoriesError` if it is not one of
+    them (see the module docstring for the rules).
+
+    Example:
+        >>> find_layout("demo").data_files
+        {'train': ['train'], 'validation': ['validation']}
+    """
+    path = Path(source).expanduser()
+    if source == "demo":
+        if text_column != "text":
+            raise TinyStoriesError(f"demo: split 'train' has no column {text_column!r} (columns found: text); "
+                                   f"pass {flag('text_column')} text")
+        return Layout(source=source, layout="demo", format="demo", data_files={s: [s] for s in demo.DEMO_SPLITS})
+    if path.is_dir():
+        layout = _folder(path)
+    elif path.exists():
+        fmt = format_of(str(path))
+        if fmt is None:
+            raise TinyStoriesError(f"{path}: unsupported file type; use .parquet, .jsonl, .json or a "
+                                   "TinyStoriesV2 .txt file")
+        _check_not_empty([str(path)])
+        layout = Layout(source=source, layout="file", format=fmt, data_files={"train": [str(path.resolve())]})
+    elif HUB_ID.match(source) and format_of(source) is None:
+        splits = _splits(hub.data_files(source, cache_dir=cache_dir), source)
+        files = [p for paths in splits.values() for p in paths]
+        layout = Layout(source=source, layout="hub", format=_one_format(source, files, ""), data_files=splits)
+    else:
+        raise TinyStoriesError(f"source {source!r} not found: no such file or folder (pass an existing path, a Hub "
+                               "dataset id like roneneldan/TinyStories, or 'demo')")
+    if layout.format == "txt" and text_column != "text":  # V2 text has no fields to choose from
+        raise TinyStoriesError(f"{source}: no column {text_column!r} (columns found: text, the only one of "
+                               f"TinyStoriesV2 text); pass {flag('text_column')} text")
+    return layout
+
+
+def content_hash(layout: Layout) -> str | None:
+    """xxh3-128 of a local source's files (names relative to the source, sizes and bytes), or None for the
+    demo corpus and Hub datasets (their files are addressed by commit). Part of the cache key, so an edited
+    file is read again even if its size and modification time are unchanged."""
+    if layout.layout not in ("file", "folder"):
+        return None
+    digest, base = xxhash.xxh3_128(), Path(layout.source).expanduser()
+    buffer = bytearray(HASH_BLOCK)
+    for split, paths in layout.data_files.items():
+        for path in paths:
+            digest.update(f"{split}\0{os.path.relpath(path, base) if base.is_dir() else ''}\0".encode())
+            with open(path, "rb", buffering=0) as f:
+                while count := f.readinto(buffer):
+                    digest.update(memoryview(buffer)[:count])
+    return digest.hexdigest()

@@ -19,7 +19,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, check_int
 from .extras import require
 from .store import TOKENIZER_DIR, load_prepared
 from .vocab import VOCAB_FILE, TinyStoriesTokenizer
@@ -121,17 +121,17 @@ def distributed_rank(rank=None, world_size=None) -> tuple:
             raise TinyStoriesError("torch.distributed is not initialised: call init_process_group() first, "
                                    "or pass rank= and world_size=")
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    if rank is None or world_size is None or not 0 <= rank < world_size:
+    if rank is None or world_size is None:
         raise TinyStoriesError(f"rank={rank}, world_size={world_size}: pass both, with 0 <= rank < world_size")
-    return int(rank), int(world_size)
+    world_size = check_int("world_size", world_size, low=1)
+    return check_int("rank", rank, low=0, high=world_size - 1), world_size
 
 
 class _TokenDataset(torch.utils.data.Dataset):
     """What both datasets share: source, vocabulary, length, indexing, sharding, pickling for spawned workers."""
 
     def __init__(self, source, *, split: str, block_size: int, tokenizer):
-        if block_size < 1:
-            raise TinyStoriesError(f"block_size {block_size} must be at least 1")
+        block_size = check_int("block_size", block_size, low=1)
         self.dataset, self.tokenizer = open_split(source, split=split, tokenizer=tokenizer)
         self.split, self.block_size = split, block_size
         self.eos_id = self.tokenizer.eos_id
@@ -237,8 +237,7 @@ class TinyStoriesDatasetPacked(_TokenDataset):
     def __init__(self, source, *, split: str = "train", block_size: int = 512, separator=None, tokenizer=None):
         self.separator = separator
         super().__init__(source, split=split, block_size=block_size, tokenizer=tokenizer)
-        if self.separator is None:
-            self.separator = self.eos_id
+        self.separator = self.eos_id if self.separator is None else check_int("separator", self.separator)
         if not 0 <= self.separator < self.get_vocab_size():
             raise TinyStoriesError(f"separator {self.separator} is not an id of the {self.get_vocab_size()}-id vocabulary")
         self._separator = np.array([self.separator], dtype=np.int64)

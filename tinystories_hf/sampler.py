@@ -15,7 +15,7 @@ import numpy as np
 import xxhash
 from datasets.fingerprint import Hasher
 
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, check_int
 from .extras import require
 
 torch = require("torch", extra="torch", needed_by=__name__)  # before the adapters: the error names this module
@@ -106,7 +106,7 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
         if self.num_items < 1:
             raise TinyStoriesError("the dataset has no items to sample")
         self.rank, self.world_size = distributed_rank(rank, world_size)
-        self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
+        self.seed, self.shuffle, self.drop_last = check_int("seed", seed), bool(shuffle), bool(drop_last)
         self._fingerprint = fingerprint
         self.epoch = 0
         self._start = 0  # global position where every pass of this epoch starts: 0, or where a state left it

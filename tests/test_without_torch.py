@@ -64,9 +64,15 @@ try:
     stream("demo", pack=True)
 except MissingExtraError as e:
     errors["stream(pack=True)"] = [type(e).__name__, str(e)]
-scripts = {}
+scripts, helps = {}, {}
 for script in ("train_smoke", "model_sizes"):
     scripts[script] = runpy.run_path(sys.argv[1] + f"/scripts/{script}.py")["main"](["--data", "nowhere"])
+for script in ("train_smoke", "model_sizes", "measure_resume", "benchmark_stream"):  # --help needs no torch
+    try:
+        runpy.run_path(sys.argv[1] + f"/scripts/{script}.py")["main"](["--help"])
+    except SystemExit as e:
+        helps[script] = e.code
+names["help"] = helps
 print(json.dumps({"errors": errors, "scripts": scripts, "names": names}))
 """
 
@@ -127,6 +133,7 @@ def test_training_modules_without_torch_name_the_extra(tmp_path):
          "TinyStoriesTokenizer", "load_base_tokenizer", "load_prepared", "load_stories", "prepare", "push_prepared",
          "stream", "validate_prepared", "write_hub_folder", "write_report"])
     assert set(training) <= set(figures["names"]["dir"])
+    assert figures["names"]["help"] == {"train_smoke": 0, "model_sizes": 0, "measure_resume": 0, "benchmark_stream": 0}
     assert figures["errors"]["stream(pack=True)"][1] == f"stream(pack=True) needs torch, which is not installed: {install}"
     # The scripts print one error line naming the extra (exit code 2), no traceback.
     assert figures["scripts"] == {"train_smoke": 2, "model_sizes": 2}

@@ -84,6 +84,14 @@ def test_rank_world_size_and_seed_are_integers_in_range(tokens):
             stream("demo", rank=rank, world_size=world_size)
     with pytest.raises(TinyStoriesError, match=r"^seed=1\.5 must be an integer$"):
         TinyStoriesSampler(data, seed=1.5, rank=0, world_size=1)
+    sampler = TinyStoriesSampler(data, rank=0, world_size=1)
+    with pytest.raises(TinyStoriesError, match=r"^epoch=1\.5 must be an integer$"):  # was epoch 1
+        sampler.set_epoch(1.5)
+    next(iter(sampler))
+    for samples, message in [(0.5, "samples=0.5 must be an integer"), (-1, "samples=-1 must be at least 0"),
+                             (2, "samples=2, but this rank's current pass has handed out 1")]:
+        with pytest.raises(TinyStoriesError, match=f"^{message}"):
+            sampler.state_dict(samples=samples)
 
 
 def test_stream_options_name_api_arguments_from_python_and_flags_from_the_cli(capsys):

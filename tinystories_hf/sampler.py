@@ -151,8 +151,9 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch `epoch` at its first position; the current epoch keeps its (loaded) position."""
-        if int(epoch) != self.epoch:
-            self.epoch, self._start, self._count, self._yielded = int(epoch), 0, None, 0
+        epoch = check_int("epoch", epoch)
+        if epoch != self.epoch:
+            self.epoch, self._start, self._count, self._yielded = epoch, 0, None, 0
         self._epoch_set = True
 
     def state_dict(self, *, samples: int | None = None) -> dict:
@@ -165,12 +166,13 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
         """
         taken = self._yielded
         if samples is not None:
+            samples = check_int("samples", samples, low=0)
             finished = self._count is not None and self._yielded >= self._count
-            if not 0 <= int(samples) <= self._yielded and not (finished and samples > 0):
+            if samples > self._yielded and not finished:  # a partial last batch counts whole: allowed at the end
                 raise TinyStoriesError(f"samples={samples}, but this rank's current pass has handed out "
                                        f"{self._yielded}; pass the samples this rank's loop took since its "
                                        "`for` over the loader began (step * batch_size)")
-            taken = min(int(samples), self._yielded)
+            taken = min(samples, self._yielded)
         done = self._count is not None and taken >= self._count
         consumed = self.num_items if done else min(self.num_items, self._start + taken * self.world_size)
         return {"seed": self.seed, "shuffle": self.shuffle, "epoch": self.epoch, "consumed": consumed,

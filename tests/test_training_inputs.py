@@ -37,6 +37,16 @@ def test_block_size_that_is_not_a_positive_integer(tokens, value, message):
             make()
 
 
+def test_items_are_indexed_by_integers_as_a_list_is(tokens):
+    data, tokenizer = tokens
+    stories = TinyStoriesDataset(data, tokenizer=tokenizer, block_size=4)
+    assert stories[np.int64(1)][0].tolist() == [9, 10, 11, 12] and stories[-1][0].tolist() == [14, 15, 0, 0]
+    with pytest.raises(TypeError):
+        stories[1.5]  # not item 1
+    with pytest.raises(IndexError):
+        stories[3]
+
+
 def test_separator_is_an_id_of_the_vocabulary_or_one_line(tokens):
     data, tokenizer = tokens
     assert tokenizer.vocab_size == 500

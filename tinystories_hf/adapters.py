@@ -12,6 +12,7 @@ mapped pages instead of copying stories. Both have minGPT's `get_vocab_size()` /
 `shard()` for `torch.distributed` (each rank a disjoint, complete share).
 """
 import copy
+import operator
 import os
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def _load_tokenizer(tokenizer, dataset: datasets.Dataset) -> TinyStoriesTokenize
 
 def open_split(source, *, split: str = "train", tokenizer=None):
     """`(datasets.Dataset, TinyStoriesTokenizer)` for a prepared folder (or Hub id), a `DatasetDict` or a `Dataset`.
+
+    Raises `TinyStoriesError` for another kind of source, a split it lacks, a dataset without `input_ids`, or a
+    `Dataset` whose tokenizer cannot be found beside its files and is not given (`tokenizer=`).
 
     Example:
         >>> dataset, tokenizer = open_split("tinystories_prepared", split="validation")  # doctest: +SKIP
@@ -153,7 +157,7 @@ class _TokenDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         size = len(self)
-        index = int(index)
+        index = operator.index(index)  # an int or numpy integer, as a list takes; 1.5 is a TypeError, not item 1
         if not -size <= index < size:
             raise IndexError(f"index {index} out of range for {size} items")
         return self._item(self._start + index % size)
@@ -192,6 +196,8 @@ class TinyStoriesDataset(_TokenDataset):
     padded with EOS and `y` with -1. Tokens past `block_size + 1` are not seen (use the packed dataset to
     train on every token). `source`: a prepared folder or Hub id, a `DatasetDict`, or a `Dataset`;
     `tokenizer` (object or folder) is only needed when the dataset was not loaded from a prepared folder.
+    Items: `(x, y)`, int64 tensors of shape `[block_size]`. Raises `TinyStoriesError` for a `block_size` that
+    is not an integer >= 1 and for the sources `open_split` refuses; `IndexError` past the last item.
 
     Example:
         >>> train = TinyStoriesDataset("tinystories_prepared", split="train", block_size=512)  # doctest: +SKIP
@@ -227,6 +233,9 @@ class TinyStoriesDatasetPacked(_TokenDataset):
     Every token is a target exactly once. Access is O(log stories): a `searchsorted` over cumulative story
     lengths finds the first story of the window, then 2-3 story views are concatenated. The tail of the
     stream that does not fill a whole window is dropped. `separator` defaults to the tokenizer's EOS id.
+    Items: `(x, y)`, int64 tensors of shape `[block_size]`. Raises `TinyStoriesError` for a `block_size` that is
+    not an integer >= 1, a separator outside the vocabulary, a split with fewer than `block_size + 1` tokens
+    (stories and separators together), and the sources `open_split` refuses.
 
     Example:
         >>> train = TinyStoriesDatasetPacked("tinystories_prepared", split="train", block_size=512)  # doctest: +SKIP

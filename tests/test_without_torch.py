@@ -35,10 +35,15 @@ assert push_main([str(out / "demo"), "--to-folder", str(out / "hub")]) == 0
 dataset, tokenizer = load_prepared(out / "hub")
 loaded = TinyStoriesTokenizer.from_pretrained(out / "demo")
 kept = json.loads((out / "demo" / "prepare_info.json").read_text())["splits"]["train"]["kept"]
+batch = loaded(["Once upon a time", "Once"], padding=True, return_tensors="np")["attention_mask"].tolist()
+try:
+    loaded("Once", return_tensors="pt")
+except ImportError as e:
+    pt = [type(e).__name__, str(e)]
 print(json.dumps({"torch_modules": sorted(m for m, v in sys.modules.items() if v is not None and
                                           m.split(".")[0] in ("torch", "accelerate")),
                   "first": first["input_ids"][:4], "encoded": loaded.encode("Once upon a time"),
-                  "rows": dataset["train"].num_rows, "kept": kept}))
+                  "rows": dataset["train"].num_rows, "kept": kept, "batch": batch, "pt": pt}))
 """
 
 TRAINING = """
@@ -111,6 +116,9 @@ def test_core_paths_run_without_torch(tmp_path):
     assert figures["torch_modules"] == []  # nothing imported torch or accelerate, not even partly
     assert figures["encoded"] == figures["first"][:4]  # the demo stories begin "Once upon a time"
     assert figures["rows"] == figures["kept"] > 2000
+    assert figures["batch"] == [[1, 1, 1, 1], [1, 0, 0, 0]]  # the tokenizer call works, numpy tensors too
+    install = 'pip install "tinystories-hf[torch]"'
+    assert figures["pt"] == ["MissingExtraError", f"return_tensors='pt' needs torch, which is not installed: {install}"]
     out = tmp_path / "out"
     assert (out / "demo" / "report" / "report.md").is_file() and (out / "hub" / "README.md").is_file()
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
 from .errors import TinyStoriesError, api_errors, check_int, flag
+from .extras import require
 from .json_files import Check, in_range, non_negative, read_json
 from .mapped_pages import PageReleaser
 
@@ -210,6 +211,8 @@ class TinyStoriesTokenizer:
             raise TinyStoriesError("truncation=True and padding='max_length' need max_length=")
         if return_tensors not in (None, "pt", "np"):
             raise TinyStoriesError(f"return_tensors={return_tensors!r}: use None (lists), 'pt' or 'np'")
+        if return_tensors == "pt":
+            require("torch", extra="torch", needed_by="return_tensors='pt'")
         side = padding_side or self.padding_side
         if side not in ("left", "right"):
             raise TinyStoriesError(f"padding_side={side!r}: use 'left' or 'right'")

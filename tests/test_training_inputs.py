@@ -117,3 +117,16 @@ def test_stream_options_name_api_arguments_from_python_and_flags_from_the_cli(ca
                         "error: --keep-text does not apply to packed blocks; drop one of --pack, --keep-text")]:
         assert stream_main(["--source", "demo", *argv]) == 2
         assert capsys.readouterr().err.strip() == line
+
+
+def test_a_sampler_over_a_shard_does_not_split_it_again(tokens):
+    """shard() and the sampler both share items out across ranks: together each rank would read 1/W of its
+    shard and the rest of the data never (the README says: the sampler *instead of* shard())."""
+    data, tokenizer = tokens
+    stories = TinyStoriesDataset(data, tokenizer=tokenizer, block_size=4)
+    share = stories.shard(rank=1, world_size=2)
+    with pytest.raises(TinyStoriesError, match=r"^the dataset is one rank's shard\(\) and the sampler splits it "
+                                               r"again over 2 ranks"):
+        TinyStoriesSampler(share, rank=1, world_size=2)
+    assert list(TinyStoriesSampler(share, shuffle=False, rank=0, world_size=1)) == [0, 1]  # its 2 items, alone
+    assert len(TinyStoriesSampler(stories, rank=1, world_size=2)) == 2  # the whole dataset: ceil(3 / 2)

@@ -141,6 +141,7 @@ class _TokenDataset(torch.utils.data.Dataset):
         self.eos_id = self.tokenizer.eos_id
         self.stories = StoryTable(self.dataset)
         self._start, self._stop = 0, self._index_items()
+        self.sharded_over = 1  # ranks whose shard() this is
         if self._stop == 0:
             raise TinyStoriesError(f"split {split!r} has too few tokens for one item of block_size {block_size}")
 
@@ -175,6 +176,7 @@ class _TokenDataset(torch.utils.data.Dataset):
         share = copy.copy(self)
         share._start = self._start + rank * size // world_size
         share._stop = self._start + (rank + 1) * size // world_size
+        share.sharded_over = world_size * self.sharded_over  # a sampler that splits again would drop items
         return share
 
     def __getstate__(self):

@@ -106,6 +106,10 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
         if self.num_items < 1:
             raise TinyStoriesError("the dataset has no items to sample")
         self.rank, self.world_size = distributed_rank(rank, world_size)
+        if self.world_size > 1 and getattr(dataset, "sharded_over", 1) > 1:
+            raise TinyStoriesError(f"the dataset is one rank's shard() and the sampler splits it again over "
+                                   f"{self.world_size} ranks, so each rank would see 1/{self.world_size} of its "
+                                   "shard: give the sampler the whole dataset (it shares the items out itself)")
         self.seed, self.shuffle, self.drop_last = check_int("seed", seed), bool(shuffle), bool(drop_last)
         self._fingerprint = fingerprint
         self.epoch = 0

@@ -220,6 +220,11 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     same number of batches, so no rank waits for the others in a collective.
     `state_dict()`/`load_state_dict()` are datasets' (see README "Resuming training" for how exact they are).
 
+    Raises `TinyStoriesError` (one line naming the argument) for options `StreamConfig.validate` refuses, a
+    `rank`/`world_size` pair that is not two integers with `0 <= rank < world_size`, a split the source lacks,
+    and the sources and tokenizers `load_stories`/`load_tokenizer` refuse; `MissingExtraError` for `pack=True`
+    without torch.
+
     Example:
         >>> ds = stream("demo", vocab_stories=500, vocab_size=300, shuffle_buffer=100)
         >>> ds.set_epoch(1)  # another order, the same stories

@@ -3,6 +3,7 @@ the readers' errors and positions, and the cache key. End-to-end invariance over
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -37,11 +38,12 @@ def _reference_normalize(text, strip=True):
 
 
 def _reference_v2(data: bytes):
-    """A line-by-line V2 reader (lines end at \\n only): the independent reference for the block reader."""
+    """A line-by-line V2 reader (lines end at \\r\\n, \\r or \\n): the independent reference for the block
+    reader."""
     text = data.decode("utf-8")
     text = text.removeprefix("\ufeff")
     stories, lines = [], []
-    for line in text.split("\n"):
+    for line in re.split("\r\n|\r|\n", text):
         if line.strip() == EOT:
             stories.append(_reference_normalize("\n".join(lines)))
             lines = []
@@ -79,14 +81,15 @@ def test_normalize_takes_every_string_type_and_names_the_bad_row():
 
 
 def _v2_file(rng, n):
-    """Random V2 text: separators with whitespace, CRLF, literal <|endoftext|> inside lines, empty stories,
-    blank lines, and sometimes a last story without separator."""
+    """Random V2 text: separators with whitespace, LF, CRLF and lone CR line endings, literal <|endoftext|>
+    inside lines, empty stories, blank lines, and sometimes a last story without separator."""
     words = ["Once", "upon", "a", "time", EOT, "  ", "\t", "é", "\u00a0", "\ufeff"]
     out = ["\ufeff"] if rng.random() < 0.5 else []
     for _ in range(n):
         for _ in range(rng.randint(0, 3)):
-            out.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 6))) + rng.choice(["\n", "\r\n"]))
-        out.append(rng.choice([" ", "", "\t"]) + EOT + rng.choice(["", " ", "\r"]) + "\n")
+            out.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 6)))
+                       + rng.choice(["\n", "\r\n", "\r"]))
+        out.append(rng.choice([" ", "", "\t"]) + EOT + rng.choice(["", " ", "\t"]) + rng.choice(["\n", "\r\n", "\r"]))
     if rng.random() < 0.5:
         out.append("Last story without separator.")
     return "".join(out).encode()
@@ -119,20 +122,37 @@ def test_v2_separator_rules(tmp_path):
         "Last story without separator."]  # the last line's ending is not the story's, separator or not
 
 
+def test_v2_line_endings_are_lf_crlf_and_lone_cr_and_unicode_separators_are_text(tmp_path):
+    """A lone CR ends a line as LF and CRLF do (the contract turns all three into LF), before a separator too;
+    U+2028 and U+0085 are text, kept inside a story."""
+    path = tmp_path / "v2.txt"
+    path.write_bytes("One.\r<|endoftext|>\nTwo,\rstill two.\r<|endoftext|>\rThree\u2028and\u0085three.\r\n"
+                     "<|endoftext|>\r\n\rFour.\n\r<|endoftext|>\r".encode())
+    expected = ["One.", "Two,\nstill two.", "Three\u2028and\u0085three.", "Four."]
+    assert [r["text"] for r in read_eot_stories([path])] == expected
+    assert [r["text"] for r in read_eot_stories([path], strip=False)] == \
+        ["One.", "Two,\nstill two.", "Three\u2028and\u0085three.", "\nFour.\n"]
+    cr_only = tmp_path / "cr.txt"  # old Mac line endings: 40 stories, not an error
+    cr_only.write_bytes("".join(f"Story {i}.\r{EOT}\r" for i in range(40)).encode())
+    assert [r["text"] for r in read_eot_stories([cr_only])] == [f"Story {i}." for i in range(40)]
+
+
 @pytest.mark.parametrize("content, found", [
     ("\n".join(f"Story {i}." for i in range(40)) + "\n", (r"no line holds only <\|endoftext\|> \(40 lines, no "
      r"separator\): not TinyStoriesV2 text; .*jq -cR")),
     (EOT.join(f"Story {i}." for i in range(40)), (r"no line holds only <\|endoftext\|>, but the text holds it 39 "
      r"times inside lines .*put each separator on its own line")),
-    ("".join(f"Story {i}.\r{EOT}\r" for i in range(40)), (r"no line holds only <\|endoftext\|>: its 80 line endings "
-     r"are CR only; convert them to LF")),
-    (" \n\t\n", r"no stories found \(the file holds only whitespace\)"),
+    ("".join(f"Story {i}.\u2028{EOT}\u2028" for i in range(40)), (r"no line holds only <\|endoftext\|>: the text "
+     r"holds it 40 times beside Unicode line separators \(U\+2028, U\+2029 or U\+0085\), which are text")),
+    (" \n\t\n", r"the file holds no stories \(only whitespace\); remove it"),
+    (f"Story.\n{EOT}\n".encode("utf-16-le"), r"the file is UTF-16LE, not UTF-8; re-encode it \(e.g. iconv -f "
+     r"utf-16le -t utf-8"),
 ])
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_v2_file_without_a_separator_line_is_one_error_naming_it(tmp_path, content, found, as_folder):
     folder = tmp_path / "v2"
     folder.mkdir()
-    (folder / "train.txt").write_bytes(content.encode())
+    (folder / "train.txt").write_bytes(content if isinstance(content, bytes) else content.encode())
     (folder / "valid.txt").write_text(f"A story.\n{EOT}\n")
     with pytest.raises(TinyStoriesError, match=rf"^{folder / 'train.txt'}: {found}"):
         load_stories(str(folder if as_folder else folder / "train.txt"), num_proc=1)

@@ -90,8 +90,8 @@ def _shards(layout: Layout) -> int:
     if layout.format == "txt" and layout.layout != "hub":
         from .txt import MAX_SHARDS, SHARD_BYTES
 
-        return max(sum(max(1, min(MAX_SHARDS, os.path.getsize(p) // SHARD_BYTES)) for p in paths)
-                   for paths in layout.data_files.values())
+        return max(sum(1 if p.endswith(".gz") else max(1, min(MAX_SHARDS, os.path.getsize(p) // SHARD_BYTES))
+                       for p in paths) for paths in layout.data_files.values())
     return max(len(paths) for paths in layout.data_files.values())
 
 

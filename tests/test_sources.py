@@ -1,5 +1,6 @@
 """The `sources` package piece by piece: the normalising function, the V2 reader, layouts and split names,
 the readers' errors and positions, and the cache key. End-to-end invariance over layouts: test_formats.py."""
+import gzip
 import json
 import os
 import random
@@ -109,6 +110,18 @@ def test_v2_block_reader_matches_a_line_reader_across_blocks_and_ranges(seed, tm
         assert len(ranges) > 3 and [r["text"] for r in txt.read_eot_ranges(ranges)] == expected
 
 
+def test_gzipped_v2_text_gives_the_stories_of_the_text_and_a_damaged_one_is_one_line(tmp_path):
+    data = _v2_file(random.Random(7), 200)
+    (tmp_path / "v2.txt.gz").write_bytes(gzip.compress(data))
+    assert [r["text"] for r in read_eot_stories([tmp_path / "v2.txt.gz"])] == _reference_v2(data)
+    stories, info = load_stories(str(tmp_path / "v2.txt.gz"), num_proc=2, validation_fraction=0.1)
+    assert info.kind == "txt" and sorted(_texts(stories["train"]) + _texts(stories["validation"])) == \
+        sorted(t for t in _reference_v2(data))
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(data)[:-12])
+    with pytest.raises(TinyStoriesError, match=r"^could not read \S*cut.txt.gz: EOFError: Compressed file ended"):
+        load_stories(str(tmp_path / "cut.txt.gz"))
+
+
 def test_v2_separator_rules(tmp_path):
     path = tmp_path / "v2.txt"
     path.write_bytes(b"\xef\xbb\xbfFirst story.\r\nSecond line.\r\n<|endoftext|>\r\n<|endoftext|>\n  Third  \n"
@@ -145,9 +158,8 @@ def test_v2_line_endings_are_lf_crlf_and_lone_cr_and_unicode_separators_are_text
     ("".join(f"Story {i}.\u2028{EOT}\u2028" for i in range(40)), (r"no line holds only <\|endoftext\|>: the text "
      r"holds it 40 times beside Unicode line separators \(U\+2028, U\+2029 or U\+0085\), which are text")),
     (" \n\t\n", r"the file holds no stories \(only whitespace\); remove it"),
-    (f"Story.\n{EOT}\n".encode("utf-16-le"), r"the file is UTF-16LE, not UTF-8; re-encode it \(e.g. iconv -f "
-     r"utf-16le -t utf-8"),
-])
+    (f"Story.\n{EOT}\n".encode("utf-16-le"), r"the file is UTF-16LE, not UTF-8; re-encode it \(e.g. iconv -f utf-16le"),
+], ids=["one-per-line", "inline-literals", "unicode-separators", "blank", "utf16le"])
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_v2_file_without_a_separator_line_is_one_error_naming_it(tmp_path, content, found, as_folder):
     folder = tmp_path / "v2"
@@ -270,6 +282,9 @@ def test_cache_key_is_the_content_not_size_and_mtime(tmp_path, name, write):
     (b'{"text": 12}', r"line 5: 'text' holds a number, not a string"),
     (b'{"text": "caf\\ud800"}', r"line 5: 'text' holds a lone surrogate escape \(\\ud800\)"),
     (b'{"text": "caf\xe9"}', r"line 5: not valid UTF-8 \(byte 14 of the line\)"),
+    (b'{"text": "a", "id": 1, "text": "b"}', r"line 5: 'text' is given more than once in the object"),
+    (b'{"text": "a"} {"text": "b"}', r"line 5: not valid JSON \(Extra data at column 15\)"),  # two on a line
+    (b'{"text":\n "a"}', r"line 5: not valid JSON \(Expecting value at column 9\)"),  # one across lines
 ])
 def test_json_lines_errors_name_the_line(tmp_path, bad, message):
     """Lines counted as an editor counts them: a BOM, blank lines and CRLF endings before the bad one."""
@@ -277,6 +292,73 @@ def test_json_lines_errors_name_the_line(tmp_path, bad, message):
     path.write_bytes(b'\xef\xbb\xbf{"text": "One."}\r\n\r\n{"text": "Two.", "id": 2}\n\n' + bad + b"\n")
     with pytest.raises(TinyStoriesError, match=rf"^{path}: {message}"):
         load_stories(str(path))
+
+
+def test_json_positions_count_lone_cr_line_endings_and_only_the_story_must_be_utf8(tmp_path):
+    """pyarrow reads a lone CR as a line ending; so do the positions. Bytes that are not UTF-8 in a field that
+    is not read are no error, in JSON Lines and in an array alike; in the story they are, at their line or item."""
+    lines = [b'{"text": "One.", "id": "caf\xe9"}', b'{"text": "Two."}', b'{"text": 3}']
+    (tmp_path / "cr.jsonl").write_bytes(b"\r".join(lines) + b"\r")
+    with pytest.raises(TinyStoriesError, match=r"cr.jsonl: line 3: 'text' holds a number"):
+        load_stories(str(tmp_path / "cr.jsonl"))
+    (tmp_path / "ok.jsonl").write_bytes(b"\r".join(lines[:2]) + b"\r")
+    (tmp_path / "ok.json").write_bytes(b"[" + b",\r".join(lines[:2]) + b"]")
+    for name in ("ok.jsonl", "ok.json"):
+        stories, _ = load_stories(str(tmp_path / name), validation_fraction=0.5)
+        assert sorted(_texts(stories["train"]) + _texts(stories["validation"])) == ["One.", "Two."]
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "One."}\r{"text": "caf\xe9"}\r')
+    with pytest.raises(TinyStoriesError, match=r"bad.jsonl: line 2: not valid UTF-8 \(byte 14 of the line\)"):
+        load_stories(str(tmp_path / "bad.jsonl"))
+    (tmp_path / "bad.json").write_bytes(b'[{"text": "One.", "id": 1, "text": "Two."}]')
+    with pytest.raises(TinyStoriesError, match=r"bad.json: item 0: 'text' is given more than once"):
+        load_stories(str(tmp_path / "bad.json"))
+    (tmp_path / "bad.json").write_bytes(b'[{"text": "One."}, {"text": "caf\xe9"}]')
+    with pytest.raises(TinyStoriesError, match=r"bad.json: item 1: not valid UTF-8 \('text' holds byte 0xe9\)"):
+        load_stories(str(tmp_path / "bad.json"))
+
+
+def test_a_json_line_longer_than_a_parse_chunk_is_read(tmp_path):
+    """pyarrow parses a block in chunks of a quarter of it (at least 1 MB); a 1.5 MB story once failed with
+    'straddling object straddles two block boundaries'."""
+    long = "Once upon a time " * 90_000  # 1.5 MB
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["A story.", long, "The end."]))
+    stories, _ = load_stories(str(path), validation_fraction=0.34)
+    assert sorted(_texts(stories["train"]) + _texts(stories["validation"])) == sorted(["A story.", long.strip(),
+                                                                                        "The end."])
+
+
+@pytest.mark.parametrize("name, content, found", [
+    ("s.txt", b" \n\t\r\n", r"the file holds no stories \(only whitespace\)"),
+    ("s.txt.gz", gzip.compress(b""), r"the file holds no stories \(it is empty\)"),
+    ("s.jsonl", b"\n  \r\n\n", r"the file holds no stories \(only blank lines\)"),
+    ("s.jsonl.gz", gzip.compress(b""), r"the file holds no stories \(it is empty\)"),
+    ("s.json", b" [ ]\n", r"the file holds no stories \(an empty array\)"),
+    ("s.parquet", None, r"the parquet file has no rows"),
+    ("s.jsonl", "{}".encode("utf-16"), r"the file is UTF-16, not UTF-8; re-encode it"),
+    ("s.json", '[{"text": "a"}]'.encode("utf-16-be"), r"the file is UTF-16BE, not UTF-8; re-encode it"),
+], ids=["blank-txt", "empty-txt-gz", "blank-jsonl", "empty-jsonl-gz", "empty-array", "no-rows-parquet", "utf16-jsonl",
+        "utf16be-json"])
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_a_shard_without_stories_is_one_error_in_every_format(tmp_path, name, content, found, as_folder):
+    """An empty or blank shard of a folder, or a file in a foreign encoding, is named; never 0 rows read on."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    if content is None:
+        pq.write_table(pa.table({"text": pa.array([], pa.string())}), folder / f"train-1-{name}")
+    else:
+        (folder / f"train-1-{name}").write_bytes(content)
+    suffix = name.removeprefix("s")
+    zipped = gzip.compress if suffix.endswith(".gz") else bytes
+    if suffix.startswith(".txt"):
+        (folder / f"train-0{suffix}").write_bytes(zipped(f"A story.\n{EOT}\n".encode()))
+    elif suffix == ".parquet":
+        pq.write_table(pa.table({"text": ["A story."]}), folder / "train-0.parquet")
+    else:
+        (folder / f"train-0{suffix}").write_bytes(zipped(b'{"text": "A story."}\n'))
+    source = folder if as_folder else folder / f"train-1-{name}"
+    with pytest.raises(TinyStoriesError, match=rf"^{folder / f'train-1-{name}'}: {found}"):
+        load_stories(str(source), num_proc=1)
 
 
 def test_invalid_utf8_names_file_line_and_offset(tmp_path):

@@ -7,6 +7,7 @@ positions count lines the same way (Unicode separators such as U+2028 and U+0085
 """
 import contextlib
 import gzip
+import zlib
 
 from datasets.utils.file_utils import xopen
 
@@ -18,9 +19,15 @@ _UTF16_32 = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xf
 
 @contextlib.contextmanager
 def open_bytes(path: str):
-    """The file's bytes, decompressed if its name ends in `.gz` (local paths and `hf://` URLs alike)."""
-    with xopen(path, "rb") as raw:
-        yield gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+    """The file's bytes, decompressed if its name ends in `.gz` (local paths and `hf://` URLs alike). An error
+    while it is read (a damaged gzip stream, a file cut short, an I/O error) becomes the one-line
+    `TinyStoriesError` "could not read PATH: ..."."""
+    try:
+        with xopen(path, "rb") as raw:
+            yield gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        reason = (str(e).splitlines() or [""])[0]
+        raise TinyStoriesError(f"could not read {path}: {type(e).__name__}: {reason}") from None
 
 
 def count_lines(data: bytes) -> int:

@@ -18,6 +18,7 @@ from conftest import SAMPLE_EOT, SAMPLE_JSONL
 from tinystories_hf import TinyStoriesError, load_stories
 from tinystories_hf.sources import DEMO_SPLITS, find_layout, normalize_stories, read_eot_stories, txt
 from tinystories_hf.sources.normalize import InvalidText
+from tinystories_hf.stream import stream_stories
 
 EOT = "<|endoftext|>"
 # Every character Python's str.isspace() calls whitespace, plus characters that look like it but are not.
@@ -367,6 +368,37 @@ def test_invalid_utf8_names_file_line_and_offset(tmp_path):
     path.write_bytes(good + b"\xe9 au lait.\n<|endoftext|>\n")
     with pytest.raises(TinyStoriesError, match=rf"bad.txt: line 3: not valid UTF-8 at byte offset {len(good)}; "):
         load_stories(str(path))
+
+
+STORIES = ["\ufeff  Once upon a time.\r\nThe end. ", None, "Lily ran.\rShe smiled.", " \t ", "日本語の話。"]
+
+
+@pytest.mark.parametrize("column", [
+    pa.array(STORIES, pa.large_string()), pa.array(STORIES).dictionary_encode(), pa.array(STORIES, pa.string_view()),
+    pa.array([s and s.encode() for s in STORIES], pa.binary()),  # parquet written without the UTF8 annotation
+    pa.array([s and s.encode() for s in STORIES], pa.large_binary()),
+    pa.array([s and s.encode() for s in STORIES], pa.binary()).dictionary_encode(),
+], ids=["large_string", "dictionary", "string_view", "binary", "large_binary", "dictionary-of-binary"])
+def test_parquet_story_column_of_any_text_type_gives_the_same_stories(tmp_path, column):
+    pq.write_table(pa.table({"id": range(5), "text": column}), tmp_path / "s.parquet", row_group_size=1)
+    expected = [_reference_normalize(s) for s in STORIES]
+    assert [r["text"] for r in stream_stories(str(tmp_path / "s.parquet"))] == expected
+    stories, _ = load_stories(str(tmp_path / "s.parquet"), validation_fraction=0.2)
+    assert sorted(map(str, _texts(stories["train"]) + _texts(stories["validation"]))) == sorted(map(str, expected))
+
+
+@pytest.mark.parametrize("table, found", [
+    (pa.table({"text": pa.array([b"ok", b"ok", b"caf\xe9"], pa.binary())}), r"row 2: not valid UTF-8"),
+    (pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]),
+     r"2 columns are named 'text'; keep one"),
+    (pa.table({"text": pa.array([{"story": "a"}])}), r"column 'text' holds struct<story: string>, not text"),
+    (pa.table({"text": pa.array([["a"]])}), r"column 'text' holds list<\w+: string>, not text"),
+    (pa.table({"text": pa.array([1, 2]).dictionary_encode()}), r"column 'text' holds .*int64.*, not text"),
+], ids=["invalid-utf8-binary", "two-text-columns", "struct", "list", "dictionary-of-int"])
+def test_parquet_story_column_errors_name_the_file(tmp_path, table, found):
+    pq.write_table(table, tmp_path / "s.parquet")
+    with pytest.raises(TinyStoriesError, match=rf"^{tmp_path / 's.parquet'}: {found}"):
+        load_stories(str(tmp_path / "s.parquet"))
 
 
 def test_hub_layout_folder_and_parquet_file(tmp_path, sample_stories):

@@ -222,6 +222,15 @@ def _touch(folder, *names):
     (["stories.txt", "more.txt"], {"train": 2}),  # no split name: everything is train
     (["data/train-00000-of-00001.txt", "data/holdout-00000-of-00001.txt"], {"train": 1, "holdout": 1}),
     (["training/x.txt", "validation/x.txt", "testing/x.txt"], {"train": 1, "validation": 1, "test": 1}),
+    (["training.txt", "evaluation.txt", "eval.txt"], {"train": 1, "test": 2}),
+    (["train/a.txt", "dev/b.txt", "dev/c.txt"], {"train": 1, "validation": 2}),
+    (["retrain.txt", "devotion.txt", "contest.txt"], {"train": 3}),  # a split name inside a word names none
+    (["train.txt", "retrain.txt", "interval.txt", "valid.txt"], {"train": 1, "validation": 1}),  # 2 in no split
+    (["train-10.txt", "train-2.txt", "b-train.txt", "a_train.txt", "valid.txt"], {"train": 4, "validation": 1}),
+    (["TRAIN.txt", "stories.txt"], {"train": 2}),  # upper case names train and is train
+    (["train/valid.txt", "train/a.txt"], {"train": 2}),  # folder names decide; valid.txt names train too
+    (["data/train-00000-of-00001.txt", "data/train_sft-00000-of-00001.txt"], {"train": 1, "train_sft": 1}),
+    ([".hidden/valid.txt", ".valid.txt", "__MACOSX/valid.txt", "train.txt"], {"train": 1}),
 ])
 def test_folder_splits_follow_datasets_data_files_rules(tmp_path, names, splits):
     layout = find_layout(str(_touch(tmp_path / "src", *names)))
@@ -229,6 +238,52 @@ def test_folder_splits_follow_datasets_data_files_rules(tmp_path, names, splits)
     assert {split: len(files) for split, files in layout.data_files.items()} == splits
     # the same names, read by datasets itself (its text builder), give the same splits
     assert list(datasets.load_dataset(str(tmp_path / "src"))) == list(splits)
+    for files in layout.data_files.values():  # each split's files in path order (code point order)
+        names = [os.path.relpath(f, tmp_path / "src") for f in files]
+        assert names == sorted(names)
+
+
+@pytest.mark.parametrize("names, found", [
+    (["Train.txt", "Valid.txt"], (r"Valid.txt: its name says split 'validation', but datasets' rules read it as "
+     r"split 'train' \(datasets matches split names in lower case only\); write the split name in lower case")),
+    (["train.txt", "VALID.txt"], (r"VALID.txt: its name says split 'validation', but datasets' rules read it as no "
+     r"split \(datasets matches split names in lower case only\)")),
+    (["Train/a.txt", "Val/a.txt"], r"Val/a.txt: its name says split 'validation', .* as split 'train'"),
+    (["train/a.txt", "valid.txt"], (r"valid.txt: its name says split 'validation', but datasets' rules read it as "
+     r"no split \(folder names decide the splits here\); rename or move it")),
+    (["train/a.txt", "train.txt", "valid/a.txt"], r"train.txt: its name says split 'train', .* no split"),
+    (["data/train.txt", "valid/x.txt"], r"data/train.txt: its name says split 'train', .* no split \(folder names"),
+    (["data/train-00000-of-00001.txt", "valid.txt"], r"valid.txt: .* no split \(the data/\{split\}-\* shards decide"),
+], ids=["Valid-read-as-train", "VALID-in-no-split", "Val-folder", "valid-file-beside-folders",
+        "train-file-beside-train-folder", "data-folder-beside-valid-folder", "valid-file-beside-data-shards"])
+def test_a_name_that_says_another_split_than_the_rules_is_an_error(tmp_path, names, found):
+    """Never read against the file's name: the validation stories trained on, or a validation split carved
+    while the user's own is left out."""
+    with pytest.raises(TinyStoriesError, match=rf"^{tmp_path / 'src'}/{found}"):
+        find_layout(str(_touch(tmp_path / "src", *names)))
+    # files of another format than the splits' are only listed as not read (a Hub clone's .txt beside data/)
+    layout = find_layout(str(_touch(tmp_path / "ok", "train.txt", "valid.txt", "data/train-00000-of-00001.jsonl")))
+    assert (layout.format, layout.ignored) == ("json", ["train.txt", "valid.txt"])
+
+
+def test_links_and_lfs_pointers_in_a_folder_are_errors(tmp_path):
+    elsewhere = _touch(tmp_path / "elsewhere", "a.txt", "b/c.txt")
+    src = _touch(tmp_path / "src", "train.txt")
+    (src / "valid.txt").symlink_to(elsewhere / "a.txt")  # a link to a file is read
+    assert find_layout(str(src)).data_files["validation"] == [str(src / "valid.txt")]
+    (src / "test.txt").symlink_to(elsewhere / "gone.txt")
+    with pytest.raises(TinyStoriesError, match=rf"^{src / 'test.txt'}: a broken symbolic link \(to \S*gone.txt\); "):
+        find_layout(str(src))
+    (src / "test.txt").unlink()
+    (src / "test").symlink_to(elsewhere / "b")
+    with pytest.raises(TinyStoriesError, match=rf"^{src / 'test'}: a symbolic link to a folder \(\S*b\), which "
+                                               r"datasets does not read into"):
+        find_layout(str(src))
+    (src / "test").unlink()
+    (src / "valid.txt").unlink()
+    (src / "valid.txt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1\n")
+    with pytest.raises(TinyStoriesError, match=r"valid.txt: a Git LFS pointer, not the data; fetch the files"):
+        find_layout(str(src))
 
 
 def test_folder_with_mixed_or_non_story_files_is_one_error_naming_them(tmp_path):

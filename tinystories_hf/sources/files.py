@@ -27,7 +27,8 @@ def open_bytes(path: str):
             yield gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         reason = (str(e).splitlines() or [""])[0]
-        raise TinyStoriesError(f"could not read {path}: {type(e).__name__}: {reason}") from None
+        fix = "" if getattr(e, "errno", None) else "; the file is damaged or cut short: copy or download it again"
+        raise TinyStoriesError(f"could not read {path}: {type(e).__name__}: {reason}{fix}") from None
 
 
 def count_lines(data: bytes) -> int:

@@ -266,6 +266,43 @@ def test_a_name_that_says_another_split_than_the_rules_is_an_error(tmp_path, nam
     assert (layout.format, layout.ignored) == ("json", ["train.txt", "valid.txt"])
 
 
+CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "stories/part-*.txt"
+  - split: validation
+    path: "stories/held-out.txt"
+{more}---
+# Stories
+"""
+
+
+def test_a_readme_configs_header_declares_the_splits_as_for_load_dataset(tmp_path):
+    """The YAML header datasets and the Hub read first: the files it names, not the ones the name rules find."""
+    src = _touch(tmp_path / "src", "stories/part-1.txt", "stories/part-0.txt", "stories/held-out.txt",
+                 "stories/train.txt")
+    (src / "README.md").write_text(CARD.format(more=""))
+    layout = find_layout(str(src))
+    assert {split: [os.path.relpath(f, src) for f in files] for split, files in layout.data_files.items()} == \
+        {"train": ["stories/part-0.txt", "stories/part-1.txt"], "validation": ["stories/held-out.txt"]}
+    assert layout.ignored == ["stories/train.txt"]
+    assert {split: len(ds) for split, ds in datasets.load_dataset(str(src)).items()} == {"train": 4, "validation": 2}
+    (src / "README.md").write_text(CARD.format(more="- config_name: other\n  data_dir: stories\n")
+                                   .replace("config_name: default", "config_name: first"))
+    with pytest.raises(TinyStoriesError, match=r"README.md: it declares configs first, other and none is the default; "
+                                               r"mark one 'default: true'"):
+        find_layout(str(src))
+    (src / "README.md").write_text("---\nconfigs: [\n---\n")
+    with pytest.raises(TinyStoriesError, match=r"README.md: its configs cannot be read \(while parsing"):
+        find_layout(str(src))
+    (src / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_dir: stories\n---\n")
+    assert find_layout(str(src)).data_files == {"train": [str(src / "stories/train.txt")]}  # the rules, in data_dir
+    (src / "README.md").write_text("# Stories\n\nNo YAML header: the name rules decide.\n")
+    assert find_layout(str(src)).data_files == {"train": [str(src / "stories/train.txt")]}
+
+
 def test_links_and_lfs_pointers_in_a_folder_are_errors(tmp_path):
     elsewhere = _touch(tmp_path / "elsewhere", "a.txt", "b/c.txt")
     src = _touch(tmp_path / "src", "train.txt")

@@ -1,6 +1,7 @@
 """Decide what a `--source` is: its layout, its one story format, and its splits with their files.
 
-Splits come from `datasets.data_files`, the rules `load_dataset(folder)` and the Hub use: first the
+Splits come from `datasets.data_files`, the rules `load_dataset(folder)` and the Hub use: first the default
+config of a README.md's YAML header (`configs:` with `data_files` or `data_dir`), else the
 `data/{split}-00000-of-00001.*` shards (any split name), else split names in folder names, else in file
 names (train/training; validation/valid/val/dev; test/testing/eval/evaluation; delimited by `-._ ` or
 digits), else every file is train. Hidden files and folders (`.name`, `__name`) are not read. The files of a
@@ -28,6 +29,7 @@ from datasets.data_files import (
     EmptyDatasetError,
     get_data_patterns,
     resolve_pattern,
+    sanitize_patterns,
 )
 from fsspec.utils import glob_translate
 
@@ -173,14 +175,50 @@ def _check_names(base: str, files: list, splits: dict, fmt: str, patterns: dict)
                                f"{'split ' + repr(split) if split else 'no split'} ({reason}); {fix}")
 
 
+def _card_config(base: str):
+    """`(data files patterns, their base folder)` of the default config that the folder's README.md declares
+    in its YAML header (`configs:`, with `data_files` or `data_dir`), as `load_dataset(folder)` and the Hub
+    read it; None if it declares none."""
+    readme = os.path.join(base, "README.md")
+    if not os.path.isfile(readme):
+        return None
+    import yaml
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    try:
+        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data)
+        name = configs.get_default_config_name()
+    except (ValueError, yaml.YAMLError) as e:
+        reason = " ".join(str(e).split())
+        raise TinyStoriesError(f"{readme}: its configs cannot be read ({reason}); fix the YAML header (see "
+                               "datasets' 'Manual configuration' docs) or remove it") from None
+    if not configs:
+        return None
+    if name is None:
+        raise TinyStoriesError(f"{readme}: it declares configs {', '.join(configs)} and none is the default; mark one "
+                               "'default: true' in its YAML header, or pass the folder of one config's files")
+    config = configs[name]
+    if config.get("data_files"):
+        return sanitize_patterns(config["data_files"]), base
+    if config.get("data_dir"):
+        folder = os.path.join(base, config["data_dir"])
+        return get_data_patterns(folder), folder
+    return None
+
+
 def _folder(path: Path) -> Layout:
     base = str(path.resolve())
     _check_links(base)
+    declared = _card_config(base)
     try:
-        patterns = get_data_patterns(base)
-        data_files = DataFilesDict.from_patterns(patterns, base_path=base)
+        patterns, where = declared or (get_data_patterns(base), base)
+        data_files = DataFilesDict.from_patterns(patterns, base_path=where)
     except EmptyDatasetError:
         patterns, data_files = {}, {}
+    except FileNotFoundError as e:  # a pattern of the README's configs that matches no file
+        raise TinyStoriesError(f"{path / 'README.md'}: its default config names files that are not there ({e}); fix "
+                               "its data_files or remove the configs") from None
     except ValueError as e:  # a `data/{split}-00000-of-00001` shard whose split name is not a word
         raise TinyStoriesError(f"{path}: {e}; name the shards data/train-00000-of-00001.parquet and so on") from None
     splits = _splits(data_files, str(path), base)
@@ -191,7 +229,8 @@ def _folder(path: Path) -> Layout:
         every = resolve_pattern("**", base_path=base)
     except FileNotFoundError:
         every = []
-    _check_names(base, every, splits, fmt, patterns)
+    if not declared:  # the README's configs name each split's files themselves
+        _check_names(base, every, splits, fmt, patterns)
     used = set(files)
     ignored = sorted(os.path.relpath(p, base) for p in every if p not in used)
     return Layout(source=str(path), layout="folder", format=fmt, data_files=splits, ignored=ignored)

@@ -545,6 +545,16 @@ def test_hub_dataset_id_is_read_through_the_same_formats(tmp_path, sample_storie
     with pytest.raises(TinyStoriesError, match=r"could not load Hub dataset 'someone/other' \(offline: HF_HUB_OFFLINE"
                                                r"=1, and it was never read online with this cache"):
         load_stories("someone/other", cache_dir=cache)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def several_configs(repo_id, **kwargs):
+        raise ValueError("Config name is missing.\nPlease pick one among the available configs: ['a', 'b']")
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", several_configs)
+    with pytest.raises(TinyStoriesError, match=r"^could not load Hub dataset 'someone/configs': Config name is "
+                                               r"missing.; download the files of one config"):
+        load_stories("someone/configs", cache_dir=cache)
 
 
 def test_text_column_option_and_missing_column(tmp_path):

@@ -266,6 +266,16 @@ def test_a_name_that_says_another_split_than_the_rules_is_an_error(tmp_path, nam
     assert (layout.format, layout.ignored) == ("json", ["train.txt", "valid.txt"])
 
 
+@pytest.mark.parametrize("name", ["st*ries", "stories[2023]", "st?ries"])
+def test_glob_characters_in_the_folder_path_match_only_themselves(tmp_path, name):
+    """datasets joins the folder to its glob patterns: `st*ries` once read a sibling `stories/` folder too, and
+    `stories[2023]` was 'a folder without data files'."""
+    _touch(tmp_path, "stories/train.txt", f"{name}/train.txt", f"{name}/valid.txt")
+    layout = find_layout(str(tmp_path / name))
+    assert layout.data_files == {"train": [str(tmp_path / name / "train.txt")],
+                                 "validation": [str(tmp_path / name / "valid.txt")]}
+
+
 CARD = """---
 configs:
 - config_name: default

@@ -16,6 +16,7 @@ in another split or in none (`Valid.txt` read as train: the rules match lower ca
 `train/` folders: folder names decide). So are a broken symbolic link, a link to a folder (datasets does
 not read into it) and a Git LFS pointer where the data should be.
 """
+import glob
 import os
 import re
 from dataclasses import dataclass, field
@@ -203,7 +204,7 @@ def _card_config(base: str):
         return sanitize_patterns(config["data_files"]), base
     if config.get("data_dir"):
         folder = os.path.join(base, config["data_dir"])
-        return get_data_patterns(folder), folder
+        return get_data_patterns(glob.escape(folder)), folder
     return None
 
 
@@ -212,8 +213,9 @@ def _folder(path: Path) -> Layout:
     _check_links(base)
     declared = _card_config(base)
     try:
-        patterns, where = declared or (get_data_patterns(base), base)
-        data_files = DataFilesDict.from_patterns(patterns, base_path=where)
+        # datasets joins the folder to its patterns: a `[`, `*` or `?` in the folder's own path must match itself
+        patterns, where = declared or (get_data_patterns(glob.escape(base)), base)
+        data_files = DataFilesDict.from_patterns(patterns, base_path=glob.escape(where))
     except EmptyDatasetError:
         patterns, data_files = {}, {}
     except FileNotFoundError as e:  # a pattern of the README's configs that matches no file
@@ -226,7 +228,7 @@ def _folder(path: Path) -> Layout:
     fmt = _one_format(str(path), files, base)
     _check_files(files)
     try:
-        every = resolve_pattern("**", base_path=base)
+        every = resolve_pattern("**", base_path=glob.escape(base))
     except FileNotFoundError:
         every = []
     if not declared:  # the README's configs name each split's files themselves

@@ -56,8 +56,8 @@ def _says(name: str, case=re.IGNORECASE) -> list:
 
 @dataclass
 class Layout:
-    """What `find_layout` decided. `data_files`: split -> files, in datasets' split order (train,
-    validation, test, then the others); `ignored`: files of a folder that belong to no split.
+    """What `find_layout` decided. `data_files`: split -> files in path order, the splits in datasets' order
+    (train, validation, test, then the others); `ignored`: files of a folder in no split (relative paths).
 
     Example:
         >>> find_layout("demo").format, find_layout("demo").data_files
@@ -72,6 +72,7 @@ class Layout:
 
 
 def format_of(path: str) -> str | None:
+    """The story format of a file by its suffix (parquet, json, txt), None for any other file."""
     name = os.path.basename(path).lower()
     return next((fmt for fmt, module in FORMATS.items() if name.endswith(module.SUFFIXES)), None)
 
@@ -161,15 +162,17 @@ def _check_names(base: str, files: list, splits: dict, fmt: str, patterns: dict)
     """Refuse a file of the story format whose name says one split while datasets' rules read it as another
     split or none (see the module docstring); the data/{split}-* shards name their split themselves."""
     owner = {path: split for split, paths in splits.items() for path in paths}
+    rules = _rules(patterns)
     for path in files:
-        if format_of(path) != fmt:
+        split = owner.get(path)
+        if format_of(path) != fmt or (split and rules.startswith("the data/")):
             continue
         name = os.path.relpath(path, base).replace(os.sep, "/")
-        named, split = _says(name), owner.get(path)
-        if not named or split in named or (split and _rules(patterns).startswith("the data/")):
+        named = _says(name)
+        if not named or split in named:
             continue
         if named[0] in _says(name, 0):
-            reason, fix = _rules(patterns), "rename or move it so that its name and its place agree, or move it out"
+            reason, fix = rules, "rename or move it so that its name and its place agree, or move it out"
         else:
             reason, fix = "datasets matches split names in lower case only", "write the split name in lower case"
         raise TinyStoriesError(f"{path}: its name says split {named[0]!r}, but datasets' rules read it as "

@@ -38,7 +38,8 @@ def count_lines(data: bytes) -> int:
         >>> count_lines(b"a\\r\\nb\\rc\\nd")
         3
     """
-    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    cr = data.count(b"\r")
+    return data.count(b"\n") + cr - (data.count(b"\r\n") if cr else 0)
 
 
 def ends_line(data: bytes) -> bool:

@@ -104,9 +104,10 @@ def _last_line(block: bytes, first: int) -> int:
     return first + count_lines(block) - ends_line(block)
 
 
-def _one_object_per_line(block: bytes, rows: int) -> bool:
-    """True if the block's `rows` parsed objects are one per line that is not blank (fast when no line is)."""
-    if rows == count_lines(block) + (not ends_line(block)):
+def _one_object_per_line(block: bytes, rows: int, breaks: int) -> bool:
+    """True if the block's `rows` parsed objects are one per line that is not blank (`breaks`: its line
+    endings; fast when no line is blank)."""
+    if rows == breaks + (not ends_line(block)):
         return True
     return rows == sum(1 for line in block.splitlines() if line.strip())
 
@@ -148,10 +149,11 @@ def _read_lines(path: str, f, head: bytes, text_column: str):
             pending = data
             continue
         block, pending = data[:cut], data[cut:]
-        if block.strip():
+        breaks = count_lines(block)
+        if block and not block.isspace():
             try:
                 table = _parse(block, options)
-                if not _one_object_per_line(block, table.num_rows):
+                if not _one_object_per_line(block, table.num_rows, breaks):
                     raise pa.ArrowInvalid("not one object per line")
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                 error = _bad_line(path, block, line, text_column)
@@ -164,7 +166,7 @@ def _read_lines(path: str, f, head: bytes, text_column: str):
             for chunk in column.chunks:  # as parsed: no copy
                 yield (path, line, block, offset), chunk
                 offset += len(chunk)
-        line += count_lines(block)
+        line += breaks
         if not chunk:
             break
     if not rows:

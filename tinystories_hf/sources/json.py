@@ -163,9 +163,9 @@ def _read_lines(path: str, f, head: bytes, text_column: str):
             column = table.column(0)
             seen, rows = seen or column.null_count < len(column), rows + len(column)
             offset = 0
-            for chunk in column.chunks:  # as parsed: no copy
-                yield (path, line, block, offset), chunk
-                offset += len(chunk)
+            for part in column.chunks:  # as parsed: no copy
+                yield (path, line, block, offset), part
+                offset += len(part)
         line += breaks
         if not chunk:
             break

@@ -420,6 +420,18 @@ def test_json_positions_count_lone_cr_line_endings_and_only_the_story_must_be_ut
         load_stories(str(tmp_path / "bad.json"))
 
 
+def test_invalid_utf8_in_a_later_parse_chunk_names_its_line(tmp_path):
+    """A 3 MB block is parsed in 1 MB chunks: the bad story's row is counted from its chunk's first row, and
+    blank lines (every 1000th) and CRLF endings are counted as an editor counts them."""
+    lines = [json.dumps({"text": f"Story number {i} is short."}).encode() for i in range(60_000)]
+    for i in range(999, 60_000, 1000):
+        lines[i] = b""
+    lines[50_000] = b'{"text": "caf\xe9 au lait"}'
+    (tmp_path / "s.jsonl").write_bytes(b"\r\n".join(lines) + b"\r\n")
+    with pytest.raises(TinyStoriesError, match=r"s.jsonl: line 50001: not valid UTF-8 \(byte 14 of the line\)"):
+        load_stories(str(tmp_path / "s.jsonl"))
+
+
 def test_a_json_line_longer_than_a_parse_chunk_is_read(tmp_path):
     """pyarrow parses a block in chunks of a quarter of it (at least 1 MB); a 1.5 MB story once failed with
     'straddling object straddles two block boundaries'."""

@@ -552,9 +552,9 @@ def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, 
 PATCH = r"""
 import os, shutil, sys, time
 from pathlib import Path
-from tinystories_hf import base_tokenizer, pipeline, store, tokenize, vocab
+from tinystories_hf import atomic, base_tokenizer, pipeline, tokenize, vocab
 
-real_rmtree, real_exchange, real_rename = shutil.rmtree, store.exchange, os.rename
+real_rmtree, real_exchange, real_rename = shutil.rmtree, atomic.exchange, os.rename
 
 def pause(*args, **kwargs):
     open(os.environ["KILL_MARKER"], "w").close()
@@ -605,13 +605,13 @@ def patch(stage):
     elif stage == "hold":  # keep the lock, writing the new output, until the test creates the file GO
         vocab.TinyStoriesTokenizer.save_pretrained = wait_for_go(vocab.TinyStoriesTokenizer.save_pretrained)
     elif stage == "before-exchange":
-        store.exchange = pause
+        atomic.exchange = pause
     elif stage == "after-exchange":
-        store.exchange = then_pause(real_exchange)
+        atomic.exchange = then_pause(real_exchange)
     elif stage == "cleanup":  # the previous output, swapped into .out.partial, half removed
         shutil.rmtree = half_then_pause(".partial")
     elif stage.startswith("fallback"):  # an OS without an atomic exchange: two renames through .out.previous
-        store.exchange = lambda a, b: False
+        atomic.exchange = lambda a, b: False
         if stage == "fallback-between-renames":
             os.rename = lambda a, b: (real_rename(a, b), str(b).endswith(".previous") and pause())
         elif stage == "fallback-cleanup":

@@ -24,7 +24,6 @@ import functools
 import os
 import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -262,42 +261,9 @@ def translate(error: BaseException) -> BaseException | None:
     return None
 
 
-HUB_PROBE_SECONDS = 3.0
-
-
-def require_hub(what: str, fix: str) -> None:
-    """Raise one line at once when the Hub cannot be reached, instead of huggingface_hub's half minute of
-    retries: one TCP connection to the Hub endpoint (or to the https proxy the environment names), at most
-    `HUB_PROBE_SECONDS`. Offline mode (HF_HUB_OFFLINE=1) skips it: the libraries then read their cache.
-    `fix` ends the message: what to do instead."""
-    from urllib.parse import urlsplit
-    from urllib.request import getproxies, proxy_bypass
-
-    import huggingface_hub.constants as hub
-
-    if hub.HF_HUB_OFFLINE or getattr(sys.modules.get("datasets.config"), "HF_HUB_OFFLINE", False):
-        return
-    endpoint = urlsplit(hub.ENDPOINT)
-    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    proxy = getproxies().get(endpoint.scheme)
-    if proxy and not proxy_bypass(host):
-        proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = proxy.hostname, proxy.port or 80
-    failed = []
-
-    def connect():
-        try:
-            socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
-        except OSError as e:  # name resolution, refused, unreachable, timeout
-            failed.append(e.strerror or str(e) or type(e).__name__)
-
-    probe = threading.Thread(target=connect, daemon=True)  # a thread: name resolution has no timeout of its own
-    probe.start()
-    probe.join(HUB_PROBE_SECONDS)
-    if probe.is_alive():
-        failed.append(f"no answer from {host}:{port} in {HUB_PROBE_SECONDS:g} s")
-    if failed:
-        raise TinyStoriesError(f"{what}: the Hub ({hub.ENDPOINT}) cannot be reached ({failed[0]}); {fix}")
+def reason(error: BaseException) -> str:
+    """The first line of an error's message, or its type: what a one-line error quotes of another."""
+    return (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
 
 
 def api_errors(function):

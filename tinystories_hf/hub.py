@@ -22,21 +22,19 @@ from pathlib import Path
 
 import datasets
 
+from .atomic import atomic_folder, check_output
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, api_errors, cli_errors, flag, require_hub
+from .errors import TinyStoriesError, api_errors, cli_errors, flag, reason
+from .hub_access import hub_errors, require_hub
 from .store import (
     CARD,
     DATA_DIR,
     PREPARE_INFO,
     RECREATE,
     TOKENIZER_DIR,
-    atomic_folder,
-    check_output,
     file_sha256,
-    hub_errors,
     load_prepared,
     read_prepare_info,
-    reason,
     shard_counts,
 )
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import datasets
 
+from .atomic import check_output, hold_cache_lease, hold_writer_lock
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, api_errors, cli_errors, flag, writes
 from .sources import load_stories
-from .store import check_output, hold_cache_lease, hold_writer_lock, save_prepared
+from .store import save_prepared
 from .tokenize import check_sample, encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 

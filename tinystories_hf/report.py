@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_folder, check_output
 from .config import add_config_arguments, config_from_args, option
 from .errors import api_errors, cli_errors, flag
-from .store import PREPARE_INFO, atomic_folder, check_output, load_prepared, read_prepare_info
+from .store import PREPARE_INFO, load_prepared, read_prepare_info
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import TinyStoriesError, require_hub
+from ..errors import TinyStoriesError
+from ..hub_access import require_hub
 
 OFFLINE_FIX = ("pass a local copy with --source PATH or try --source demo, or set HF_HUB_OFFLINE=1 to use a copy "
                "already in the Hugging Face cache")

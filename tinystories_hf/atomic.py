@@ -21,50 +21,82 @@ import fcntl
 import glob
 import os
 import shutil
-import signal
+import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import filelock
 
-from .errors import Run, TinyStoriesError, current_run, flag, writes
+from .errors import Run, TinyStoriesError, current_run, flag, reason, signals_deferred, writes
 
 CACHE_LEASE = ".tinystories-hf.lock"
 
 
-def check_output(output, *, overwrite: bool, source_files=(), marker: str = "dataset_dict.json",
-                 what: str = "a prepared dataset folder", option: str = "output") -> Path:
+def resolve(path, option: str = "output", *, api_option: str | None = None) -> Path:
+    """`path` made absolute with its symlinks resolved, as an output folder is written: through a symlink to
+    a folder, into that folder. A symlink to nothing (dangling, or a loop) on the way is an error naming
+    it, not a folder created wherever it points."""
+    path = Path(path).expanduser().absolute()
+    for link in (path, *path.parents):
+        if os.path.islink(link) and not link.exists():
+            raise TinyStoriesError(f"{link} is a symlink to {os.readlink(link)}, which does not exist (or a symlink "
+                                   f"loop); create the folder it points to or choose another "
+                                   f"{_option(option, api_option)}")
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:  # a loop made while we looked (Python < 3.13 raises RuntimeError)
+        raise TinyStoriesError(f"{path}: cannot be resolved ({reason(e)}); choose another "
+                               f"{_option(option, api_option)}") from None
+
+
+def _option(option: str, api_option: str | None, value=None) -> str:
+    """`flag(option, value)`, for an API whose argument has another name than the CLI flag."""
+    if api_option is None:
+        return flag(option, value)
+    return flag(option, value, api=api_option if value is None else f"{api_option}={value!r}")
+
+
+def check_output(output, *, overwrite: bool, source_files=(), cache_dir=None, marker: str = "dataset_dict.json",
+                 what: str = "a prepared dataset folder", option: str = "output", api_option: str | None = None
+                 ) -> Path:
     """Refuse an output that exists (without overwrite), that is not `what` (has no `marker` file), that
-    lies inside the source, is a mount point or is unwritable; `option` names the caller's option."""
-    output = Path(output).expanduser().resolve()
+    overlaps the source or holds the cache folder, is a mount point or is unwritable; `option` names the
+    caller's option (`api_option` the API's argument, where its name differs)."""
+    output = resolve(output, option, api_option=api_option)
     if output.exists() and not overwrite:
         raise TinyStoriesError(f"{output} already exists; pass {flag('overwrite', True)} to replace it or choose "
-                               f"another {flag(option)}")
+                               f"another {_option(option, api_option)}")
     if output.exists() and not output.is_dir():
         raise TinyStoriesError(f"{output} is a file, not {what}; refusing to replace it")
     if output.exists() and not (output / marker).exists() and any(output.iterdir()):
         raise TinyStoriesError(f"{output} exists and is not {what}; refusing to replace it")
     if os.path.ismount(output):
         raise TinyStoriesError(f"{output} is a mount point, which cannot be replaced by a rename; write to a folder "
-                               f"inside it ({flag(option, str(output / 'prepared'))})")
+                               f"inside it ({_option(option, api_option, str(output / 'prepared'))})")
     for f in source_files:
         source = Path(f).resolve()
         if output == source or source in output.parents or output in source.parents:
-            raise TinyStoriesError(f"{flag(option, str(output))} overlaps the source {source}; write it elsewhere")
+            raise TinyStoriesError(f"{_option(option, api_option, str(output))} overlaps the source {source}; write "
+                                   "it elsewhere")
+    if cache_dir is not None:
+        cache = resolve(cache_dir, "cache_dir")
+        if cache == output or output in cache.parents:  # the output's replace would delete the cache in use
+            raise TinyStoriesError(f"{flag('cache_dir', str(cache))} lies in {_option(option, api_option, str(output))}, "
+                                   "which the new output replaces; choose a cache folder outside it")
     parent = output.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another {flag(option)}")
+        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another "
+                               f"{_option(option, api_option)}")
     try:  # a real probe: os.access says yes to root even on /proc, /sys or a read-only mount
         tempfile.TemporaryDirectory(prefix=f".{output.name}.probe-", dir=parent).cleanup()
         problem = None
     except OSError as e:
         problem = e.strerror
     if problem:  # raised outside the handler: this line, not the probe's file name, is the message
-        raise TinyStoriesError(f"cannot write to {parent} ({problem}); choose a writable {flag(option)}")
-    writes(output, f"choose another {flag(option)}")
+        raise TinyStoriesError(f"cannot write to {parent} ({problem}); choose a writable {_option(option, api_option)}")
+    writes(output, f"choose another {_option(option, api_option)}")
     return output
 
 
@@ -77,6 +109,20 @@ def _leftovers(target: Path, kind: str) -> list:
     return sorted(Path(p) for p in glob.glob(glob.escape(str(_beside(target, kind))) + "*"))
 
 
+def remove_tree(path: Path) -> None:
+    """`shutil.rmtree(path)`, whose errors name the file by its full path: its fd-based walk names it
+    relative to its folder, which an error message would show as a file of the working directory."""
+    def fail(name, error):
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, name) from None
+        raise error
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda function, name, error: fail(name, error))
+    else:
+        shutil.rmtree(path, onerror=lambda function, name, info: fail(name, info[1]))
+
+
 def recover(target: Path) -> None:
     """Undo what a killed writer left beside `target` (call with its lock held): a previous output renamed
     aside with no new one in its place is put back; every other leftover is removed."""
@@ -84,26 +130,25 @@ def recover(target: Path) -> None:
         if not target.exists():
             os.rename(previous, target)
         else:
-            shutil.rmtree(previous)
+            remove_tree(previous)
     for partial in _leftovers(target, "partial"):
-        shutil.rmtree(partial)
-
-
-_held: dict = {}  # target -> [FileLock, depth]: re-entrant within this process (prepare --report)
+        remove_tree(partial)
 
 
 @contextlib.contextmanager
-def writer_lock(target: Path, *, option: str = "output"):
+def writer_lock(target: Path, *, option: str = "output", api_option: str | None = None):
     """Hold the advisory lock `.DIR.lock` beside `target` while the block runs, after recovering what a
     killed writer left. A second writer (another process, container or PID namespace on the same
     filesystem) gets a one-line `TinyStoriesError` at once, never a wait."""
     target = Path(target)
-    if target in _held:
-        _held[target][1] += 1
+    run = current_run()
+    held = run.locks if run is not None else {}  # re-entrant within one run only (prepare --report), never
+    if target in held:                           # between two runs, be they in two threads of one process
+        held[target] += 1
         try:
             yield
         finally:
-            _held[target][1] -= 1
+            held[target] -= 1
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(_beside(target, "lock")))
@@ -111,22 +156,23 @@ def writer_lock(target: Path, *, option: str = "output"):
         lock.acquire(timeout=0)
     except filelock.Timeout:
         raise TinyStoriesError(f"{target} is being written by another run, which holds {lock.lock_file}; wait "
-                               f"for it to finish or choose another {flag(option)}") from None
-    _held[target] = [lock, 1]
+                               f"for it to finish or choose another {_option(option, api_option)}") from None
+    held[target] = 1
     try:
         recover(target)
         yield
     finally:
-        del _held[target]
+        del held[target]
         lock.release()
 
 
-def hold_writer_lock(target: Path, *, option: str = "output") -> None:
-    """Take `writer_lock(target)` for the rest of the current API call or command, and name `target` in
-    its "interrupted; DIR unchanged" line."""
+def hold_writer_lock(target: Path, *, option: str = "output", replaces: bool = True) -> None:
+    """Take `writer_lock(target)` for the rest of the current API call or command; when the run `replaces`
+    `target` (not only a folder inside it), name it in its "interrupted; DIR unchanged" line."""
     run = current_run()
     run.stack.enter_context(writer_lock(target, option=option))
-    run.target = target
+    if replaces:
+        run.target = target
 
 
 _renameat2 = None
@@ -149,26 +195,12 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-@contextlib.contextmanager
-def _ctrl_c_deferred():
-    """Hold SIGINT back while the block runs (it is delivered when the block ends); a no-op off the main
-    thread, which Python's signal handlers never run in anyway."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
 def move_into_place(partial: Path, target: Path) -> None:
     """Make the finished folder `partial` the `target`, replacing an existing one: one atomic exchange (the
     previous output then sits in `partial` and is removed), or where there is none, two renames through
     `.DIR.previous`, which the next writer puts back if a kill falls between them. Call with the lock held."""
     run = current_run() or Run()
-    with _ctrl_c_deferred():  # Ctrl-C between the two renames would leave no target until the next run
+    with signals_deferred():  # Ctrl-C between the two renames would leave no target until the next run
         if not target.exists():
             os.rename(partial, target)
             leftover = None
@@ -179,19 +211,28 @@ def move_into_place(partial: Path, target: Path) -> None:
             os.rename(target, leftover)
             os.rename(partial, target)
         run.replaced = True
-    if leftover is not None:
-        shutil.rmtree(leftover)
+    if leftover is None:
+        return
+    try:
+        remove_tree(leftover)
+        return
+    except OSError as e:
+        failed = e
+    # Raised outside the handler: this line, which says the target is complete, not the fault's, is the message.
+    raise TinyStoriesError(f"{target} was written, but its previous version, moved to {leftover}, could not be "
+                           f"removed ({failed.strerror}: {failed.filename}); remove it by hand")
 
 
 @contextlib.contextmanager
-def atomic_folder(output: Path, *, overwrite: bool, lock: Path | None = None, option: str = "output"):
+def atomic_folder(output: Path, *, overwrite: bool, lock: Path | None = None, option: str = "output",
+                  api_option: str | None = None):
     """Yield the hidden temporary folder `.DIR.partial` beside `output`; when the block succeeds it
     replaces `output` (`move_into_place`), when it fails it is removed, so `output` is never half-written.
     The writer lock of `lock` (default `output`) is held throughout."""
     run = current_run()
     if run is not None and run.target is None:
         run.target = output  # named by "interrupted; DIR unchanged"
-    with writer_lock(lock or output, option=option):
+    with writer_lock(lock or output, option=option, api_option=api_option):
         recover(output)  # done by writer_lock already, unless the lock is the enclosing folder's
         partial = _beside(output, "partial")
         try:
@@ -214,7 +255,8 @@ def _sweep_if_alone(fd: int, folder: Path) -> None:
     try:
         for tmp in folder.glob("tmp*"):
             if tmp.is_file():
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # another run's leftover: never a reason to fail this one
+                    tmp.unlink()
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
 

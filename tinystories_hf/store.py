@@ -26,7 +26,7 @@ from datasets.utils.py_utils import asdict
 from .atomic import atomic_folder
 from .errors import TinyStoriesError, api_errors, reason
 from .hub_access import hub_errors, require_hub
-from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, relative_file
+from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, read_text, relative_file
 from .mapped_pages import PageReleaser, pages_released
 from .tokenize import reduced_features
 
@@ -35,6 +35,7 @@ TOKENIZER_DIR = "tokenizer"
 MAX_SHARD_BYTES = 500 * 2**20
 DATA_DIR = "data"  # the Hub repository layout: data/{split}-0000i-of-0000n.parquet and a README.md card
 CARD = "README.md"
+MAX_CARD_BYTES = 1 << 20  # a card is a few kB; a larger one is not read (YAML parsing is slow)
 RECREATE = "re-create the folder with tinystories-prepare"
 
 COUNTS = {name: non_negative() for name in ("stories", "kept", "skipped_short", "skipped_empty", "truncated",
@@ -245,8 +246,8 @@ def is_hub_layout(path: Path) -> bool:
         >>> is_hub_layout(Path("ts_hub")), is_hub_layout(Path("tinystories_prepared"))  # doctest: +SKIP
         (True, False)
     """
-    path = Path(path)
-    return (path / CARD).is_file() and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
+    path = Path(path)  # the card is checked when read: a damaged one is named, not taken for another layout
+    return os.path.lexists(path / CARD) and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
 
 
 def card_yaml(path: Path) -> dict:
@@ -255,7 +256,7 @@ def card_yaml(path: Path) -> dict:
 
     card = Path(path) / CARD
     fix = "re-create it with tinystories-push --to-folder"
-    text = card.read_text(encoding="utf-8", errors="replace")
+    text = read_text(card, fix=fix, what="Markdown", limit=MAX_CARD_BYTES)
     if not text.startswith("---\n") or "\n---" not in text[3:]:
         raise TinyStoriesError(f"{card}: no YAML metadata block (--- ... ---); {fix}")
     try:
@@ -282,16 +283,70 @@ def load_hub_folder(path: Path, info: dict | None = None) -> datasets.DatasetDic
     card_yaml(path)
     try:
         dataset = datasets.load_dataset(str(path))
-    except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError, KeyError, FileNotFoundError,
-            yaml.YAMLError, pa.ArrowException) as e:
-        raise TinyStoriesError(f"{path}: could not read the repository layout ({reason(e)}); re-create it with "
-                               "tinystories-push --to-folder") from None
+    except (datasets.exceptions.DatasetsError, ValueError, TypeError, KeyError, FileNotFoundError, yaml.YAMLError,
+            pa.ArrowException) as e:  # DatasetsError: also the split sizes or names differing from the card's
+        raise TinyStoriesError(f"{path}: could not read the repository layout ({type(e).__name__}: {reason(e):.300}); "
+                               "re-create it with tinystories-push --to-folder") from None
     for split, counts in (info or {}).get("splits", {}).items():
         if split not in dataset and counts["kept"] == 0:
             features = reduced_features(bool(info["config"].get("keep_text")))
             dataset[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features,
                                                         split=split)
     return dataset
+
+
+def read_prepared(path_or_repo_id, *, revision=None) -> tuple:
+    """`load_prepared`'s checks and load, returning also what they were checked against: `(DatasetDict,
+    TinyStoriesTokenizer, prepare_info dict)`, one consistent snapshot for a caller that reads the folder's
+    files again (a push copies its tokenizer and prepare_info.json)."""
+    from .sources import HUB_ID
+    from .vocab import TinyStoriesTokenizer
+
+    path = Path(path_or_repo_id).expanduser()
+    if not os.path.lexists(path) and HUB_ID.match(str(path_or_repo_id)):
+        path = download_repo(str(path_or_repo_id), revision=revision)
+    if not path.exists():
+        what = "is a symlink to nothing (dangling, or a loop)" if os.path.lexists(path) else "not found"
+        raise TinyStoriesError(f"{path} {what}; pass a folder written by tinystories-prepare or "
+                               "tinystories-push --to-folder, or the Hub repo id of a pushed dataset")
+    info = read_prepare_info(path)
+    hub_layout = is_hub_layout(path)
+    fix = "re-create it with tinystories-push --to-folder" if hub_layout else RECREATE
+    # The recorded data files are the save_to_disk shards; a pushed folder holds parquet shards instead.
+    missing = [] if hub_layout else [name for name in info.get("data_files", {}) if not (path / name).is_file()]
+    if missing:
+        raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
+                               f"the folder is incomplete, {RECREATE}")
+    if not (path / TOKENIZER_DIR).is_dir():
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: missing; the folder is incomplete, {fix}")
+    if hub_layout:
+        dataset = load_hub_folder(path, info)
+    else:
+        _check_datasets_json(path, info)
+        try:
+            dataset = datasets.load_from_disk(str(path))
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, pa.ArrowException) as e:  # damaged
+            raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {reason(e)}); run "
+                                   f"tinystories-validate to find the damaged file, then {RECREATE}") from None
+    tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
+    if tokenizer.fingerprint != info["vocab_sha256"]:
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
+                               f"tokenizer was edited or replaced, {fix}")
+    extra = [split for split in dataset if split not in info["splits"]]
+    if extra:  # a split nothing records would reach the user unchecked
+        raise TinyStoriesError(f"{path}: split {extra[0]!r} is not one of the splits {PREPARE_INFO} records "
+                               f"({', '.join(info['splits'])}); the folder was altered, {fix}")
+    for split, counts in info["splits"].items():
+        if split not in dataset or dataset[split].num_rows != counts["kept"]:
+            found = dataset[split].num_rows if split in dataset else "missing"
+            raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
+                                   "the folder is incomplete or altered, re-create it")
+        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
+        if found != expected:
+            raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
+                                   "altered, re-create it")
+        check_arrow(dataset[split], path / split)
+    return dataset, tokenizer, info
 
 
 @api_errors
@@ -306,44 +361,5 @@ def load_prepared(path_or_repo_id, *, revision=None):
         >>> dataset, tokenizer = load_prepared("someone/tinystories-10k")  # doctest: +SKIP
         >>> dataset["train"][0]["input_ids"][:4], tokenizer.vocab_size  # doctest: +SKIP
     """
-    from .sources import HUB_ID
-    from .vocab import TinyStoriesTokenizer
-
-    path = Path(path_or_repo_id).expanduser()
-    if not path.exists() and HUB_ID.match(str(path_or_repo_id)):
-        path = download_repo(str(path_or_repo_id), revision=revision)
-    if not path.exists():
-        raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare or "
-                               "tinystories-push --to-folder, or the Hub repo id of a pushed dataset")
-    info = read_prepare_info(path)
-    hub_layout = is_hub_layout(path)
-    # The recorded data files are the save_to_disk shards; a pushed folder holds parquet shards instead.
-    missing = [] if hub_layout else [name for name in info.get("data_files", {}) if not (path / name).is_file()]
-    if missing:
-        raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
-                               f"the folder is incomplete, {RECREATE}")
-    if hub_layout:
-        dataset = load_hub_folder(path, info)
-    else:
-        _check_datasets_json(path, info)
-        try:
-            dataset = datasets.load_from_disk(str(path))
-        except (OSError, ValueError, LookupError, TypeError, AttributeError, pa.ArrowException) as e:  # damaged
-            raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {reason(e)}); run "
-                                   f"tinystories-validate to find the damaged file, then {RECREATE}") from None
-    tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
-    if tokenizer.fingerprint != info["vocab_sha256"]:
-        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
-                               f"tokenizer was edited or replaced, {RECREATE}")
-    for split, counts in info["splits"].items():
-        if split not in dataset or dataset[split].num_rows != counts["kept"]:
-            found = dataset[split].num_rows if split in dataset else "missing"
-            raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
-                                   "the folder is incomplete or altered, re-create it")
-        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
-        if found != expected:
-            raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
-                                   "altered, re-create it")
-        check_arrow(dataset[split], path / split)
+    dataset, tokenizer, _ = read_prepared(path_or_repo_id, revision=revision)
     return dataset, tokenizer
-

@@ -8,11 +8,12 @@ Prints one line per setting (the time includes starting the workers). A benchmar
 depend on the machine.
 """
 import argparse
+import sys
 import time
 
-import torch
-
 from tinystories_hf import stream
+from tinystories_hf.errors import cli_errors
+from tinystories_hf.extras import require
 
 
 def as_is(stories):
@@ -20,15 +21,18 @@ def as_is(stories):
     return stories
 
 
-def main() -> None:
+@cli_errors
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source")
+    parser.add_argument("source", help="any source of tinystories-prepare")
     parser.add_argument("--tokenizer", required=True, help="prepared folder, tokenizer folder or Hub repo id")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers to try")
+    parser.add_argument("--split", default="train", help="split to stream (default: %(default)s)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="DataLoader num_workers to try (default: %(default)s)")
     parser.add_argument("--pack", action="store_true", help="measure packed 512-token blocks instead of stories")
-    parser.add_argument("--batch-size", type=int, default=16, help="items per DataLoader batch")
-    args = parser.parse_args()
+    parser.add_argument("--batch-size", type=int, default=16, help="items per DataLoader batch (default: %(default)s)")
+    args = parser.parse_args(argv)
+    torch = require("torch", extra="torch", needed_by="scripts/benchmark_stream.py")  # DataLoader
     for workers in args.workers:
         ds = stream(args.source, split=args.split, tokenizer=args.tokenizer, pack=args.pack)
         started = time.perf_counter()
@@ -41,7 +45,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
         print(f"num_workers={workers} shards={ds.num_shards}: {items:,} {'blocks' if args.pack else 'stories'}, "
               f"{tokens:,} tokens in {seconds:.1f} s = {items / seconds:,.0f} items/s, {tokens / seconds:,.0f} tokens/s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

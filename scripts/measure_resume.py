@@ -14,6 +14,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
+
+from tinystories_hf.errors import TinyStoriesError, check_int, cli_errors
+from tinystories_hf.extras import require
 
 RESUME = """
 import json, sys, time
@@ -39,12 +43,19 @@ print(json.dumps({"items": len(dataset), "imports_s": imported - started, "datas
 """
 
 
+def _last_line(command: list) -> str:
+    """The last stdout line of a child Python; its last stderr line as one error if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise TinyStoriesError(f"the resume run failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def measure_sampler(folder: str, runs: int) -> None:
     run = [sys.executable, "-c", RESUME, folder]
-    state = subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    state = _last_line(run)
     for _ in range(runs):
-        out = subprocess.run(run + [state], capture_output=True, text=True, check=True).stdout
-        print(out.strip().splitlines()[-1])
+        print(_last_line(run + [state]))
 
 
 def measure_stream(source: str, shuffle_buffer: int, every: int) -> None:
@@ -77,21 +88,31 @@ def measure_stream(source: str, shuffle_buffer: int, every: int) -> None:
                       "seconds": round(time.perf_counter() - started, 1)}))
 
 
-def main() -> None:
+@cli_errors
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="prepared folder: time to the first batch of a sampler resume")
-    parser.add_argument("--runs", type=int, default=3, help="resumes to time (--data)")
+    parser.add_argument("--runs", type=int, default=3, help="resumes to time (--data) (default: %(default)s)")
     parser.add_argument("--stream", help="source for stream(): stories repeated/skipped by a resume")
-    parser.add_argument("--shuffle-buffer", type=int, default=0, help="stream()'s shuffle_buffer (--stream)")
-    parser.add_argument("--every", type=int, default=150, help="resume after every K-th story (--stream)")
-    args = parser.parse_args()
+    parser.add_argument("--shuffle-buffer", type=int, default=0,
+                        help="stream()'s shuffle_buffer (--stream) (default: %(default)s)")
+    parser.add_argument("--every", type=int, default=150,
+                        help="resume after every K-th story (--stream) (default: %(default)s)")
+    args = parser.parse_args(argv)
     if not (args.data or args.stream):
         parser.error("pass --data DIR or --stream SOURCE")
+    check_int("runs", args.runs, low=1)
+    check_int("every", args.every, low=1)
     if args.data:
+        require("torch", extra="torch", needed_by="measure_resume.py --data")
+        if not Path(args.data, "prepare_info.json").is_file():
+            raise TinyStoriesError(f"--data {args.data}: no prepare_info.json there; pass a folder written by "
+                                   "tinystories-prepare")
         measure_sampler(args.data, args.runs)
     if args.stream:
         measure_stream(args.stream, args.shuffle_buffer, args.every)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from tinystories_hf.config import add_config_arguments, config_from_args, option
-from tinystories_hf.errors import TinyStoriesError, cli_errors
+from tinystories_hf.errors import TinyStoriesError, check_int, cli_errors, flag
 from tinystories_hf.extras import require
 
 
@@ -32,6 +32,16 @@ class TrainSmokeConfig:
     log_every: int = option(10, "print the training loss every this many steps")
     eval_batches: int = option(4, "validation batches averaged at the end")
     seed: int = option(1337, "seed of the model initialisation and the sampler")
+
+    def validate(self) -> None:
+        """One error line for a value the run cannot use (a step count of 0 would train nothing)."""
+        for name in ("steps", "batch_size", "log_every", "eval_batches"):
+            check_int(name, getattr(self, name), low=1)
+        check_int("num_workers", self.num_workers, low=0)
+        if check_int("block_size", self.block_size, low=1) > 512:
+            raise TinyStoriesError(f"{flag('block_size', self.block_size)} is beyond the models' context of 512")
+        if not self.learning_rate > 0:
+            raise TinyStoriesError(f"{flag('learning_rate', self.learning_rate)} must be above 0")
 
 
 def mingpt_loss(model, x, y):
@@ -52,8 +62,7 @@ def train(config: TrainSmokeConfig) -> dict:
     from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
     from tinystories_hf.models import gpt_neo_config, parameter_count
 
-    if not 1 <= config.block_size <= 512:
-        raise TinyStoriesError(f"--block-size {config.block_size} must be between 1 and the context of 512")
+    config.validate()
     torch.manual_seed(config.seed)
     dataset_class = TinyStoriesDatasetPacked if config.packed else TinyStoriesDataset
     train_data = dataset_class(config.data, split="train", block_size=config.block_size)
@@ -98,8 +107,10 @@ def train(config: TrainSmokeConfig) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TrainSmokeConfig)
+    config = config_from_args(parser.parse_args(argv), TrainSmokeConfig)  # --help needs no torch
+    config.validate()
     require("torch", extra="torch", needed_by="scripts/train_smoke.py")  # one error line without torch
-    train(config_from_args(parser.parse_args(argv), TrainSmokeConfig))
+    train(config)
     return 0
 
 

@@ -90,7 +90,7 @@ def _output_is_a_folder_of_mine(tmp, prev):
 ERRORS = [
     ("empty-txt", _src(lambda t: _write(t, "s.txt", "")), r"s\.txt: the file is empty"),
     ("empty-jsonl", _src(lambda t: _write(t, "s.jsonl", "")), r"s\.jsonl: the file is empty"),
-    ("whitespace-only-txt", _src(lambda t: _write(t, "s.txt", "\n \n\t\n")), r"s\.txt: no stories found"),
+    ("whitespace-only-txt", _src(lambda t: _write(t, "s.txt", "\n \n\t\n")), r"s\.txt: the file holds no stories \(only whitespace\)"),
     ("only-separators-txt", _src(lambda t: _write(t, "s.txt", EOT * 50)),
      r"no train story has --min-length 10 tokens or more \(49 read: 49 empty or not text, 0 too short\)"),
     ("all-stories-too-short", _src(lambda t: _write(t, "s.jsonl", _jsonl([{"text": "Hi."}] * 20))),

@@ -1,6 +1,6 @@
 """The same stories give the same dataset whatever files they come in (issue 12), and each input of the issue.
 
-The real sample is written in 8 layouts. Single files have no validation split, so prepare carves one; the
+The real sample is written in 10 layouts. Single files have no validation split, so prepare carves one; the
 folders declare the same partition (computed with `carve_validation` on row numbers), so every layout must
 give byte-identical train and validation data files. The V2 folder also declares a test split: its own.
 """
@@ -72,8 +72,22 @@ def layouts(tmp_path_factory, sample_stories, partition):
         (root / "subfolders" / split).mkdir(parents=True, exist_ok=True)
         part = len(list((root / "subfolders" / split).iterdir()))
         (root / "subfolders" / split / f"part-{part}.txt").write_text(_v2(stories), encoding="utf-8")
+    (root / "cr.txt.gz").write_bytes(gzip.compress(_v2(sample_stories, "\r").encode()))  # old Mac line endings
+    card = root / "card"  # a README.md header names the files; the name rules would read decoy.parquet as train
+    (card / "shards").mkdir(parents=True)
+    (card / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+                                    "    path: shards/part-*.parquet\n  - split: validation\n    path: held-out.parquet\n"
+                                    "---\n# Stories\n")
+    binary = [s.encode() for s in train]  # parquet written without the UTF8 annotation: binary
+    for i, (a, b) in enumerate(((0, 1), (1, half), (half, len(train)))):
+        pq.write_table(pa.table({"text": pa.array(binary[a:b], pa.binary())}), card / f"shards/part-{i}.parquet",
+                       row_group_size=7)
+    pq.write_table(pa.table({"text": pa.array(valid).dictionary_encode()}), card / "held-out.parquet")
+    pq.write_table(pa.table({"text": ["A decoy story that must not be read."] * 3}), card / "decoy.parquet")
     return {
         "jsonl": (str(SAMPLE_JSONL), "text", ["train"]),
+        "v2-lone-cr-gz": (str(root / "cr.txt.gz"), "text", ["train"]),
+        "readme-configs-binary-parquet": (str(card), "text", ["train", "validation"]),
         "hub-parquet-folder": (str(root / "hub"), "text", ["train", "validation"]),
         "parquet-file": (str(root / "stories.parquet"), "text", ["train"]),
         "json-array-story-field": (str(root / "array.json"), "story", ["train"]),
@@ -138,7 +152,8 @@ def test_a_test_split_reaches_summary_report_validate_hub_and_adapters(prepared,
 
 
 @pytest.mark.parametrize("name", ["hub-parquet-folder", "parquet-file", "json-array-story-field", "v2-bom-crlf",
-                                  "v2-folder-with-test", "train-valid-subfolders", "jsonl-gz"])
+                                  "v2-folder-with-test", "train-valid-subfolders", "jsonl-gz", "v2-lone-cr-gz",
+                                  "readme-configs-binary-parquet"])
 def test_streaming_gives_the_prepared_stories(name, layouts, prepared, sample_stories):
     source, column, declared = layouts[name]
     if name == "parquet-file":  # shards: its row groups, so DataLoader workers and ranks share one file

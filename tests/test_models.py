@@ -5,11 +5,12 @@ import runpy
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO
 from transformers import GPTNeoForCausalLM
 
-from tinystories_hf import TinyStoriesDatasetPacked, gpt_neo_config, paper_configs, parameter_count
+from tinystories_hf import TinyStoriesDatasetPacked, TinyStoriesError, gpt_neo_config, paper_configs, parameter_count
 
 
 def script(name):
@@ -57,6 +58,40 @@ def test_train_smoke_logs_a_falling_loss(prepared_sample, capsys):
     assert "error:" in capsys.readouterr().err
     assert script("train_smoke")(["--data", str(prepared_sample.output), "--block-size", "1024"]) == 2
     assert "--block-size 1024" in capsys.readouterr().err
+
+
+def test_script_options_that_cannot_work_are_one_line_before_any_work(capsys):
+    """A step count of 0 trained nothing and printed a loss; 0 batches, 0 logging interval, 0 evaluation
+    batches, a negative learning rate or a hidden size the 16 heads do not divide ended in tracebacks."""
+    data = ["--data", "nowhere"]  # checked later than the options: each line below comes first
+    for argv, line in [(["--steps", "0"], "error: --steps 0 must be at least 1"),
+                       (["--batch-size", "0"], "error: --batch-size 0 must be at least 1"),
+                       (["--log-every", "0"], "error: --log-every 0 must be at least 1"),
+                       (["--eval-batches", "0"], "error: --eval-batches 0 must be at least 1"),
+                       (["--num-workers", "-1"], "error: --num-workers -1 must be at least 0"),
+                       (["--learning-rate", "-1"], "error: --learning-rate -1.0 must be above 0"),
+                       (["--block-size", "513"], "error: --block-size 513 is beyond the models' context of 512")]:
+        assert script("train_smoke")(data + argv) == 2
+        assert capsys.readouterr().err.strip() == line
+    assert script("measure_resume")(["--stream", "demo", "--every", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --every 0 must be at least 1"
+    assert script("measure_resume")(["--data", "nowhere"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --data nowhere: no prepare_info.json there")
+
+
+def test_gpt_neo_config_sizes_and_tokenizer_are_checked(prepared_demo):
+    tokenizer = prepared_demo.tokenizer
+    cases = [({"hidden_size": 100}, "hidden_size=100 is not a multiple of the 16 attention heads"),
+             ({"hidden_size": 64, "num_layers": 0}, "num_layers=0 must be at least 1"),
+             ({"hidden_size": 64.0}, "hidden_size=64.0 must be an integer"),
+             ({"hidden_size": 64, "context": 0}, "context=0 must be at least 1")]
+    for options, message in cases:
+        with pytest.raises(TinyStoriesError) as failure:
+            gpt_neo_config(tokenizer=tokenizer, **options)
+        assert str(failure.value).startswith(message)
+    with pytest.raises(TinyStoriesError, match="^tokenizer= is a dict: pass the prepared folder's TinyStoriesTokenizer"):
+        gpt_neo_config(64, tokenizer={"vocab_size": 10})
+    assert gpt_neo_config(48, tokenizer=tokenizer, num_heads=3).hidden_size == 48
 
 
 def test_benchmark_reference_reads_the_same_windows_as_the_packed_dataset(prepared_sample):

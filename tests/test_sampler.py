@@ -313,3 +313,51 @@ def test_stream_resume_counts_match_the_readme(prepared_sample):
     assert resume_counts(str(SAMPLE_EOT), tokenizer, 0, [1234, 4321]) == [(0, 0), (0, 0)]
     [(repeated, skipped)] = resume_counts(str(SAMPLE_EOT), tokenizer, 1000, [4250])
     assert 0 < skipped <= 1000 and repeated <= 1000
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_stateful_dataloader_epoch_loop_around_a_resume(num_workers):
+    """StatefulDataLoader hands the sampler its state only when the next pass starts, after the loop's
+    set_epoch(): a state saved after an epoch's last batch resumes on the next epoch whether the checkpoint
+    names the finished epoch or the next one; a mid-epoch state goes on with the loop at its epoch; a loop
+    at another epoch is one error line, never another epoch's items."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    data = list(range(10))
+
+    def loader():
+        sampler = TinyStoriesSampler(data, seed=SEED, rank=0, world_size=1, fingerprint="ten")
+        return sampler, StatefulDataLoader(data, batch_size=3, sampler=sampler, num_workers=num_workers)
+
+    def epochs(sampler, dl, first, last=2):
+        seen = []
+        for epoch in range(first, last + 1):
+            sampler.set_epoch(epoch)
+            seen += [(epoch, i) for batch in dl for i in batch.tolist()]
+        return seen
+
+    expected = [(epoch, i) for epoch in range(3) for i in documented_order(10, epoch=epoch)]
+    sampler, dl = loader()
+    sampler.set_epoch(0)
+    assert [i for batch in dl for i in batch.tolist()] == documented_order(10, epoch=0)
+    finished = json.loads(json.dumps(dl.state_dict()))  # after the loop: the iterator is finished
+    for checkpoint_epoch in (0, 1):
+        sampler, dl = loader()
+        dl.load_state_dict(finished)
+        assert epochs(sampler, dl, checkpoint_epoch) == expected[10:]
+
+    sampler, dl = loader()
+    sampler.set_epoch(1)
+    batches = iter(dl)
+    taken = [(1, i) for _ in range(2) for i in next(batches).tolist()]
+    middle = json.loads(json.dumps(dl.state_dict()))
+    del batches
+    sampler, dl = loader()
+    dl.load_state_dict(middle)
+    assert taken + epochs(sampler, dl, 1) == expected[10:]
+    sampler, dl = loader()
+    dl.load_state_dict(middle)
+    sampler.set_epoch(0)  # the loop read sampler.epoch before the loader handed the state over
+    with pytest.raises(TinyStoriesError, match=r"^set_epoch\(0\) was called before loading a sampler state of "
+                                               r"epoch 1 \(6 of 10 items consumed\): call set_epoch\(1\)"):
+        next(iter(dl))

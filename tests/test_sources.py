@@ -1,8 +1,10 @@
 """The `sources` package piece by piece: the normalising function, the V2 reader, layouts and split names,
 the readers' errors and positions, and the cache key. End-to-end invariance over layouts: test_formats.py."""
+import gzip
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from conftest import SAMPLE_EOT, SAMPLE_JSONL
 from tinystories_hf import TinyStoriesError, load_stories
 from tinystories_hf.sources import DEMO_SPLITS, find_layout, normalize_stories, read_eot_stories, txt
 from tinystories_hf.sources.normalize import InvalidText
+from tinystories_hf.stream import stream_stories
 
 EOT = "<|endoftext|>"
 # Every character Python's str.isspace() calls whitespace, plus characters that look like it but are not.
@@ -37,11 +40,12 @@ def _reference_normalize(text, strip=True):
 
 
 def _reference_v2(data: bytes):
-    """A line-by-line V2 reader (lines end at \\n only): the independent reference for the block reader."""
+    """A line-by-line V2 reader (lines end at \\r\\n, \\r or \\n): the independent reference for the block
+    reader."""
     text = data.decode("utf-8")
     text = text.removeprefix("\ufeff")
     stories, lines = [], []
-    for line in text.split("\n"):
+    for line in re.split("\r\n|\r|\n", text):
         if line.strip() == EOT:
             stories.append(_reference_normalize("\n".join(lines)))
             lines = []
@@ -79,14 +83,15 @@ def test_normalize_takes_every_string_type_and_names_the_bad_row():
 
 
 def _v2_file(rng, n):
-    """Random V2 text: separators with whitespace, CRLF, literal <|endoftext|> inside lines, empty stories,
-    blank lines, and sometimes a last story without separator."""
+    """Random V2 text: separators with whitespace, LF, CRLF and lone CR line endings, literal <|endoftext|>
+    inside lines, empty stories, blank lines, and sometimes a last story without separator."""
     words = ["Once", "upon", "a", "time", EOT, "  ", "\t", "é", "\u00a0", "\ufeff"]
     out = ["\ufeff"] if rng.random() < 0.5 else []
     for _ in range(n):
         for _ in range(rng.randint(0, 3)):
-            out.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 6))) + rng.choice(["\n", "\r\n"]))
-        out.append(rng.choice([" ", "", "\t"]) + EOT + rng.choice(["", " ", "\r"]) + "\n")
+            out.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 6)))
+                       + rng.choice(["\n", "\r\n", "\r"]))
+        out.append(rng.choice([" ", "", "\t"]) + EOT + rng.choice(["", " ", "\t"]) + rng.choice(["\n", "\r\n", "\r"]))
     if rng.random() < 0.5:
         out.append("Last story without separator.")
     return "".join(out).encode()
@@ -106,6 +111,18 @@ def test_v2_block_reader_matches_a_line_reader_across_blocks_and_ranges(seed, tm
         assert len(ranges) > 3 and [r["text"] for r in txt.read_eot_ranges(ranges)] == expected
 
 
+def test_gzipped_v2_text_gives_the_stories_of_the_text_and_a_damaged_one_is_one_line(tmp_path):
+    data = _v2_file(random.Random(7), 200)
+    (tmp_path / "v2.txt.gz").write_bytes(gzip.compress(data))
+    assert [r["text"] for r in read_eot_stories([tmp_path / "v2.txt.gz"])] == _reference_v2(data)
+    stories, info = load_stories(str(tmp_path / "v2.txt.gz"), num_proc=2, validation_fraction=0.1)
+    assert info.kind == "txt" and sorted(_texts(stories["train"]) + _texts(stories["validation"])) == \
+        sorted(t for t in _reference_v2(data))
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(data)[:-12])
+    with pytest.raises(TinyStoriesError, match=r"^could not read \S*cut.txt.gz: EOFError: Compressed file ended"):
+        load_stories(str(tmp_path / "cut.txt.gz"))
+
+
 def test_v2_separator_rules(tmp_path):
     path = tmp_path / "v2.txt"
     path.write_bytes(b"\xef\xbb\xbfFirst story.\r\nSecond line.\r\n<|endoftext|>\r\n<|endoftext|>\n  Third  \n"
@@ -119,20 +136,36 @@ def test_v2_separator_rules(tmp_path):
         "Last story without separator."]  # the last line's ending is not the story's, separator or not
 
 
+def test_v2_line_endings_are_lf_crlf_and_lone_cr_and_unicode_separators_are_text(tmp_path):
+    """A lone CR ends a line as LF and CRLF do (the contract turns all three into LF), before a separator too;
+    U+2028 and U+0085 are text, kept inside a story."""
+    path = tmp_path / "v2.txt"
+    path.write_bytes("One.\r<|endoftext|>\nTwo,\rstill two.\r<|endoftext|>\rThree\u2028and\u0085three.\r\n"
+                     "<|endoftext|>\r\n\rFour.\n\r<|endoftext|>\r".encode())
+    expected = ["One.", "Two,\nstill two.", "Three\u2028and\u0085three.", "Four."]
+    assert [r["text"] for r in read_eot_stories([path])] == expected
+    assert [r["text"] for r in read_eot_stories([path], strip=False)] == \
+        ["One.", "Two,\nstill two.", "Three\u2028and\u0085three.", "\nFour.\n"]
+    cr_only = tmp_path / "cr.txt"  # old Mac line endings: 40 stories, not an error
+    cr_only.write_bytes("".join(f"Story {i}.\r{EOT}\r" for i in range(40)).encode())
+    assert [r["text"] for r in read_eot_stories([cr_only])] == [f"Story {i}." for i in range(40)]
+
+
 @pytest.mark.parametrize("content, found", [
     ("\n".join(f"Story {i}." for i in range(40)) + "\n", (r"no line holds only <\|endoftext\|> \(40 lines, no "
      r"separator\): not TinyStoriesV2 text; .*jq -cR")),
     (EOT.join(f"Story {i}." for i in range(40)), (r"no line holds only <\|endoftext\|>, but the text holds it 39 "
      r"times inside lines .*put each separator on its own line")),
-    ("".join(f"Story {i}.\r{EOT}\r" for i in range(40)), (r"no line holds only <\|endoftext\|>: its 80 line endings "
-     r"are CR only; convert them to LF")),
-    (" \n\t\n", r"no stories found \(the file holds only whitespace\)"),
-])
+    ("".join(f"Story {i}.\u2028{EOT}\u2028" for i in range(40)), (r"no line holds only <\|endoftext\|>: the text "
+     r"holds it 40 times beside Unicode line separators \(U\+2028, U\+2029 or U\+0085\), which are text")),
+    (" \n\t\n", r"the file holds no stories \(only whitespace\); remove it"),
+    (f"Story.\n{EOT}\n".encode("utf-16-le"), r"the file is UTF-16LE, not UTF-8; re-encode it \(e.g. iconv -f utf-16le"),
+], ids=["one-per-line", "inline-literals", "unicode-separators", "blank", "utf16le"])
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_v2_file_without_a_separator_line_is_one_error_naming_it(tmp_path, content, found, as_folder):
     folder = tmp_path / "v2"
     folder.mkdir()
-    (folder / "train.txt").write_bytes(content.encode())
+    (folder / "train.txt").write_bytes(content if isinstance(content, bytes) else content.encode())
     (folder / "valid.txt").write_text(f"A story.\n{EOT}\n")
     with pytest.raises(TinyStoriesError, match=rf"^{folder / 'train.txt'}: {found}"):
         load_stories(str(folder if as_folder else folder / "train.txt"), num_proc=1)
@@ -189,6 +222,15 @@ def _touch(folder, *names):
     (["stories.txt", "more.txt"], {"train": 2}),  # no split name: everything is train
     (["data/train-00000-of-00001.txt", "data/holdout-00000-of-00001.txt"], {"train": 1, "holdout": 1}),
     (["training/x.txt", "validation/x.txt", "testing/x.txt"], {"train": 1, "validation": 1, "test": 1}),
+    (["training.txt", "evaluation.txt", "eval.txt"], {"train": 1, "test": 2}),
+    (["train/a.txt", "dev/b.txt", "dev/c.txt"], {"train": 1, "validation": 2}),
+    (["retrain.txt", "devotion.txt", "contest.txt"], {"train": 3}),  # a split name inside a word names none
+    (["train.txt", "retrain.txt", "interval.txt", "valid.txt"], {"train": 1, "validation": 1}),  # 2 in no split
+    (["train-10.txt", "train-2.txt", "b-train.txt", "a_train.txt", "valid.txt"], {"train": 4, "validation": 1}),
+    (["TRAIN.txt", "stories.txt"], {"train": 2}),  # upper case names train and is train
+    (["train/valid.txt", "train/a.txt"], {"train": 2}),  # folder names decide; valid.txt names train too
+    (["data/train-00000-of-00001.txt", "data/train_sft-00000-of-00001.txt"], {"train": 1, "train_sft": 1}),
+    ([".hidden/valid.txt", ".valid.txt", "__MACOSX/valid.txt", "train.txt"], {"train": 1}),
 ])
 def test_folder_splits_follow_datasets_data_files_rules(tmp_path, names, splits):
     layout = find_layout(str(_touch(tmp_path / "src", *names)))
@@ -196,6 +238,99 @@ def test_folder_splits_follow_datasets_data_files_rules(tmp_path, names, splits)
     assert {split: len(files) for split, files in layout.data_files.items()} == splits
     # the same names, read by datasets itself (its text builder), give the same splits
     assert list(datasets.load_dataset(str(tmp_path / "src"))) == list(splits)
+    for files in layout.data_files.values():  # each split's files in path order (code point order)
+        names = [os.path.relpath(f, tmp_path / "src") for f in files]
+        assert names == sorted(names)
+
+
+@pytest.mark.parametrize("names, found", [
+    (["Train.txt", "Valid.txt"], (r"Valid.txt: its name says split 'validation', but datasets' rules read it as "
+     r"split 'train' \(datasets matches split names in lower case only\); write the split name in lower case")),
+    (["train.txt", "VALID.txt"], (r"VALID.txt: its name says split 'validation', but datasets' rules read it as no "
+     r"split \(datasets matches split names in lower case only\)")),
+    (["Train/a.txt", "Val/a.txt"], r"Val/a.txt: its name says split 'validation', .* as split 'train'"),
+    (["train/a.txt", "valid.txt"], (r"valid.txt: its name says split 'validation', but datasets' rules read it as "
+     r"no split \(folder names decide the splits here\); rename or move it")),
+    (["train/a.txt", "train.txt", "valid/a.txt"], r"train.txt: its name says split 'train', .* no split"),
+    (["data/train.txt", "valid/x.txt"], r"data/train.txt: its name says split 'train', .* no split \(folder names"),
+    (["data/train-00000-of-00001.txt", "valid.txt"], r"valid.txt: .* no split \(the data/\{split\}-\* shards decide"),
+], ids=["Valid-read-as-train", "VALID-in-no-split", "Val-folder", "valid-file-beside-folders",
+        "train-file-beside-train-folder", "data-folder-beside-valid-folder", "valid-file-beside-data-shards"])
+def test_a_name_that_says_another_split_than_the_rules_is_an_error(tmp_path, names, found):
+    """Never read against the file's name: the validation stories trained on, or a validation split carved
+    while the user's own is left out."""
+    with pytest.raises(TinyStoriesError, match=rf"^{tmp_path / 'src'}/{found}"):
+        find_layout(str(_touch(tmp_path / "src", *names)))
+    # files of another format than the splits' are only listed as not read (a Hub clone's .txt beside data/)
+    layout = find_layout(str(_touch(tmp_path / "ok", "train.txt", "valid.txt", "data/train-00000-of-00001.jsonl")))
+    assert (layout.format, layout.ignored) == ("json", ["train.txt", "valid.txt"])
+
+
+@pytest.mark.parametrize("name", ["st*ries", "stories[2023]", "st?ries"])
+def test_glob_characters_in_the_folder_path_match_only_themselves(tmp_path, name):
+    """datasets joins the folder to its glob patterns: `st*ries` once read a sibling `stories/` folder too, and
+    `stories[2023]` was 'a folder without data files'."""
+    _touch(tmp_path, "stories/train.txt", f"{name}/train.txt", f"{name}/valid.txt")
+    layout = find_layout(str(tmp_path / name))
+    assert layout.data_files == {"train": [str(tmp_path / name / "train.txt")],
+                                 "validation": [str(tmp_path / name / "valid.txt")]}
+
+
+CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "stories/part-*.txt"
+  - split: validation
+    path: "stories/held-out.txt"
+{more}---
+# Stories
+"""
+
+
+def test_a_readme_configs_header_declares_the_splits_as_for_load_dataset(tmp_path):
+    """The YAML header datasets and the Hub read first: the files it names, not the ones the name rules find."""
+    src = _touch(tmp_path / "src", "stories/part-1.txt", "stories/part-0.txt", "stories/held-out.txt",
+                 "stories/train.txt")
+    (src / "README.md").write_text(CARD.format(more=""))
+    layout = find_layout(str(src))
+    assert {split: [os.path.relpath(f, src) for f in files] for split, files in layout.data_files.items()} == \
+        {"train": ["stories/part-0.txt", "stories/part-1.txt"], "validation": ["stories/held-out.txt"]}
+    assert layout.ignored == ["stories/train.txt"]
+    assert {split: len(ds) for split, ds in datasets.load_dataset(str(src)).items()} == {"train": 4, "validation": 2}
+    (src / "README.md").write_text(CARD.format(more="- config_name: other\n  data_dir: stories\n")
+                                   .replace("config_name: default", "config_name: first"))
+    with pytest.raises(TinyStoriesError, match=r"README.md: it declares configs first, other and none is the default; "
+                                               r"mark one 'default: true'"):
+        find_layout(str(src))
+    (src / "README.md").write_text("---\nconfigs: [\n---\n")
+    with pytest.raises(TinyStoriesError, match=r"README.md: its configs cannot be read \(while parsing"):
+        find_layout(str(src))
+    (src / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_dir: stories\n---\n")
+    assert find_layout(str(src)).data_files == {"train": [str(src / "stories/train.txt")]}  # the rules, in data_dir
+    (src / "README.md").write_text("# Stories\n\nNo YAML header: the name rules decide.\n")
+    assert find_layout(str(src)).data_files == {"train": [str(src / "stories/train.txt")]}
+
+
+def test_links_and_lfs_pointers_in_a_folder_are_errors(tmp_path):
+    elsewhere = _touch(tmp_path / "elsewhere", "a.txt", "b/c.txt")
+    src = _touch(tmp_path / "src", "train.txt")
+    (src / "valid.txt").symlink_to(elsewhere / "a.txt")  # a link to a file is read
+    assert find_layout(str(src)).data_files["validation"] == [str(src / "valid.txt")]
+    (src / "test.txt").symlink_to(elsewhere / "gone.txt")
+    with pytest.raises(TinyStoriesError, match=rf"^{src / 'test.txt'}: a broken symbolic link \(to \S*gone.txt\); "):
+        find_layout(str(src))
+    (src / "test.txt").unlink()
+    (src / "test").symlink_to(elsewhere / "b")
+    with pytest.raises(TinyStoriesError, match=rf"^{src / 'test'}: a symbolic link to a folder \(\S*b\), which "
+                                               r"datasets does not read into"):
+        find_layout(str(src))
+    (src / "test").unlink()
+    (src / "valid.txt").unlink()
+    (src / "valid.txt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1\n")
+    with pytest.raises(TinyStoriesError, match=r"valid.txt: a Git LFS pointer, not the data; fetch the files"):
+        find_layout(str(src))
 
 
 def test_folder_with_mixed_or_non_story_files_is_one_error_naming_them(tmp_path):
@@ -250,6 +385,9 @@ def test_cache_key_is_the_content_not_size_and_mtime(tmp_path, name, write):
     (b'{"text": 12}', r"line 5: 'text' holds a number, not a string"),
     (b'{"text": "caf\\ud800"}', r"line 5: 'text' holds a lone surrogate escape \(\\ud800\)"),
     (b'{"text": "caf\xe9"}', r"line 5: not valid UTF-8 \(byte 14 of the line\)"),
+    (b'{"text": "a", "id": 1, "text": "b"}', r"line 5: 'text' is given more than once in the object"),
+    (b'{"text": "a"} {"text": "b"}', r"line 5: not valid JSON \(Extra data at column 15\)"),  # two on a line
+    (b'{"text":\n "a"}', r"line 5: not valid JSON \(Expecting value at column 9\)"),  # one across lines
 ])
 def test_json_lines_errors_name_the_line(tmp_path, bad, message):
     """Lines counted as an editor counts them: a BOM, blank lines and CRLF endings before the bad one."""
@@ -259,12 +397,122 @@ def test_json_lines_errors_name_the_line(tmp_path, bad, message):
         load_stories(str(path))
 
 
+def test_json_positions_count_lone_cr_line_endings_and_only_the_story_must_be_utf8(tmp_path):
+    """pyarrow reads a lone CR as a line ending; so do the positions. Bytes that are not UTF-8 in a field that
+    is not read are no error, in JSON Lines and in an array alike; in the story they are, at their line or item."""
+    lines = [b'{"text": "One.", "id": "caf\xe9"}', b'{"text": "Two."}', b'{"text": 3}']
+    (tmp_path / "cr.jsonl").write_bytes(b"\r".join(lines) + b"\r")
+    with pytest.raises(TinyStoriesError, match=r"cr.jsonl: line 3: 'text' holds a number"):
+        load_stories(str(tmp_path / "cr.jsonl"))
+    (tmp_path / "ok.jsonl").write_bytes(b"\r".join(lines[:2]) + b"\r")
+    (tmp_path / "ok.json").write_bytes(b"[" + b",\r".join(lines[:2]) + b"]")
+    for name in ("ok.jsonl", "ok.json"):
+        stories, _ = load_stories(str(tmp_path / name), validation_fraction=0.5)
+        assert sorted(_texts(stories["train"]) + _texts(stories["validation"])) == ["One.", "Two."]
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "One."}\r{"text": "caf\xe9"}\r')
+    with pytest.raises(TinyStoriesError, match=r"bad.jsonl: line 2: not valid UTF-8 \(byte 14 of the line\)"):
+        load_stories(str(tmp_path / "bad.jsonl"))
+    (tmp_path / "bad.json").write_bytes(b'[{"text": "One.", "id": 1, "text": "Two."}]')
+    with pytest.raises(TinyStoriesError, match=r"bad.json: item 0: 'text' is given more than once"):
+        load_stories(str(tmp_path / "bad.json"))
+    (tmp_path / "bad.json").write_bytes(b'[{"text": "One."}, {"text": "caf\xe9"}]')
+    with pytest.raises(TinyStoriesError, match=r"bad.json: item 1: not valid UTF-8 \('text' holds byte 0xe9\)"):
+        load_stories(str(tmp_path / "bad.json"))
+
+
+def test_invalid_utf8_in_a_later_parse_chunk_names_its_line(tmp_path):
+    """A 3 MB block is parsed in 1 MB chunks: the bad story's row is counted from its chunk's first row, and
+    blank lines (every 1000th) and CRLF endings are counted as an editor counts them."""
+    lines = [json.dumps({"text": f"Story number {i} is short."}).encode() for i in range(60_000)]
+    for i in range(999, 60_000, 1000):
+        lines[i] = b""
+    lines[50_000] = b'{"text": "caf\xe9 au lait"}'
+    (tmp_path / "s.jsonl").write_bytes(b"\r\n".join(lines) + b"\r\n")
+    with pytest.raises(TinyStoriesError, match=r"s.jsonl: line 50001: not valid UTF-8 \(byte 14 of the line\)"):
+        load_stories(str(tmp_path / "s.jsonl"))
+
+
+def test_a_json_line_longer_than_a_parse_chunk_is_read(tmp_path):
+    """pyarrow parses a block in chunks of a quarter of it (at least 1 MB); a 1.5 MB story once failed with
+    'straddling object straddles two block boundaries'."""
+    long = "Once upon a time " * 90_000  # 1.5 MB
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["A story.", long, "The end."]))
+    stories, _ = load_stories(str(path), validation_fraction=0.34)
+    assert sorted(_texts(stories["train"]) + _texts(stories["validation"])) == sorted(["A story.", long.strip(),
+                                                                                        "The end."])
+
+
+@pytest.mark.parametrize("name, content, found", [
+    ("s.txt", b" \n\t\r\n", r"the file holds no stories \(only whitespace\)"),
+    ("s.txt.gz", gzip.compress(b""), r"the file holds no stories \(it is empty\)"),
+    ("s.jsonl", b"\n  \r\n\n", r"the file holds no stories \(only blank lines\)"),
+    ("s.jsonl.gz", gzip.compress(b""), r"the file holds no stories \(it is empty\)"),
+    ("s.json", b" [ ]\n", r"the file holds no stories \(an empty array\)"),
+    ("s.parquet", None, r"the parquet file has no rows"),
+    ("s.jsonl", "{}".encode("utf-16"), r"the file is UTF-16, not UTF-8; re-encode it"),
+    ("s.json", '[{"text": "a"}]'.encode("utf-16-be"), r"the file is UTF-16BE, not UTF-8; re-encode it"),
+], ids=["blank-txt", "empty-txt-gz", "blank-jsonl", "empty-jsonl-gz", "empty-array", "no-rows-parquet", "utf16-jsonl",
+        "utf16be-json"])
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_a_shard_without_stories_is_one_error_in_every_format(tmp_path, name, content, found, as_folder):
+    """An empty or blank shard of a folder, or a file in a foreign encoding, is named; never 0 rows read on."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    if content is None:
+        pq.write_table(pa.table({"text": pa.array([], pa.string())}), folder / f"train-1-{name}")
+    else:
+        (folder / f"train-1-{name}").write_bytes(content)
+    suffix = name.removeprefix("s")
+    zipped = gzip.compress if suffix.endswith(".gz") else bytes
+    if suffix.startswith(".txt"):
+        (folder / f"train-0{suffix}").write_bytes(zipped(f"A story.\n{EOT}\n".encode()))
+    elif suffix == ".parquet":
+        pq.write_table(pa.table({"text": ["A story."]}), folder / "train-0.parquet")
+    else:
+        (folder / f"train-0{suffix}").write_bytes(zipped(b'{"text": "A story."}\n'))
+    source = folder if as_folder else folder / f"train-1-{name}"
+    with pytest.raises(TinyStoriesError, match=rf"^{folder / f'train-1-{name}'}: {found}"):
+        load_stories(str(source), num_proc=1)
+
+
 def test_invalid_utf8_names_file_line_and_offset(tmp_path):
     path = tmp_path / "bad.txt"
     good = b"Ok story.\n<|endoftext|>\nCaf"
     path.write_bytes(good + b"\xe9 au lait.\n<|endoftext|>\n")
     with pytest.raises(TinyStoriesError, match=rf"bad.txt: line 3: not valid UTF-8 at byte offset {len(good)}; "):
         load_stories(str(path))
+
+
+STORIES = ["\ufeff  Once upon a time.\r\nThe end. ", None, "Lily ran.\rShe smiled.", " \t ", "日本語の話。"]
+
+
+@pytest.mark.parametrize("column", [
+    pa.array(STORIES, pa.large_string()), pa.array(STORIES).dictionary_encode(), pa.array(STORIES, pa.string_view()),
+    pa.array([s and s.encode() for s in STORIES], pa.binary()),  # parquet written without the UTF8 annotation
+    pa.array([s and s.encode() for s in STORIES], pa.large_binary()),
+    pa.array([s and s.encode() for s in STORIES], pa.binary()).dictionary_encode(),
+], ids=["large_string", "dictionary", "string_view", "binary", "large_binary", "dictionary-of-binary"])
+def test_parquet_story_column_of_any_text_type_gives_the_same_stories(tmp_path, column):
+    pq.write_table(pa.table({"id": range(5), "text": column}), tmp_path / "s.parquet", row_group_size=1)
+    expected = [_reference_normalize(s) for s in STORIES]
+    assert [r["text"] for r in stream_stories(str(tmp_path / "s.parquet"))] == expected
+    stories, _ = load_stories(str(tmp_path / "s.parquet"), validation_fraction=0.2)
+    assert sorted(map(str, _texts(stories["train"]) + _texts(stories["validation"]))) == sorted(map(str, expected))
+
+
+@pytest.mark.parametrize("table, found", [
+    (pa.table({"text": pa.array([b"ok", b"ok", b"caf\xe9"], pa.binary())}), r"row 2: not valid UTF-8"),
+    (pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]),
+     r"2 columns are named 'text'; keep one"),
+    (pa.table({"text": pa.array([{"story": "a"}])}), r"column 'text' holds struct<story: string>, not text"),
+    (pa.table({"text": pa.array([["a"]])}), r"column 'text' holds list<\w+: string>, not text"),
+    (pa.table({"text": pa.array([1, 2]).dictionary_encode()}), r"column 'text' holds .*int64.*, not text"),
+], ids=["invalid-utf8-binary", "two-text-columns", "struct", "list", "dictionary-of-int"])
+def test_parquet_story_column_errors_name_the_file(tmp_path, table, found):
+    pq.write_table(table, tmp_path / "s.parquet")
+    with pytest.raises(TinyStoriesError, match=rf"^{tmp_path / 's.parquet'}: {found}"):
+        load_stories(str(tmp_path / "s.parquet"))
 
 
 def test_hub_layout_folder_and_parquet_file(tmp_path, sample_stories):
@@ -319,6 +567,16 @@ def test_hub_dataset_id_is_read_through_the_same_formats(tmp_path, sample_storie
     with pytest.raises(TinyStoriesError, match=r"could not load Hub dataset 'someone/other' \(offline: HF_HUB_OFFLINE"
                                                r"=1, and it was never read online with this cache"):
         load_stories("someone/other", cache_dir=cache)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def several_configs(repo_id, **kwargs):
+        raise ValueError("Config name is missing.\nPlease pick one among the available configs: ['a', 'b']")
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", several_configs)
+    with pytest.raises(TinyStoriesError, match=r"^could not load Hub dataset 'someone/configs': Config name is "
+                                               r"missing.; download the files of one config"):
+        load_stories("someone/configs", cache_dir=cache)
 
 
 def test_text_column_option_and_missing_column(tmp_path):

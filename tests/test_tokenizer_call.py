@@ -47,6 +47,38 @@ def test_call_pads_truncates_and_makes_tensors(prepared_sample, expected):
         tok(PROMPTS, truncation=True)
 
 
+@pytest.mark.parametrize("options", [
+    {"max_length": 2}, {"max_length": 2, "padding": True}, {"max_length": 9, "padding": "max_length"},
+    {"max_length": 3, "truncation": False}, {"max_length": 3, "truncation": "longest_first"},
+    {"add_special_tokens": False}, {"max_length": 0, "truncation": True}])
+def test_call_truncates_and_pads_as_a_transformers_tokenizer(prepared_sample, options):
+    """The same options give the ids transformers' GPT2Tokenizer gives, mapped through the saved table: among
+    them max_length alone truncates (transformers' rule), and padding=True with max_length does not."""
+    files = gpt2_bpe_files()
+    gpt2 = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+    gpt2.pad_token = gpt2.eos_token
+    table = json.loads((prepared_sample.output / "tokenizer" / "tinystories_vocab.json").read_text())
+    reduced = {**{base: i for i, base in enumerate(table["base_ids"]) if i >= 2}, gpt2.eos_token_id: 0}
+    theirs = gpt2(PROMPTS, **options)
+    ours = prepared_sample.tokenizer(PROMPTS, **options)
+    assert ours["input_ids"] == [[reduced.get(b, 1) for b in ids] for ids in theirs["input_ids"]]
+    assert ours["attention_mask"] == theirs["attention_mask"]
+
+
+def test_call_options_it_cannot_honour_are_one_line(prepared_sample):
+    tok = prepared_sample.tokenizer
+    for options, message in [({"max_length": -1, "truncation": True}, "max_length=-1 must be at least 0"),
+                             ({"max_length": 2.5}, "max_length=2.5 must be an integer"),
+                             ({"max_length": 3, "padding": "max_length", "return_tensors": "pt"},
+                              "sequences of different lengths cannot form one tensor: pass truncation=True"),
+                             ({"return_tensors": "tf"}, "return_tensors='tf': use None (lists), 'pt' or 'np'"),
+                             ({"truncation": "only_second", "max_length": 2},
+                              "truncation='only_second': use True, False or 'longest_first'")]:
+        with pytest.raises(TinyStoriesError) as failure:
+            tok(PROMPTS, **options)
+        assert str(failure.value) == message
+
+
 def test_generate_with_a_gpt_neo_from_gpt_neo_config(prepared_sample):
     tok = prepared_sample.tokenizer
     torch.manual_seed(0)

@@ -35,22 +35,32 @@ assert push_main([str(out / "demo"), "--to-folder", str(out / "hub")]) == 0
 dataset, tokenizer = load_prepared(out / "hub")
 loaded = TinyStoriesTokenizer.from_pretrained(out / "demo")
 kept = json.loads((out / "demo" / "prepare_info.json").read_text())["splits"]["train"]["kept"]
+batch = loaded(["Once upon a time", "Once"], padding=True, return_tensors="np")["attention_mask"].tolist()
+try:
+    loaded("Once", return_tensors="pt")
+except ImportError as e:
+    pt = [type(e).__name__, str(e)]
 print(json.dumps({"torch_modules": sorted(m for m, v in sys.modules.items() if v is not None and
                                           m.split(".")[0] in ("torch", "accelerate")),
                   "first": first["input_ids"][:4], "encoded": loaded.encode("Once upon a time"),
-                  "rows": dataset["train"].num_rows, "kept": kept}))
+                  "rows": dataset["train"].num_rows, "kept": kept, "batch": batch, "pt": pt}))
 """
 
 TRAINING = """
 import importlib, json, runpy, sys
+import tinystories_hf
 from tinystories_hf import MissingExtraError, TinyStoriesError, stream
+star = {}
+exec("from tinystories_hf import *", star)  # a machine without torch imports every public name it can use
+names = {"star": sorted(n for n in star if not n.startswith("__")), "dir": dir(tinystories_hf)}
 errors = {}
-for name in ("TinyStoriesDataset", "TinyStoriesDatasetPacked", "PackingCollator", "gpt_neo_config"):
+for name in ("TinyStoriesDataset", "TinyStoriesDatasetPacked", "PackingCollator", "gpt_neo_config",
+             "TinyStoriesSampler", "open_split", "distributed_rank", "paper_configs", "parameter_count"):
     try:
         exec(f"from tinystories_hf import {name}")
     except ImportError as e:
         errors[name] = [type(e).__name__, str(e), isinstance(e, TinyStoriesError), isinstance(e, ModuleNotFoundError)]
-for module in ("adapters", "collator", "models"):
+for module in ("adapters", "collator", "models", "sampler"):
     try:
         importlib.import_module(f"tinystories_hf.{module}")
     except MissingExtraError as e:
@@ -59,10 +69,16 @@ try:
     stream("demo", pack=True)
 except MissingExtraError as e:
     errors["stream(pack=True)"] = [type(e).__name__, str(e)]
-scripts = {}
+scripts, helps = {}, {}
 for script in ("train_smoke", "model_sizes"):
     scripts[script] = runpy.run_path(sys.argv[1] + f"/scripts/{script}.py")["main"](["--data", "nowhere"])
-print(json.dumps({"errors": errors, "scripts": scripts}))
+for script in ("train_smoke", "model_sizes", "measure_resume", "benchmark_stream"):  # --help needs no torch
+    try:
+        runpy.run_path(sys.argv[1] + f"/scripts/{script}.py")["main"](["--help"])
+    except SystemExit as e:
+        helps[script] = e.code
+names["help"] = helps
+print(json.dumps({"errors": errors, "scripts": scripts, "names": names}))
 """
 
 
@@ -100,6 +116,9 @@ def test_core_paths_run_without_torch(tmp_path):
     assert figures["torch_modules"] == []  # nothing imported torch or accelerate, not even partly
     assert figures["encoded"] == figures["first"][:4]  # the demo stories begin "Once upon a time"
     assert figures["rows"] == figures["kept"] > 2000
+    assert figures["batch"] == [[1, 1, 1, 1], [1, 0, 0, 0]]  # the tokenizer call works, numpy tensors too
+    install = 'pip install "tinystories-hf[torch]"'
+    assert figures["pt"] == ["MissingExtraError", f"return_tensors='pt' needs torch, which is not installed: {install}"]
     out = tmp_path / "out"
     assert (out / "demo" / "report" / "report.md").is_file() and (out / "hub" / "README.md").is_file()
 
@@ -108,14 +127,34 @@ def test_training_modules_without_torch_name_the_extra(tmp_path):
     run = run_python(TRAINING, REPO, tmp_path=tmp_path)
     figures = json.loads(run.stdout.strip().splitlines()[-1])
     install = 'pip install "tinystories-hf[torch]"'
-    for name in ("TinyStoriesDataset", "TinyStoriesDatasetPacked", "PackingCollator", "gpt_neo_config"):
+    training = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adapters", "open_split": "adapters",
+                "distributed_rank": "adapters", "TinyStoriesSampler": "sampler", "PackingCollator": "collator",
+                "gpt_neo_config": "models", "paper_configs": "models", "parameter_count": "models"}
+    for name, module in training.items():
         kind, message, is_tinystories_error, is_module_not_found = figures["errors"][name]
         assert kind == "MissingExtraError" and is_tinystories_error and is_module_not_found
-        assert message.endswith(f"needs torch, which is not installed: {install}") and "\n" not in message
-    assert set(figures["errors"]) >= {"adapters", "collator", "models", "stream(pack=True)"}
+        assert message == f"tinystories_hf.{module} needs torch, which is not installed: {install}"
+    assert set(figures["errors"]) >= {"adapters", "collator", "models", "sampler", "stream(pack=True)"}
+    # `import *` gives the names that need no torch; dir() still lists the training names.
+    assert figures["names"]["star"] == sorted(
+        ["MissingExtraError", "PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError",
+         "TinyStoriesTokenizer", "load_base_tokenizer", "load_prepared", "load_stories", "prepare", "push_prepared",
+         "stream", "validate_prepared", "write_hub_folder", "write_report"])
+    assert set(training) <= set(figures["names"]["dir"])
+    assert figures["names"]["help"] == {"train_smoke": 0, "model_sizes": 0, "measure_resume": 0, "benchmark_stream": 0}
     assert figures["errors"]["stream(pack=True)"][1] == f"stream(pack=True) needs torch, which is not installed: {install}"
     # The scripts print one error line naming the extra (exit code 2), no traceback.
     assert figures["scripts"] == {"train_smoke": 2, "model_sizes": 2}
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and all(line.endswith(install) for line in errors)
     assert "Traceback" not in run.stderr
+
+
+def test_with_torch_every_public_name_imports():
+    import tinystories_hf
+
+    star = {}
+    exec("from tinystories_hf import *", star)  # noqa: S102 (a star import cannot sit in a function)
+    assert {"TinyStoriesSampler", "PackingCollator", "TinyStoriesDatasetPacked", "gpt_neo_config",
+            "stream", "prepare"} <= set(star)
+    assert all(getattr(tinystories_hf, name) is star[name] for name in tinystories_hf.__all__)

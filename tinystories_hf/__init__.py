@@ -4,6 +4,9 @@ The modules follow the data: sources -> vocab -> tokenize -> store (-> adapters 
 the same passes lazily. Everything but the training side works without torch; the adapters, the collator
 and the models need the `[torch]` extra and are imported on first use.
 """
+import importlib
+import importlib.util
+
 from .base_tokenizer import load_base_tokenizer
 from .config import PrepareConfig
 from .errors import TinyStoriesError
@@ -25,16 +28,19 @@ _TRAINING = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adap
              "distributed_rank": "adapters", "TinyStoriesSampler": "sampler", "PackingCollator": "collator",
              "gpt_neo_config": "models", "paper_configs": "models", "parameter_count": "models"}
 
-__all__ = ["MissingExtraError", "PackingCollator", "PrepareConfig", "PrepareResult", "StreamConfig",
-           "TinyStoriesDataset", "TinyStoriesDatasetPacked", "TinyStoriesError", "TinyStoriesSampler",
-           "TinyStoriesTokenizer", "distributed_rank", "gpt_neo_config", "load_base_tokenizer", "load_prepared",
-           "load_stories", "open_split", "paper_configs", "parameter_count", "prepare", "push_prepared", "stream",
-           "validate_prepared", "write_hub_folder", "write_report"]
-
+__all__ = ["MissingExtraError", "PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError",
+           "TinyStoriesTokenizer", "load_base_tokenizer", "load_prepared", "load_stories", "prepare", "push_prepared",
+           "stream", "validate_prepared", "write_hub_folder", "write_report"]
+# `from tinystories_hf import *` imports every name of __all__: the training names only where torch is installed.
+if importlib.util.find_spec("torch") is not None:
+    __all__ += ["PackingCollator", "TinyStoriesDataset", "TinyStoriesDatasetPacked", "TinyStoriesSampler",
+                "distributed_rank", "gpt_neo_config", "open_split", "paper_configs", "parameter_count"]
 
 def __getattr__(name):
     if name in _TRAINING:
-        import importlib
-
         return getattr(importlib.import_module(f".{_TRAINING[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_TRAINING))

@@ -12,6 +12,7 @@ mapped pages instead of copying stories. Both have minGPT's `get_vocab_size()` /
 `shard()` for `torch.distributed` (each rank a disjoint, complete share).
 """
 import copy
+import operator
 import os
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, check_int
 from .extras import require
 from .store import TOKENIZER_DIR, load_prepared
 from .vocab import VOCAB_FILE, TinyStoriesTokenizer
@@ -46,6 +47,9 @@ def _load_tokenizer(tokenizer, dataset: datasets.Dataset) -> TinyStoriesTokenize
 
 def open_split(source, *, split: str = "train", tokenizer=None):
     """`(datasets.Dataset, TinyStoriesTokenizer)` for a prepared folder (or Hub id), a `DatasetDict` or a `Dataset`.
+
+    Raises `TinyStoriesError` for another kind of source, a split it lacks, a dataset without `input_ids`, or a
+    `Dataset` whose tokenizer cannot be found beside its files and is not given (`tokenizer=`).
 
     Example:
         >>> dataset, tokenizer = open_split("tinystories_prepared", split="validation")  # doctest: +SKIP
@@ -121,22 +125,23 @@ def distributed_rank(rank=None, world_size=None) -> tuple:
             raise TinyStoriesError("torch.distributed is not initialised: call init_process_group() first, "
                                    "or pass rank= and world_size=")
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    if rank is None or world_size is None or not 0 <= rank < world_size:
+    if rank is None or world_size is None:
         raise TinyStoriesError(f"rank={rank}, world_size={world_size}: pass both, with 0 <= rank < world_size")
-    return int(rank), int(world_size)
+    world_size = check_int("world_size", world_size, low=1)
+    return check_int("rank", rank, low=0, high=world_size - 1), world_size
 
 
 class _TokenDataset(torch.utils.data.Dataset):
     """What both datasets share: source, vocabulary, length, indexing, sharding, pickling for spawned workers."""
 
     def __init__(self, source, *, split: str, block_size: int, tokenizer):
-        if block_size < 1:
-            raise TinyStoriesError(f"block_size {block_size} must be at least 1")
+        block_size = check_int("block_size", block_size, low=1)
         self.dataset, self.tokenizer = open_split(source, split=split, tokenizer=tokenizer)
         self.split, self.block_size = split, block_size
         self.eos_id = self.tokenizer.eos_id
         self.stories = StoryTable(self.dataset)
         self._start, self._stop = 0, self._index_items()
+        self.sharded_over = 1  # ranks whose shard() this is
         if self._stop == 0:
             raise TinyStoriesError(f"split {split!r} has too few tokens for one item of block_size {block_size}")
 
@@ -153,7 +158,7 @@ class _TokenDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         size = len(self)
-        index = int(index)
+        index = operator.index(index)  # an int or numpy integer, as a list takes; 1.5 is a TypeError, not item 1
         if not -size <= index < size:
             raise IndexError(f"index {index} out of range for {size} items")
         return self._item(self._start + index % size)
@@ -171,6 +176,7 @@ class _TokenDataset(torch.utils.data.Dataset):
         share = copy.copy(self)
         share._start = self._start + rank * size // world_size
         share._stop = self._start + (rank + 1) * size // world_size
+        share.sharded_over = world_size * self.sharded_over  # a sampler that splits again would drop items
         return share
 
     def __getstate__(self):
@@ -192,6 +198,8 @@ class TinyStoriesDataset(_TokenDataset):
     padded with EOS and `y` with -1. Tokens past `block_size + 1` are not seen (use the packed dataset to
     train on every token). `source`: a prepared folder or Hub id, a `DatasetDict`, or a `Dataset`;
     `tokenizer` (object or folder) is only needed when the dataset was not loaded from a prepared folder.
+    Items: `(x, y)`, int64 tensors of shape `[block_size]`. Raises `TinyStoriesError` for a `block_size` that
+    is not an integer >= 1 and for the sources `open_split` refuses; `IndexError` past the last item.
 
     Example:
         >>> train = TinyStoriesDataset("tinystories_prepared", split="train", block_size=512)  # doctest: +SKIP
@@ -227,6 +235,9 @@ class TinyStoriesDatasetPacked(_TokenDataset):
     Every token is a target exactly once. Access is O(log stories): a `searchsorted` over cumulative story
     lengths finds the first story of the window, then 2-3 story views are concatenated. The tail of the
     stream that does not fill a whole window is dropped. `separator` defaults to the tokenizer's EOS id.
+    Items: `(x, y)`, int64 tensors of shape `[block_size]`. Raises `TinyStoriesError` for a `block_size` that is
+    not an integer >= 1, a separator outside the vocabulary, a split with fewer than `block_size + 1` tokens
+    (stories and separators together), and the sources `open_split` refuses.
 
     Example:
         >>> train = TinyStoriesDatasetPacked("tinystories_prepared", split="train", block_size=512)  # doctest: +SKIP
@@ -237,8 +248,7 @@ class TinyStoriesDatasetPacked(_TokenDataset):
     def __init__(self, source, *, split: str = "train", block_size: int = 512, separator=None, tokenizer=None):
         self.separator = separator
         super().__init__(source, split=split, block_size=block_size, tokenizer=tokenizer)
-        if self.separator is None:
-            self.separator = self.eos_id
+        self.separator = self.eos_id if self.separator is None else check_int("separator", self.separator)
         if not 0 <= self.separator < self.get_vocab_size():
             raise TinyStoriesError(f"separator {self.separator} is not an id of the {self.get_vocab_size()}-id vocabulary")
         self._separator = np.array([self.separator], dtype=np.int64)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, check_int
 from .extras import require
 
 torch = require("torch", extra="torch", needed_by=__name__)
@@ -26,6 +26,12 @@ MINGPT_IGNORE_INDEX = -1  # minGPT's cross_entropy(..., ignore_index=-1)
 class PackingCollator:
     """Pack stories (`{"input_ids": ids}` rows of a prepared split, or plain id sequences) into rows.
 
+    `separator`: the id put after every story (the tokenizer's `eos_id`), an int >= 0. `block_size`: tokens
+    per row. `vocab_size` (optional, `tokenizer.vocab_size`): ids and separator must lie below it, so an id the
+    model's embedding lacks is an error here rather than an index error inside the model. Each example is one
+    story: a 1-D sequence, array or tensor of integer ids (a 2-D one, or floats, raise `TinyStoriesError`).
+    Returns int64 tensors of shape `[rows, block_size]` (see the module docstring).
+
     Example:
         >>> collate = PackingCollator(separator=0, block_size=4, return_dict=True)
         >>> batch = collate([{"input_ids": [5, 6, 7]}, {"input_ids": [8, 9]}])
@@ -35,16 +41,18 @@ class PackingCollator:
         [[5, 6, 7, 0], [8, 9, 0, -100]]
     """
 
-    def __init__(self, *, separator: int, block_size: int = 512, return_dict: bool = False):
-        if block_size < 1:
-            raise TinyStoriesError(f"block_size {block_size} must be at least 1")
-        if separator < 0:
-            raise TinyStoriesError(f"separator {separator} must be a token id (use tokenizer.eos_id)")
-        self.separator, self.block_size, self.return_dict = int(separator), block_size, return_dict
+    def __init__(self, *, separator: int, block_size: int = 512, return_dict: bool = False,
+                 vocab_size: int | None = None):
+        self.block_size = check_int("block_size", block_size, low=1)
+        self.vocab_size = None if vocab_size is None else check_int("vocab_size", vocab_size, low=1)
+        self.separator = check_int("separator", separator, low=0)
+        if self.vocab_size is not None and self.separator >= self.vocab_size:
+            raise TinyStoriesError(f"separator={separator} is not an id of the {self.vocab_size}-id vocabulary "
+                                   "(use tokenizer.eos_id)")
+        self.return_dict = return_dict
 
     def __call__(self, examples):
-        stories = [np.asarray(e["input_ids"] if isinstance(e, Mapping) else e, dtype=np.int64).reshape(-1)
-                   for e in examples]
+        stories = [self._story(k, e["input_ids"] if isinstance(e, Mapping) else e) for k, e in enumerate(examples)]
         if not stories:
             raise TinyStoriesError("PackingCollator got an empty batch")
         separator = np.array([self.separator], dtype=np.int64)
@@ -52,6 +60,21 @@ class PackingCollator:
         if self.return_dict:
             return self._dict(stream, np.array([len(s) + 1 for s in stories]))
         return self._windows(stream)
+
+    def _story(self, k: int, ids) -> np.ndarray:
+        """Example `k` as a 1-D int64 array, checked: one story of integer ids in the vocabulary."""
+        array = np.asarray(ids)
+        if array.ndim != 1:
+            raise TinyStoriesError(f"example {k} of the batch has shape {array.shape}: each example is one story, "
+                                   "a 1-D sequence of token ids")
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise TinyStoriesError(f"example {k} of the batch holds {array.dtype} values, not integer token ids")
+        array = array.astype(np.int64, copy=False)
+        if array.size and (array.min() < 0 or (self.vocab_size is not None and array.max() >= self.vocab_size)):
+            bad = array[(array < 0) | (array >= (self.vocab_size or np.iinfo(np.int64).max))][0]
+            raise TinyStoriesError(f"example {k} of the batch holds token id {bad}, outside [0, "
+                                   f"{self.vocab_size or 'vocab_size'})")
+        return array
 
     def _windows(self, stream: np.ndarray):
         block, size = self.block_size, len(stream)

@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import errno
 import functools
+import operator
 import os
 import re
 import signal
@@ -75,6 +76,30 @@ def flag(name: str, value=None, *, api: str | None = None) -> str:
     if value is False:
         return "--no-" + name.replace("_", "-")
     return f"{dashed} {value}"
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """`value` of option `name` as an int, or a one-line `TinyStoriesError` naming it (`flag`): a bool, float,
+    string or other non-integer (nothing is rounded: 2.5 is not 2, True is not 1), or a value outside
+    `[low, high]`.
+
+    Example:
+        >>> check_int("block_size", 512, low=1)
+        512
+        >>> check_int("block_size", 2.5, low=1)  # doctest: +SKIP
+        TinyStoriesError: block_size=2.5 must be an integer
+    """
+    try:
+        number = operator.index(value)  # int and numpy integers; float, str, None raise TypeError
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool):
+        raise TinyStoriesError(f"{flag(name, value)} must be an integer")
+    if low is not None and number < low:
+        raise TinyStoriesError(f"{flag(name, value)} must be at least {low}")
+    if high is not None and number > high:
+        raise TinyStoriesError(f"{flag(name, value)} must be at most {high}")
+    return number
 
 
 # -- the run: what a CLI command or API call holds while it works -----------------------------------------

@@ -8,6 +8,7 @@ import os
 
 from transformers import GPTNeoConfig
 
+from .errors import TinyStoriesError, check_int, flag
 from .extras import require
 from .vocab import TinyStoriesTokenizer
 
@@ -20,6 +21,9 @@ PAPER_HIDDEN_SIZES = (64, 256, 512)
 def _as_tokenizer(tokenizer) -> TinyStoriesTokenizer:
     if isinstance(tokenizer, (str, os.PathLike)):
         return TinyStoriesTokenizer.from_pretrained(tokenizer)
+    if not isinstance(tokenizer, TinyStoriesTokenizer):
+        raise TinyStoriesError(f"tokenizer= is a {type(tokenizer).__name__}: pass the prepared folder's "
+                               "TinyStoriesTokenizer (load_prepared(DIR)[1]) or the folder's path")
     return tokenizer
 
 
@@ -27,10 +31,19 @@ def gpt_neo_config(hidden_size: int = 64, *, tokenizer, num_layers: int = 8, num
                    window_size: int = 256, context: int = 512) -> GPTNeoConfig:
     """A `transformers.GPTNeoConfig` with the vocabulary of `tokenizer` (object or prepared/tokenizer folder).
 
+    `hidden_size` must be a multiple of `num_heads` (GPT-Neo splits it across its heads); every size is an
+    integer >= 1, else `TinyStoriesError`.
+
     Example:
         >>> config = gpt_neo_config(256, tokenizer="tinystories_prepared")  # doctest: +SKIP
         >>> model = transformers.GPTNeoForCausalLM(config)  # doctest: +SKIP
     """
+    for name, value in (("num_layers", num_layers), ("num_heads", num_heads), ("window_size", window_size),
+                        ("context", context), ("hidden_size", hidden_size)):
+        check_int(name, value, low=1)
+    if hidden_size % num_heads:
+        raise TinyStoriesError(f"{flag('hidden_size', hidden_size)} is not a multiple of the {num_heads} attention "
+                               "heads GPT-Neo splits it across (the paper's sizes: 64, 256, 512)")
     tokenizer = _as_tokenizer(tokenizer)
     # GPT-Neo alternates global and local attention layers; an odd count ends with one more global layer.
     attention_types = [[["global", "local"], num_layers // 2]] + ([[["global"], 1]] if num_layers % 2 else [])

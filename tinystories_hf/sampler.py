@@ -15,12 +15,13 @@ import numpy as np
 import xxhash
 from datasets.fingerprint import Hasher
 
-from .adapters import _TokenDataset, distributed_rank
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, check_int
 from .extras import require
-from .tokenize import content_fingerprint
 
-torch = require("torch", extra="torch", needed_by=__name__)
+torch = require("torch", extra="torch", needed_by=__name__)  # before the adapters: the error names this module
+
+from .adapters import _TokenDataset, distributed_rank
+from .tokenize import content_fingerprint
 
 STATE_KEYS = {"seed": int, "shuffle": bool, "epoch": int, "consumed": int, "num_items": int, "fingerprint": str}
 _KINDS = {int: "an integer", bool: "true or false", str: "a string"}
@@ -70,14 +71,19 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
     - `rank`/`world_size` default to the initialised `torch.distributed` group. Under the HF Trainer pass
       `rank=0, world_size=1`: accelerate already splits each global batch across processes.
     - Epochs: call `set_epoch(e)` before each pass, as with `DistributedSampler` (a pass without it repeats
-      the epoch's order). `set_epoch` with the current epoch keeps a position loaded by `load_state_dict`.
+      the epoch's pass, from the loaded position if there is one). `set_epoch` with the current epoch keeps a
+      position loaded by `load_state_dict`; another epoch starts at its first position.
     - `state_dict()` -> `{seed, shuffle, epoch, consumed, num_items, fingerprint}`: `consumed` global samples
       of the epoch (all ranks together; `num_items` once the epoch's pass is done). A DataLoader draws indices
       ahead of the training loop (workers x prefetch_factor batches): pass `samples=` (this rank's samples
       taken from the current pass, `step * batch_size`) so the state is what the loop consumed.
       torchdata's `StatefulDataLoader` needs nothing: it stores the sampler's state with each batch it yields.
-    - `load_state_dict(state)` takes seed, shuffle, epoch and position from the state; the next pass starts
-      at `consumed`. A state of other data (`num_items` or `fingerprint` differ) raises `TinyStoriesError`.
+    - `load_state_dict(state)` takes seed, shuffle, epoch and position from the state; the passes of that
+      epoch start at `consumed`. A state of other data (`num_items` or `fingerprint` differ) raises
+      `TinyStoriesError`. `StatefulDataLoader.load_state_dict` hands the state over only when the loader's
+      next pass starts, after the loop's `set_epoch(e)`: a state of epoch `e` goes on where it stopped, a
+      finished state of an earlier epoch lets epoch `e` start afresh, anything else raises (the loop's epoch
+      and the data's would disagree).
 
     Example:
         >>> import torch
@@ -100,11 +106,15 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
         if self.num_items < 1:
             raise TinyStoriesError("the dataset has no items to sample")
         self.rank, self.world_size = distributed_rank(rank, world_size)
-        self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
+        if self.world_size > 1 and getattr(dataset, "sharded_over", 1) > 1:
+            raise TinyStoriesError(f"the dataset is one rank's shard() and the sampler splits it again over "
+                                   f"{self.world_size} ranks, so each rank would see 1/{self.world_size} of its "
+                                   "shard: give the sampler the whole dataset (it shares the items out itself)")
+        self.seed, self.shuffle, self.drop_last = check_int("seed", seed), bool(shuffle), bool(drop_last)
         self._fingerprint = fingerprint
         self.epoch = 0
-        self._start = 0  # global position where the current (or the next, if _resume) pass starts
-        self._resume = False
+        self._start = 0  # global position where every pass of this epoch starts: 0, or where a state left it
+        self._epoch_set = False  # set_epoch() called since the last pass began: a state loaded now must agree
         self._count = None  # items per rank of the running or finished pass; None: no pass since the last reset
         self._yielded = 0
         self._pass = 0
@@ -128,15 +138,12 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
         return left // self.world_size if self.drop_last else math.ceil(left / self.world_size)
 
     def __len__(self) -> int:
-        if self._count is not None and self._yielded < self._count:
-            return self._count
-        return self._per_rank(self._start if self._resume else 0)
+        return self._per_rank(self._start)
 
     def __iter__(self):
         self._pass += 1
-        this_pass = self._pass
-        start = self._start if self._resume else 0
-        self._start, self._resume, self._yielded = start, False, 0
+        this_pass, start = self._pass, self._start
+        self._epoch_set, self._yielded = False, 0
         self._count = count = self._per_rank(start)
         order = self.order()
         for first in range(0, count, _CHUNK):
@@ -148,8 +155,10 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch `epoch` at its first position; the current epoch keeps its (loaded) position."""
-        if int(epoch) != self.epoch:
-            self.epoch, self._start, self._resume, self._count, self._yielded = int(epoch), 0, False, None, 0
+        epoch = check_int("epoch", epoch)
+        if epoch != self.epoch:
+            self.epoch, self._start, self._count, self._yielded = epoch, 0, None, 0
+        self._epoch_set = True
 
     def state_dict(self, *, samples: int | None = None) -> dict:
         """`{seed, shuffle, epoch, consumed, num_items, fingerprint}`, ints, a bool and a string (JSON-safe).
@@ -161,19 +170,24 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
         """
         taken = self._yielded
         if samples is not None:
+            samples = check_int("samples", samples, low=0)
             finished = self._count is not None and self._yielded >= self._count
-            if not 0 <= int(samples) <= self._yielded and not (finished and samples > 0):
+            if samples > self._yielded and not finished:  # a partial last batch counts whole: allowed at the end
                 raise TinyStoriesError(f"samples={samples}, but this rank's current pass has handed out "
                                        f"{self._yielded}; pass the samples this rank's loop took since its "
                                        "`for` over the loader began (step * batch_size)")
-            taken = min(int(samples), self._yielded)
+            taken = min(samples, self._yielded)
         done = self._count is not None and taken >= self._count
         consumed = self.num_items if done else min(self.num_items, self._start + taken * self.world_size)
         return {"seed": self.seed, "shuffle": self.shuffle, "epoch": self.epoch, "consumed": consumed,
                 "num_items": self.num_items, "fingerprint": self.fingerprint}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue the global order of `state` at its `consumed` position, on this rank and world size."""
+        """Continue the global order of `state` at its `consumed` position, on this rank and world size.
+
+        Raises `TinyStoriesError` for a state that is not one of `state_dict()`, of other data, or of another
+        epoch than one `set_epoch` chose before it (unless that state's epoch is finished and the chosen one later).
+        """
         if not isinstance(state, dict):
             raise TinyStoriesError(f"a sampler state is a dict, not {type(state).__name__}")
         for key, kind in STATE_KEYS.items():
@@ -188,5 +202,14 @@ class TinyStoriesSampler(torch.utils.data.Sampler[int]):
                                    "open the prepared folder, split and block_size the run started with")
         if not 0 <= state["consumed"] <= self.num_items:
             raise TinyStoriesError(f"sampler state: consumed {state['consumed']} is outside 0..{self.num_items}")
-        self.seed, self.shuffle, self.epoch = state["seed"], state["shuffle"], state["epoch"]
-        self._start, self._resume, self._count, self._yielded = state["consumed"], True, None, 0
+        self.seed, self.shuffle = state["seed"], state["shuffle"]
+        if self._epoch_set and self.epoch != state["epoch"]:
+            # StatefulDataLoader loads the state when its next pass starts, after the loop's set_epoch().
+            if not (self.epoch > state["epoch"] and state["consumed"] == self.num_items):
+                raise TinyStoriesError(
+                    f"set_epoch({self.epoch}) was called before loading a sampler state of epoch {state['epoch']} "
+                    f"({state['consumed']} of {self.num_items} items consumed): call set_epoch({state['epoch']}) "
+                    "to go on where it stopped (keep the epoch in the checkpoint beside the state)")
+            self._start, self._count, self._yielded = 0, None, 0  # that epoch is over: this one starts afresh
+            return
+        self.epoch, self._start, self._count, self._yielded = state["epoch"], state["consumed"], None, 0

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, api_errors, cli_errors, flag
+from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag
 from .extras import require
 from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
@@ -79,11 +79,9 @@ class StreamConfig:
         PrepareConfig(vocab_size=self.vocab_size, max_length=self.max_length, min_length=self.min_length,
                       backend=self.backend).validate()
         for name in ("block_size", "pack_stories", "vocab_stories", "max_stories"):
-            if getattr(self, name) < 1:
-                raise TinyStoriesError(f"{flag(name, getattr(self, name))} must be at least 1")
-        for name in ("shuffle_buffer", "examples"):
-            if getattr(self, name) < 0:
-                raise TinyStoriesError(f"{flag(name, getattr(self, name))} must be 0 or more")
+            check_int(name, getattr(self, name), low=1)
+        for name in ("shuffle_buffer", "examples", "seed"):
+            check_int(name, getattr(self, name), low=0)
         if self.pack and self.keep_text:
             raise TinyStoriesError(f"{flag('keep_text', True)} does not apply to packed blocks; drop one of "
                                    f"{flag('pack', True)}, {flag('keep_text', True)}")
@@ -223,6 +221,11 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     same number of batches, so no rank waits for the others in a collective.
     `state_dict()`/`load_state_dict()` are datasets' (see README "Resuming training" for how exact they are).
 
+    Raises `TinyStoriesError` (one line naming the argument) for options `StreamConfig.validate` refuses, a
+    `rank`/`world_size` pair that is not two integers with `0 <= rank < world_size`, a split the source lacks,
+    and the sources and tokenizers `load_stories`/`load_tokenizer` refuse; `MissingExtraError` for `pack=True`
+    without torch.
+
     Example:
         >>> ds = stream("demo", vocab_stories=500, vocab_size=300, shuffle_buffer=100)
         >>> ds.set_epoch(1)  # another order, the same stories
@@ -234,8 +237,11 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     config = StreamConfig(source=source, split=split, pack=pack, block_size=block_size,
                           shuffle_buffer=shuffle_buffer, seed=seed, **options)
     config.validate()
-    if (rank is None) != (world_size is None) or (world_size is not None and not 0 <= rank < world_size):
+    if (rank is None) != (world_size is None):
         raise TinyStoriesError(f"rank={rank}, world_size={world_size}: pass both, with 0 <= rank < world_size")
+    if world_size is not None:
+        world_size = check_int("world_size", world_size, low=1)
+        rank = check_int("rank", rank, low=0, high=world_size - 1)
     if pack:  # packed blocks are torch tensors; rows of ids need no torch
         require("torch", extra="torch", needed_by="stream(pack=True)")
     stories = stream_stories(source, split=split, text_column=config.text_column, strip=config.strip)

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
-from .errors import TinyStoriesError, api_errors, flag
+from .errors import TinyStoriesError, api_errors, check_int, flag
+from .extras import require
 from .json_files import Check, in_range, non_negative, read_json
 from .mapped_pages import PageReleaser
 
@@ -187,16 +188,19 @@ class TinyStoriesTokenizer:
                             "one text with encode()")
         return [self.remap(ids).tolist() for ids in self.encoder.encode_batch([_text(t) for t in texts])]
 
-    def __call__(self, text, *, padding=False, truncation: bool = False, max_length: int | None = None,
+    def __call__(self, text, *, padding=False, truncation=None, max_length: int | None = None,
                  return_tensors: str | None = None, return_attention_mask: bool = True,
-                 padding_side: str | None = None):
+                 padding_side: str | None = None, add_special_tokens: bool = True):
         """Encode like a transformers tokenizer: a `transformers.BatchEncoding` with `input_ids` (reduced ids, no
         EOS added) and `attention_mask` (1 on tokens, 0 on padding).
 
         `text`: a string (one sequence) or a list of strings (a batch). `padding`: False, True / "longest",
-        or "max_length" (pads with EOS on `padding_side`, default `self.padding_side`); `truncation=True`
-        cuts at `max_length`; `return_tensors`: None (lists), "pt" (torch) or "np"; a single string with
-        tensors gets a batch axis of 1, as in transformers.
+        or "max_length" (pads with EOS on `padding_side`, default `self.padding_side`). `truncation`: True
+        (or "longest_first") cuts at `max_length`; None, the default, does so when `max_length` is given
+        without padding, as transformers does. `return_tensors`: None (lists), "pt" (torch) or "np"; a single
+        string with tensors gets a batch axis of 1, as in transformers. `add_special_tokens` changes nothing:
+        GPT-2's BPE adds no BOS/EOS. Raises `TinyStoriesError` for options it cannot honour (truncation
+        without `max_length`, a negative `max_length`, rows of different lengths as one tensor).
 
         Example:
             >>> tok("Once upon a time")["input_ids"]  # doctest: +SKIP
@@ -207,10 +211,21 @@ class TinyStoriesTokenizer:
         single = isinstance(text, str)
         if not single and not (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text)):
             raise TypeError(f"text must be a string or a list of strings, not {type(text).__name__}: {text!r:.40}")
-        if (truncation or padding == "max_length") and max_length is None:
-            raise TinyStoriesError("truncation=True and padding='max_length' need max_length=")
+        if max_length is not None:
+            max_length = check_int("max_length", max_length, low=0)
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise TinyStoriesError(f"padding={padding!r}: use False, True, 'longest' or 'max_length'")
+        if truncation is None:  # transformers: max_length without padding means truncation
+            truncation = max_length is not None and padding in (False, "do_not_pad")
+        if truncation not in (True, False, "longest_first", "only_first", "do_not_truncate"):
+            raise TinyStoriesError(f"truncation={truncation!r}: use True, False or 'longest_first'")
+        truncation = truncation not in (False, "do_not_truncate")
+        if (truncation or padding == "max_length") and max_length is None:
+            raise TinyStoriesError("truncation=True and padding='max_length' need max_length=")
+        if return_tensors not in (None, "pt", "np"):
+            raise TinyStoriesError(f"return_tensors={return_tensors!r}: use None (lists), 'pt' or 'np'")
+        if return_tensors == "pt":
+            require("torch", extra="torch", needed_by="return_tensors='pt'")
         side = padding_side or self.padding_side
         if side not in ("left", "right"):
             raise TinyStoriesError(f"padding_side={side!r}: use 'left' or 'right'")
@@ -229,7 +244,8 @@ class TinyStoriesTokenizer:
                 ids = [[self.pad_token_id] * n + row for row, n in zip(ids, pads)]
                 masks = [[0] * n + mask for mask, n in zip(masks, pads)]
         if return_tensors is not None and not single and len(set(map(len, ids))) > 1:
-            raise TinyStoriesError("sequences of different lengths cannot form one tensor: pass padding=True")
+            fix = "truncation=True" if padding == "max_length" else "padding=True"
+            raise TinyStoriesError(f"sequences of different lengths cannot form one tensor: pass {fix}")
         data = {"input_ids": ids[0] if single else ids}
         if return_attention_mask:
             data["attention_mask"] = masks[0] if single else masks

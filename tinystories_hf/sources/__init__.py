@@ -4,19 +4,22 @@ The contract: a story reaches the tokenizer as the same string whatever layout i
 through one function, `normalize_stories`: the text is valid UTF-8 (else an error naming the file and line or
 row), one leading byte order mark (U+FEFF) is removed, `\\r\\n` and lone `\\r` become `\\n`, leading and
 trailing whitespace is stripped as by Python's `str.strip` (llama2.c's pretokenizer strips every story;
-`strip=False` / `--no-strip` keeps it), and the inner text is kept verbatim. A literal `<|endoftext|>` inside
-a story is ordinary text, in every format; the stories holding one are counted per split.
+`strip=False` / `--no-strip` keeps it), and the inner text is kept verbatim. A line ends at `\\n`, `\\r\\n`
+or a lone `\\r` wherever lines count (V2 separator lines, error positions; `files.py`); U+2028 and U+0085 are
+text. A literal `<|endoftext|>` inside a story is ordinary text, in every format; the stories holding one are
+counted per split. A file without stories, or in UTF-16/32, is an error naming it.
 
 Sources (`find_layout` decides which, `layout.py`):
   * a Hub dataset id (default `roneneldan/TinyStories`): its data files as `datasets` lists them (`hub.py`);
-  * a folder: splits by `datasets.data_files` rules, the ones `load_dataset(folder)` uses: `data/{split}-*`
-    shards, else split names in folder names, else in file names (train; validation, valid, val, dev; test,
-    eval), else all files are train. Every declared split is its own split, never merged into train; files in
-    no split are listed as ignored; the split files must all be of one story format;
+  * a folder: splits by the rules `load_dataset(folder)` uses: a README.md's `configs:` header, else
+    `data/{split}-*` shards, else split names in folder names, else in file names (train; validation, valid,
+    val, dev; test, eval), else all files are train; each split's files in path order. Every declared split
+    is its own split, never merged into train; files in no split are listed as ignored; the split files must
+    all be of one story format; a file whose name says another split than the rules give it is an error;
   * one file: all of it is train;
   * formats, one module each: `.parquet` (`parquet.py`), JSON Lines or a JSON array of objects, gzipped or not
-    (`json.py`), TinyStoriesV2 raw `.txt` with `<|endoftext|>` separator lines (`txt.py`), and `demo`, the
-    package's small synthetic corpus (`demo.py`).
+    (`json.py`), TinyStoriesV2 raw `.txt`/`.txt.gz` with `<|endoftext|>` separator lines (`txt.py`), and
+    `demo`, the package's small synthetic corpus (`demo.py`).
 A source without a validation split gets a seeded carve-out of train; one with validation keeps it. Streaming
 (`streaming=True`) reads the same shards through the same modules, lazily.
 """
@@ -77,7 +80,9 @@ def split_order(names) -> list:
 
 
 def carve_validation(train, fraction: float, seed: int) -> dict:
-    """Move a seeded `fraction` of `train` to validation; both keep the source's row order."""
+    """`{"train": Dataset, "validation": Dataset}`: `round(n * fraction)` rows of `train` (at least 1, at most
+    n - 1; none of a single row), chosen by `numpy.random.default_rng(seed)`, move to validation; both keep the
+    source's row order."""
     n = train.num_rows
     count = min(n - 1, max(1, round(n * fraction))) if n > 1 else 0
     chosen = np.zeros(n, dtype=bool)
@@ -90,8 +95,8 @@ def _shards(layout: Layout) -> int:
     if layout.format == "txt" and layout.layout != "hub":
         from .txt import MAX_SHARDS, SHARD_BYTES
 
-        return max(sum(max(1, min(MAX_SHARDS, os.path.getsize(p) // SHARD_BYTES)) for p in paths)
-                   for paths in layout.data_files.values())
+        return max(sum(1 if p.endswith(".gz") else max(1, min(MAX_SHARDS, os.path.getsize(p) // SHARD_BYTES))
+                       for p in paths) for paths in layout.data_files.values())
     return max(len(paths) for paths in layout.data_files.values())
 
 

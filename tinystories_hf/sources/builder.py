@@ -18,7 +18,7 @@ from .layout import FORMAT_MODULES, Layout
 from .normalize import read_normalized
 
 LITERAL_EOT = "literal_eot"  # per story: its text holds a literal <|endoftext|> (tokenized as text)
-READ_VERSION = "sources/1"  # part of the cache folder: change it when what the readers produce changes
+READ_VERSION = "sources/2"  # part of the cache folder: change it when what the readers produce changes
 STORY_FEATURES = datasets.Features({"text": datasets.Value("string"), LITERAL_EOT: datasets.Value("bool")})
 
 

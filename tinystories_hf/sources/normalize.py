@@ -22,6 +22,11 @@ _MAY_BE_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
 _MAY_BE_SPACE[0x80:] = True
 
 
+_TEXT_TYPES = {pa.string(), pa.large_string(), *([pa.string_view()] if hasattr(pa, "string_view") else [])}
+_BINARY_AS_TEXT = {pa.binary(): pa.string(), pa.large_binary(): pa.large_string(),
+                   **({pa.binary_view(): pa.string_view()} if hasattr(pa, "binary_view") else {})}
+
+
 class InvalidText(ValueError):
     """Row `row` of a batch is not valid UTF-8 (the format module turns it into a file position).
 
@@ -36,23 +41,26 @@ class InvalidText(ValueError):
 
 
 def as_text(column: pa.Array) -> pa.Array:
-    """A story column as `string`: large/view strings and dictionaries of strings decoded, all-null kept null.
-    Other types are the caller's to refuse (a story column is never cast from numbers)."""
+    """A story column as `string`: large/view strings and dictionaries decoded, binary of any width viewed as
+    text (its UTF-8 is checked by `normalize_stories`, row by row), all-null kept null. Other types are the
+    caller's to refuse (a story column is never cast from numbers)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
     if pa.types.is_null(column.type):
         return pa.nulls(len(column), pa.string())
+    if column.type in _BINARY_AS_TEXT:  # a view, never a cast: a cast would check UTF-8 and lose the row
+        column = column.view(_BINARY_AS_TEXT[column.type])
     return column if column.type == pa.string() else column.cast(pa.string())
 
 
 def is_text_type(arrow_type: pa.DataType) -> bool:
-    """True for the Arrow types a story column may have: strings of any width, dictionary of strings, null."""
+    """True for the Arrow types a story column may have: strings or binary (UTF-8 bytes, as parquet written
+    without the UTF8 annotation holds text) of any width, a dictionary of them, or null."""
     if pa.types.is_dictionary(arrow_type):
         arrow_type = arrow_type.value_type
-    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_null(arrow_type)
-            or getattr(pa.types, "is_string_view", lambda _: False)(arrow_type))
+    return arrow_type in _TEXT_TYPES or arrow_type in _BINARY_AS_TEXT or pa.types.is_null(arrow_type)
 
 
 def _bytes(texts: pa.StringArray) -> tuple:

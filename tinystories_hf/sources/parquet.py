@@ -1,8 +1,9 @@
 """Parquet shards (the Hub repo layout `data/train-00000-of-00004.parquet`, or any `.parquet` file).
 
 Only the story column is read; other columns are ignored. Its type is checked in every shard from the file's
-schema: strings (of any width, or dictionary-encoded) or all-null pass; anything else is an error naming the
-shard and the type, never a cast (a number cast to "0".."999" would be counted as a story). Rows are counted
+schema: strings or binary (UTF-8 checked row by row) of any width, dictionary-encoded or not, or all-null
+pass; anything else is an error naming the shard and the type, never a cast (a number cast to "0".."999"
+would be counted as a story); so is a story column name given to two columns. Rows are counted
 from 0 in each file, as pyarrow and pandas count them.
 """
 import pyarrow as pa
@@ -34,10 +35,14 @@ def more_shards(shard) -> list:
 
 def _check_schema(path: str, parquet: pq.ParquetFile, text_column: str) -> None:
     schema = parquet.schema_arrow
-    if text_column not in schema.names:
+    columns = schema.get_all_field_indices(text_column)
+    if not columns:
         raise TinyStoriesError(f"{path}: no column {text_column!r} (columns found: {', '.join(schema.names) or 'none'});"
                                f" pass {flag('text_column')} NAME")
-    found = schema.field(text_column).type
+    if len(columns) > 1:
+        raise TinyStoriesError(f"{path}: {len(columns)} columns are named {text_column!r}; keep one story column "
+                               "per file")
+    found = schema.field(columns[0]).type
     if not is_text_type(found):
         raise TinyStoriesError(f"{path}: column {text_column!r} holds {found}, not text; store the stories as "
                                f"strings or pass the story column with {flag('text_column')} NAME")

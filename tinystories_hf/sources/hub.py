@@ -58,8 +58,8 @@ def data_files(repo_id: str, *, cache_dir=None) -> dict:
     except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
         raise download_error(repo_id, e) from None
     except ValueError as e:  # "Config name is missing": several configs, none of them the default
-        raise TinyStoriesError(f"could not load Hub dataset {repo_id!r}: {_reason(e)}; download the files of one "
-                               "config and pass them with --source PATH") from None
+        raise TinyStoriesError(f"could not load Hub dataset {repo_id!r}: {reason(e)}; download the files of one "
+                               f"config and pass them with {flag('source', 'PATH')}") from None
     files = {str(split): [str(p) for p in paths] for split, paths in (builder.config.data_files or {}).items()}
     if not files:
         raise TinyStoriesError(f"could not load Hub dataset {repo_id!r}: datasets lists no data files for it (a "

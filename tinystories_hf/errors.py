@@ -187,8 +187,10 @@ def _signals_in_this_process_only(*, terminate: bool):
     def on_sigterm(signum, frame):
         if os.getpid() == owner:
             raise Terminated()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a child that forked before _default_sigterm_in_child
         os.kill(os.getpid(), signal.SIGTERM)
+
+    on_sigterm.tinystories_hf = True
 
     installed = {}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # else an application's own handler
@@ -200,6 +202,17 @@ def _signals_in_this_process_only(*, terminate: bool):
     finally:
         for signum, previous in installed.items():
             signal.signal(signum, previous)
+
+
+def _default_sigterm_in_child() -> None:
+    """A forked worker ends at SIGTERM by default: a Python handler runs only between bytecodes of its main
+    thread, and a worker blocked elsewhere when its pool terminates it would never end (the pool's join
+    would wait forever)."""
+    if getattr(signal.getsignal(signal.SIGTERM), "tinystories_hf", False):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 @contextlib.contextmanager

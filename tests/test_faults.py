@@ -935,7 +935,7 @@ def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp
     module, name = STAGES[stage].rsplit(".", 1)
     real = getattr(sys.modules[module], name)
     monkeypatch.setattr(STAGES[stage], planted)
-    before = tree_sha256(previous)
+    before, others = tree_sha256(previous), set(_children())  # e.g. multiprocessing's resource tracker
     cache = tmp_path / "cache"
     assert main(["--source", str(three_files), "--output", str(previous), "--overwrite", "--vocab-size", "300",
                  "--num-proc", str(num_proc), "--cache-dir", str(cache)]) == 2
@@ -944,9 +944,9 @@ def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp
     assert sorted(p.name for p in previous.parent.iterdir()) == [f".{previous.name}.lock", previous.name]
     assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []  # the killed worker's too
     deadline = time.monotonic() + 10
-    while _children() and time.monotonic() < deadline:
+    while set(_children()) - others and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _children() == []
+    assert set(_children()) - others == set()  # no worker of the run is left
 
 
 # ---- SIGTERM and Ctrl-C in every command: one line, exit 143 / 130, nothing left behind ----
@@ -1086,3 +1086,85 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+# ---- Links, special files and altered folders: one line, nothing written where a link points ----
+
+def test_an_output_that_is_a_dangling_symlink_is_one_line_and_nothing_is_created(tmp_path, capsys):
+    """A symlink to nothing (a folder not mounted yet, a typo in its target) was followed: prepare created the
+    folder it names. Now: one line naming the link and its target, and nothing is created."""
+    link, target = tmp_path / "out", tmp_path / "not-mounted" / "prepared"
+    link.symlink_to(target)
+    assert main(["--source", "demo", "--output", str(link), "--vocab-size", "300", "--num-proc", "1",
+                 "--cache-dir", str(tmp_path / "hf")]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: {link} is a symlink to {target}, which does not exist (or a symlink loop); create the folder it "
+        "points to or choose another --output")
+    assert not (tmp_path / "not-mounted").exists()
+
+
+def test_an_output_reached_through_a_symlink_is_written_where_it_points(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    prepare(PrepareConfig(source="demo", output=str(tmp_path / "link" / "prepared"), vocab_size=300, num_proc=1,
+                          cache_dir=str(tmp_path / "hf")))
+    assert (tmp_path / "real" / "prepared" / "dataset_dict.json").is_file()
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_a_cache_folder_inside_the_output_is_refused(previous, tmp_path, capsys):
+    """The replace of the output would delete the cache the run reads from."""
+    before = tree_sha256(previous)
+    cache = previous / "cache"
+    assert main(["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size", "300",
+                 "--num-proc", "1", "--cache-dir", str(cache)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: --cache-dir {cache} lies in --output {previous}, which the new output replaces; choose a cache "
+        "folder outside it")
+    assert tree_sha256(previous) == before
+
+
+def test_a_fifo_in_place_of_a_json_file_is_one_line_not_a_read_that_blocks(previous, tmp_path):
+    from tinystories_hf import load_prepared
+
+    signal.alarm(30)  # a read of the FIFO would block: fail the test instead of hanging the suite
+    try:
+        for name in ("prepare_info.json", "tokenizer/tinystories_vocab.json"):
+            folder = tmp_path / name.replace("/", "-")
+            shutil.copytree(previous, folder)
+            (folder / name).unlink()
+            os.mkfifo(folder / name)
+            with pytest.raises(TinyStoriesError, match=re.escape(f"{folder / name}: missing or not a regular file; "
+                                                                 "re-create")):
+                load_prepared(folder)
+    finally:
+        signal.alarm(0)
+
+
+def test_a_split_that_prepare_info_does_not_record_is_an_error(previous, tmp_path):
+    """A split folder added by hand (here a copy of train named test) would reach training unchecked."""
+    from tinystories_hf import load_prepared
+
+    folder = tmp_path / "copy"
+    shutil.copytree(previous, folder)
+    shutil.copytree(folder / "train", folder / "test")
+    layout = json.loads((folder / "dataset_dict.json").read_text())
+    layout["splits"].append("test")
+    (folder / "dataset_dict.json").write_text(json.dumps(layout))
+    with pytest.raises(TinyStoriesError, match=re.escape(f"{folder}: split 'test' is not one of the splits "
+                                                         "prepare_info.json records (train, validation); the folder "
+                                                         "was altered, re-create")):
+        load_prepared(folder)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda t: t.encode(["Once upon a time"]), "text must be a string, not list"),
+    (lambda t: t.encode(b"Once"), "text must be a string, not bytes"),
+    (lambda t: t.encode_batch("Once upon a time"), "texts must be a list of strings, not str"),
+    (lambda t: t.encode_batch(["Once", 3]), "text must be a string, not int"),
+    (lambda t: t(3), "text must be a string or a list of strings, not int"),
+])
+def test_encoding_anything_but_text_is_a_type_error(previous, call, message):
+    """A str passed to encode_batch was encoded character by character (a list of one-id lists), silently."""
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}"):
+        call(TinyStoriesTokenizer.from_pretrained(previous))

@@ -179,7 +179,7 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
 def read_prepare_info(path) -> dict:
     """`prepare_info.json` of a prepared or pushed folder, checked key by key (types, ranges, file names)."""
     path = Path(path) / PREPARE_INFO
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TinyStoriesError(f"{path} not found: {path.parent} is not a folder written by tinystories-prepare")
     return read_json(path, INFO_SCHEMA, fix=RECREATE)
 

@@ -401,26 +401,38 @@ def test_a_read_only_hf_home_is_one_line(tmp_path, mount_tmpfs):
 
 
 @pytest.mark.parametrize("fault, expected", [
-    (OSError(errno.EBUSY, "Device or resource busy", "{out}"),
+    (lambda p: OSError(errno.EBUSY, "Device or resource busy", p["out"]),
      ("{out}: busy (a mount point, or in use by another program); a mount point cannot be replaced: choose another "
       "--output (e.g. a folder inside it)")),
-    (OSError(errno.EXDEV, "Invalid cross-device link", "{out}"),
+    (lambda p: OSError(errno.EXDEV, "Invalid cross-device link", p["out"]),
      ("{out}: on another filesystem than the folder beside it (a mount point?); choose another --output (not a "
       "mount point)")),
-    (PermissionError(errno.EACCES, "Permission denied", "{cache}/x.arrow"),
+    (lambda p: PermissionError(errno.EACCES, "Permission denied", p["cache"] / "x.arrow"),
      "{cache}/x.arrow: permission denied; pass another --cache-dir or fix its permissions"),
-    (OSError(errno.EMFILE, "Too many open files"),
+    (lambda p: OSError(errno.EMFILE, "Too many open files"),
      "too many open files; raise the limit (ulimit -n) or lower --num-proc"),
+    # A copy names its source first and its destination second: a full disk is the destination's.
+    (lambda p: OSError(errno.ENOSPC, "No space left on device", p["cache"] / "src.json", None, p["out"] / "x.json"),
+     "{out}/x.json: no space left on its device; free space there or choose another --output"),
+    # The hidden partial folder beside the output is the output's place ("set TMPDIR" or no option before).
+    (lambda p: OSError(errno.EROFS, "Read-only file system", p["out"].parent / ".out.partial" / "train"),
+     "{tmp}/.out.partial/train: read-only file system; choose another --output on a writable filesystem"),
+    # pyarrow drops the file name but quotes the path in its message.
+    (lambda p: PermissionError(errno.EACCES, f"Failed to open local file '{p['cache']}/y.arrow'. Detail: [errno 13] "
+                                             "Permission denied"),
+     "{cache}/y.arrow: permission denied; pass another --cache-dir or fix its permissions"),
+    # A file of no place this run writes (an input): no option moves it ("set TMPDIR" before, for one under /tmp).
+    (lambda p: PermissionError(errno.EACCES, "Permission denied", p["out"].parent / "input.jsonl"),
+     "{tmp}/input.jsonl: permission denied; fix its permissions"),
+    (lambda p: MemoryError(), "out of memory; free memory or lower --num-proc, then run again"),
 ])
 def test_os_faults_of_every_kind_name_the_place_and_its_option(tmp_path, monkeypatch, capsys, fault, expected):
     """Faults that need a race or a kernel limit to happen for real (a rename onto a mount point, EXDEV, EMFILE),
     raised where prepare raises them."""
-    places = {"out": tmp_path / "out", "cache": tmp_path / "cache"}
-    if fault.filename:
-        fault.filename = fault.filename.format(**places)
+    places = {"out": tmp_path / "out", "cache": tmp_path / "cache", "tmp": tmp_path}
 
     def fail(*args, **kwargs):
-        raise fault
+        raise fault(places)
 
     monkeypatch.setattr("tinystories_hf.pipeline.save_prepared", fail)
     assert main(["--source", "demo", "--output", str(places["out"]), "--vocab-size", "300", "--num-proc", "1",
@@ -552,9 +564,9 @@ def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, 
 PATCH = r"""
 import os, shutil, sys, time
 from pathlib import Path
-from tinystories_hf import base_tokenizer, pipeline, store, tokenize, vocab
+from tinystories_hf import atomic, base_tokenizer, pipeline, tokenize, vocab
 
-real_rmtree, real_exchange, real_rename = shutil.rmtree, store.exchange, os.rename
+real_rmtree, real_exchange, real_rename = shutil.rmtree, atomic.exchange, os.rename
 
 def pause(*args, **kwargs):
     open(os.environ["KILL_MARKER"], "w").close()
@@ -605,13 +617,13 @@ def patch(stage):
     elif stage == "hold":  # keep the lock, writing the new output, until the test creates the file GO
         vocab.TinyStoriesTokenizer.save_pretrained = wait_for_go(vocab.TinyStoriesTokenizer.save_pretrained)
     elif stage == "before-exchange":
-        store.exchange = pause
+        atomic.exchange = pause
     elif stage == "after-exchange":
-        store.exchange = then_pause(real_exchange)
+        atomic.exchange = then_pause(real_exchange)
     elif stage == "cleanup":  # the previous output, swapped into .out.partial, half removed
         shutil.rmtree = half_then_pause(".partial")
     elif stage.startswith("fallback"):  # an OS without an atomic exchange: two renames through .out.previous
-        store.exchange = lambda a, b: False
+        atomic.exchange = lambda a, b: False
         if stage == "fallback-between-renames":
             os.rename = lambda a, b: (real_rename(a, b), str(b).endswith(".previous") and pause())
         elif stage == "fallback-cleanup":
@@ -856,3 +868,303 @@ def test_a_hub_token_in_the_environment_is_never_written_or_printed(tmp_path, ca
     captured = capsys.readouterr()
     assert secret not in captured.out + captured.err
     assert not [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+# ==== Round 2: the kinds of faults above at new points ====
+
+# ---- An error in the worker processes of every stage, with 1, 2 and 3 processes: the same one line ----
+
+PLANTED = "planted: row 7 is bad; fix it"
+KILLED = ("error: a worker process was killed (by the system's out-of-memory killer, or a signal); free memory or "
+          "lower --num-proc, then run again")
+# stage -> where a fault is planted: the function every batch of that stage goes through
+STAGES = {"sources": "tinystories_hf.sources.builder.read_normalized", "encode": "tinystories_hf.tokenize.encode_stories",
+          "check": "tinystories_hf.pipeline.check_sample", "remap": "tinystories_hf.tokenize.reduce_stories"}
+WORKER_FAULTS = [  # (stage, num_proc, fault, the line printed)
+    *[(stage, n, "ours", f"error: {PLANTED}") for stage in ("sources", "encode", "remap") for n in (1, 3)],
+    ("check", 2, "ours", f"error: {PLANTED}"),
+    *[(stage, 2, "memory", "error: out of memory; free memory or lower --num-proc, then run again")
+      for stage in STAGES],
+    *[(stage, 3, "killed", KILLED) for stage in ("sources", "encode", "remap")],
+]
+
+
+@pytest.fixture(scope="module")
+def three_files(tmp_path_factory):
+    """A folder source of three train files (three builder shards) and a validation file: 1,200 + 60 stories."""
+    folder = tmp_path_factory.mktemp("pool") / "src"
+    for i in range(3):
+        _write(folder, f"data/train-0000{i}.jsonl", _jsonl({"text": f"{GOOD} Story {i}-{j}."} for j in range(400)))
+    _write(folder, "data/validation-00000.jsonl", _jsonl({"text": f"{GOOD} Tale {j}."} for j in range(60)))
+    return folder
+
+
+def _children() -> list:
+    """Live child processes of this process (datasets' pool workers and manager would be)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            found.append(stat.parent.name)
+    return found
+
+
+@pytest.mark.parametrize("stage, num_proc, fault, expected", WORKER_FAULTS,
+                         ids=[f"{s}-{n}-{f}" for s, n, f, _ in WORKER_FAULTS])
+def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp_path, monkeypatch, capsys, stage,
+                                                      num_proc, fault, expected):
+    """The product's error, a MemoryError and a worker killed (what the kernel's out-of-memory killer does), raised
+    in the sources builder, the encode map, the check and the remap map, in 1, 2 or 3 worker processes: one line
+    (a MemoryError and a killed worker were tracebacks), the previous output unchanged, nothing left behind."""
+    monkeypatch.setattr("tinystories_hf.tokenize.ROWS_PER_PROCESS", 300)  # 3 encode workers for 1,260 stories
+    monkeypatch.setattr("tinystories_hf.tokenize.REDUCE_ROWS_PER_SEGMENT", 500)  # and 2 remap segments
+    parent, real = os.getpid(), None
+
+    def planted(*args, **kwargs):
+        if fault == "ours":
+            raise TinyStoriesError(PLANTED)
+        if fault == "memory":
+            raise MemoryError()
+        if os.getpid() != parent:  # a worker killed as the out-of-memory killer kills: no exception, no cleanup
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    module, name = STAGES[stage].rsplit(".", 1)
+    real = getattr(sys.modules[module], name)
+    monkeypatch.setattr(STAGES[stage], planted)
+    before, others = tree_sha256(previous), set(_children())  # e.g. multiprocessing's resource tracker
+    cache = tmp_path / "cache"
+    assert main(["--source", str(three_files), "--output", str(previous), "--overwrite", "--vocab-size", "300",
+                 "--num-proc", str(num_proc), "--cache-dir", str(cache)]) == 2
+    assert _error_line(capsys.readouterr().err) == expected
+    assert tree_sha256(previous) == before
+    assert sorted(p.name for p in previous.parent.iterdir()) == [f".{previous.name}.lock", previous.name]
+    assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []  # the killed worker's too
+    deadline = time.monotonic() + 10
+    while set(_children()) - others and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(_children()) - others == set()  # no worker of the run is left
+
+
+# ---- SIGTERM and Ctrl-C in every command: one line, exit 143 / 130, nothing left behind ----
+
+def _fork_main(tmp: Path, main_function, argv, *, pause: str | None = None, before=None):
+    """Run a CLI `main_function(argv)` in a forked child (this process's imports: no start-up cost), its stderr
+    in tmp/stderr; with `pause` ("module.attr"), that function writes tmp/marker and sleeps instead of running.
+    Returns the child process, once it reached the pause."""
+    marker, log = tmp / "marker", tmp / "stderr"
+    marker.unlink(missing_ok=True)
+
+    def child():
+        os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 -- the child's stderr until it exits
+        if before is not None:
+            before()
+        if pause is not None:
+            module, name = pause.rsplit(".", 1)
+
+            def paused(*args, **kwargs):
+                marker.touch()
+                time.sleep(600)
+
+            setattr(sys.modules[module], name, paused)
+        sys.stderr.flush()
+        os._exit(main_function(argv))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    deadline = time.monotonic() + 120
+    while pause is not None and not marker.exists():
+        assert proc.is_alive(), log.read_text()[-2000:]
+        assert time.monotonic() < deadline, "the pause was never reached"
+        time.sleep(0.02)
+    return proc
+
+
+def _mains():
+    import importlib
+
+    return {name: importlib.import_module(f"tinystories_hf.{module}").main for name, module in
+            (("prepare", "pipeline"), ("report", "report"), ("validate", "validate"), ("push", "hub"),
+             ("stream", "stream"))}
+
+
+# (command, its arguments (tmp, the previous output) -> argv, where it is stopped, the folder it replaces)
+SIGNALLED = [
+    ("prepare", lambda t, p: ["--source", "demo", "--output", str(p), "--overwrite", "--vocab-size", "400",
+                              "--num-proc", "1", "--cache-dir", str(t / "cache")],
+     "tinystories_hf.pipeline.count_base_tokens", lambda t, p: p),
+    ("report", lambda t, p: [str(p), "--output", str(t / "report")], "tinystories_hf.report._plot_unk",
+     lambda t, p: t / "report"),
+    ("push", lambda t, p: [str(p), "--to-folder", str(t / "hub")], "tinystories_hf.hub.write_repo_files",
+     lambda t, p: t / "hub"),
+    ("validate", lambda t, p: [str(p)], "tinystories_hf.validate.check_split", None),
+    ("stream", lambda t, p: ["--source", "demo", "--tokenizer", str(p)], "tinystories_hf.stream.collect", None),
+]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("command, argv, pause, target", SIGNALLED, ids=[case[0] for case in SIGNALLED])
+def test_sigterm_and_ctrl_c_in_every_command_are_one_line_and_leave_nothing(previous, tmp_path, signum, command,
+                                                                             argv, pause, target):
+    """SIGTERM (`kill`, `timeout`, a scheduler's preemption, `docker stop`) was a silent exit 143 that left the
+    hidden partial folder behind until the next run; now it unwinds as Ctrl-C does."""
+    import evaluate  # noqa: F401 -- imported here once, not in every forked report (seconds each)
+    from matplotlib.figure import Figure  # noqa: F401
+
+    before = tree_sha256(previous)
+    proc = _fork_main(tmp_path, _mains()[command], argv(tmp_path, previous), pause=pause)
+    os.kill(proc.pid, signum)
+    proc.join(60)
+    word, code = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
+    stderr = (tmp_path / "stderr").read_text()
+    assert proc.exitcode == code, stderr[-2000:]
+    place = target and target(tmp_path, previous)
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == (f"{word}; {place} unchanged" if place else word)
+    assert tree_sha256(previous) == before
+    leftovers = [p.name for folder in (tmp_path, previous.parent, previous) for p in folder.iterdir()
+                 if ".partial" in p.name or ".previous" in p.name]
+    assert leftovers == []
+
+
+def test_sigterm_while_two_workers_tokenize_leaves_no_worker_or_temporary_file(previous, tmp_path):
+    """SIGTERM to every process of the run (a scheduler signals the process group) and to the main process only
+    (`kill PID`, `docker stop`): the workers end too, and their temporary files are swept."""
+    def two_paused_workers():
+        from tinystories_hf import tokenize
+
+        tokenize.ROWS_PER_PROCESS = 500  # two encode workers for the demo corpus
+        real, owner, calls = tokenize.encode_stories, os.getpid(), []
+
+        def encode(*args, **kwargs):
+            calls.append(1)
+            if os.getpid() != owner and len(calls) == 2:  # a worker's second batch: its temporary file exists
+                (tmp_path / "marker").touch()
+                time.sleep(600)
+            return real(*args, **kwargs)
+
+        tokenize.encode_stories = encode
+
+    for everyone in (True, False):
+        cache = tmp_path / f"cache-{everyone}"
+        proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite",
+                                           "--vocab-size", "300", "--num-proc", "2", "--cache-dir", str(cache)],
+                          before=two_paused_workers)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "marker").exists():
+            assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-2000:]
+            time.sleep(0.02)
+        (tmp_path / "marker").unlink()
+        workers = _children_of(proc.pid)
+        assert workers and [p for p in cache.rglob("tmp*") if p.is_file()]
+        for pid in [proc.pid, *workers] if everyone else [proc.pid]:  # the child shares pytest's process group
+            os.kill(pid, signal.SIGTERM)
+        proc.join(60)
+        assert proc.exitcode == 143, (tmp_path / "stderr").read_text()[-2000:]
+        assert (tmp_path / "stderr").read_text().splitlines()[-1] == f"terminated; {previous} unchanged"
+        assert [pid for pid in workers if _state(pid) != "Z"] == []
+        assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []
+
+
+def _children_of(pid: int) -> list:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+# ---- Links, special files and altered folders: one line, nothing written where a link points ----
+
+def test_an_output_that_is_a_dangling_symlink_is_one_line_and_nothing_is_created(tmp_path, capsys):
+    """A symlink to nothing (a folder not mounted yet, a typo in its target) was followed: prepare created the
+    folder it names. Now: one line naming the link and its target, and nothing is created."""
+    link, target = tmp_path / "out", tmp_path / "not-mounted" / "prepared"
+    link.symlink_to(target)
+    assert main(["--source", "demo", "--output", str(link), "--vocab-size", "300", "--num-proc", "1",
+                 "--cache-dir", str(tmp_path / "hf")]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: {link} is a symlink to {target}, which does not exist (or a symlink loop); create the folder it "
+        "points to or choose another --output")
+    assert not (tmp_path / "not-mounted").exists()
+
+
+def test_an_output_reached_through_a_symlink_is_written_where_it_points(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    prepare(PrepareConfig(source="demo", output=str(tmp_path / "link" / "prepared"), vocab_size=300, num_proc=1,
+                          cache_dir=str(tmp_path / "hf")))
+    assert (tmp_path / "real" / "prepared" / "dataset_dict.json").is_file()
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_a_cache_folder_inside_the_output_is_refused(previous, tmp_path, capsys):
+    """The replace of the output would delete the cache the run reads from."""
+    before = tree_sha256(previous)
+    cache = previous / "cache"
+    assert main(["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size", "300",
+                 "--num-proc", "1", "--cache-dir", str(cache)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: --cache-dir {cache} lies in --output {previous}, which the new output replaces; choose a cache "
+        "folder outside it")
+    assert tree_sha256(previous) == before
+
+
+def test_a_fifo_in_place_of_a_json_file_is_one_line_not_a_read_that_blocks(previous, tmp_path):
+    from tinystories_hf import load_prepared
+
+    signal.alarm(30)  # a read of the FIFO would block: fail the test instead of hanging the suite
+    try:
+        for name in ("prepare_info.json", "tokenizer/tinystories_vocab.json"):
+            folder = tmp_path / name.replace("/", "-")
+            shutil.copytree(previous, folder)
+            (folder / name).unlink()
+            os.mkfifo(folder / name)
+            with pytest.raises(TinyStoriesError, match=re.escape(f"{folder / name}: missing or not a regular file; "
+                                                                 "re-create")):
+                load_prepared(folder)
+    finally:
+        signal.alarm(0)
+
+
+def test_a_split_that_prepare_info_does_not_record_is_an_error(previous, tmp_path):
+    """A split folder added by hand (here a copy of train named test) would reach training unchecked."""
+    from tinystories_hf import load_prepared
+
+    folder = tmp_path / "copy"
+    shutil.copytree(previous, folder)
+    shutil.copytree(folder / "train", folder / "test")
+    layout = json.loads((folder / "dataset_dict.json").read_text())
+    layout["splits"].append("test")
+    (folder / "dataset_dict.json").write_text(json.dumps(layout))
+    with pytest.raises(TinyStoriesError, match=re.escape(f"{folder}: split 'test' is not one of the splits "
+                                                         "prepare_info.json records (train, validation); the folder "
+                                                         "was altered, re-create")):
+        load_prepared(folder)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda t: t.encode(["Once upon a time"]), "text must be a string, not list"),
+    (lambda t: t.encode(b"Once"), "text must be a string, not bytes"),
+    (lambda t: t.encode_batch("Once upon a time"), "texts must be a list of strings, not str"),
+    (lambda t: t.encode_batch(["Once", 3]), "text must be a string, not int"),
+    (lambda t: t(3), "text must be a string or a list of strings, not int"),
+])
+def test_encoding_anything_but_text_is_a_type_error(previous, call, message):
+    """A str passed to encode_batch was encoded character by character (a list of one-id lists), silently."""
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}"):
+        call(TinyStoriesTokenizer.from_pretrained(previous))

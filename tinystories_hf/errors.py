@@ -13,8 +13,12 @@ typed as it is.
     in the chain, also when a caller wrapped them in a message of its own: one line naming the path (the
     error's file name or, where the library dropped it as pyarrow does, the place this run writes whose
     filesystem shows the fault) and the option that moves it;
+  * the machine running out of memory: a `MemoryError`, or a datasets worker process killed (by the
+    kernel's out-of-memory killer, or any signal), which datasets reports as a `RuntimeError`;
   * Ctrl-C, also when a library turned it into another error on its way out (datasets' pool ends in a
-    `TimeoutError` whose context is the `KeyboardInterrupt`): `interrupted; DIR unchanged`.
+    `TimeoutError` whose context is the `KeyboardInterrupt`): `interrupted; DIR unchanged`; in a CLI,
+    SIGTERM (`kill`, `timeout`, a scheduler's preemption) the same way: `terminated; DIR unchanged`.
+An error raised after the run's output replaced its target says so (`DIR was written and is complete`).
 Anything else is a bug and keeps its traceback.
 """
 import contextlib
@@ -25,7 +29,6 @@ import operator
 import os
 import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -34,6 +37,11 @@ from pathlib import Path
 
 _IN_CLI = contextvars.ContextVar("tinystories_hf_in_cli", default=False)
 _RUN = contextvars.ContextVar("tinystories_hf_run", default=None)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received by a CLI command: it unwinds as Ctrl-C does (locks released, partial output removed)
+    and exits with code 143."""
 
 
 class TinyStoriesError(Exception):
@@ -45,17 +53,22 @@ class TinyStoriesError(Exception):
     """
 
 
-def flag(name: str, value=None) -> str:
+def flag(name: str, value=None, *, api: str | None = None) -> str:
     """An option as the running caller spells it: `--vocab-size 300` / `vocab_size=300` for the CLI / the API.
 
     `value` True or False gives the switch (`--overwrite`, `--no-keep-text` / `overwrite=True`); None names
-    the option alone (`--text-column` / `text_column`).
+    the option alone (`--text-column` / `text_column`). `api` is the API's own spelling where it is not
+    `name=value` (another argument, another function).
 
     Example:
         >>> flag("vocab_size", 300), flag("overwrite", True)
         ('vocab_size=300', 'overwrite=True')
+        >>> flag("to_folder", "OUT", api="write_hub_folder(prepared, 'OUT')")
+        "write_hub_folder(prepared, 'OUT')"
     """
     if not _IN_CLI.get():
+        if api is not None:
+            return api
         return name if value is None else f"{name}={value!r}"
     dashed = "--" + name.replace("_", "-")
     if value is True or value is None:
@@ -106,11 +119,26 @@ class Run:
     places: list = field(default_factory=list)  # (path, fix), most specific first
     target: Path | None = None  # the folder it replaces, named by "interrupted; DIR unchanged"
     replaced: bool = False  # True once the target holds the new output
+    options: frozenset = frozenset()  # the options its caller has: a fix names only those
+    locks: dict = field(default_factory=dict)  # target -> depth of its writer lock, re-entered by a nested call
 
 
 def current_run() -> Run | None:
     """The `Run` of the enclosing `api_errors`/`cli_errors` call, or None outside one."""
     return _RUN.get()
+
+
+def offers(names) -> None:
+    """Record the options the current run's caller has (a CLI's flags, an API function's arguments), so a
+    message suggests an option only where it exists (`--num-proc` is no option of tinystories-validate)."""
+    run = current_run()
+    if run is not None:
+        run.options = run.options | frozenset(names)
+
+
+def has_option(name: str) -> bool:
+    run = current_run()
+    return run is not None and name in run.options
 
 
 def writes(path, fix: str) -> None:
@@ -121,58 +149,113 @@ def writes(path, fix: str) -> None:
         run.places.insert(0, (Path(path).expanduser().absolute(), fix))
 
 
-@contextlib.contextmanager
-def _run_scope():
-    if current_run() is not None:  # nested call (prepare --report): the outer run holds and translates
-        yield None
-        return
+def _run(function, args, kwargs, *, terminate: bool = False):
+    """Call `function` as a `Run`: what it holds is released when it ends, and what it (or the release)
+    raises leaves translated. A nested call (prepare --report) runs inside the outer run, which translates."""
+    if current_run() is not None:
+        return function(*args, **kwargs)
     run = Run()
     token = _RUN.set(run)
     try:
-        with run.stack, _sigint_in_this_process_only():
-            yield run
+        with _signals_in_this_process_only(terminate=terminate), run.stack:
+            return function(*args, **kwargs)
+    except BaseException as e:
+        mapped = translate(e)
+        if mapped is None or mapped is e:
+            raise
+        raise mapped from None
     finally:
         _RUN.reset(token)
 
 
 @contextlib.contextmanager
-def _sigint_in_this_process_only():
-    """Ctrl-C reaches the whole process group, datasets' forked workers included; a worker that raised
-    KeyboardInterrupt would print its own traceback. Workers inherit this handler and ignore the signal;
-    this process raises KeyboardInterrupt, and the pool it leaves is terminated by datasets."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield  # not ours to change: a thread, or an application with its own handler
+def _signals_in_this_process_only(*, terminate: bool):
+    """Ctrl-C (and a scheduler's SIGTERM) reaches the whole process group, datasets' forked workers
+    included; a worker that raised KeyboardInterrupt would print its own traceback. Workers inherit these
+    handlers: they ignore SIGINT and end at SIGTERM as by default (the pool terminates its workers with it);
+    this process raises KeyboardInterrupt (`Terminated` for SIGTERM, with `terminate`: CLIs only, an
+    application owns its process's SIGTERM) and unwinds, and the pool it leaves is terminated by datasets."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only
         return
     owner = os.getpid()
 
-    def handler(signum, frame):
+    def on_sigint(signum, frame):
         if os.getpid() == owner:
             signal.default_int_handler(signum, frame)
 
-    signal.signal(signal.SIGINT, handler)
+    def on_sigterm(signum, frame):
+        if os.getpid() == owner:
+            raise Terminated()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a child that forked before _default_sigterm_in_child
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    on_sigterm.tinystories_hf = True
+
+    installed = {}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # else an application's own handler
+        installed[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
+    if terminate and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        installed[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)
+
+
+def _default_sigterm_in_child() -> None:
+    """A forked worker ends at SIGTERM by default: a Python handler runs only between bytecodes of its main
+    thread, and a worker blocked elsewhere when its pool terminates it would never end (the pool's join
+    would wait forever)."""
+    if getattr(signal.getsignal(signal.SIGTERM), "tinystories_hf", False):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM back while the block runs (they are delivered when it ends): a few steps
+    that must not be cut in two. A no-op off the main thread, which Python's signal handlers never run in."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 # -- translation ------------------------------------------------------------------------------------------
 
-# errno -> (what happened, what to do about the place it happened in)
+# errno -> (what happened, what to do about the place it happened in when the run knows the option that
+# moves it ({fix}), what to do otherwise)
 _FAULTS = {
-    errno.ENOSPC: ("no space left on its device", "free space there or {fix}"),
-    errno.EDQUOT: ("disk quota exceeded", "free space there or {fix}"),
-    errno.EROFS: ("read-only file system", "{fix} on a writable filesystem"),
-    errno.EACCES: ("permission denied", "{fix} or fix its permissions"),
-    errno.EPERM: ("operation not permitted", "{fix} or fix its permissions"),
+    errno.ENOSPC: ("no space left on its device", "free space there or {fix}", "free space there"),
+    errno.EDQUOT: ("disk quota exceeded", "free space there or {fix}", "free space there"),
+    errno.EROFS: ("read-only file system", "{fix} on a writable filesystem", "use a writable filesystem"),
+    errno.EACCES: ("permission denied", "{fix} or fix its permissions", "fix its permissions"),
+    errno.EPERM: ("operation not permitted", "{fix} or fix its permissions", "fix its permissions"),
     errno.EBUSY: ("busy (a mount point, or in use by another program)",
-                  "a mount point cannot be replaced: {fix} (e.g. a folder inside it)"),
-    errno.EXDEV: ("on another filesystem than the folder beside it (a mount point?)", "{fix} (not a mount point)"),
-    errno.EIO: ("input/output error", "check the disk or network filesystem, or {fix}"),
-    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n) or lower {num_proc}"),
-    errno.ENFILE: ("too many open files in the system", "raise the limit or lower {num_proc}"),
+                  "a mount point cannot be replaced: {fix} (e.g. a folder inside it)",
+                  "a mount point cannot be replaced: use a folder inside it"),
+    errno.EXDEV: ("on another filesystem than the folder beside it (a mount point?)", "{fix} (not a mount point)",
+                  "use a folder that is not a mount point"),
+    errno.EIO: ("input/output error", "check the disk or network filesystem, or {fix}",
+                "check the disk or network filesystem"),
+    errno.EMFILE: ("too many open files", "", "raise the limit (ulimit -n)"),
+    errno.ENFILE: ("too many open files in the system", "", "raise the system's limit"),
 }
+# Faults of the place written to: a copy or rename names its destination second (filename2).
+_DESTINATION_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EBUSY, errno.EXDEV}
+# pyarrow drops the file name but quotes the path in its message: "Failed to open local file '/x/y.arrow'".
+_QUOTED_PATH = re.compile(r"'(/[^'\n]+)'")
+# What datasets raises when a worker process of its pool was killed (by the out-of-memory killer, or a signal).
+_DEAD_WORKER = "One of the subprocesses has abruptly died"
+_REMOTE_MEMORY_ERROR = re.compile(r"^MemoryError\b", re.MULTILINE)
 # A worker's exception as multiprocess prints it into the RemoteTraceback text.
 _REMOTE_OUR_ERROR = re.compile(r"^tinystories_hf\.errors\.TinyStoriesError: (.*)$", re.MULTILINE)
 # Rust libraries (tokenizers) raise a bare Exception showing std::io::Error: "No space left on device (os error 28)".
@@ -211,26 +294,53 @@ def _os_fault(error: BaseException) -> OSError | None:
     return None
 
 
+def _out_of_memory(error: BaseException) -> str | None:
+    """How the run ran out of memory, if it did: a MemoryError here or in a worker, or a worker killed."""
+    for e in _chain(error):
+        if isinstance(e, MemoryError) or _REMOTE_MEMORY_ERROR.search(_remote_text(e)):
+            return "out of memory"
+        if isinstance(e, RuntimeError) and str(e).startswith(_DEAD_WORKER):
+            return "a worker process was killed (by the system's out-of-memory killer, or a signal)"
+    return None
+
+
 def _existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
+def _fault_path(fault: OSError) -> Path | None:
+    """The file an OS fault is about: the destination of a copy or rename for a fault of the place written
+    to, else its file name, else a path quoted in its message."""
+    names = [fault.filename2, fault.filename]
+    if fault.errno not in _DESTINATION_FAULTS:
+        names.reverse()
+    name = next((n for n in names if n), None)
+    if name is None:
+        found = _QUOTED_PATH.search(str(fault))
+        name = found and found.group(1)
+    return Path(os.fsdecode(name)).absolute() if name else None
+
+
+def _in_place(path: Path, place: Path) -> bool:
+    """`path` is `place`, lies inside it, or is one of the hidden folders beside it (`.DIR.partial`...)."""
+    return path == place or place in path.parents or any(
+        p.parent == place.parent and p.name.startswith(f".{place.name}.") for p in (path, *path.parents))
+
+
 def _fault_place(fault: OSError) -> tuple:
-    """(path, fix) of an OS fault: its file name when it has one, else the place of this run whose
-    filesystem shows the fault (the fullest, the read-only one...)."""
+    """(path, fix) of an OS fault: its path when it has one, with the option that moves the place of this
+    run holding it (fix None for a path of no such place); else the place of this run whose filesystem
+    shows the fault (the fullest, the read-only one...)."""
     run = current_run()
     places = list(run.places if run else [])
     places += [(Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser(),
-                "set HF_HOME to another folder"),
-               (Path(tempfile.gettempdir()), "set TMPDIR to another folder")]
-    if fault.filename:
-        path = Path(os.fsdecode(fault.filename)).absolute()
-        for place, fix in places:
-            if path == place or place in path.parents:
-                return path, fix
-        return path, "choose another location"
+                "set HF_HOME to another folder")]
+    path = _fault_path(fault)
+    if path is not None:
+        return path, next((fix for place, fix in places if _in_place(path, place)), None)
+    places.append((Path(tempfile.gettempdir()), "set TMPDIR to another folder"))
 
     def stats(place):
         try:
@@ -247,20 +357,35 @@ def _fault_place(fault: OSError) -> tuple:
     return measured[0][:2]
 
 
+def _fewer_workers() -> str:
+    return f" or lower {flag('num_proc')}" if has_option("num_proc") else ""
+
+
 def _fault_error(fault: OSError) -> "TinyStoriesError":
-    what, todo = _FAULTS[fault.errno]
-    if fault.errno in (errno.EMFILE, errno.ENFILE) and not fault.filename:  # a limit of the process, no place
-        return TinyStoriesError(f"{what}; {todo.format(num_proc=flag('num_proc'))}")
+    what, todo, generic = _FAULTS[fault.errno]
+    if fault.errno in (errno.EMFILE, errno.ENFILE):  # a limit of the process or system, not of a place
+        return TinyStoriesError(f"{what}; {generic}{_fewer_workers()}")
     path, fix = _fault_place(fault)
-    return TinyStoriesError(f"{path}: {what}; {todo.format(fix=fix, num_proc=flag('num_proc'))}")
+    return TinyStoriesError(f"{path}: {what}; {todo.format(fix=fix) if fix else generic}")
 
 
-def _interrupted() -> KeyboardInterrupt:
+def _interrupted(error: BaseException) -> KeyboardInterrupt:
     run = current_run()
+    terminated = any(isinstance(e, Terminated) for e in _chain(error))
+    kind, word = (Terminated, "terminated") if terminated else (KeyboardInterrupt, "interrupted")
     if run is None or run.target is None:
-        return KeyboardInterrupt("interrupted")
+        return kind(word)
     state = "was already written (complete)" if run.replaced else "unchanged"
-    return KeyboardInterrupt(f"interrupted; {run.target} {state}")
+    return kind(f"{word}; {run.target} {state}")
+
+
+def _after_replace(error: "TinyStoriesError") -> "TinyStoriesError":
+    """`error`, saying that the run's target was replaced already when it was (a report failing after the
+    prepared folder was written): the user must not think the output is lost."""
+    run = current_run()
+    if run is None or not run.replaced or f"{run.target} was written" in str(error):
+        return error
+    return TinyStoriesError(f"{error}; {run.target} was written and is complete")
 
 
 def translate(error: BaseException) -> BaseException | None:
@@ -269,60 +394,29 @@ def translate(error: BaseException) -> BaseException | None:
 
     Example:
         >>> str(translate(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/out")))
-        '/mnt/ro/out: read-only file system; choose another location on a writable filesystem'
+        '/mnt/ro/out: read-only file system; use a writable filesystem'
     """
     if isinstance(error, (SystemExit, GeneratorExit)):
         return None
     if any(isinstance(e, KeyboardInterrupt) for e in _chain(error)):
-        return _interrupted()
-    fault = _os_fault(error)
+        return _interrupted(error)
+    fault, memory = _os_fault(error), _out_of_memory(error)
     if fault is not None:  # the machine's fault, not the source's, even when a caller said "could not read"
-        return _fault_error(fault)
+        return _after_replace(_fault_error(fault))
+    if memory is not None:
+        return _after_replace(TinyStoriesError(f"{memory}; free memory{_fewer_workers()}, then run again"))
     for e in _chain(error, context=False):
         if isinstance(e, TinyStoriesError):
-            return e
+            return _after_replace(e)
         found = _REMOTE_OUR_ERROR.search(_remote_text(e))
         if found:
-            return TinyStoriesError(found.group(1))
+            return _after_replace(TinyStoriesError(found.group(1)))
     return None
 
 
-HUB_PROBE_SECONDS = 3.0
-
-
-def require_hub(what: str, fix: str) -> None:
-    """Raise one line at once when the Hub cannot be reached, instead of huggingface_hub's half minute of
-    retries: one TCP connection to the Hub endpoint (or to the https proxy the environment names), at most
-    `HUB_PROBE_SECONDS`. Offline mode (HF_HUB_OFFLINE=1) skips it: the libraries then read their cache.
-    `fix` ends the message: what to do instead."""
-    from urllib.parse import urlsplit
-    from urllib.request import getproxies, proxy_bypass
-
-    import huggingface_hub.constants as hub
-
-    if hub.HF_HUB_OFFLINE or getattr(sys.modules.get("datasets.config"), "HF_HUB_OFFLINE", False):
-        return
-    endpoint = urlsplit(hub.ENDPOINT)
-    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    proxy = getproxies().get(endpoint.scheme)
-    if proxy and not proxy_bypass(host):
-        proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = proxy.hostname, proxy.port or 80
-    failed = []
-
-    def connect():
-        try:
-            socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
-        except OSError as e:  # name resolution, refused, unreachable, timeout
-            failed.append(e.strerror or str(e) or type(e).__name__)
-
-    probe = threading.Thread(target=connect, daemon=True)  # a thread: name resolution has no timeout of its own
-    probe.start()
-    probe.join(HUB_PROBE_SECONDS)
-    if probe.is_alive():
-        failed.append(f"no answer from {host}:{port} in {HUB_PROBE_SECONDS:g} s")
-    if failed:
-        raise TinyStoriesError(f"{what}: the Hub ({hub.ENDPOINT}) cannot be reached ({failed[0]}); {fix}")
+def reason(error: BaseException) -> str:
+    """The first line of an error's message, or its type: what a one-line error quotes of another."""
+    return (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
 
 
 def api_errors(function):
@@ -331,40 +425,32 @@ def api_errors(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        with _run_scope() as run:
-            if run is None:
-                return function(*args, **kwargs)
-            try:
-                return function(*args, **kwargs)
-            except BaseException as e:
-                mapped = translate(e)
-                if mapped is None or mapped is e:
-                    raise
-                raise mapped from None
+        return _run(function, args, kwargs)
 
     return wrapper
 
 
 def cli_errors(main):
     """Run a CLI entry point: a failure becomes `error: <message>` and exit code 2, Ctrl-C one
-    `interrupted; ...` line and exit code 130, no traceback; while it runs, `flag()` spells options as
-    command-line flags."""
+    `interrupted; ...` line and exit code 130 (SIGTERM: `terminated; ...`, 143), no traceback; a reader that
+    closes the pipe early (`| head`) ends it quietly with 141, as SIGPIPE ends Unix tools; while it runs,
+    `flag()` spells options as command-line flags."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
         token = _IN_CLI.set(True)
         try:
-            with _run_scope():
-                try:
-                    return main(argv)
-                except BaseException as e:
-                    mapped = translate(e)
-                    if mapped is None:
-                        raise
-                    line, code = (str(mapped), 130) if isinstance(mapped, KeyboardInterrupt) else \
-                        (f"error: {mapped}", 2)
-            print(line, file=sys.stderr)  # after the run's locks and leases are released and swept
-            return code
+            return _run(main, (argv,), {}, terminate=True)
+        except TinyStoriesError as e:  # printed once the run's locks and leases are released and swept
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:  # translated: its message is the line
+            print(e, file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
+        except BrokenPipeError:
+            # Python would flush stdout again at exit and print a second error: point it at /dev/null.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         finally:
             _IN_CLI.reset(token)
 

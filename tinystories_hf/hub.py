@@ -14,7 +14,8 @@ The repository (what `push_prepared` uploads and `write_hub_folder` writes):
 the data and the tokenizer. Only parquet and JSON files are read back: nothing is unpickled.
 """
 import argparse
-import shutil
+import hashlib
+import json
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -22,21 +23,17 @@ from pathlib import Path
 
 import datasets
 
+from .atomic import atomic_folder, check_output
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, api_errors, cli_errors, flag, require_hub
+from .errors import TinyStoriesError, api_errors, cli_errors, flag, reason
+from .hub_access import hub_errors, require_hub
 from .store import (
     CARD,
     DATA_DIR,
     PREPARE_INFO,
     RECREATE,
     TOKENIZER_DIR,
-    atomic_folder,
-    check_output,
-    file_sha256,
-    hub_errors,
-    load_prepared,
-    read_prepare_info,
-    reason,
+    read_prepared,
     shard_counts,
 )
 
@@ -203,18 +200,26 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
 def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict, info: dict, *,
                      repo_id: str | None = None) -> None:
     """Everything of the repository but the parquet shards: the card, the tokenizer files (copied byte for
-    byte, checked against the sha256s of prepare_info.json) and prepare_info.json.
+    byte, checked against the sha256s of prepare_info.json) and prepare_info.json, each read once and checked
+    against `info`, the prepare_info.json `dataset` was checked against: a folder replaced while it is read
+    (another run's prepare) is an error, never a repository mixing two runs.
 
     Example:
         >>> write_repo_files(Path("extras"), Path("tinystories_prepared"), dataset, info)  # doctest: +SKIP
     """
+    changed = f"{prepared} was replaced while it was read (by another run?); run the push again"
+    files = {PREPARE_INFO: (prepared / PREPARE_INFO).read_bytes()}
+    if json.loads(files[PREPARE_INFO]) != info:
+        raise TinyStoriesError(f"{prepared / PREPARE_INFO}: {changed}")
     for name, digest in info["tokenizer_files"].items():
         source = prepared / TOKENIZER_DIR / name
-        if not source.exists() or file_sha256(source) != digest:
+        data = source.read_bytes() if source.is_file() else None
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
             raise TinyStoriesError(f"{source}: missing or differs from the sha256 in {PREPARE_INFO}; {RECREATE}")
-        (folder / TOKENIZER_DIR / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / TOKENIZER_DIR / name)
-    shutil.copyfile(prepared / PREPARE_INFO, folder / PREPARE_INFO)
+        files[f"{TOKENIZER_DIR}/{name}"] = data
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
     (folder / CARD).write_text(dataset_card(dataset, info, repo_id=repo_id), encoding="utf-8")
 
 
@@ -229,11 +234,12 @@ def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite:
         List(Value('uint16'))
     """
     prepared = Path(prepared).expanduser()
-    dataset = hub_splits(load_prepared(prepared)[0])
-    info = read_prepare_info(prepared)
+    dataset, _, info = read_prepared(prepared)
+    dataset = hub_splits(dataset)
     output = check_output(output, overwrite=overwrite, source_files=[prepared], marker=PREPARE_INFO,
-                          what="a folder written by tinystories-push or tinystories-prepare", option="to_folder")
-    with atomic_folder(output, overwrite=overwrite, option="to_folder") as partial:
+                          what="a folder written by tinystories-push or tinystories-prepare", option="to_folder",
+                          api_option="output")
+    with atomic_folder(output, overwrite=overwrite, option="to_folder", api_option="output") as partial:
         (partial / DATA_DIR).mkdir(parents=True)
         for split, shards in shard_counts(dataset).items():
             for index in range(shards):  # the shards and names of DatasetDict.push_to_hub
@@ -259,12 +265,12 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
 
     if get_token() is None:
         raise TinyStoriesError("no Hugging Face token: log in with `hf auth login` or set HF_TOKEN to a write "
-                               f"token, or write the repository locally with {flag('to_folder', 'OUT')}")
+                               f"token, or write the repository locally with {_to_folder()}")
     prepared = Path(prepared).expanduser()
-    dataset = hub_splits(load_prepared(prepared)[0])
-    info = read_prepare_info(prepared)
+    dataset, _, info = read_prepared(prepared)
+    dataset = hub_splits(dataset)
     require_hub(f"could not push to Hub dataset {repo_id!r}",
-                f"write the repository locally with {flag('to_folder', 'OUT')} and upload it later")
+                f"write the repository locally with {_to_folder()} and upload it later")
     with tempfile.TemporaryDirectory(prefix="tinystories-push-") as extras:
         write_repo_files(Path(extras), prepared, dataset, info, repo_id=repo_id)
         try:
@@ -275,8 +281,13 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
         except hub_errors() as e:
             raise TinyStoriesError(
                 f"could not push to Hub dataset {repo_id!r} ({reason(e)}); check the network and your login "
-                f"(hf auth login or HF_TOKEN), or write the repository locally with {flag('to_folder', 'OUT')}") from None
+                f"(hf auth login or HF_TOKEN), or write the repository locally with {_to_folder()}") from None
     return f"https://huggingface.co/datasets/{repo_id}" + (f"/tree/{revision}" if revision else "")
+
+
+def _to_folder() -> str:
+    """How the caller writes the repository locally: `--to-folder OUT`, or from the API `write_hub_folder`."""
+    return flag("to_folder", "OUT", api="write_hub_folder(prepared, OUT)")
 
 
 def _tree(folder: Path) -> str:

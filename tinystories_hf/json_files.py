@@ -2,6 +2,10 @@
 checked before anything trusts them: parsed without letting a deeply nested file exhaust the stack, then
 key by key against a small schema, so a damaged or hand-edited file is one line naming the file and the key.
 
+A file read back must be a regular file (a folder, a FIFO or a device in its place is an error, never a
+read that blocks or never ends) no larger than such a file can be (`MAX_BYTES`: a crafted huge file is an
+error, not minutes of parsing).
+
 A schema is a type (`int`, `str`, ...: `bool` is never an `int` here), a tuple of types, `Check(schema,
 test, wanted)`, `{key: schema}` (a dict with these keys; a key ending in `?` may be absent; other keys are
 allowed), `[schema]` (a list of such items) or `Each(schema)` (a dict of str keys to such values).
@@ -11,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import TinyStoriesError
+
+MAX_BYTES = 16 << 20  # the largest file read back, a 65,536-id vocabulary with its counts, is about 1.3 MB
 
 
 @dataclass(frozen=True)
@@ -133,18 +139,31 @@ def parse(text: str, where, fix: str):
         reason = str(e)
     except RecursionError:  # json recurses once per nesting level: a crafted file exhausts the stack
         reason = "nested too deeply"
+    except ValueError:  # Python refuses integers of more than 4,300 digits (int_max_str_digits)
+        reason = "a number too long to read"
     raise TinyStoriesError(f"{where}: not valid JSON ({reason}); {fix}")
+
+
+def read_text(path, *, fix: str, what: str = "JSON", limit: int = MAX_BYTES) -> str:
+    """The UTF-8 text of a small file read back; one line naming it if it is no regular file, is larger than
+    `limit` bytes or is not UTF-8 (`what` names the format it should be in)."""
+    path = Path(path)
+    if not path.is_file():  # a folder, a FIFO (a read would block), a device (/dev/zero never ends), nothing
+        raise TinyStoriesError(f"{path}: missing or not a regular file; {fix}")
+    size = path.stat().st_size
+    if size > limit:
+        raise TinyStoriesError(f"{path}: {size:,} bytes, more than such a file can hold ({limit:,}); {fix}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TinyStoriesError(f"{path}: not valid {what} (not UTF-8 at byte {e.start}); {fix}") from None
 
 
 def read_json(path, schema, *, fix: str):
     """Parse the JSON file `path` and check it against `schema`; raise one line naming the file, the key
     and `fix` (how to get a good file back)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise TinyStoriesError(f"{path}: not valid JSON (not UTF-8 at byte {e.start}); {fix}") from None
-    data = parse(text, path, fix)
+    data = parse(read_text(path, fix=fix), path, fix)
     check(data, schema, path, fix=fix)
     return data
 

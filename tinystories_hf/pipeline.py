@@ -14,11 +14,12 @@ from pathlib import Path
 
 import datasets
 
+from .atomic import check_output, hold_cache_lease, hold_writer_lock
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args
-from .errors import TinyStoriesError, api_errors, cli_errors, flag, writes
+from .errors import TinyStoriesError, api_errors, cli_errors, flag, offers, writes
 from .sources import load_stories
-from .store import check_output, hold_cache_lease, hold_writer_lock, save_prepared
+from .store import save_prepared
 from .tokenize import check_sample, encode_split, reduce_split, split_counts
 from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
 
@@ -83,6 +84,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         >>> result = prepare(PrepareConfig(source="demo", output="demo_prepared"))  # doctest: +SKIP
         >>> result.info["splits"]["train"]["kept"]  # doctest: +SKIP
     """
+    offers(f.name for f in dataclasses.fields(config))
     config.validate()
     started = time.perf_counter()
     seconds = {}  # per stage, kept in prepare_info.json: where the time of a run went
@@ -90,7 +92,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     def lap(stage: str) -> None:
         seconds[stage] = time.perf_counter() - started - sum(seconds.values())
 
-    output = check_output(config.output, overwrite=config.overwrite,
+    output = check_output(config.output, overwrite=config.overwrite, cache_dir=config.cache_dir,
                           source_files=[config.source] if Path(config.source).exists() else [])
     hold_writer_lock(output)  # to the end of the run: a second writer of the same output stops at once
     writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")

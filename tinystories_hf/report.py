@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_folder, check_output, hold_writer_lock, resolve
 from .config import add_config_arguments, config_from_args, option
 from .errors import api_errors, cli_errors, flag
-from .store import PREPARE_INFO, atomic_folder, check_output, load_prepared, read_prepare_info
+from .store import PREPARE_INFO, read_prepared
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -240,13 +241,15 @@ def write_report(path, *, output=None) -> dict:
         >>> report["splits"]["train"]["mean_length"], report["coverage"]["validation"]["coverage"]  # doctest: +SKIP
     """
     path = Path(path).expanduser()
-    info = read_prepare_info(path)
-    dataset, tokenizer = load_prepared(path)
-    figures, arrays = measure(dataset, tokenizer, info)
-    target = Path(output).expanduser().resolve() if output else path.resolve() / REPORT_DIR
+    target = resolve(output) if output else resolve(path) / REPORT_DIR
     check_output(target, overwrite=True, marker="report.json", what=f"a report folder (pass another {flag('output')})")
-    # A report inside a prepared folder is part of it: its writer holds that folder's lock, as prepare does.
+    # A report inside a prepared folder is part of it: its writer holds that folder's lock, as prepare does, from
+    # before it reads the folder, so no other run replaces the data the report describes in the meantime.
     inside = target.parent if (target.parent / PREPARE_INFO).is_file() else None
+    if inside is not None:
+        hold_writer_lock(inside, replaces=False)
+    dataset, tokenizer, info = read_prepared(path)
+    figures, arrays = measure(dataset, tokenizer, info)
     with atomic_folder(target, overwrite=True, lock=inside) as partial:
         partial.mkdir()
         plot(arrays, figures, info, partial)

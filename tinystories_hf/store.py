@@ -4,47 +4,29 @@
     DIR/tokenizer/                                        # TinyStoriesTokenizer.from_pretrained(DIR)
     DIR/prepare_info.json                                 # config, versions, source, counts, hashes, time
 
-Writing keeps the target whole whatever happens to the run:
-  * one writer per target: `.DIR.lock` beside it (an flock, which holds across containers and PID
-    namespaces sharing the filesystem) is held from the start of a run to the end of its replace; a second
-    writer stops at once with one line;
-  * the new output is written to `.DIR.partial` and swapped with DIR in one atomic exchange (Linux
-    renameat2(RENAME_EXCHANGE)); where the OS has none, two renames through `.DIR.previous`;
-  * whatever a killed run left beside DIR is recovered by the next lock holder before it writes: a
-    `.DIR.previous` without a DIR is put back, every other leftover removed. After a kill at any point and
-    one rerun, DIR is the previous or the new complete output and nothing else is left.
-  * datasets' temporary files (`tmp*`) of killed runs in the cache folders a run maps into are removed
-    when no other run uses that folder (`cache_lease`).
+It is written whole (`atomic.atomic_folder`: one writer, an atomic exchange, recovery after a kill), by
+copying the cache files the map passes wrote where it can.
 
 Reading checks before it trusts: `prepare_info.json` key by key, datasets' JSON files against their
 recorded sha256, every Arrow table structurally (corrupt offsets are an error, not a crash). The same data
 in the Hub repository layout (`tinystories-push`), a local folder or a downloaded repo, reads the same way.
 """
-import contextlib
-import ctypes
-import errno
-import fcntl
-import glob
 import hashlib
-import importlib
 import json
 import math
 import os
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
-import filelock
 import pyarrow as pa
 from datasets.utils.py_utils import asdict
 
-from .errors import Run, TinyStoriesError, api_errors, current_run, flag, require_hub, writes
-from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, relative_file
+from .atomic import atomic_folder
+from .errors import TinyStoriesError, api_errors, reason
+from .hub_access import hub_errors, require_hub
+from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, read_text, relative_file
 from .mapped_pages import PageReleaser, pages_released
 from .tokenize import reduced_features
 
@@ -53,7 +35,7 @@ TOKENIZER_DIR = "tokenizer"
 MAX_SHARD_BYTES = 500 * 2**20
 DATA_DIR = "data"  # the Hub repository layout: data/{split}-0000i-of-0000n.parquet and a README.md card
 CARD = "README.md"
-CACHE_LEASE = ".tinystories-hf.lock"
+MAX_CARD_BYTES = 1 << 20  # a card is a few kB; a larger one is not read (YAML parsing is slow)
 RECREATE = "re-create the folder with tinystories-prepare"
 
 COUNTS = {name: non_negative() for name in ("stories", "kept", "skipped_short", "skipped_empty", "truncated",
@@ -99,223 +81,6 @@ def tree_sha256(folder: Path) -> dict:
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         return {str(p.relative_to(folder)): digest for p, digest in zip(files, pool.map(file_sha256, files))}
-
-
-# -- writing: one writer, a whole target, nothing left behind --------------------------------------------
-
-def check_output(output, *, overwrite: bool, source_files=(), marker: str = "dataset_dict.json",
-                 what: str = "a prepared dataset folder", option: str = "output") -> Path:
-    """Refuse an output that exists (without overwrite), that is not `what` (has no `marker` file), that
-    lies inside the source, is a mount point or is unwritable; `option` names the caller's option."""
-    output = Path(output).expanduser().resolve()
-    if output.exists() and not overwrite:
-        raise TinyStoriesError(f"{output} already exists; pass {flag('overwrite', True)} to replace it or choose "
-                               f"another {flag(option)}")
-    if output.exists() and not output.is_dir():
-        raise TinyStoriesError(f"{output} is a file, not {what}; refusing to replace it")
-    if output.exists() and not (output / marker).exists() and any(output.iterdir()):
-        raise TinyStoriesError(f"{output} exists and is not {what}; refusing to replace it")
-    if os.path.ismount(output):
-        raise TinyStoriesError(f"{output} is a mount point, which cannot be replaced by a rename; write to a folder "
-                               f"inside it ({flag(option, str(output / 'prepared'))})")
-    for f in source_files:
-        source = Path(f).resolve()
-        if output == source or source in output.parents or output in source.parents:
-            raise TinyStoriesError(f"{flag(option, str(output))} overlaps the source {source}; write it elsewhere")
-    parent = output.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise TinyStoriesError(f"cannot write to {output}: {parent} is a file; choose another {flag(option)}")
-    try:  # a real probe: os.access says yes to root even on /proc, /sys or a read-only mount
-        tempfile.TemporaryDirectory(prefix=f".{output.name}.probe-", dir=parent).cleanup()
-        problem = None
-    except OSError as e:
-        problem = e.strerror
-    if problem:  # raised outside the handler: this line, not the probe's file name, is the message
-        raise TinyStoriesError(f"cannot write to {parent} ({problem}); choose a writable {flag(option)}")
-    writes(output, f"choose another {flag(option)}")
-    return output
-
-
-def _beside(target: Path, kind: str) -> Path:
-    return target.parent / f".{target.name}.{kind}"
-
-
-def _leftovers(target: Path, kind: str) -> list:
-    """`.DIR.partial`, `.DIR.previous` (and the `-PID` names of earlier versions) beside `target`."""
-    return sorted(Path(p) for p in glob.glob(glob.escape(str(_beside(target, kind))) + "*"))
-
-
-def recover(target: Path) -> None:
-    """Undo what a killed writer left beside `target` (call with its lock held): a previous output renamed
-    aside with no new one in its place is put back; every other leftover is removed."""
-    for previous in _leftovers(target, "previous"):
-        if not target.exists():
-            os.rename(previous, target)
-        else:
-            shutil.rmtree(previous)
-    for partial in _leftovers(target, "partial"):
-        shutil.rmtree(partial)
-
-
-_held: dict = {}  # target -> [FileLock, depth]: re-entrant within this process (prepare --report)
-
-
-@contextlib.contextmanager
-def writer_lock(target: Path, *, option: str = "output"):
-    """Hold the advisory lock `.DIR.lock` beside `target` while the block runs, after recovering what a
-    killed writer left. A second writer (another process, container or PID namespace on the same
-    filesystem) gets a one-line `TinyStoriesError` at once, never a wait."""
-    target = Path(target)
-    if target in _held:
-        _held[target][1] += 1
-        try:
-            yield
-        finally:
-            _held[target][1] -= 1
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(_beside(target, "lock")))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        raise TinyStoriesError(f"{target} is being written by another run, which holds {lock.lock_file}; wait "
-                               f"for it to finish or choose another {flag(option)}") from None
-    _held[target] = [lock, 1]
-    try:
-        recover(target)
-        yield
-    finally:
-        del _held[target]
-        lock.release()
-
-
-def hold_writer_lock(target: Path, *, option: str = "output") -> None:
-    """Take `writer_lock(target)` for the rest of the current API call or command, and name `target` in
-    its "interrupted; DIR unchanged" line."""
-    run = current_run()
-    run.stack.enter_context(writer_lock(target, option=option))
-    run.target = target
-
-
-_renameat2 = None
-if hasattr(ctypes.CDLL(None), "renameat2"):
-    _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-AT_FDCWD, RENAME_EXCHANGE = -100, 2
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the OS or
-    the filesystem has no such call."""
-    if _renameat2 is None:
-        return False
-    if _renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
-
-
-@contextlib.contextmanager
-def _ctrl_c_deferred():
-    """Hold SIGINT back while the block runs (it is delivered when the block ends); a no-op off the main
-    thread, which Python's signal handlers never run in anyway."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def move_into_place(partial: Path, target: Path) -> None:
-    """Make the finished folder `partial` the `target`, replacing an existing one: one atomic exchange (the
-    previous output then sits in `partial` and is removed), or where there is none, two renames through
-    `.DIR.previous`, which the next writer puts back if a kill falls between them. Call with the lock held."""
-    run = current_run() or Run()
-    with _ctrl_c_deferred():  # Ctrl-C between the two renames would leave no target until the next run
-        if not target.exists():
-            os.rename(partial, target)
-            leftover = None
-        elif exchange(partial, target):
-            leftover = partial
-        else:
-            leftover = _beside(target, "previous")
-            os.rename(target, leftover)
-            os.rename(partial, target)
-        run.replaced = True
-    if leftover is not None:
-        shutil.rmtree(leftover)
-
-
-@contextlib.contextmanager
-def atomic_folder(output: Path, *, overwrite: bool, lock: Path | None = None, option: str = "output"):
-    """Yield the hidden temporary folder `.DIR.partial` beside `output`; when the block succeeds it
-    replaces `output` (`move_into_place`), when it fails it is removed, so `output` is never half-written.
-    The writer lock of `lock` (default `output`) is held throughout."""
-    run = current_run()
-    if run is not None and run.target is None:
-        run.target = output  # named by "interrupted; DIR unchanged"
-    with writer_lock(lock or output, option=option):
-        recover(output)  # done by writer_lock already, unless the lock is the enclosing folder's
-        partial = _beside(output, "partial")
-        try:
-            yield partial
-            if output.exists() and not overwrite:
-                raise TinyStoriesError(f"{output} appeared while writing it; pass {flag('overwrite', True)} to "
-                                       "replace it")
-            move_into_place(partial, output)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-def _sweep_if_alone(fd: int, folder: Path) -> None:
-    """Remove datasets' temporary files in `folder` if no other run holds its lease: they are a killed
-    run's (datasets writes a map's output to a `tmp*` file and renames it when the map finishes)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return
-    try:
-        for tmp in folder.glob("tmp*"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _lease(folder: Path):
-    try:
-        fd = os.open(folder / CACHE_LEASE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-        yield  # a cache nobody can write to holds no temporary file either: nothing to lease or sweep
-        return
-    try:
-        _sweep_if_alone(fd, folder)
-        fcntl.flock(fd, fcntl.LOCK_SH)  # shared: runs on other targets may map into the same folder
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            _sweep_if_alone(fd, folder)  # an interrupted pool's workers are terminated before they clean up
-    finally:
-        os.close(fd)
-
-
-def hold_cache_lease(*dataset_list) -> None:
-    """For the rest of the current run, lease the datasets cache folders the datasets' maps write into;
-    killed runs' temporary files there are removed at the start and at the end, when no run uses them."""
-    folders = sorted({Path(f["filename"]).parent for ds in dataset_list for f in ds.cache_files})
-    for folder in folders:
-        current_run().stack.enter_context(_lease(folder))
 
 
 def shard_counts(dataset_dict) -> dict:
@@ -414,7 +179,7 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
 def read_prepare_info(path) -> dict:
     """`prepare_info.json` of a prepared or pushed folder, checked key by key (types, ranges, file names)."""
     path = Path(path) / PREPARE_INFO
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TinyStoriesError(f"{path} not found: {path.parent} is not a folder written by tinystories-prepare")
     return read_json(path, INFO_SCHEMA, fix=RECREATE)
 
@@ -444,25 +209,6 @@ def _check_datasets_json(path: Path, info: dict) -> None:
     for file in [path / "dataset_dict.json", *path.glob("*/state.json"), *path.glob("*/dataset_info.json")]:
         if file.is_file():
             read_json(file, DATASETS_JSON[file.name], fix=RECREATE)
-
-
-def hub_errors() -> tuple:
-    """What a failed Hub call raises: huggingface_hub's errors are OSErrors, except a few, and its HTTP
-    client (httpx2 in huggingface_hub 2, httpx before) raises its own transport errors."""
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
-
-    errors = [OSError, EntryNotFoundError, HFValidationError]
-    for client in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(client).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-def reason(error: Exception) -> str:
-    """The first line of an error's message, or its type."""
-    return (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
 
 
 def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: bool = False) -> Path:
@@ -500,8 +246,8 @@ def is_hub_layout(path: Path) -> bool:
         >>> is_hub_layout(Path("ts_hub")), is_hub_layout(Path("tinystories_prepared"))  # doctest: +SKIP
         (True, False)
     """
-    path = Path(path)
-    return (path / CARD).is_file() and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
+    path = Path(path)  # the card is checked when read: a damaged one is named, not taken for another layout
+    return os.path.lexists(path / CARD) and (path / DATA_DIR).is_dir() and not (path / "dataset_dict.json").exists()
 
 
 def card_yaml(path: Path) -> dict:
@@ -510,7 +256,7 @@ def card_yaml(path: Path) -> dict:
 
     card = Path(path) / CARD
     fix = "re-create it with tinystories-push --to-folder"
-    text = card.read_text(encoding="utf-8", errors="replace")
+    text = read_text(card, fix=fix, what="Markdown", limit=MAX_CARD_BYTES)
     if not text.startswith("---\n") or "\n---" not in text[3:]:
         raise TinyStoriesError(f"{card}: no YAML metadata block (--- ... ---); {fix}")
     try:
@@ -537,16 +283,70 @@ def load_hub_folder(path: Path, info: dict | None = None) -> datasets.DatasetDic
     card_yaml(path)
     try:
         dataset = datasets.load_dataset(str(path))
-    except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError, KeyError, FileNotFoundError,
-            yaml.YAMLError, pa.ArrowException) as e:
-        raise TinyStoriesError(f"{path}: could not read the repository layout ({reason(e)}); re-create it with "
-                               "tinystories-push --to-folder") from None
+    except (datasets.exceptions.DatasetsError, ValueError, TypeError, KeyError, FileNotFoundError, yaml.YAMLError,
+            pa.ArrowException) as e:  # DatasetsError: also the split sizes or names differing from the card's
+        raise TinyStoriesError(f"{path}: could not read the repository layout ({type(e).__name__}: {reason(e):.300}); "
+                               "re-create it with tinystories-push --to-folder") from None
     for split, counts in (info or {}).get("splits", {}).items():
         if split not in dataset and counts["kept"] == 0:
             features = reduced_features(bool(info["config"].get("keep_text")))
             dataset[split] = datasets.Dataset.from_dict({name: [] for name in features}, features=features,
                                                         split=split)
     return dataset
+
+
+def read_prepared(path_or_repo_id, *, revision=None) -> tuple:
+    """`load_prepared`'s checks and load, returning also what they were checked against: `(DatasetDict,
+    TinyStoriesTokenizer, prepare_info dict)`, one consistent snapshot for a caller that reads the folder's
+    files again (a push copies its tokenizer and prepare_info.json)."""
+    from .sources import HUB_ID
+    from .vocab import TinyStoriesTokenizer
+
+    path = Path(path_or_repo_id).expanduser()
+    if not os.path.lexists(path) and HUB_ID.match(str(path_or_repo_id)):
+        path = download_repo(str(path_or_repo_id), revision=revision)
+    if not path.exists():
+        what = "is a symlink to nothing (dangling, or a loop)" if os.path.lexists(path) else "not found"
+        raise TinyStoriesError(f"{path} {what}; pass a folder written by tinystories-prepare or "
+                               "tinystories-push --to-folder, or the Hub repo id of a pushed dataset")
+    info = read_prepare_info(path)
+    hub_layout = is_hub_layout(path)
+    fix = "re-create it with tinystories-push --to-folder" if hub_layout else RECREATE
+    # The recorded data files are the save_to_disk shards; a pushed folder holds parquet shards instead.
+    missing = [] if hub_layout else [name for name in info.get("data_files", {}) if not (path / name).is_file()]
+    if missing:
+        raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
+                               f"the folder is incomplete, {RECREATE}")
+    if not (path / TOKENIZER_DIR).is_dir():
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: missing; the folder is incomplete, {fix}")
+    if hub_layout:
+        dataset = load_hub_folder(path, info)
+    else:
+        _check_datasets_json(path, info)
+        try:
+            dataset = datasets.load_from_disk(str(path))
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, pa.ArrowException) as e:  # damaged
+            raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {reason(e)}); run "
+                                   f"tinystories-validate to find the damaged file, then {RECREATE}") from None
+    tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
+    if tokenizer.fingerprint != info["vocab_sha256"]:
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
+                               f"tokenizer was edited or replaced, {fix}")
+    extra = [split for split in dataset if split not in info["splits"]]
+    if extra:  # a split nothing records would reach the user unchecked
+        raise TinyStoriesError(f"{path}: split {extra[0]!r} is not one of the splits {PREPARE_INFO} records "
+                               f"({', '.join(info['splits'])}); the folder was altered, {fix}")
+    for split, counts in info["splits"].items():
+        if split not in dataset or dataset[split].num_rows != counts["kept"]:
+            found = dataset[split].num_rows if split in dataset else "missing"
+            raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
+                                   "the folder is incomplete or altered, re-create it")
+        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
+        if found != expected:
+            raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
+                                   "altered, re-create it")
+        check_arrow(dataset[split], path / split)
+    return dataset, tokenizer, info
 
 
 @api_errors
@@ -561,44 +361,5 @@ def load_prepared(path_or_repo_id, *, revision=None):
         >>> dataset, tokenizer = load_prepared("someone/tinystories-10k")  # doctest: +SKIP
         >>> dataset["train"][0]["input_ids"][:4], tokenizer.vocab_size  # doctest: +SKIP
     """
-    from .sources import HUB_ID
-    from .vocab import TinyStoriesTokenizer
-
-    path = Path(path_or_repo_id).expanduser()
-    if not path.exists() and HUB_ID.match(str(path_or_repo_id)):
-        path = download_repo(str(path_or_repo_id), revision=revision)
-    if not path.exists():
-        raise TinyStoriesError(f"{path} not found; pass a folder written by tinystories-prepare or "
-                               "tinystories-push --to-folder, or the Hub repo id of a pushed dataset")
-    info = read_prepare_info(path)
-    hub_layout = is_hub_layout(path)
-    # The recorded data files are the save_to_disk shards; a pushed folder holds parquet shards instead.
-    missing = [] if hub_layout else [name for name in info.get("data_files", {}) if not (path / name).is_file()]
-    if missing:
-        raise TinyStoriesError(f"{path / missing[0]}: missing ({len(missing)} recorded data file(s) missing); "
-                               f"the folder is incomplete, {RECREATE}")
-    if hub_layout:
-        dataset = load_hub_folder(path, info)
-    else:
-        _check_datasets_json(path, info)
-        try:
-            dataset = datasets.load_from_disk(str(path))
-        except (OSError, ValueError, LookupError, TypeError, AttributeError, pa.ArrowException) as e:  # damaged
-            raise TinyStoriesError(f"{path}: cannot be loaded ({type(e).__name__}: {reason(e)}); run "
-                                   f"tinystories-validate to find the damaged file, then {RECREATE}") from None
-    tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR)
-    if tokenizer.fingerprint != info["vocab_sha256"]:
-        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
-                               f"tokenizer was edited or replaced, {RECREATE}")
-    for split, counts in info["splits"].items():
-        if split not in dataset or dataset[split].num_rows != counts["kept"]:
-            found = dataset[split].num_rows if split in dataset else "missing"
-            raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
-                                   "the folder is incomplete or altered, re-create it")
-        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
-        if found != expected:
-            raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
-                                   "altered, re-create it")
-        check_arrow(dataset[split], path / split)
+    dataset, tokenizer, _ = read_prepared(path_or_repo_id, revision=revision)
     return dataset, tokenizer
-

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
 from .config import PrepareConfig, add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, check_int, cli_errors, flag
+from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag
 from .extras import require
 from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
@@ -132,7 +132,7 @@ def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_colum
         >>> vocab_from_stream("demo", stories=500, vocab_size=300).vocab_size
         300
     """
-    base = load_base_tokenizer(base_tokenizer)
+    base = load_base_tokenizer(base_tokenizer, option="base_tokenizer")
     encoder = make_encoder(base, backend)
     first = stream_stories(source, split="train", text_column=text_column, strip=strip).take(stories)
     base_ids = collect(encode_stream(first, encoder))
@@ -200,6 +200,7 @@ def pack_blocks(batch: pa.Table, block_size: int, eos_id: int) -> pa.Table:
                      "y": pa.FixedSizeListArray.from_arrays(windows[:, 1:].ravel(), block_size)})
 
 
+@api_errors
 def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConfig.tokenizer,
            pack: bool = StreamConfig.pack, block_size: int = StreamConfig.block_size,
            shuffle_buffer: int = StreamConfig.shuffle_buffer, seed: int = StreamConfig.seed,
@@ -274,6 +275,7 @@ def row_of_rank(round_: pa.Table, rank: int) -> pa.Table:
     return round_.slice(rank, 1)
 
 
+@api_errors
 def stream_report(config: StreamConfig, tokenizer=None) -> dict:
     """What `tinystories-stream` prints: the counters of `tinystories-prepare` for the first
     `config.max_stories` stories of the split, a few decoded stories and the time taken; nothing is written.

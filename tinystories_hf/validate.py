@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from .config import add_config_arguments, config_from_args, option
 from .errors import TinyStoriesError, api_errors, cli_errors, flag
-from .store import PREPARE_INFO, file_sha256, is_hub_layout, load_prepared, read_prepare_info
+from .store import PREPARE_INFO, file_sha256, is_hub_layout, read_prepare_info, read_prepared
 
 
 @dataclass
@@ -94,7 +94,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
     info = read_prepare_info(path)
     hub_layout = is_hub_layout(path)
     hashed = check_file_hashes(path, info, hub_layout=hub_layout) if hash_files else 0
-    dataset, tokenizer = load_prepared(path)
+    dataset, tokenizer, info = read_prepared(path)
     config = info["config"]
     try:
         splits = {split: check_split(path / split, dataset[split], counts, vocab_size=tokenizer.vocab_size,

@@ -11,6 +11,7 @@ the others. Saved as JSON next to the base tokenizer's own
 import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,12 @@ def _table_problem(data: dict, base_size: int) -> str | None:
                                any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts)):
         return "holds counts that are not one integer >= 0 per id"
     return None
+
+
+def _text(text) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, not {type(text).__name__}: {text!r:.40}")
+    return text
 
 
 class TinyStoriesTokenizer:
@@ -169,11 +176,17 @@ class TinyStoriesTokenizer:
         return self.base_to_reduced[np.asarray(base_ids, dtype=np.int64)]
 
     def encode(self, text: str) -> list:
-        """Reduced ids of `text` (no EOS added; `<|endoftext|>` in the text is encoded as plain text)."""
-        return self.remap(self.encoder.encode_batch([text])[0]).tolist()
+        """Reduced ids of `text` (no EOS added; `<|endoftext|>` in the text is encoded as plain text). Raises
+        `TypeError` for anything but a `str`."""
+        return self.encode_batch([_text(text)])[0]
 
     def encode_batch(self, texts: list) -> list:
-        return [self.remap(ids).tolist() for ids in self.encoder.encode_batch(list(texts))]
+        """Reduced ids of each text of a list or tuple of `str`; a single `str` is refused (`TypeError`), not
+        encoded character by character."""
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+            raise TypeError(f"texts must be a list of strings, not {type(texts).__name__}: {texts!r:.40}; encode "
+                            "one text with encode()")
+        return [self.remap(ids).tolist() for ids in self.encoder.encode_batch([_text(t) for t in texts])]
 
     def __call__(self, text, *, padding=False, truncation=None, max_length: int | None = None,
                  return_tensors: str | None = None, return_attention_mask: bool = True,
@@ -197,7 +210,7 @@ class TinyStoriesTokenizer:
 
         single = isinstance(text, str)
         if not single and not (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text)):
-            raise TinyStoriesError("text must be a string or a list of strings")
+            raise TypeError(f"text must be a string or a list of strings, not {type(text).__name__}: {text!r:.40}")
         if max_length is not None:
             max_length = check_int("max_length", max_length, low=0)
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
@@ -252,7 +265,7 @@ class TinyStoriesTokenizer:
         id outside [0, vocab_size). Nothing is rounded, flattened or wrapped around."""
         if hasattr(ids, "detach"):  # a torch tensor, on any device
             ids = ids.tolist()
-        if isinstance(ids, (str, bytes)):
+        if isinstance(ids, (str, bytes, bytearray)):  # numpy would take a bytearray's bytes for ids
             raise TypeError(f"token ids must be integers, not {type(ids).__name__} {ids!r:.40}")
         try:
             array = np.asarray(ids)
@@ -262,19 +275,21 @@ class TinyStoriesTokenizer:
             raise ValueError(f"token ids must be a flat sequence of integers, not of shape {array.shape}; decode "
                              "each row separately")
         array = array.reshape(-1)
-        if array.dtype == object:  # Python ints beyond int64, or mixed types
-            bad = next((i for i in array.tolist() if not isinstance(i, int) or isinstance(i, bool)), None)
-            if bad is not None:
-                raise TypeError(f"token ids must be integers, not {type(bad).__name__} {bad!r:.40}")
-            bad = next(i for i in array.tolist() if not 0 <= i < self.vocab_size)
-            raise ValueError(f"token id {bad} is out of range [0, {self.vocab_size})")
+        if array.dtype == object:  # Python ints beyond int64, None, mixed types, or an array of dtype object
+            values = array.tolist()
+            bad = [i for i in values if not isinstance(i, int) or isinstance(i, bool)]
+            if bad:
+                raise TypeError(f"token ids must be integers, not {type(bad[0]).__name__} {bad[0]!r:.40}")
+            bad = [i for i in values if not 0 <= i < self.vocab_size]
+            if bad:
+                raise ValueError(f"token id {bad[0]} is out of range [0, {self.vocab_size})")
+            array = np.asarray(values, dtype=np.int64)
         if array.size and (array.dtype == bool or not np.issubdtype(array.dtype, np.integer)):
             raise TypeError(f"token ids must be integers, not {array.dtype}: {array[:3].tolist()!r:.40}")
-        array = array.astype(np.int64, copy=False)
-        bad = np.flatnonzero((array < 0) | (array >= self.vocab_size))
+        bad = np.flatnonzero((array < 0) | (array >= self.vocab_size))  # in their own dtype: uint64 never wraps
         if bad.size:
             raise ValueError(f"token id {array[bad[0]]} (position {bad[0]}) is out of range [0, {self.vocab_size})")
-        return array
+        return array.astype(np.int64, copy=False)
 
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
         """Text of reduced ids; EOS and UNK are rendered as `<|endoftext|>` / `<|unk|>` unless skipped.
@@ -337,18 +352,21 @@ class TinyStoriesTokenizer:
     def from_pretrained(cls, directory, *, backend: str = "auto"):
         """Load a saved tokenizer from its folder, or from a prepared dataset folder (`DIR/tokenizer`)."""
         directory = Path(directory)
-        if not (directory / VOCAB_FILE).exists() and (directory / "tokenizer" / VOCAB_FILE).exists():
+        if not os.path.lexists(directory / VOCAB_FILE) and (directory / "tokenizer" / VOCAB_FILE).exists():
             directory = directory / "tokenizer"
         path = directory / VOCAB_FILE
-        if not path.exists():
+        if not os.path.lexists(path):
             # Name the file where a prepared folder holds it, unless this looks like a tokenizer folder itself.
-            missing = path if (directory / BASE_DIR).is_dir() else directory / "tokenizer" / VOCAB_FILE
+            tokenizer_folder = (directory / BASE_DIR).is_dir() or directory.name == "tokenizer"
+            missing = path if tokenizer_folder else directory / "tokenizer" / VOCAB_FILE
             raise TinyStoriesError(f"{missing}: not found; pass a folder written by tinystories-prepare (run it "
                                    "first) or a tokenizer folder written by save_pretrained")
         fix = "re-create it with tinystories-prepare"
         data = read_json(path, VOCAB_SCHEMA, fix=fix)
         if data["format"] != FORMAT:
             raise TinyStoriesError(f"{path}: unknown format {data['format']!r} (expected {FORMAT})")
+        if not (directory / BASE_DIR / "tokenizer.json").is_file():  # else its loader would try the Hub by name
+            raise TinyStoriesError(f"{directory / BASE_DIR / 'tokenizer.json'}: missing or not a regular file; {fix}")
         base = load_base_tokenizer(str(directory / BASE_DIR))
         if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
             raise TinyStoriesError(f"{directory / BASE_DIR}: base tokenizer differs from the one the vocabulary "

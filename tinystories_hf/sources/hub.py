@@ -14,14 +14,17 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import TinyStoriesError, require_hub
+from ..errors import TinyStoriesError, flag, reason
+from ..hub_access import require_hub
+from ..json_files import Each, read_json
 
-OFFLINE_FIX = ("pass a local copy with --source PATH or try --source demo, or set HF_HUB_OFFLINE=1 to use a copy "
-               "already in the Hugging Face cache")
+
+def _local_copy() -> str:
+    return f"pass a local copy with {flag('source', 'PATH')} or try {flag('source', 'demo')}"
 
 
-def _reason(error: Exception) -> str:
-    return (str(error).splitlines() or [""])[0] or type(error).__name__
+def _offline_fix() -> str:
+    return f"{_local_copy()}, or set HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache"
 
 
 def _offline() -> bool:
@@ -44,23 +47,23 @@ def data_files(repo_id: str, *, cache_dir=None) -> dict:
     """
     listing = _listing(repo_id, cache_dir)
     if _offline():
-        if listing.is_file():
-            return json.loads(listing.read_text(encoding="utf-8"))
+        if listing.is_file():  # checked as every file read back: {split: [file url, ...]}
+            return read_json(listing, Each([str]), fix="run once online to list the files again")
         raise TinyStoriesError(f"could not load Hub dataset {repo_id!r} (offline: HF_HUB_OFFLINE=1, and it was never "
-                               f"read online with this cache: {listing} is missing); run once online, or pass a "
-                               "local copy with --source PATH or try --source demo")
-    require_hub(f"could not load Hub dataset {repo_id!r}", OFFLINE_FIX)
+                               f"read online with this cache: {listing} is missing); run once online, or "
+                               f"{_local_copy()}")
+    require_hub(f"could not load Hub dataset {repo_id!r}", _offline_fix())
     try:
         builder = datasets.load_dataset_builder(repo_id, cache_dir=cache_dir)
     except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
         raise download_error(repo_id, e) from None
     except ValueError as e:  # "Config name is missing": several configs, none of them the default
-        raise TinyStoriesError(f"could not load Hub dataset {repo_id!r}: {_reason(e)}; download the files of one "
-                               "config and pass them with --source PATH") from None
+        raise TinyStoriesError(f"could not load Hub dataset {repo_id!r}: {reason(e)}; download the files of one "
+                               f"config and pass them with {flag('source', 'PATH')}") from None
     files = {str(split): [str(p) for p in paths] for split, paths in (builder.config.data_files or {}).items()}
     if not files:
         raise TinyStoriesError(f"could not load Hub dataset {repo_id!r}: datasets lists no data files for it (a "
-                               "dataset built by a script?); pass a local copy with --source PATH")
+                               f"dataset built by a script?); pass a local copy with {flag('source', 'PATH')}")
     listing.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=listing.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
         json.dump(files, f, indent=1)
@@ -69,4 +72,4 @@ def data_files(repo_id: str, *, cache_dir=None) -> dict:
 
 
 def download_error(repo_id: str, error: Exception) -> TinyStoriesError:
-    return TinyStoriesError(f"could not load Hub dataset {repo_id!r} ({_reason(error)}); {OFFLINE_FIX}")
+    return TinyStoriesError(f"could not load Hub dataset {repo_id!r} ({reason(error)}); {_offline_fix()}")

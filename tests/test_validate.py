@@ -307,3 +307,14 @@ def test_every_json_file_damaged_every_way_is_a_one_line_error_or_harmless(folde
                 shutil.copyfile(pristine / restored, folder / restored)
     # 4 damages of every JSON file, 2 of every top-level key of the three main ones: 88 for today's files
     assert escaped == [] and cases >= 80
+
+
+def test_a_split_that_prepare_info_does_not_record_is_an_error(folder):
+    """A split folder added by hand (a copy of train named test, its hashes recorded) would reach training
+    unchecked: no counts to compare it with."""
+    shutil.copytree(folder / "train", folder / "test")
+    _edit_json(folder, "dataset_dict.json", lambda layout: {**layout, "splits": [*layout["splits"], "test"]})
+    with pytest.raises(TinyStoriesError, match=re.escape(f"{folder}: split 'test' is not one of the splits "
+                                                         "prepare_info.json records (train, validation); the folder "
+                                                         "was altered, re-create")):
+        load_prepared(folder)

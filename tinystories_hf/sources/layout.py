@@ -123,6 +123,8 @@ def _splits(data_files, where: str, base: str = "") -> dict:
 def _check_files(files) -> None:
     """Refuse an empty file, and a Git LFS pointer left where the data should be (a clone without `git lfs`)."""
     for path in files:
+        if not os.path.isfile(path):  # a FIFO (a read would block, or see nothing), a socket, a device
+            raise TinyStoriesError(f"{path}: not a regular file (a FIFO, socket or device); pass a file with stories")
         if os.path.getsize(path) == 0:
             raise TinyStoriesError(f"{path}: the file is empty; remove it or pass a file with stories")
         with open(path, "rb") as f:
@@ -132,13 +134,19 @@ def _check_files(files) -> None:
 
 
 def _check_links(base: str) -> None:
-    """Refuse a broken symbolic link and a link to a folder (datasets lists no file inside one: its stories
-    would be left out without a word)."""
+    """Refuse a broken symbolic link, a link to a folder (datasets lists no file inside one: its stories
+    would be left out without a word) and a file that is not a regular one (datasets lists no FIFO, socket
+    or device: a split named by one would be carved from train instead)."""
     for folder, dirs, names in os.walk(base):
         dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
         for name in dirs + names:
             path = os.path.join(folder, name)
-            if name.startswith((".", "__")) or not os.path.islink(path):
+            if name.startswith((".", "__")):
+                continue
+            if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+                raise TinyStoriesError(f"{path}: not a regular file (a FIFO, socket or device), which datasets does "
+                                       "not read; remove it or replace it with the file of stories")
+            if not os.path.islink(path):
                 continue
             target = os.readlink(path)
             if not os.path.exists(path):

@@ -1240,3 +1240,15 @@ def test_a_fifo_in_a_source_folder_or_as_the_source_is_one_line(previous, tmp_pa
         assert main(["--source", str(source), "--output", str(previous), "--overwrite", "--vocab-size", "300",
                      "--num-proc", "1", "--cache-dir", str(tmp_path / "hf")]) == 2
         assert _error_line(capsys.readouterr().err) == line
+
+
+def test_a_dangling_symlink_as_the_source_is_named_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    """`source="lnk/dang"` (a link whose target is gone) looks like a Hub id: it was "could not load Hub dataset
+    'lnk/dang': the Hub cannot be reached"."""
+    (tmp_path / "lnk").mkdir()
+    (tmp_path / "lnk" / "dang").symlink_to(tmp_path / "gone.jsonl")
+    monkeypatch.chdir(tmp_path)  # a relative path, as a user types it
+    with pytest.raises(TinyStoriesError, match=re.escape(f"lnk/dang is a symlink to {tmp_path / 'gone.jsonl'}, which "
+                                                         "does not exist (or a symlink loop); restore its target or "
+                                                         "pass another source")):
+        prepare(PrepareConfig(source="lnk/dang", output=str(tmp_path / "out"), num_proc=1))

@@ -271,3 +271,18 @@ def test_a_damaged_card_is_one_line(hub_folder, tmp_path, edit, message):
     with pytest.raises(TinyStoriesError) as raised:
         load_prepared(damaged)
     assert str(raised.value) == f"{card}: {message}; re-create it with tinystories-push --to-folder"
+
+
+@pytest.mark.parametrize("part", ["README.md", "data"])
+def test_a_pushed_folder_missing_its_card_or_data_is_named_as_one(hub_folder, tmp_path, capsys, part):
+    """Without data/ or README.md the folder was taken for a damaged *prepared* folder ("dataset_dict.json is
+    missing (and 6 more ...)", re-create it with tinystories-prepare)."""
+    damaged = shutil.copytree(hub_folder, tmp_path / "damaged")
+    shutil.rmtree(damaged / part) if part == "data" else (damaged / part).unlink()
+    message = (f"{damaged / part}: missing from a folder written by tinystories-push --to-folder; re-create it with "
+               "tinystories-push --to-folder")
+    with pytest.raises(TinyStoriesError) as raised:
+        load_prepared(damaged)
+    assert str(raised.value) == message
+    assert validate_main([str(damaged)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"

@@ -181,6 +181,12 @@ def read_prepare_info(path) -> dict:
     path = Path(path) / PREPARE_INFO
     if not os.path.lexists(path):
         raise TinyStoriesError(f"{path} not found: {path.parent} is not a folder written by tinystories-prepare")
+    folder = path.parent
+    hub_parts = [os.path.lexists(folder / part) for part in (CARD, DATA_DIR)]
+    if not (folder / "dataset_dict.json").exists() and any(hub_parts) and not all(hub_parts):  # a pushed folder
+        missing = folder / (DATA_DIR if hub_parts[0] else CARD)                                  # cut short
+        raise TinyStoriesError(f"{missing}: missing from a folder written by tinystories-push --to-folder; "
+                               "re-create it with tinystories-push --to-folder")
     return read_json(path, INFO_SCHEMA, fix=RECREATE)
 
 

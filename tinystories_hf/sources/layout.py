@@ -272,6 +272,9 @@ def find_layout(source: str, *, text_column: str = "text", cache_dir=None) -> La
                                    "TinyStoriesV2 .txt file")
         _check_files([str(path)])
         layout = Layout(source=source, layout="file", format=fmt, data_files={"train": [str(path.resolve())]})
+    elif os.path.islink(path):  # before the Hub: a link whose target is missing is a path, not a dataset id
+        raise TinyStoriesError(f"{path} is a symlink to {os.readlink(path)}, which does not exist (or a symlink "
+                               "loop); restore its target or pass another source")
     elif HUB_ID.match(source) and format_of(source) is None:
         splits = _splits(hub.data_files(source, cache_dir=cache_dir), source)
         files = [p for paths in splits.values() for p in paths]

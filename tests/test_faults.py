@@ -975,8 +975,8 @@ def _mains():
     import importlib
 
     return {name: importlib.import_module(f"tinystories_hf.{module}").main for name, module in
-            (("prepare", "pipeline"), ("report", "report"), ("validate", "validate"), ("push", "hub"),
-             ("stream", "stream"))}
+            (("prepare", "pipeline"), ("report", "report"), ("report-measuring", "report"), ("validate", "validate"),
+             ("push", "hub"), ("stream", "stream"))}
 
 
 # (command, its arguments (tmp, the previous output) -> argv, where it is stopped, the folder it replaces)
@@ -986,6 +986,7 @@ SIGNALLED = [
      "tinystories_hf.pipeline.count_base_tokens", lambda t, p: p),
     ("report", lambda t, p: [str(p), "--output", str(t / "report")], "tinystories_hf.report._plot_unk",
      lambda t, p: t / "report"),
+    ("report-measuring", lambda t, p: [str(p)], "tinystories_hf.report.measure", lambda t, p: p / "report"),
     ("push", lambda t, p: [str(p), "--to-folder", str(t / "hub")], "tinystories_hf.hub.write_repo_files",
      lambda t, p: t / "hub"),
     ("validate", lambda t, p: [str(p)], "tinystories_hf.validate.check_split", None),

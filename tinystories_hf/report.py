@@ -19,7 +19,7 @@ import numpy as np
 
 from .atomic import atomic_folder, check_output, hold_writer_lock, resolve
 from .config import add_config_arguments, config_from_args, option
-from .errors import api_errors, cli_errors, flag
+from .errors import api_errors, cli_errors, current_run, flag
 from .store import PREPARE_INFO, read_prepared
 
 REPORT_DIR = "report"
@@ -248,6 +248,9 @@ def write_report(path, *, output=None) -> dict:
     inside = target.parent if (target.parent / PREPARE_INFO).is_file() else None
     if inside is not None:
         hold_writer_lock(inside, replaces=False)
+    run = current_run()
+    if run is not None and run.target is None:  # (prepare --report names its own output)
+        run.target = target  # named by "interrupted; DIR unchanged" from here on, not only while writing
     dataset, tokenizer, info = read_prepared(path)
     figures, arrays = measure(dataset, tokenizer, info)
     with atomic_folder(target, overwrite=True, lock=inside) as partial:

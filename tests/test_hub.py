@@ -286,3 +286,16 @@ def test_a_pushed_folder_missing_its_card_or_data_is_named_as_one(hub_folder, tm
     assert str(raised.value) == message
     assert validate_main([str(damaged)]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_card_that_links_outside_the_folder_is_refused_unread(hub_folder, tmp_path):
+    """A README.md linked to /etc/passwd was read (then refused as "no YAML metadata block")."""
+    damaged = shutil.copytree(hub_folder, tmp_path / "damaged")
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text((damaged / "README.md").read_text(encoding="utf-8"), encoding="utf-8")  # a valid card
+    (damaged / "README.md").unlink()
+    (damaged / "README.md").symlink_to(outside)
+    with pytest.raises(TinyStoriesError) as raised:
+        load_prepared(damaged)
+    assert str(raised.value) == (f"{damaged / 'README.md'}: a symlink to {outside}, outside the folder; re-create it "
+                                 "with tinystories-push --to-folder")

@@ -262,6 +262,8 @@ def card_yaml(path: Path) -> dict:
 
     card = Path(path) / CARD
     fix = "re-create it with tinystories-push --to-folder"
+    if card.is_symlink() and Path(path).resolve() not in card.resolve().parents:  # as for every file it names
+        raise TinyStoriesError(f"{card}: a symlink to {os.readlink(card)}, outside the folder; {fix}")
     text = read_text(card, fix=fix, what="Markdown", limit=MAX_CARD_BYTES)
     if not text.startswith("---\n") or "\n---" not in text[3:]:
         raise TinyStoriesError(f"{card}: no YAML metadata block (--- ... ---); {fix}")

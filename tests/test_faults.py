@@ -1205,12 +1205,27 @@ def test_workers_end_when_the_run_is_killed(previous, tmp_path):
     ({"num_proc": 1.5}, "num_proc=1.5 must be an integer"),
     ({"max_length": True}, "max_length=True must be an integer"),
     ({"seed": None}, "seed must be an integer"),
+    ({"overwrite": "no"}, "overwrite='no' must be True or False"),  # a non-empty string is truthy: it replaced
+    ({"validation_fraction": "0.1"}, "validation_fraction='0.1' must be a number"),
+    ({"text_column": 3}, "text_column=3 must be a string"),
 ])
 def test_api_options_of_the_wrong_type_are_one_line_naming_the_argument(tmp_path, options, message):
     """`vocab_size="300"` was a TypeError from a comparison; `num_proc=1.5` was accepted."""
     with pytest.raises(TinyStoriesError, match=f"^{re.escape(message)}$"):
         prepare(PrepareConfig(source="demo", output=str(tmp_path / "out"), **options))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"pack": "yes"}, "pack='yes' must be True or False"),
+    ({"shuffle_buffer": 10.0}, "shuffle_buffer=10.0 must be an integer"),
+    ({"split": None}, "split must be a string"),
+])
+def test_stream_options_of_the_wrong_type_are_one_line_naming_the_argument(options, message):
+    from tinystories_hf import stream
+
+    with pytest.raises(TinyStoriesError, match=f"^{re.escape(message)}$"):
+        stream("demo", **options)
 
 
 def test_paths_given_as_pathlib_paths_work_like_strings(tmp_path):

@@ -5,6 +5,7 @@ The CLI is generated from the dataclass fields, so `--help` always shows the def
 import argparse
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 
 from .errors import TinyStoriesError, check_int, flag, offers
@@ -77,14 +78,8 @@ class PrepareConfig:
     report: bool = option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
 
     def validate(self) -> None:
-        """Raise a one-line `TinyStoriesError` for option values that cannot work; a path given as a
-        `pathlib.Path` (any `os.PathLike`) is taken as its string."""
-        for name in ("source", "output", "tokenizer", "cache_dir"):
-            if isinstance(getattr(self, name), os.PathLike):
-                setattr(self, name, os.fspath(getattr(self, name)))
-        for name in ("vocab_size", "max_length", "min_length", "num_proc", "seed", "vocab_sample_size"):
-            if getattr(self, name) is not None or name != "vocab_sample_size":
-                setattr(self, name, check_int(name, getattr(self, name)))
+        """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""
+        check_types(self)
         if self.vocab_size < 3:
             raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} is too small: it must hold EOS, UNK and "
                                    "at least one token (use 3 or more; the paper uses 10000)")
@@ -107,6 +102,34 @@ class PrepareConfig:
         if self.cache_dir is not None and os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             what = "a file" if os.path.exists(self.cache_dir) else "a symlink to nothing (dangling, or a loop)"
             raise TinyStoriesError(f"{flag('cache_dir', self.cache_dir)} is {what}; pass a folder")
+
+
+def check_types(config) -> None:
+    """Check every option of a config dataclass against its annotated type, a one-line `TinyStoriesError`
+    naming the argument otherwise: an API call passing `"300"` or `1.5` for an int, or `"no"` for a bool
+    (which Python would take as True), is refused, never converted. A `str` option (a path) may be any
+    `os.PathLike`, such as a `pathlib.Path`, and is replaced by its string."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, kinds = getattr(config, f.name), typing.get_args(hints[f.name]) or (hints[f.name],)
+        if value is None and type(None) in kinds:
+            continue
+        if bool in kinds:
+            wanted, ok = "True or False", isinstance(value, bool)
+        elif int in kinds:
+            setattr(config, f.name, check_int(f.name, value))
+            continue
+        elif float in kinds:
+            wanted, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif str in kinds:
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+                setattr(config, f.name, value)
+            wanted, ok = "a string", isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise TinyStoriesError(f"{flag(f.name, value)} must be {wanted}")
 
 
 def _type_of(f: dataclasses.Field):

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base_tokenizer import load_base_tokenizer, make_encoder
-from .config import PrepareConfig, add_config_arguments, config_from_args, option
+from .config import PrepareConfig, add_config_arguments, check_types, config_from_args, option
 from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag
 from .extras import require
 from .sources import HUB_ID, load_stories
@@ -75,7 +75,8 @@ class StreamConfig:
     backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken, fastokens or auto")
 
     def validate(self) -> None:
-        """Raise a one-line `TinyStoriesError` for option values that cannot work."""
+        """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""
+        check_types(self)
         PrepareConfig(vocab_size=self.vocab_size, max_length=self.max_length, min_length=self.min_length,
                       backend=self.backend).validate()
         for name in ("block_size", "pack_stories", "vocab_stories", "max_stories"):

@@ -7,6 +7,7 @@
     python scripts/benchmark.py --encoders                        # exact ids and speed of GPT-2 encoders
     python scripts/benchmark.py --wheels                          # their wheels, license, releases (PyPI)
     python scripts/benchmark.py --loaders --data tinystories_prepared   # the training adapters
+    python scripts/benchmark.py --vocabularies [--train-all]      # trained tokenizers, full vocabularies, exports
 
 Prepare (benchmarks/prepare.py): every row runs on the same corpus (made by ../shared/tools/make_corpus.py:
 real sentences in real story shapes, Hub parquet layout) in its own subprocess, while a sampler reads the
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ beside t
 from benchmarks.encoders import evaluate, wheels
 from benchmarks.loaders import ListPackedReference, LoaderBenchmarkConfig, benchmark_loaders  # noqa: F401
 from benchmarks.prepare import MEASURES, PrepareBenchmarkConfig, benchmark_prepare
+from benchmarks.vocabularies import VocabularyBenchmarkConfig, benchmark_vocabularies, measure_command
 
 WHEEL_PACKAGES = ("fastokens", "splintr-rs", "tokie", "riptoken", "kitoken", "gigatoken", "wordchipper",
                   "bpe-openai", "toktok-rs", "tiktoken", "tokenizers")
@@ -36,16 +38,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--loaders", action="store_true", help="benchmark the training adapters instead")
+    parser.add_argument("--vocabularies", action="store_true", help="benchmark the tokenizer trainers, full "
+                        "vocabularies and the exports instead")
     parser.add_argument("--encoders", action="store_true", help="evaluate the installed GPT-2 encoders instead")
     parser.add_argument("--fuzz", type=int, default=20_000, help="--encoders: random unicode strings compared")
     parser.add_argument("--wheels", action="store_true", help="print the candidates' wheels and releases (PyPI)")
     add_config_arguments(parser, PrepareBenchmarkConfig)
     add_config_arguments(parser, LoaderBenchmarkConfig)
-    parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
-    for hidden in ("corpus", "output", "cache-dir", "limit"):
+    add_config_arguments(parser, VocabularyBenchmarkConfig)
+    parser.add_argument("--measure", choices=sorted([*MEASURES, "command"]), help=argparse.SUPPRESS)
+    for hidden in ("corpus", "output", "cache-dir", "limit", "command"):
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure:  # inside a measured subprocess: run one pipeline, print its figures as JSON
+    if args.measure == "command":
+        print(json.dumps(measure_command(args)))
+    elif args.measure:  # inside a measured subprocess: run one pipeline, print its figures as JSON
         args.corpus = Path(args.corpus)
         args.limit = int(args.limit) if args.limit else None
         print(json.dumps(MEASURES[args.measure](args)))
@@ -55,6 +62,8 @@ def main(argv=None) -> int:
         wheels(WHEEL_PACKAGES)
     elif args.loaders:
         benchmark_loaders(args)
+    elif args.vocabularies:
+        benchmark_vocabularies(args)
     else:
         benchmark_prepare(config_from_args(args, PrepareBenchmarkConfig))
     return 0

@@ -3,6 +3,7 @@ inside a per-session temporary folder (removed at the end), and never touch the 
 libraries run offline, and a guard (netguard/sitecustomize.py, also in every Python the tests start) refuses
 and reports any connection to a non-local address, failing the test that tried."""
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -25,7 +26,13 @@ _spec = importlib.util.spec_from_file_location("tinystories_netguard", os.path.j
 _netguard = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_netguard)  # installs the guard in this process (TINYSTORIES_NET_LOG is set)
 
+import processes
 import pytest
+import tqdm
+
+# tqdm's monitor thread takes tqdm's lock every 10 s; a fork while it holds it leaves the child's copy of the
+# lock held forever. Tests fork (their own children, datasets' workers): no thread besides the main one.
+tqdm.tqdm.monitor_interval = 0
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO.parent / "shared" / "data" / "tinystories-sample"
@@ -51,6 +58,13 @@ def pytest_runtest_call(item):
         if attempts:
             pytest.fail(f"the test tried to reach the network ({len(attempts)} attempt(s), first: {attempts[0]}); "
                         "tests must run offline", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """Kill every process the test started (tests/processes.py), with its session, when it ends."""
+    yield
+    processes.kill_all()
 
 
 def pytest_sessionstart(session):
@@ -88,3 +102,103 @@ def prepared_demo(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("prepared") / "demo"
     return prepare(PrepareConfig(source="demo", output=str(out), vocab_size=500, num_proc=1))
+
+
+# ---- vocabularies trained on the corpus and full vocabularies (tests/test_train_tokenizer.py, test_vocabularies.py,
+# test_export.py): trained on, and prepared from, the real sample with whole stories, as nanoGPT and llama2.c keep them
+
+@pytest.fixture(scope="session")
+def trained_bpe(tmp_path_factory):
+    from tinystories_hf.train_tokenizer import TrainTokenizerConfig, train_tokenizer
+
+    return train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_JSONL), output=str(tmp_path_factory.mktemp("bpe") /
+                                                                                      "tok"), num_proc=1))
+
+
+@pytest.fixture(scope="session")
+def trained_spm(tmp_path_factory):
+    from tinystories_hf.train_tokenizer import TrainTokenizerConfig, train_tokenizer
+
+    return train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_JSONL), model="sentencepiece", num_proc=1,
+                                                output=str(tmp_path_factory.mktemp("spm") / "tok")))
+
+
+def _prepare_whole(tmp_path_factory, name, tokenizer, **options):
+    from tinystories_hf import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("full") / name
+    return prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(out), tokenizer=str(tokenizer),
+                                 vocab_size="full", max_length=None, min_length=0, keep_text=True, num_proc=2,
+                                 **options))
+
+
+@pytest.fixture(scope="session")
+def prepared_gpt2_full(tmp_path_factory):
+    """The sample with GPT-2's own 50,257 ids, whole stories: nanoGPT's prepare.py encoding."""
+    return _prepare_whole(tmp_path_factory, "gpt2", "gpt-neo")
+
+
+@pytest.fixture(scope="session")
+def prepared_spm(tmp_path_factory, trained_spm):
+    """The sample with the trained SentencePiece model's own ids, whole stories: llama2.c's encoding."""
+    return _prepare_whole(tmp_path_factory, "spm", trained_spm.output / "tok4096.model")
+
+
+@pytest.fixture(scope="session")
+def prepared_bpe(tmp_path_factory, trained_bpe):
+    return _prepare_whole(tmp_path_factory, "bpe", trained_bpe.output)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount(name, options) mounts a tmpfs at tmp_path/name. The tests run as root (CI does): a mount that fails
+    fails the test, it never skips it."""
+    points = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        run = processes.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                             text=True, check=False)
+        if run.returncode:
+            pytest.fail(f"cannot mount a tmpfs at {point} ({run.stderr.strip()}): the disk-fault tests need root")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in reversed(points):
+        processes.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture(scope="session")
+def tiktoken_gpt2():
+    """What nanoGPT's prepare.py uses, `tiktoken.get_encoding("gpt2")`, from the same files by tiktoken's loader."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    from tinystories_hf.base_tokenizer import gpt2_bpe_files
+
+    files = gpt2_bpe_files()
+    ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(files["vocab.bpe"]),
+                                            encoder_json_file=str(files["encoder.json"]))
+    return tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": 50256})
+
+
+def word_level_tokenizer(size: int, specials: dict, folder, config: dict | None = None):
+    """A WordLevel tokenizer.json of `size` words w0..w{size-1}, split on whitespace, then `specials` added."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(size)}
+    unk = specials.get("unk")
+    if unk:
+        vocab[unk] = len(vocab)
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for k, t in specials.items() if k != "unk"])
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder

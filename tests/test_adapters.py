@@ -3,11 +3,11 @@ the minGPT Trainer's DataLoader call and the HF Trainer training a GPT-Neo, DDP 
 import collections
 import json
 import math
-import subprocess
 import sys
 
 import datasets
 import numpy as np
+import processes
 import pyarrow as pa
 import pytest
 import torch
@@ -214,8 +214,7 @@ def _ddp_rank(rank, folder, out, world_size):
 
 
 def test_ddp_ranks_get_disjoint_complete_shares(folder, tmp_path):
-    torch.multiprocessing.start_processes(_ddp_rank, args=(str(folder), str(tmp_path), 2), nprocs=2,
-                                          start_method="fork")
+    processes.run_ranks(_ddp_rank, (str(folder), str(tmp_path), 2), 2)
     for dataset_class in DATASETS:
         full = dataset_class(folder, split="validation", block_size=64)
         everything = [tuple(full[i][0].tolist()) for i in range(len(full))]
@@ -275,7 +274,7 @@ print(json.dumps({"items": len(dataset), "growth": built - before, "copy_growth"
 @pytest.mark.parametrize("kind", ["packed", "story"])
 def test_building_over_200k_stories_keeps_memory_flat(folder_200k, kind):
     folder, info = folder_200k
-    run = subprocess.run([sys.executable, "-c", MEASURE_RSS, kind, str(folder)], capture_output=True, text=True,
+    run = processes.run([sys.executable, "-c", MEASURE_RSS, kind, str(folder)], capture_output=True, text=True,
                          check=True)
     figures = json.loads(run.stdout.strip().splitlines()[-1])
     stream = info["splits"]["train"]["tokens"] + 200_000  # a separator after each story

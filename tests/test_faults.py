@@ -3,7 +3,6 @@ output. Then SIGKILL at several points of a run, and the security rules of the d
 import errno
 import gzip
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 import datasets
 import huggingface_hub
 import numpy as np
+import processes
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -137,7 +137,7 @@ ERRORS = [
     ("vocab-over-uint16", _opts("--vocab-size", "70000"), r"--vocab-size 70000 does not fit the uint16"),
     ("vocab-over-base", _opts("--vocab-size", "60000"), r"--vocab-size 60000 exceeds the base tokenizer's"),
     ("max-below-min", _opts("--max-length", "5"), r"--max-length 5 is below --min-length 10"),
-    ("min-length-zero", _opts("--min-length", "0"), r"--min-length 0 must be at least 1"),
+    ("min-length-negative", _opts("--min-length", "-1"), r"--min-length -1 must be at least 0 \(0 keeps every non-empty story\)"),
     ("num-proc-zero", _opts("--num-proc", "0"), r"--num-proc 0 must be at least 1"),
     ("validation-fraction-zero", _opts("--validation-fraction", "0"), r"--validation-fraction 0.0 must be between"),
     ("vocab-sample-zero", _opts("--vocab-sample-size", "0"), r"--vocab-sample-size 0 must be positive or 'all'"),
@@ -196,7 +196,8 @@ def test_bad_input_is_one_line_error_and_the_previous_output_survives(previous, 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--vocab-size", "abc"], "argument --vocab-size: invalid int value: 'abc'"),
+    (["--vocab-size", "abc"], "argument --vocab-size: invalid int value: 'abc' (an integer or 'full')"),
+    (["--max-length", "long"], "argument --max-length: invalid int value: 'long' (an integer or 'none')"),
     (["--num-proc", "two"], "argument --num-proc: invalid int value: 'two'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
 ])
@@ -259,7 +260,7 @@ def test_mixed_line_endings_are_normalised(tmp_path):
     (lambda t: ["--source", "demo", "--output", "/proc/tinystories-out"], r"cannot write to /proc"),
 ])
 def test_the_installed_command_exits_2_with_one_line(tmp_path, make, message):
-    run = subprocess.run([str(BIN / "tinystories-prepare"), *make(tmp_path)], capture_output=True, text=True,
+    run = processes.run([str(BIN / "tinystories-prepare"), *make(tmp_path)], capture_output=True, text=True,
                          timeout=300, check=False)
     assert run.returncode == 2
     assert re.search(message, _error_line(run.stderr))
@@ -268,7 +269,7 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path, make, message):
 
 def test_report_and_validate_of_a_missing_folder_are_one_line(tmp_path):
     for command in ("tinystories-report", "tinystories-validate"):
-        run = subprocess.run([str(BIN / command), str(tmp_path / "missing")], capture_output=True, text=True,
+        run = processes.run([str(BIN / command), str(tmp_path / "missing")], capture_output=True, text=True,
                              check=False)
         assert run.returncode == 2 and "missing" in _error_line(run.stderr)
 
@@ -300,27 +301,6 @@ def test_an_error_in_a_worker_process_is_the_same_one_line(previous, tmp_path, c
         prepare(PrepareConfig(source=str(source), output=str(tmp_path / "api"), num_proc=num_proc,
                               cache_dir=str(tmp_path / "api-cache")))
     assert str(raised.value) == expected
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-    """mount(name, options) mounts a tmpfs at tmp_path/name. The tests run as root (CI does): a mount that fails
-    fails the test, it never skips it."""
-    points = []
-
-    def mount(name: str, options: str) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
-                             text=True, check=False)
-        if run.returncode:
-            pytest.fail(f"cannot mount a tmpfs at {point} ({run.stderr.strip()}): the disk-fault tests need root")
-        points.append(point)
-        return point
-
-    yield mount
-    for point in reversed(points):
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def _pad(folder: Path, leave_bytes: int) -> None:
@@ -392,7 +372,7 @@ def test_disk_full_replacing_an_output_keeps_it_and_the_api_names_api_arguments(
 def test_a_read_only_hf_home_is_one_line(tmp_path, mount_tmpfs):
     home = mount_tmpfs("m", "ro,size=1m") / "hf"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    run = subprocess.run([str(BIN / "tinystories-prepare"), "--source", str(SAMPLE_JSONL), "--output",
+    run = processes.run([str(BIN / "tinystories-prepare"), "--source", str(SAMPLE_JSONL), "--output",
                           str(tmp_path / "out")], env=dict(env, HF_HOME=str(home)), capture_output=True, text=True,
                          timeout=300, check=False)
     assert run.returncode == 2
@@ -636,7 +616,7 @@ DRIVER = PATCH + "\npatch(sys.argv[1])\nsys.exit(pipeline.main(sys.argv[2:]))\n"
 def corpus(tmp_path_factory):
     """20,200 TinyStories-shaped stories (real sentences) as jsonl: tokenizing train takes a few seconds."""
     folder = tmp_path_factory.mktemp("kill") / "corpus"
-    subprocess.run([sys.executable, str(REPO.parent / "shared" / "tools" / "make_corpus.py"), str(folder),
+    processes.run([sys.executable, str(REPO.parent / "shared" / "tools" / "make_corpus.py"), str(folder),
                     "--train", "20000", "--validation", "200", "--layout", "jsonl"], check=True, capture_output=True)
     return folder
 
@@ -646,27 +626,24 @@ def _start(tmp: Path, stage: str, *args, prefix=(), env=None) -> tuple:
     env = dict(os.environ, KILL_MARKER=str(tmp / "marker"), **(env or {}))
     (tmp / "marker").unlink(missing_ok=True)
     with open(log, "wb") as stderr:  # its own session, so a signal to the group reaches the map workers too
-        proc = subprocess.Popen([*prefix, sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
-                                stderr=stderr, env=env, start_new_session=True)
+        proc = processes.popen([*prefix, sys.executable, "-c", DRIVER, stage, *args], stdout=subprocess.DEVNULL,
+                               stderr=stderr, env=env)
     return proc, log
 
 
-def _wait_for_marker(proc, tmp: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not (tmp / "marker").exists():
-        assert proc.poll() is None, "the run ended before the kill point"
-        assert time.monotonic() < deadline, "the kill point was never reached"
-        time.sleep(0.02)
+def _wait_for_marker(proc, tmp: Path) -> None:
+    processes.wait_until((tmp / "marker").exists, what="the kill point", alive=lambda: proc.poll() is None)
 
 
 def _kill_at_marker(proc, tmp: Path) -> None:
     _wait_for_marker(proc, tmp)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    processes.finish(proc, what="the killed run")
 
 
 def _finish(proc, log) -> str:
-    assert proc.wait(timeout=600) == 0, log.read_text()[-2000:]
+    code = processes.finish(proc, timeout=600, what="the run")
+    assert code == 0, log.read_text()[-2000:]
     return log.read_text()
 
 
@@ -758,15 +735,10 @@ def _forked_until_marker(tmp: Path, stage: str, config: PrepareConfig) -> None:
         prepare(config)
 
     (tmp / "marker").unlink(missing_ok=True)
-    proc = multiprocessing.get_context("fork").Process(target=child)
-    proc.start()
-    deadline = time.monotonic() + 120
-    while not (tmp / "marker").exists():
-        assert proc.is_alive(), f"{stage}: the run ended before the kill point"
-        assert time.monotonic() < deadline, f"{stage}: the kill point was never reached"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    proc = processes.fork(child)
+    processes.wait_until((tmp / "marker").exists, what=f"{stage}: the kill point", alive=proc.is_alive)
+    os.killpg(proc.pid, signal.SIGKILL)
+    processes.finish(proc, what=f"{stage}: the killed run")
 
 
 def test_sigkill_before_between_and_after_the_renames_and_during_cleanup(tmp_path):
@@ -806,13 +778,10 @@ def test_ctrl_c_while_tokenizing_is_one_line_exit_130_and_leaves_no_worker_or_te
     _wait_for_marker(proc, tmp_path)
     assert _temporary_files(tmp_path / "cache")  # the workers hold open temporary files now
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-    assert proc.wait(timeout=60) == 130
+    assert processes.finish(proc, what="the interrupted run") == 130
     stderr = log.read_text()
     assert "Traceback" not in stderr and stderr.splitlines()[-1] == f"interrupted; {out} unchanged", stderr[-3000:]
-    deadline = time.monotonic() + 10
-    while _processes(session=proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _processes(session=proc.pid) == []  # the terminated pool's workers and datasets' manager are gone
+    processes.wait_until(lambda: _processes(session=proc.pid) == [], what="the run's processes to end")  # the terminated pool's workers and datasets' manager are gone
     assert _temporary_files(tmp_path / "cache") == []
     assert tree_sha256(out) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == [".out.lock"]
@@ -826,7 +795,7 @@ def test_two_writers_in_separate_pid_namespaces_one_valid_target_and_one_clean_e
     args = ["--source", "demo", "--output", str(out), "--num-proc", "1", "--vocab-size", "300", "--overwrite"]
     first, log = _start(tmp_path, "hold", *args, prefix=unshare, env={"GO": str(tmp_path / "go")})
     _wait_for_marker(first, tmp_path)  # its new output is complete in .out.partial, the lock held
-    second = subprocess.run([*unshare, str(BIN / "tinystories-prepare"), *args[:-2], "400", "--overwrite"],
+    second = processes.run([*unshare, str(BIN / "tinystories-prepare"), *args[:-2], "400", "--overwrite"],
                             capture_output=True, text=True, timeout=120, check=False)
     assert second.returncode == 2, second.stderr[-2000:]
     assert _error_line(second.stderr) == (f"error: {out} is being written by another run, which holds "
@@ -841,13 +810,15 @@ def test_two_writers_in_separate_pid_namespaces_one_valid_target_and_one_clean_e
 # ---- Security: nothing in the data path can execute code from a file; tokens never reach output ----
 
 def test_no_pickle_dill_or_torch_load_in_the_package():
-    pattern = re.compile(r"\b(import pickle|import dill|from pickle|from dill|pickle\.loads?|dill\.loads?|"
+    """No module reads a pickle; the one that writes one is nanoGPT's export (meta.pkl, which nanoGPT reads and
+    nothing of ours does), with `pickle.dumps` and nothing else of pickle."""
+    pattern = re.compile(r"\b(import pickle|import dill|from pickle|from dill|pickle\.\w+|dill\.loads?|"
                          r"torch\.load|allow_pickle\s*=\s*True|joblib|shelve|marshal\.loads?)\b")
     sources = sorted((REPO / "tinystories_hf").rglob("*.py"))
     assert len(sources) >= 14
-    found = [f"{p.relative_to(REPO)}:{n}" for p in sources
-             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
-    assert found == []
+    found = [f"{p.relative_to(REPO)}:{match}" for p in sources for line in p.read_text().splitlines()
+             for match in pattern.findall(line)]
+    assert found == ["tinystories_hf/exports/nanogpt.py:import pickle", "tinystories_hf/exports/nanogpt.py:pickle.dumps"]
 
 
 def test_prepared_folders_hold_only_json_arrow_and_report_files(previous, tmp_path):
@@ -856,7 +827,11 @@ def test_prepared_folders_hold_only_json_arrow_and_report_files(previous, tmp_pa
 
     write_report(out)
     suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
-    assert suffixes == {".json", ".arrow", ".png", ".md"}
+    assert suffixes == {".json", ".arrow", ".png", ".md", ".py"}
+    # the one module: transformers' remote code for AutoTokenizer, the package's own file, byte for byte
+    assert [str(p.relative_to(out)) for p in out.rglob("*.py")] == ["tokenizer/tokenization_tinystories.py"]
+    assert (out / "tokenizer" / "tokenization_tinystories.py").read_bytes() == \
+        (REPO / "tinystories_hf" / "tokenization_tinystories.py").read_bytes()
 
 
 def test_a_hub_token_in_the_environment_is_never_written_or_printed(tmp_path, capsys, monkeypatch):
@@ -930,10 +905,8 @@ def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp
     assert tree_sha256(previous) == before
     assert sorted(p.name for p in previous.parent.iterdir()) == [f".{previous.name}.lock", previous.name]
     assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []  # the killed worker's too
-    deadline = time.monotonic() + 10
-    while set(_processes(parent=os.getpid())) - others and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert set(_processes(parent=os.getpid())) - others == set()  # no worker of the run is left
+    processes.wait_until(lambda: set(_processes(parent=os.getpid())) - others == set(),
+                         what="every worker of the run to end")  # no worker of the run is left
 
 
 # ---- SIGTERM and Ctrl-C in every command: one line, exit 143 / 130, nothing left behind ----
@@ -961,13 +934,9 @@ def _fork_main(tmp: Path, main_function, argv, *, pause: str | None = None, befo
         sys.stderr.flush()
         os._exit(main_function(argv))
 
-    proc = multiprocessing.get_context("fork").Process(target=child)
-    proc.start()
-    deadline = time.monotonic() + 120
-    while pause is not None and not marker.exists():
-        assert proc.is_alive(), log.read_text()[-2000:]
-        assert time.monotonic() < deadline, "the pause was never reached"
-        time.sleep(0.02)
+    proc = processes.fork(child)
+    if pause is not None:
+        processes.wait_until(marker.exists, what="the pause", alive=proc.is_alive, log=log)
     return proc
 
 
@@ -1006,10 +975,10 @@ def test_sigterm_and_ctrl_c_in_every_command_are_one_line_and_leave_nothing(prev
     before = tree_sha256(previous)
     proc = _fork_main(tmp_path, _mains()[command], argv(tmp_path, previous), pause=pause)
     os.kill(proc.pid, signum)
-    proc.join(60)
+    exitcode = processes.finish(proc, what=f"{command} after the signal")
     word, code = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
     stderr = (tmp_path / "stderr").read_text()
-    assert proc.exitcode == code, stderr[-2000:]
+    assert exitcode == code, stderr[-2000:]
     place = target and target(tmp_path, previous)
     assert "Traceback" not in stderr and stderr.splitlines()[-1] == (f"{word}; {place} unchanged" if place else word)
     assert tree_sha256(previous) == before
@@ -1041,19 +1010,17 @@ def test_sigterm_while_two_workers_tokenize_leaves_no_worker_or_temporary_file(p
         proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite",
                                            "--vocab-size", "300", "--num-proc", "2", "--cache-dir", str(cache)],
                           before=two_paused_workers)
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "marker").exists():
-            assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-2000:]
-            time.sleep(0.02)
+        processes.wait_until((tmp_path / "marker").exists, what="a worker's pause", alive=proc.is_alive,
+                             log=tmp_path / "stderr")
         (tmp_path / "marker").unlink()
         workers = _processes(parent=proc.pid)
         assert workers and [p for p in cache.rglob("tmp*") if p.is_file()]
-        for pid in [proc.pid, *workers] if everyone else [proc.pid]:  # the child shares pytest's process group
+        for pid in [proc.pid, *workers] if everyone else [proc.pid]:  # to each process, or to the main one only
             os.kill(pid, signal.SIGTERM)
-        proc.join(60)
-        assert proc.exitcode == 143, (tmp_path / "stderr").read_text()[-2000:]
+        assert processes.finish(proc, what="the run after SIGTERM") == 143, (tmp_path / "stderr").read_text()[-2000:]
         assert (tmp_path / "stderr").read_text().splitlines()[-1] == f"terminated; {previous} unchanged"
-        assert [pid for pid in workers if _state(pid) != "Z"] == []
+        processes.wait_until(lambda: [pid for pid in workers if _state(pid) != "Z"] == [],  # noqa: B023
+                             what="the workers to end")
         assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []
 
 
@@ -1100,21 +1067,18 @@ def test_a_cache_folder_inside_the_output_is_refused(previous, tmp_path, capsys)
     assert tree_sha256(previous) == before
 
 
+@pytest.mark.timeout(120)  # a read of the FIFO would block: pytest-timeout fails the test instead
 def test_a_fifo_in_place_of_a_json_file_is_one_line_not_a_read_that_blocks(previous, tmp_path):
     from tinystories_hf import load_prepared
 
-    signal.alarm(30)  # a read of the FIFO would block: fail the test instead of hanging the suite
-    try:
-        for name in ("prepare_info.json", "tokenizer/tinystories_vocab.json"):
-            folder = tmp_path / name.replace("/", "-")
-            shutil.copytree(previous, folder)
-            (folder / name).unlink()
-            os.mkfifo(folder / name)
-            with pytest.raises(TinyStoriesError, match=re.escape(f"{folder / name}: missing or not a regular file; "
-                                                                 "re-create")):
-                load_prepared(folder)
-    finally:
-        signal.alarm(0)
+    for name in ("prepare_info.json", "tokenizer/tinystories_vocab.json"):
+        folder = tmp_path / name.replace("/", "-")
+        shutil.copytree(previous, folder)
+        (folder / name).unlink()
+        os.mkfifo(folder / name)
+        with pytest.raises(TinyStoriesError, match=re.escape(f"{folder / name}: missing or not a regular file; "
+                                                             "re-create")):
+            load_prepared(folder)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -1155,15 +1119,12 @@ def test_sigterm_whose_unwinding_is_stuck_still_ends_with_one_line(previous, tmp
     proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size",
                                        "300", "--num-proc", "1", "--cache-dir", str(tmp_path / "cache")],
                       before=stuck_after_sigterm)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "marker").exists():
-        assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-2000:]
-        time.sleep(0.02)
+    processes.wait_until((tmp_path / "marker").exists, what="the pause", alive=proc.is_alive, log=tmp_path / "stderr")
     before = tree_sha256(previous)
     os.kill(proc.pid, signal.SIGTERM)
-    proc.join(60)
+    exitcode = processes.finish(proc, what="the stuck run after SIGTERM")
     stderr = (tmp_path / "stderr").read_text()
-    assert proc.exitcode == 143, stderr[-2000:]
+    assert exitcode == 143, stderr[-2000:]
     assert "Traceback" not in stderr and stderr.splitlines()[-1] == f"terminated; {previous} unchanged"
     assert tree_sha256(previous) == before
 
@@ -1187,21 +1148,17 @@ def test_workers_end_when_the_run_is_killed(previous, tmp_path):
     proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size",
                                        "300", "--num-proc", "2", "--cache-dir", str(tmp_path / "cache")],
                       before=two_paused_workers)
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("worker-*"))) < 2:
-        assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "stderr").read_text()[-2000:]
-        time.sleep(0.02)
+    processes.wait_until(lambda: len(list(tmp_path.glob("worker-*"))) == 2, what="both workers' pause",
+                         alive=proc.is_alive, log=tmp_path / "stderr")
     workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join(10)
-    deadline = time.monotonic() + 10
-    while [pid for pid in workers if _state(pid) != "Z"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [pid for pid in workers if _state(pid) != "Z"] == []
+    os.kill(proc.pid, signal.SIGKILL)  # the run only: its session (and the workers) stays, for the test to watch
+    processes.finish(proc, what="the killed run")
+    processes.wait_until(lambda: [pid for pid in workers if _state(pid) != "Z"] == [], what="the orphaned workers "
+                         "to end (PR_SET_PDEATHSIG)", timeout=60)
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"vocab_size": "300"}, "vocab_size='300' must be an integer"),
+    ({"vocab_size": "300"}, "vocab_size='300' must be an integer or 'full'"),
     ({"num_proc": 1.5}, "num_proc=1.5 must be an integer"),
     ({"max_length": True}, "max_length=True must be an integer"),
     ({"seed": None}, "seed must be an integer"),

@@ -2,12 +2,12 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import datasets
 import huggingface_hub
+import processes
 import pytest
 import yaml
 
@@ -48,7 +48,8 @@ def test_to_folder_writes_the_repository_layout(hub_folder, prepared_sample):
     assert sorted(_files(hub_folder)) == ["README.md", "data/train-00000-of-00001.parquet",
                                           "data/validation-00000-of-00001.parquet", "prepare_info.json",
                                           "tokenizer/base/tokenizer.json", "tokenizer/base/tokenizer_config.json",
-                                          "tokenizer/tinystories_vocab.json"]
+                                          "tokenizer/tinystories_vocab.json", "tokenizer/tokenization_tinystories.py",
+                                          "tokenizer/tokenizer_config.json"]
     prepared = prepared_sample.output
     for name in ("prepare_info.json", "tokenizer/tinystories_vocab.json", "tokenizer/base/tokenizer.json"):
         assert (hub_folder / name).read_bytes() == (prepared / name).read_bytes()
@@ -201,7 +202,7 @@ def test_load_prepared_and_stream_from_a_repo_in_the_hub_cache(hub_folder, tmp_p
               "first = next(iter(stream('demo', tokenizer='me/ts')))\n"
               "print(dataset['validation'].num_rows, tokenizer.vocab_size, first['input_ids'][:4])\n")
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+    run = processes.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
                          check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     tok = TinyStoriesTokenizer.from_pretrained(hub_folder)
@@ -248,7 +249,7 @@ def test_validate_recognises_and_checks_the_hub_layout(hub_folder, prepared_samp
     assert capsys.readouterr().out == (
         f"ok {hub_folder} (Hub layout): train {counts['train']['kept']:,} rows, {counts['train']['tokens']:,} tokens; "
         f"validation {counts['validation']['kept']:,} rows, {counts['validation']['tokens']:,} tokens; ids < 10000; "
-        "3 files match their sha256 (the parquet shards have no recorded hash: their content was checked)\n")
+        "5 files match their sha256 (the parquet shards have no recorded hash: their content was checked)\n")
     damaged = shutil.copytree(hub_folder, tmp_path / "damaged")
     vocab = damaged / "tokenizer" / "tinystories_vocab.json"
     vocab.write_text(vocab.read_text().replace('"base_ids": [', '"base_ids": [ '))

@@ -2,9 +2,9 @@
 import math
 import re
 import runpy
-import subprocess
 import sys
 
+import processes
 import pytest
 import torch
 from conftest import REPO
@@ -105,7 +105,7 @@ def test_benchmark_reference_reads_the_same_windows_as_the_packed_dataset(prepar
 
 def test_benchmark_runs_every_pipeline_and_prints_the_goals(tmp_path):
     """Not a timed test: the benchmark on a tiny corpus must run end to end and print every row and ratio."""
-    run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--stories", "300",
+    run = processes.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--stories", "300",
                           "--hf-ceiling", "--old-pipeline", "--old-stories", "100", "--scale", "2",
                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -3,12 +3,12 @@ import dataclasses
 import hashlib
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
+import processes
 import pytest
 from conftest import SAMPLE_JSONL
 from transformers import GPT2Tokenizer
@@ -89,7 +89,8 @@ def test_plain_load_from_disk_and_features(prepared_sample):
     assert list(info["stage_seconds"]) == ["load", "source_hash", "tokenize", "check", "vocabulary", "remap"]
     assert 0 < sum(info["stage_seconds"].values()) <= info["elapsed_seconds"]
     assert set(info["tokenizer_files"]) == {"tinystories_vocab.json", "base/tokenizer.json",
-                                            "base/tokenizer_config.json"}
+                                            "base/tokenizer_config.json", "tokenizer_config.json",
+                                            "tokenization_tinystories.py"}
     assert not list(out.parent.glob(".sample.partial-*"))
 
 
@@ -222,7 +223,7 @@ def test_bad_options_are_one_line_errors(tmp_path, option, message):
 
 
 def test_help_shows_every_option_with_the_dataclass_default():
-    run = subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--help"], capture_output=True, text=True,
+    run = processes.run([sys.executable, "-m", "tinystories_hf.pipeline", "--help"], capture_output=True, text=True,
                          check=False)
     assert run.returncode == 0
     options = " ".join(run.stdout.split("options:", 1)[1].split())

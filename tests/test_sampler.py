@@ -4,10 +4,10 @@ process, the HF Trainer's checkpoint resume, and a refusal to resume on other da
 import collections
 import json
 import shutil
-import subprocess
 import sys
 
 import numpy as np
+import processes
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -143,8 +143,7 @@ def test_ddp_resume_on_three_ranks_and_on_one(folder, tmp_path, num_workers):
     index, order = item_index(dataset), documented_order(len(dataset))
 
     def run(phase, world_size, steps):
-        torch.multiprocessing.start_processes(_ddp_phase, args=(folder, tmp_path, world_size, phase, num_workers,
-                                                                steps), nprocs=world_size, start_method="fork")
+        processes.run_ranks(_ddp_phase, (folder, tmp_path, world_size, phase, num_workers, steps), world_size)
         state = json.loads((tmp_path / "state.json").read_text())
         return [index[row.tobytes()] for r in range(world_size)
                 for row in np.load(tmp_path / f"{phase}-{r}.npy")], state
@@ -185,7 +184,7 @@ def test_stateful_dataloader_resumes_with_the_next_batch_in_a_fresh_process(fold
     seen = [index[row.numpy().tobytes()] for _ in range(6) for row in next(it)[0]]
     (tmp_path / "loader.json").write_text(json.dumps(loader.state_dict()))  # plain JSON: no pickle
     del it
-    subprocess.run([sys.executable, "-c", STATEFUL_RESUME, str(folder), str(SEED), str(tmp_path / "loader.json"),
+    processes.run([sys.executable, "-c", STATEFUL_RESUME, str(folder), str(SEED), str(tmp_path / "loader.json"),
                     str(tmp_path / "rest.npy")], check=True, capture_output=True, text=True)
     rest = [index[row.tobytes()] for row in np.load(tmp_path / "rest.npy")]
     assert seen == order[:24]
@@ -361,3 +360,24 @@ def test_stateful_dataloader_epoch_loop_around_a_resume(num_workers):
     with pytest.raises(TinyStoriesError, match=r"^set_epoch\(0\) was called before loading a sampler state of "
                                                r"epoch 1 \(6 of 10 items consumed\): call set_epoch\(1\)"):
         next(iter(dl))
+
+
+@pytest.mark.parametrize("drop_last, per_rank", [(False, 3), (True, 2)])
+def test_a_state_saved_at_the_end_of_an_epoch_whose_last_round_wraps_is_num_items_and_loads(drop_last, per_rank):
+    """5 items on 2 ranks: each rank takes ceil(5 / 2) = 3, rank 1's last one wrapping around to the epoch's first
+    position (2 with drop_last, the 5th item sitting out). Counting 3 x 2 = 6 consumed samples would be a state
+    that cannot be loaded back ("consumed 6 is outside 0..5"): the epoch's end is 5, whatever the wrap."""
+    ranks = [TinyStoriesSampler(list(range(5)), seed=3, rank=r, world_size=2, drop_last=drop_last, fingerprint="x")
+             for r in range(2)]
+    taken = [list(sampler) for sampler in ranks]
+    assert [len(t) for t in taken] == [per_rank, per_rank]
+    order = torch.randperm(5, generator=torch.Generator().manual_seed(3)).tolist()  # the documented order of epoch 0
+    assert taken[1][-1] == (order[0] if not drop_last else order[3])  # the wrap: the epoch's first item again
+    for state in (ranks[0].state_dict(), ranks[1].state_dict(samples=per_rank), ranks[0].state_dict(samples=4)):
+        assert state["consumed"] == 5 and state["num_items"] == 5  # samples=4: a last batch counted whole
+        resumed = TinyStoriesSampler(list(range(5)), seed=3, rank=0, world_size=3, fingerprint="x")
+        resumed.load_state_dict(state)
+        assert len(resumed) == 0 and list(resumed) == []  # the epoch is over: an empty pass
+        resumed.set_epoch(1)  # the next epoch is whole: rank 0 of 3 takes its positions 0 and 3
+        epoch1 = torch.randperm(5, generator=torch.Generator().manual_seed(3 + 1)).tolist()
+        assert list(resumed) == [epoch1[0], epoch1[3]]

@@ -5,11 +5,11 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 
 import datasets
 import huggingface_hub
+import processes
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -607,7 +607,7 @@ def test_missing_path_and_unsupported_file(tmp_path):
 def test_unreachable_hub_is_one_line_error(tmp_path):
     """The real hub code path, here offline (the tests set HF_HUB_OFFLINE=1) and never read online: exit
     non-zero, one line naming the source, no traceback."""
-    run = subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", "roneneldan/TinyStories",
+    run = processes.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", "roneneldan/TinyStories",
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode != 0
     last = run.stderr.strip().splitlines()[-1]

@@ -204,8 +204,9 @@ def test_encode_decode_with_unk(base):
 def test_save_and_load_roundtrip_is_json(base, tmp_path, sample_stories):
     tok = _toy(base, vocab_size=1000)
     folder = tok.save_pretrained(tmp_path / "tok")
-    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == [
-        "tinystories_vocab.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [
+        "base/tokenizer.json", "base/tokenizer_config.json", "tinystories_vocab.json", "tokenization_tinystories.py",
+        "tokenizer_config.json"]
     saved = json.loads((folder / "tinystories_vocab.json").read_text())
     assert saved["vocab_size"] == 1000 and saved["eos_id"] == 0 and saved["unk_id"] == 1
     loaded = TinyStoriesTokenizer.from_pretrained(folder)

@@ -1,6 +1,8 @@
 """Inputs of the training side that are not what a caller meant: each is one `TinyStoriesError` line naming the
 argument as the caller typed it, never a silent round (2.5 -> 2, True -> 1), a wrapped index or an error from
 inside torch or the model. Stories at the packing boundaries are in tests/test_boundaries.py."""
+import re
+
 import datasets
 import numpy as np
 import pytest
@@ -61,8 +63,9 @@ def test_separator_is_an_id_of_the_vocabulary_or_one_line(tokens):
     with pytest.raises(TinyStoriesError, match=r"^separator=50256 is not an id of the 500-id vocabulary"):
         PackingCollator(separator=50256, vocab_size=500)
     for separator, message in [(0.0, "separator=0.0 must be an integer"), (-1, "separator=-1 must be at least 0"),
-                               (None, "separator must be an integer")]:
-        with pytest.raises(TinyStoriesError, match=f"^{message}$"):
+                               (None, ("PackingCollator needs separator= or tokenizer= (the prepared folder's "
+                                        "tokenizer, whose separator_id it uses)"))]:
+        with pytest.raises(TinyStoriesError, match=f"^{re.escape(message)}$"):
             PackingCollator(separator=separator)
 
 

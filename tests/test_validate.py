@@ -69,10 +69,10 @@ def test_intact_folder_passes_with_counts_taken_from_the_data(folder, capsys):
         assert summary["splits"][split] == {"rows": len(rows), "tokens": sum(map(len, rows)),
                                             "unk_tokens": sum(r.count(1) for r in rows)}
         assert summary["splits"][split]["tokens"] == info["splits"][split]["tokens"]
-    assert summary["hashed_files"] == len(info["data_files"]) + len(info["tokenizer_files"]) == 10
+    assert summary["hashed_files"] == len(info["data_files"]) + len(info["tokenizer_files"]) == 12
     assert main([str(folder)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1 and out[0].startswith(f"ok {folder}: train 2,966 rows") and "10 files match" in out[0]
+    assert len(out) == 1 and out[0].startswith(f"ok {folder}: train 2,966 rows") and "12 files match" in out[0]
 
 
 @pytest.mark.parametrize("damage, named, what", [
@@ -133,7 +133,7 @@ def _edit_info(folder, edit) -> None:
 
 @pytest.mark.parametrize("damage, message", [
     (lambda f: _rewrite_train(f, _set_id(3, 300)), "train: row 5 has an id >= vocab_size 300"),
-    (lambda f: _rewrite_train(f, _set_id(0, 0)), "train: row 5 has the EOS id 0 inside the story"),
+    (lambda f: _rewrite_train(f, _set_id(0, 0)), "train: row 5 has the separator id 0 inside the story"),
     (lambda f: _rewrite_train(f, lambda row, i: dict(row, length=row["length"] + (i == 7))),
      "train: row 7 has a length column that differs from its number of ids"),
     (lambda f: _edit_info(f, lambda info: info["splits"]["validation"].update(tokens=1)),

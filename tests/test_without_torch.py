@@ -1,15 +1,15 @@
-"""Without torch (the [torch] extra not installed) the package prepares, reports, validates, streams, pushes
-and loads; the training modules then stop at import with one line naming the extra.
+"""Without torch (the [torch] extra not installed) the package prepares, reports, validates, streams, pushes,
+loads, trains tokenizers and exports; the training modules then stop at import with one line naming the extra.
 
 Each check runs in a Python whose site-packages is a view of the test environment's without torch and
 accelerate (symlinks to every other entry, .pth files included): to every import, `find_spec` and
 `importlib.metadata` there, torch is simply not installed."""
 import json
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
+import processes
 from conftest import REPO
 
 HIDDEN = {"torch", "torchgen", "functorch", "torchvision", "torchaudio", "torchdata", "triton", "nvidia",
@@ -23,6 +23,8 @@ from tinystories_hf.hub import main as push_main
 from tinystories_hf.pipeline import main as prepare_main
 from tinystories_hf.stream import main as stream_main
 from tinystories_hf.validate import main as validate_main
+from tinystories_hf.exports import main as export_main
+from tinystories_hf.train_tokenizer import main as train_main
 
 out = Path(sys.argv[1])
 out.mkdir()
@@ -32,6 +34,11 @@ assert validate_main([str(out / "demo")]) == 0
 first = next(iter(stream("demo", tokenizer=str(out / "demo"))))
 assert stream_main(["--source", "demo", "--tokenizer", str(out / "demo"), "--max-stories", "50"]) == 0
 assert push_main([str(out / "demo"), "--to-folder", str(out / "hub")]) == 0
+assert train_main(["--source", "demo", "--output", str(out / "tok"), "--vocab-size", "400", "--num-proc", "1"]) == 0
+assert prepare_main(["--source", "demo", "--output", str(out / "full"), "--tokenizer", str(out / "tok"),
+                     "--vocab-size", "full", "--max-length", "none", "--num-proc", "1"]) == 0
+for fmt in ("nanogpt", "llama2c"):
+    assert export_main([str(out / "full"), "--format", fmt, "--output", str(out / fmt)]) == 0
 dataset, tokenizer = load_prepared(out / "hub")
 loaded = TinyStoriesTokenizer.from_pretrained(out / "demo")
 kept = json.loads((out / "demo" / "prepare_info.json").read_text())["splits"]["train"]["kept"]
@@ -96,7 +103,7 @@ def run_python(code, *args, tmp_path):
     """Run `code` with the torch-free site-packages (-S: the real one is never added; PYTHONPATH still is)."""
     start = (f"import site; site.addsitedir({str(torch_free_site(tmp_path))!r})\n"
              "try:\n    import sitecustomize  # the tests' network guard, on PYTHONPATH\nexcept ImportError:\n    pass\n")
-    run = subprocess.run([sys.executable, "-S", "-c", start + code, *map(str, args)], capture_output=True,
+    run = processes.run([sys.executable, "-S", "-c", start + code, *map(str, args)], capture_output=True,
                          text=True, timeout=600, cwd=tmp_path, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
@@ -121,6 +128,7 @@ def test_core_paths_run_without_torch(tmp_path):
     assert figures["pt"] == ["MissingExtraError", f"return_tensors='pt' needs torch, which is not installed: {install}"]
     out = tmp_path / "out"
     assert (out / "demo" / "report" / "report.md").is_file() and (out / "hub" / "README.md").is_file()
+    assert (out / "nanogpt" / "train.bin").is_file() and (out / "llama2c" / "tok400" / "data01.bin").is_file()
 
 
 def test_training_modules_without_torch_name_the_extra(tmp_path):
@@ -137,9 +145,10 @@ def test_training_modules_without_torch_name_the_extra(tmp_path):
     assert set(figures["errors"]) >= {"adapters", "collator", "models", "sampler", "stream(pack=True)"}
     # `import *` gives the names that need no torch; dir() still lists the training names.
     assert figures["names"]["star"] == sorted(
-        ["MissingExtraError", "PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError",
-         "TinyStoriesTokenizer", "load_base_tokenizer", "load_prepared", "load_stories", "prepare", "push_prepared",
-         "stream", "validate_prepared", "write_hub_folder", "write_report"])
+        ["ExportConfig", "MissingExtraError", "PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError",
+         "TinyStoriesTokenizer", "TrainTokenizerConfig", "export", "load_base_tokenizer", "load_prepared",
+         "load_stories", "prepare", "push_prepared", "stream", "train_tokenizer", "validate_prepared",
+         "write_hub_folder", "write_report"])
     assert set(training) <= set(figures["names"]["dir"])
     assert figures["names"]["help"] == {"train_smoke": 0, "model_sizes": 0, "measure_resume": 0, "benchmark_stream": 0}
     assert figures["errors"]["stream(pack=True)"][1] == f"stream(pack=True) needs torch, which is not installed: {install}"

@@ -1,7 +1,7 @@
 """tinystories-hf: TinyStories as training-ready, reduced-vocabulary token datasets, the datasets way.
 
-The modules follow the data: sources -> vocab -> tokenize -> store (-> adapters -> hub); stream runs
-the same passes lazily. Everything but the training side works without torch; the adapters, the collator
+The modules follow the data: sources -> vocab (train_tokenizer: a vocabulary trained on the stories) ->
+tokenize -> store (-> adapters, export -> hub); stream runs the same passes lazily. Everything but the training side works without torch; the adapters, the collator
 and the models need the `[torch]` extra and are imported on first use.
 """
 import importlib
@@ -10,6 +10,7 @@ import importlib.util
 from .base_tokenizer import load_base_tokenizer
 from .config import PrepareConfig
 from .errors import TinyStoriesError
+from .exports import ExportConfig, export
 from .extras import MissingExtraError
 from .hub import push_prepared, write_hub_folder
 from .pipeline import PrepareResult, prepare
@@ -17,6 +18,7 @@ from .report import write_report
 from .sources import load_stories
 from .store import load_prepared
 from .stream import StreamConfig, stream
+from .train_tokenizer import TrainTokenizerConfig, train_tokenizer
 from .validate import validate_prepared
 from .vocab import TinyStoriesTokenizer
 
@@ -28,9 +30,10 @@ _TRAINING = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adap
              "distributed_rank": "adapters", "TinyStoriesSampler": "sampler", "PackingCollator": "collator",
              "gpt_neo_config": "models", "paper_configs": "models", "parameter_count": "models"}
 
-__all__ = ["MissingExtraError", "PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError",
-           "TinyStoriesTokenizer", "load_base_tokenizer", "load_prepared", "load_stories", "prepare", "push_prepared",
-           "stream", "validate_prepared", "write_hub_folder", "write_report"]
+__all__ = ["ExportConfig", "MissingExtraError", "PrepareConfig", "PrepareResult", "StreamConfig", "TinyStoriesError",
+           "TinyStoriesTokenizer", "TrainTokenizerConfig", "export", "load_base_tokenizer", "load_prepared",
+           "load_stories", "prepare", "push_prepared", "stream", "train_tokenizer", "validate_prepared",
+           "write_hub_folder", "write_report"]
 # `from tinystories_hf import *` imports every name of __all__: the training names only where torch is installed.
 if importlib.util.find_spec("torch") is not None:
     __all__ += ["PackingCollator", "TinyStoriesDataset", "TinyStoriesDatasetPacked", "TinyStoriesSampler",

@@ -5,8 +5,9 @@
     TinyStoriesDatasetPacked  all stories as one stream "story0 SEP story1 SEP ...", cut into windows
 
 Every item is a pair `(x, y)` of int64 tensors of exactly `block_size` tokens, `y[t]` the token after `x[t]`;
-`x` is padded with EOS and `y` is -1 (minGPT's `ignore_index`) wherever there is no real next token, so the
-default collate stacks any batch. Token ids are read through zero-copy numpy views of the memory-mapped
+`x` is padded with the separator and `y` is -1 (minGPT's `ignore_index`) wherever there is no real next token,
+so the default collate stacks any batch. The separator is the folder's: its tokenizer's `separator_id` (EOS,
+or BOS for a full vocabulary without an EOS), never an assumed id 0. Token ids are read through zero-copy numpy views of the memory-mapped
 Arrow buffers: building a dataset reads the per-story offsets only, and forked DataLoader workers share the
 mapped pages instead of copying stories. Both have minGPT's `get_vocab_size()` / `get_block_size()` and
 `shard()` for `torch.distributed` (each rank a disjoint, complete share).
@@ -138,7 +139,7 @@ class _TokenDataset(torch.utils.data.Dataset):
         block_size = check_int("block_size", block_size, low=1)
         self.dataset, self.tokenizer = open_split(source, split=split, tokenizer=tokenizer)
         self.split, self.block_size = split, block_size
-        self.eos_id = self.tokenizer.eos_id
+        self.eos_id = self.tokenizer.separator_id  # the id between stories: EOS, or BOS where there is no EOS
         self.stories = StoryTable(self.dataset)
         self._start, self._stop = 0, self._index_items()
         self.sharded_over = 1  # ranks whose shard() this is
@@ -194,8 +195,8 @@ class _TokenDataset(torch.utils.data.Dataset):
 class TinyStoriesDataset(_TokenDataset):
     """One story per item: `x` = the story's first `block_size` tokens, `y` = `x` shifted by one.
 
-    EOS is appended after the story when it fits (`add_eos`), so the model learns to end stories; `x` is
-    padded with EOS and `y` with -1. Tokens past `block_size + 1` are not seen (use the packed dataset to
+    EOS (the folder's separator) is appended after the story when it fits (`add_eos`), so the model learns to
+    end stories; `x` is padded with it and `y` with -1. Tokens past `block_size + 1` are not seen (use the packed dataset to
     train on every token). `source`: a prepared folder or Hub id, a `DatasetDict`, or a `Dataset`;
     `tokenizer` (object or folder) is only needed when the dataset was not loaded from a prepared folder.
     Items: `(x, y)`, int64 tensors of shape `[block_size]`. Raises `TinyStoriesError` for a `block_size` that
@@ -234,7 +235,8 @@ class TinyStoriesDatasetPacked(_TokenDataset):
 
     Every token is a target exactly once. Access is O(log stories): a `searchsorted` over cumulative story
     lengths finds the first story of the window, then 2-3 story views are concatenated. The tail of the
-    stream that does not fill a whole window is dropped. `separator` defaults to the tokenizer's EOS id.
+    stream that does not fill a whole window is dropped. `separator` defaults to the folder's separator
+    (`tokenizer.separator_id`: EOS, or BOS for a full vocabulary without an EOS).
     Items: `(x, y)`, int64 tensors of shape `[block_size]`. Raises `TinyStoriesError` for a `block_size` that is
     not an integer >= 1, a separator outside the vocabulary, a split with fewer than `block_size + 1` tokens
     (stories and separators together), and the sources `open_split` refuses.

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +59,15 @@ def gpt_neo_tokenizer():
 
 
 def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = "tokenizer"):
-    """Return the base tokenizer as a `tokenizers.Tokenizer`; the default is the bundled GPT-Neo BPE.
+    """Return the base tokenizer: a `tokenizers.Tokenizer`, or a `SentencePieceTokenizer` for a SentencePiece
+    model; the default is the bundled GPT-Neo BPE.
 
-    `name_or_path` may also be a folder with a `tokenizer.json` or a file of that format, or any Hugging
-    Face tokenizer name or folder (loaded with `transformers.AutoTokenizer`, which needs its fast backend;
-    a Hub name is first probed, so an unreachable Hub is one line at once). `option` is the caller's option
-    naming it, for the messages (stream's is `base_tokenizer`).
+    `name_or_path` may also be a folder with a `tokenizer.json` or a file of that format, a SentencePiece
+    `.model` file (llama2.c's `tok4096.model`, Llama 2's `tokenizer.model`) or a folder holding one (what
+    `tinystories-train-tokenizer --model sentencepiece` writes), or any Hugging Face tokenizer name or folder
+    (loaded with `transformers.AutoTokenizer`, which needs its fast backend; a Hub name is first probed, so an
+    unreachable Hub is one line at once). `option` is the caller's option naming it, for the messages
+    (stream's is `base_tokenizer`).
 
     Example:
         >>> load_base_tokenizer().encode("Once upon a time").ids
@@ -71,10 +75,18 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = 
     """
     from tokenizers import Tokenizer
 
+    from .sentencepiece_base import MODEL_SUFFIX, SentencePieceTokenizer
+
     path = Path(name_or_path).expanduser()
     if name_or_path == DEFAULT_TOKENIZER:
         return gpt_neo_tokenizer()
-    if path.is_file() or (path / "tokenizer.json").is_file():
+    models = sorted(path.glob("*" + MODEL_SUFFIX)) if path.is_dir() and not (path / "tokenizer.json").is_file() else []
+    if len(models) > 1:
+        raise TinyStoriesError(f"{path} holds {len(models)} SentencePiece models ({', '.join(m.name for m in models)}); "
+                               f"pass one of them as {flag(option, str(models[0]))}")
+    if path.suffix == MODEL_SUFFIX and path.is_file() or models:
+        tokenizer = SentencePieceTokenizer.from_file(models[0] if models else path)
+    elif path.is_file() or (path / "tokenizer.json").is_file():
         file = path if path.is_file() else path / "tokenizer.json"
         data = file.read_bytes()  # read here, not by tokenizers: an OS fault then names the file
         try:
@@ -100,6 +112,52 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = 
     if tokenizer.get_vocab_size(with_added_tokens=True) == 0:
         raise TinyStoriesError(f"tokenizer {name_or_path!r} has an empty vocabulary")
     return tokenizer
+
+
+# Where a tokenizer.json folder names no special tokens, its added special tokens of these names are them.
+SPECIAL_NAMES = {"eos": ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "<|end_of_text|>", "[EOS]"),
+                 "bos": ("<s>", "<bos>", "<|startoftext|>", "<|begin_of_text|>", "[BOS]"),
+                 "unk": ("<unk>", "<|unk|>", "[UNK]")}
+
+
+def base_special_ids(tokenizer, name_or_path: str = DEFAULT_TOKENIZER) -> dict:
+    """`{"eos": id, "bos": id, "unk": id}` of a base tokenizer, None for what it lacks: what a full vocabulary
+    (`--vocab-size full`) keeps as its own EOS, BOS and UNK.
+
+    SentencePiece: the model's `eos_id`/`bos_id`/`unk_id` (llama2.c's: 2, 1, 0). A tokenizer.json folder: the
+    tokens its `tokenizer_config.json` (else `special_tokens_map.json`) names `eos_token`, `bos_token`,
+    `unk_token`, as transformers reads them (UNK, where it names none: the model's `unk_token`). Otherwise (the bundled GPT-2 BPE, a bare tokenizer.json): an added
+    special token of a well-known name (`SPECIAL_NAMES`; GPT-2's `<|endoftext|>` is its EOS, and it has no BOS),
+    and the BPE model's `unk_token`.
+
+    Example:
+        >>> base_special_ids(load_base_tokenizer())
+        {'eos': 50256, 'bos': None, 'unk': None}
+    """
+    if getattr(tokenizer, "kind", None) == "sentencepiece":
+        return {"eos": tokenizer.eos_id, "bos": tokenizer.bos_id, "unk": tokenizer.unk_id}
+    folder = Path(name_or_path).expanduser()
+    folder = folder.parent if folder.is_file() else folder
+    named = {}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if name_or_path != DEFAULT_TOKENIZER and (folder / name).is_file() and not named:
+            from .json_files import read_json
+
+            config = read_json(folder / name, {}, fix="re-save the tokenizer with save_pretrained")
+            for kind in SPECIAL_NAMES:
+                token = config.get(f"{kind}_token")
+                token = token.get("content") if isinstance(token, dict) else token
+                if isinstance(token, str):
+                    named[kind] = token
+    if named:
+        found = {kind: tokenizer.token_to_id(named[kind]) if kind in named else None for kind in SPECIAL_NAMES}
+    else:
+        added = {token.content: i for i, token in sorted(tokenizer.get_added_tokens_decoder().items()) if token.special}
+        found = {kind: next((added[n] for n in names if n in added), None) for kind, names in SPECIAL_NAMES.items()}
+    if found["unk"] is None:
+        unk = json.loads(tokenizer.to_str())["model"].get("unk_token")
+        found["unk"] = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
+    return found
 
 
 def tokenizer_sha256(tokenizer) -> str:
@@ -227,21 +285,67 @@ class TiktokenEncoder:
         return _gpt2_encoding()
 
     def encode_batch(self, texts: list) -> list:
-        # No thread pool (encode_ordinary_batch's): datasets.map already runs one encoder per process.
-        encode = self.encoding.encode_ordinary
-        return [encode(text) for text in texts]
+        return [ids.tolist() for ids in self._encode_all(texts)]
 
     def encode_flat(self, texts: list, dtype) -> tuple:
         """(lengths, values) as `HFEncoder.encode_flat`; numpy buffers straight from tiktoken, which skips
         building a Python int per token."""
-        encode = self.encoding.encode_to_numpy  # no special tokens allowed or disallowed: encode_ordinary's ids
-        try:
-            arrays = [encode(text, allowed_special=set(), disallowed_special=()) for text in texts]
-        except UnicodeEncodeError:  # a lone surrogate: encode_ordinary replaces it, encode_to_numpy refuses it
-            arrays = [encode(text, allowed_special=set(), disallowed_special=())
-                      for text in without_lone_surrogates(texts)]
+        arrays = self._encode_all(texts)
         lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         return lengths, np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
+
+    def _encode_all(self, texts: list) -> list:
+        # No thread pool (encode_ordinary_batch's): datasets.map already runs one encoder per process.
+        try:
+            return [self._encode(text) for text in texts]
+        except UnicodeEncodeError:  # a lone surrogate: encode_ordinary replaces it, encode_to_numpy refuses it
+            return [self._encode(text) for text in without_lone_surrogates(texts)]
+
+    def _encode(self, text: str) -> np.ndarray:
+        """encode_ordinary's ids of one text, as a uint32 array."""
+        encode = functools.partial(self.encoding.encode_to_numpy, allowed_special=set(), disallowed_special=())
+        try:
+            return encode(text)
+        except BaseException as e:  # pyo3's PanicException, which tiktoken raises too, is no Exception
+            if isinstance(e, (KeyboardInterrupt, SystemExit, MemoryError, UnicodeEncodeError)) or \
+                    not _WHITESPACE_RUN.search(text):
+                raise
+        # tiktoken's regex engine gives up on a whitespace run of about 10**6 characters followed by text
+        # (its backtracking limit; openai/tiktoken#245, #258): the same ids, from pieces it can encode.
+        return encode_around_whitespace_runs(text, encode, self.encoding._encode_single_piece)
+
+
+# A run of GPT-2's whitespace (the \s of its pre-tokenizer's regex: Unicode White_Space, as tiktoken's and
+# tokenizers' regex engines read it; not Python's str.isspace, which adds U+001C..U+001F) long enough to be
+# worth cutting the text around.
+_WHITESPACE_RUN = re.compile("[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{4096,}")
+
+
+def encode_around_whitespace_runs(text: str, encode, encode_piece) -> np.ndarray:
+    """GPT-2 ids of `text`, encoding its long whitespace runs (4,096 characters or more) apart from the rest.
+
+    `encode(text)` gives the ids of a text (uint32 array); `encode_piece(bytes)` the BPE of one pre-token.
+    Exact, from how GPT-2's pre-tokenizer regex
+    (`'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+$|\\s+(?!\\S)|\\s`) splits
+    `A + W + B`, W a maximal whitespace run of 2 or more characters: no pre-token of A reaches into W (none
+    but the whitespace ones takes a trailing space, and A ends in non-whitespace); W less its last character
+    is one pre-token (`\\s+(?!\\S)` backtracks one character); its last character starts what follows,
+    alone or as the space of ` ?\\p{L}+`, just as at the start of a text. A run that ends the text is one
+    pre-token (`\\s+$`). So ids(A + W + B) = ids(A) + bpe(W[:-1]) + ids(W[-1] + B).
+
+    Example:
+        >>> enc = TiktokenEncoder()
+        >>> text = "Once." + " " * 5000 + "The end."
+        >>> encode_around_whitespace_runs(text, enc._encode, lambda b: [220] * len(b)).tolist()[-3:]
+        [383, 886, 13]
+    """
+    pieces, start = [], 0
+    for run in _WHITESPACE_RUN.finditer(text):
+        end = run.end() if run.end() == len(text) else run.end() - 1
+        pieces += [encode(text[start:run.start()]), encode_piece(text[run.start():end].encode())]
+        start = end
+    pieces.append(encode(text[start:]))
+    return np.concatenate([np.asarray(p, dtype=np.uint32) for p in pieces])
 
 
 FAST_PACKAGE = "fastokens"
@@ -313,11 +417,19 @@ BACKENDS = ("auto", "fastokens", "tiktoken", "hf")
 def make_encoder(tokenizer, backend: str = "auto"):
     """The encoder for `backend` (auto, fastokens, tiktoken or hf). fastokens and tiktoken serve only the
     GPT-2/GPT-Neo BPE; auto picks fastokens for it, tiktoken where fastokens is not installed (same ids,
-    slower; `encoder.note` says so), and hf for any other tokenizer."""
-    if backend == "hf":
-        return HFEncoder(tokenizer)
+    slower; `encoder.note` says so), sentencepiece itself for a SentencePiece model, and hf for any other
+    tokenizer."""
     if backend not in BACKENDS:
         raise TinyStoriesError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
+    if getattr(tokenizer, "kind", None) == "sentencepiece":
+        from .sentencepiece_base import SentencePieceEncoder
+
+        if backend != "auto":
+            raise TinyStoriesError(f"{flag('backend', backend)} does not encode a SentencePiece model; use "
+                                   f"{flag('backend', 'auto')} (sentencepiece itself, llama2.c's ids)")
+        return SentencePieceEncoder(tokenizer)
+    if backend == "hf":
+        return HFEncoder(tokenizer)
     gpt2 = is_gpt2_bpe(tokenizer)
     if backend in ("fastokens", "tiktoken") and not gpt2:
         raise TinyStoriesError(f"{flag('backend', backend)} only supports the GPT-2/GPT-Neo BPE; use "

@@ -26,9 +26,11 @@ MINGPT_IGNORE_INDEX = -1  # minGPT's cross_entropy(..., ignore_index=-1)
 class PackingCollator:
     """Pack stories (`{"input_ids": ids}` rows of a prepared split, or plain id sequences) into rows.
 
-    `separator`: the id put after every story (the tokenizer's `eos_id`), an int >= 0. `block_size`: tokens
-    per row. `vocab_size` (optional, `tokenizer.vocab_size`): ids and separator must lie below it, so an id the
-    model's embedding lacks is an error here rather than an index error inside the model. Each example is one
+    `tokenizer`: the prepared folder's `TinyStoriesTokenizer`, its path, or None; it gives the defaults of
+    `separator` (its `separator_id`: EOS, or BOS for a full vocabulary without an EOS) and `vocab_size`.
+    `separator`: the id put after every story, an int >= 0 (required without `tokenizer`). `block_size`: tokens
+    per row. `vocab_size` (optional): ids and separator must lie below it, so an id the model's embedding lacks
+    is an error here rather than an index error inside the model. Each example is one
     story: a 1-D sequence, array or tensor of integer ids (a 2-D one, or floats, raise `TinyStoriesError`).
     Returns int64 tensors of shape `[rows, block_size]` (see the module docstring).
 
@@ -41,8 +43,17 @@ class PackingCollator:
         [[5, 6, 7, 0], [8, 9, 0, -100]]
     """
 
-    def __init__(self, *, separator: int, block_size: int = 512, return_dict: bool = False,
-                 vocab_size: int | None = None):
+    def __init__(self, *, separator: int | None = None, block_size: int = 512, return_dict: bool = False,
+                 vocab_size: int | None = None, tokenizer=None):
+        if tokenizer is not None:
+            from .models import _as_tokenizer
+
+            tokenizer = _as_tokenizer(tokenizer)
+            separator = tokenizer.separator_id if separator is None else separator
+            vocab_size = tokenizer.vocab_size if vocab_size is None else vocab_size
+        if separator is None:
+            raise TinyStoriesError("PackingCollator needs separator= or tokenizer= (the prepared folder's "
+                                   "tokenizer, whose separator_id it uses)")
         self.block_size = check_int("block_size", block_size, low=1)
         self.vocab_size = None if vocab_size is None else check_int("vocab_size", vocab_size, low=1)
         self.separator = check_int("separator", separator, low=0)

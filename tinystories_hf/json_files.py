@@ -47,6 +47,18 @@ class Each:
     key_wanted: str = ""
 
 
+@dataclass(frozen=True)
+class Nullable:
+    """null, or a value that follows `schema`.
+
+    Example:
+        >>> problem({"eos_id": None}, {"eos_id": Nullable(non_negative())}) is None
+        True
+    """
+
+    schema: object
+
+
 def non_negative(kind=int) -> Check:
     return Check(kind, lambda v: v >= 0, "a number >= 0")
 
@@ -90,6 +102,8 @@ def problem(value, schema, where: str = "") -> str | None:
         "key 'config.min_length' is a string, not an integer"
     """
     name = f"key '{where}'" if where else "the file"
+    if isinstance(schema, Nullable):
+        return None if value is None else problem(value, schema.schema, where)
     if isinstance(schema, Check):
         found = problem(value, schema.schema, where)
         if found:

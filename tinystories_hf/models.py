@@ -2,7 +2,7 @@
 
 As the paper's released models: 8 layers alternating global and local attention (window 256), 16 heads,
 GELU MLP of 4 x hidden, tied embeddings; here with a context of 512 tokens (the stories' max length) and the
-vocabulary and EOS id of the prepared folder's tokenizer.
+vocabulary and separator (EOS) id of the prepared folder's tokenizer.
 """
 import os
 
@@ -49,8 +49,8 @@ def gpt_neo_config(hidden_size: int = 64, *, tokenizer, num_layers: int = 8, num
     attention_types = [[["global", "local"], num_layers // 2]] + ([[["global"], 1]] if num_layers % 2 else [])
     return GPTNeoConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_layers=num_layers,
                         num_heads=num_heads, attention_types=attention_types, window_size=window_size,
-                        max_position_embeddings=context, bos_token_id=tokenizer.eos_id,
-                        eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.eos_id)
+                        max_position_embeddings=context, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.separator_id, pad_token_id=tokenizer.separator_id)
 
 
 def paper_configs(*, tokenizer) -> dict:

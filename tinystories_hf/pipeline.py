@@ -15,13 +15,13 @@ from pathlib import Path
 import datasets
 
 from .atomic import check_output, hold_cache_lease, hold_writer_lock
-from .base_tokenizer import load_base_tokenizer, make_encoder
-from .config import PrepareConfig, add_config_arguments, config_from_args
+from .base_tokenizer import base_special_ids, load_base_tokenizer, make_encoder
+from .config import FULL_VOCABULARY, PrepareConfig, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, api_errors, cli_errors, flag, offers, writes
 from .sources import load_stories
 from .store import save_prepared
-from .tokenize import check_sample, encode_split, reduce_split, split_counts
-from .vocab import TinyStoriesTokenizer, count_base_tokens, sample_rows
+from .tokenize import check_sample, encode_split, reduce_split, split_counts, text_bytes
+from .vocab import TinyStoriesTokenizer, check_vocabulary, count_base_tokens, sample_rows, specials_text
 
 
 @dataclass
@@ -97,6 +97,12 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     hold_writer_lock(output)  # to the end of the run: a second writer of the same output stops at once
     writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")
 
+    # The tokenizer first: one that cannot serve the options is one line before the source is read.
+    base = load_base_tokenizer(config.tokenizer)
+    encoder = make_encoder(base, config.backend)
+    specials = base_special_ids(base, config.tokenizer)
+    check_vocabulary(base, config.vocab_size, specials, name=f"the tokenizer {config.tokenizer!r}")
+
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
                                    cache_dir=config.cache_dir, num_proc=config.num_proc, strip=config.strip)
@@ -104,8 +110,6 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("load")
     seconds["source_hash"] = source.hash_seconds  # xxh3 of the source's bytes (its cache key), part of load
     seconds["load"] -= source.hash_seconds
-    base = load_base_tokenizer(config.tokenizer)
-    encoder = make_encoder(base, config.backend)
     # Every split the source declares (train, validation, test, ...); the vocabulary is counted on train.
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
                                     num_proc=config.num_proc, split=split) for split in stories}
@@ -117,9 +121,14 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
     sample = {"stories": base_ids["train"].num_rows if rows is None else len(rows), "seed": config.seed,
               "tokens": int(counts.sum())}
-    tokenizer = TinyStoriesTokenizer.from_counts(base, counts, config.vocab_size, backend=config.backend,
-                                                 encoder=encoder,
-                                                 meta={"tokenizer": config.tokenizer, "sample": sample})
+    meta = {"tokenizer": config.tokenizer, "sample": sample}
+    if config.vocab_size == FULL_VOCABULARY:
+        tokenizer = TinyStoriesTokenizer.full(base, counts, specials=specials,
+                                              backend=config.backend, encoder=encoder, meta=meta,
+                                              name=f"the tokenizer {config.tokenizer!r}")
+    else:
+        tokenizer = TinyStoriesTokenizer.from_counts(base, counts, config.vocab_size, backend=config.backend,
+                                                     encoder=encoder, meta=meta)
     lap("vocabulary")
 
     reduced, splits = datasets.DatasetDict(), {}
@@ -133,6 +142,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         splits[split] = split_counts(ids, reduced[split], max_length=config.max_length,
                                      min_length=config.min_length, unk_id=tokenizer.unk_id)
         splits[split]["literal_eot"] = literal_eot[split]
+        # UTF-8 bytes of every story read (the text the tokenizer saw): bytes per token compares vocabularies.
+        splits[split]["text_bytes"] = text_bytes(stories[split])
     # Nothing reads the raw text or the base ids again: unmap them before saving.
     del stories, base_ids
     lap("remap")
@@ -148,17 +159,20 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         "backend": encoder.name,
         "backend_check": {"reference": encoder.reference().name, "stories": checked, "seed": config.seed}
         if checked else None,
-        "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id,
-        "vocab_sha256": tokenizer.fingerprint,
+        "vocabulary": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "id_dtype": tokenizer.id_dtype,
+        "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id, "bos_id": tokenizer.bos_id,
+        "separator_id": tokenizer.separator_id, "vocab_sha256": tokenizer.fingerprint,
         # How many regular ids the sample filled; the rest are fill (never-seen tokens, see vocab.py).
         "vocab_sample": {**sample, "ids_in_sample": tokenizer.ids_in_sample,
-                         "fill_ids": tokenizer.vocab_size - 2 - tokenizer.ids_in_sample},
+                         "fill_ids": tokenizer.vocab_size - 2 - tokenizer.ids_in_sample
+                         if tokenizer.kind == "reduced" else 0},
         "splits": splits,
         "versions": _versions(),
     }
     info["stage_seconds"] = {stage: round(s, 3) for stage, s in seconds.items()}
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)  # the save (and its hashing) comes after
-    output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite)
+    output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite,
+                           model_max_length=config.max_length)
     report = None
     if config.report:
         from .report import write_report  # imported only when asked: evaluate and matplotlib load slowly
@@ -170,9 +184,13 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 def vocabulary_lines(result: PrepareResult, shown_output) -> str:
     """The CLI's vocabulary line, and a note when part of the vocabulary is fill (never-seen tokens)."""
     tokenizer, sample = result.tokenizer, result.info["vocab_sample"]
-    lines = [(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), "
-              f"{sample['ids_in_sample']:,} tokens of the vocabulary sample, backend {result.info['backend']}"
-              f"{_backend_note(result)}, {result.info['elapsed_seconds']:.1f} s -> {shown_output}")]
+    specials = specials_text(vars(tokenizer))
+    head = (f"{tokenizer.vocab_size} ids, the tokenizer's own ({specials}; separator {tokenizer.separator_id}, "
+            f"stored as {tokenizer.id_dtype})" if tokenizer.kind == FULL_VOCABULARY else
+            f"{tokenizer.vocab_size} ids ({specials})")
+    lines = [(f"vocabulary: {head}, {sample['ids_in_sample']:,} tokens of the vocabulary sample, backend "
+              f"{result.info['backend']}{_backend_note(result)}, {result.info['elapsed_seconds']:.1f} s -> "
+              f"{shown_output}")]
     if sample["fill_ids"]:
         end = sample["ids_in_sample"] + 2  # ids 2..end-1 are the sample's tokens
         lines.append(f"note: the vocabulary sample ({sample['stories']:,} stories) holds only {end - 2:,} distinct "

@@ -21,6 +21,7 @@ from .atomic import atomic_folder, check_output, hold_writer_lock, resolve
 from .config import add_config_arguments, config_from_args, option
 from .errors import api_errors, cli_errors, current_run, flag
 from .store import PREPARE_INFO, read_prepared
+from .vocab import specials_text
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -43,7 +44,7 @@ def split_arrays(dataset, *, vocab_size: int, unk_id: int) -> dict:
         column = batch.column("input_ids").combine_chunks()
         ids = column.flatten().to_numpy()
         offsets = column.offsets.to_numpy()
-        is_unk = np.concatenate([[0], np.cumsum(ids == unk_id)])
+        is_unk = np.concatenate([[0], np.cumsum(ids == unk_id if unk_id is not None else np.zeros(len(ids), bool))])
         lengths.append(np.diff(offsets))
         unk.append(is_unk[offsets[1:]] - is_unk[offsets[:-1]])
         counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
@@ -73,12 +74,22 @@ def _measure(dataset_dict, tokenizer, info, token_stats, coverage) -> tuple[dict
     for split, a in arrays.items():
         figures["splits"][split] = token_stats.compute(lengths=a["lengths"], unk_tokens=a["unk_tokens"],
                                                        max_length=info["config"]["max_length"])
+        counts = info["splits"][split]
+        if counts.get("text_bytes") is not None and counts.get("base_tokens"):  # folders of older versions lack it
+            figures["splits"][split]["bytes_per_token"] = counts["text_bytes"] / counts["base_tokens"]
+        if counts.get("tokens_before_truncation") is not None and counts["kept"]:
+            figures["splits"][split]["tokens_per_story"] = counts["tokens_before_truncation"] / counts["kept"]
     # The sample the vocabulary was ranked on: counts of kept ids, id 1 holding every dropped token.
     sources = {"vocabulary sample": tokenizer.counts} if tokenizer.counts is not None else {}
     sources |= {split: a["counts"] for split, a in arrays.items()}
+    rank, unk, specials = np.arange(tokenizer.vocab_size), tokenizer.unk_id, 2
+    if tokenizer.kind == "full":  # its ids are not ranked: rank them by the sample's counts (ties: lower id first)
+        rank = np.argsort(-next(iter(sources.values())), kind="stable")
+        unk = None if tokenizer.unk_id is None else int(np.flatnonzero(rank == tokenizer.unk_id)[0])
+        specials = 0
     for name, counts in sources.items():
-        figures["coverage"][name] = coverage.compute(counts=counts, unk_id=tokenizer.unk_id, shares=SHARES,
-                                                     sizes=sizes)
+        figures["coverage"][name] = coverage.compute(counts=np.asarray(counts)[rank], unk_id=unk, shares=SHARES,
+                                                     sizes=sizes, num_special=specials)
     return figures, arrays
 
 
@@ -100,13 +111,16 @@ def _percent_of_stories(values: np.ndarray) -> np.ndarray:
     return np.full(len(values), 100.0 / max(1, len(values)))
 
 
-def _plot_lengths(arrays: dict, *, min_length: int, max_length: int, path: Path) -> None:
+def _plot_lengths(arrays: dict, *, min_length: int, max_length: int | None, path: Path) -> None:
     fig, ax = _figure()
-    bins = np.linspace(0, max_length + 1, min(80, max_length + 1) + 1)
+    top = max_length if max_length is not None else max([int(a["lengths"].max()) for a in arrays.values()
+                                                          if len(a["lengths"])] + [1])
+    bins = np.linspace(0, top + 1, min(80, top + 1) + 1)
     for split, a in arrays.items():
         ax.hist(a["lengths"], bins=bins, weights=_percent_of_stories(a["lengths"]), histtype="step", linewidth=1.5,
                 label=f"{split} ({len(a['lengths']):,} stories)")
-    ax.axvline(max_length, color="red", linestyle="--", label=f"truncation (max_length {max_length})")
+    if max_length is not None:
+        ax.axvline(max_length, color="red", linestyle="--", label=f"truncation (max_length {max_length})")
     ax.axvline(min_length, color="gray", linestyle=":", label=f"min_length {min_length}")
     ax.set(xlabel="story length (tokens, after truncation)", ylabel="% of the split's stories",
            title="Story length per split")
@@ -159,14 +173,15 @@ def markdown_table(header: list, rows: list) -> str:
 def split_table(figures: dict, info: dict) -> str:
     """Per-split stats: what prepare read and kept, then the measured lengths and UNK tokens."""
     header = ["split", "stories read", "kept", "skipped", "truncated", "tokens", "mean len", "median", "p90", "p99",
-              "max", "UNK %", "stories with UNK"]
+              "max", "UNK %", "stories with UNK", "bytes/token"]
     rows = []
     for split, s in figures["splits"].items():
         c = info["splits"][split]
+        per_token = f"{s['bytes_per_token']:.3f}" if "bytes_per_token" in s else "n/a"
         rows.append([split, f"{c['stories']:,}", f"{s['stories']:,}", f"{c['skipped_short'] + c['skipped_empty']:,}",
                      f"{c['truncated']:,}", f"{s['tokens']:,}", f"{s['mean_length']:.1f}",
                      f"{s['median_length']:.0f}", f"{s['p90_length']:.0f}", f"{s['p99_length']:.0f}",
-                     f"{s['max_length']:,}", f"{100 * s['unk_share']:.3f}", f"{s['stories_with_unk']:,}"])
+                     f"{s['max_length']:,}", f"{100 * s['unk_share']:.3f}", f"{s['stories_with_unk']:,}", per_token])
     return markdown_table(header, rows)
 
 
@@ -180,20 +195,32 @@ def coverage_table(figures: dict) -> str:
     return markdown_table(header, rows)
 
 
+def _vocabulary(info: dict) -> str:
+    specials = specials_text(info, upper=True)
+    kind = "the tokenizer's own ids" if info.get("vocabulary") == "full" else "reduced"
+    return f"vocabulary of {info['vocab_size']:,} ids, {kind} ({specials or 'no specials'})"
+
+
+def _lengths(config: dict) -> str:
+    longest = "stories kept whole" if config["max_length"] is None else \
+        f"stories truncated to {config['max_length']} tokens"
+    return f"{longest}, stories under {max(config['min_length'], 1)} tokens skipped"
+
+
 def markdown(figures: dict, info: dict, path: Path) -> str:
     """report.md: the numbers, the plots, and how to read them."""
     config, sample = info["config"], info["vocab_sample"]
     return f"""# Dataset report: `{path.name}`
 
-Source `{info['source']['source']}` ({info['source']['kind']}), vocabulary of {info['vocab_size']:,} ids (EOS
-{info['eos_id']}, UNK {info['unk_id']}), stories truncated to {config['max_length']} tokens, stories under
-{config['min_length']} tokens skipped. Stored `input_ids` hold the story tokens only (no EOS).
+Source `{info['source']['source']}` ({info['source']['kind']}), {_vocabulary(info)}, {_lengths(config)}. Stored
+`input_ids` hold the story tokens only (no EOS). Bytes per token: UTF-8 bytes of the stories read over their
+tokens before truncation.
 
 {split_table(figures, info)}
 
 *kept*, *tokens* and the lengths are measured on the stored data; *stories read*, *skipped* and
 *truncated* come from `prepare_info.json` (the stored data cannot tell a truncated story from one of
-exactly {config['max_length']} tokens).
+exactly `max_length` tokens).
 
 ## Story length
 

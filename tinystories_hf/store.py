@@ -26,7 +26,18 @@ from datasets.utils.py_utils import asdict
 from .atomic import atomic_folder
 from .errors import TinyStoriesError, api_errors, reason
 from .hub_access import hub_errors, require_hub
-from .json_files import SHA256, Check, Each, check, in_range, non_negative, read_json, read_text, relative_file
+from .json_files import (
+    SHA256,
+    Check,
+    Each,
+    Nullable,
+    check,
+    in_range,
+    non_negative,
+    read_json,
+    read_text,
+    relative_file,
+)
 from .mapped_pages import PageReleaser, pages_released
 from .tokenize import reduced_features
 
@@ -41,11 +52,13 @@ RECREATE = "re-create the folder with tinystories-prepare"
 COUNTS = {name: non_negative() for name in ("stories", "kept", "skipped_short", "skipped_empty", "truncated",
                                             "tokens", "unk_tokens")}
 FILES = Each(SHA256, relative_file, "a relative path inside the folder")
+_OPTIONAL_ID = Nullable(in_range(0, 2**32))
 INFO_SCHEMA = {
-    "config": {"min_length": Check(int, lambda v: v >= 1, "an integer >= 1"), "max_length": non_negative(),
-               "keep_text?": bool},
+    "config": {"min_length": non_negative(), "max_length": Nullable(non_negative()), "keep_text?": bool},
     "source": {"source": str, "kind": str, "validation": str},
-    "vocab_size": in_range(3, 65_537), "eos_id": in_range(0, 65_536), "unk_id": in_range(0, 65_536),
+    "vocab_size": in_range(3, 2**32), "eos_id": _OPTIONAL_ID, "unk_id": _OPTIONAL_ID, "bos_id?": _OPTIONAL_ID,
+    "separator_id?": _OPTIONAL_ID, "vocabulary?": Check(str, lambda v: v in ("reduced", "full"), "reduced or full"),
+    "id_dtype?": Check(str, lambda v: v in ("uint16", "uint32"), "uint16 or uint32"),
     "vocab_sha256": SHA256,
     "vocab_sample": {"stories": non_negative(), "seed": int, "tokens": non_negative()},
     "splits": Check(Each(COUNTS), lambda v: "train" in v, "an object with a 'train' split"),
@@ -161,14 +174,15 @@ def save_dataset_dict(dataset_dict: datasets.DatasetDict, folder: Path) -> None:
         dataset_dict.save_to_disk(str(folder), num_shards=shard_counts(dataset_dict))
 
 
-def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool) -> Path:
+def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool,
+                  model_max_length: int | None = None) -> Path:
     """Write a prepared folder atomically (temporary folder + exchange); returns its path."""
     output = Path(output).expanduser().resolve()
     with atomic_folder(output, overwrite=overwrite) as partial:
         save_dataset_dict(dataset_dict, partial)
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
         data_files = tree_sha256(partial)
-        tokenizer.save_pretrained(partial / TOKENIZER_DIR)
+        tokenizer.save_pretrained(partial / TOKENIZER_DIR, model_max_length=model_max_length)
         info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return output
@@ -230,7 +244,7 @@ def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: 
     require_hub(f"could not download Hub dataset {repo_id!r}", "pass a local folder (written by tinystories-prepare "
                 "or tinystories-push --to-folder), or set HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face "
                 "cache")
-    patterns = [f"{TOKENIZER_DIR}/*.json", PREPARE_INFO]
+    patterns = [f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*/*.json", f"{TOKENIZER_DIR}/*/*.model", PREPARE_INFO]
     if not tokenizer_only:
         patterns += [CARD, f"{DATA_DIR}/*.parquet"]
     try:
@@ -349,7 +363,7 @@ def read_prepared(path_or_repo_id, *, revision=None) -> tuple:
             found = dataset[split].num_rows if split in dataset else "missing"
             raise TinyStoriesError(f"{path / split}: {found} rows but {PREPARE_INFO} records {counts['kept']}; "
                                    "the folder is incomplete or altered, re-create it")
-        found, expected = dataset[split].features.get("input_ids"), reduced_features(False)["input_ids"]
+        found, expected = dataset[split].features.get("input_ids"), reduced_features(False, tokenizer.id_dtype)["input_ids"]
         if found != expected:
             raise TinyStoriesError(f"{path / split}: input_ids is {found}, not {expected}; the folder was "
                                    "altered, re-create it")

@@ -22,13 +22,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base_tokenizer import load_base_tokenizer, make_encoder
-from .config import PrepareConfig, add_config_arguments, check_types, config_from_args, option
+from .base_tokenizer import base_special_ids, load_base_tokenizer, make_encoder
+from .config import (
+    FULL_VOCABULARY,
+    PrepareConfig,
+    add_config_arguments,
+    check_types,
+    config_from_args,
+    option,
+    parse_max_length,
+    parse_vocab_size,
+)
 from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag
 from .extras import require
 from .sources import HUB_ID, load_stories
 from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
-from .vocab import TinyStoriesTokenizer, count_base_tokens
+from .vocab import TinyStoriesTokenizer, count_base_tokens, specials_text
 
 BATCH_SIZE = 1000  # stories per Arrow batch through the two passes (ids do not depend on it)
 
@@ -64,12 +73,13 @@ class StreamConfig:
     text_column: str = option(PrepareConfig.text_column, "column of the source holding the story text")
     strip: bool = option(PrepareConfig.strip, "strip leading and trailing whitespace from every story, as "
                          "tinystories-prepare does (use the prepared folder's value to get its ids)")
-    max_length: int = option(PrepareConfig.max_length, "stories longer than this many tokens are truncated "
-                              "(use the prepared folder's value to get its ids)")
+    max_length: int | None = option(PrepareConfig.max_length, "stories longer than this many tokens are truncated, "
+                                     "'none' keeps them whole (use the prepared folder's value to get its ids)",
+                                     parse=parse_max_length)
     min_length: int = option(PrepareConfig.min_length, "stories shorter than this many tokens are skipped")
     vocab_stories: int = option(10_000, "without --tokenizer: first train stories counted for the vocabulary")
-    vocab_size: int = option(PrepareConfig.vocab_size, "without --tokenizer: ids in the reduced vocabulary, "
-                              "EOS and UNK included")
+    vocab_size: int | str = option(PrepareConfig.vocab_size, "without --tokenizer: ids in the reduced vocabulary, "
+                                    "EOS and UNK included, or 'full' for the base tokenizer's own", parse=parse_vocab_size)
     base_tokenizer: str = option(PrepareConfig.tokenizer, "without --tokenizer: the base tokenizer (as "
                                   "tinystories-prepare --tokenizer)")
     backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken, fastokens or auto")
@@ -121,7 +131,7 @@ def encode_stream(stories: datasets.IterableDataset, encoder, *, keep_text: bool
 
 
 def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_column,
-                      stories: int = StreamConfig.vocab_stories, vocab_size: int = StreamConfig.vocab_size,
+                      stories: int = StreamConfig.vocab_stories, vocab_size: int | str = StreamConfig.vocab_size,
                       base_tokenizer: str = StreamConfig.base_tokenizer,
                       backend: str = StreamConfig.backend, strip: bool = StreamConfig.strip) -> TinyStoriesTokenizer:
     """A reduced vocabulary counted on the first `stories` train stories of `source`.
@@ -140,6 +150,9 @@ def vocab_from_stream(source: str, *, text_column: str = StreamConfig.text_colum
     counts = count_base_tokens(base_ids, None, encoder.vocab_size)
     meta = {"tokenizer": base_tokenizer, "sample": {"stories": base_ids.num_rows, "first_streamed": True,
                                                    "tokens": int(counts.sum()), "source": source}}
+    if vocab_size == FULL_VOCABULARY:
+        return TinyStoriesTokenizer.full(base, counts, specials=base_special_ids(base, base_tokenizer), backend=backend,
+                                         encoder=encoder, meta=meta, name=f"the tokenizer {base_tokenizer!r}")
     return TinyStoriesTokenizer.from_counts(base, counts, vocab_size, backend=backend, encoder=encoder, meta=meta)
 
 
@@ -251,14 +264,15 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
         stories = stories.shuffle(seed=seed, buffer_size=shuffle_buffer)
     encoded = encode_stream(stories, tokenizer.encoder, keep_text=config.keep_text)
     reduced = encoded.map(
-        reduce_stories, batched=True, batch_size=BATCH_SIZE, features=reduced_features(config.keep_text),
+        reduce_stories, batched=True, batch_size=BATCH_SIZE, features=reduced_features(config.keep_text,
+                                                                                       tokenizer.id_dtype),
         fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": config.max_length,
-                   "min_length": config.min_length, "keep_text": config.keep_text})
+                   "min_length": config.min_length, "keep_text": config.keep_text, "id_dtype": tokenizer.id_dtype})
     if pack:
         block = datasets.List(datasets.Value("int64"), length=block_size)
         reduced = reduced.map(pack_blocks, batched=True, batch_size=config.pack_stories,
                               features=datasets.Features({"x": block, "y": block}),
-                              fn_kwargs={"block_size": block_size, "eos_id": tokenizer.eos_id})
+                              fn_kwargs={"block_size": block_size, "eos_id": tokenizer.separator_id})
     if world_size is not None:
         reduced = reduced.with_format("arrow").map(
             row_of_rank, batched=True, batch_size=world_size, drop_last_batch=True, features=reduced.features,
@@ -319,7 +333,8 @@ def main(argv=None) -> int:
     sample = tokenizer.meta.get("sample", {})
     vocabulary = (f"counted on the first {sample['stories']:,} streamed train stories (an approximation of the "
                   "prepared one)" if sample.get("first_streamed") else f"from {config.tokenizer}")
-    print(f"vocabulary: {tokenizer.vocab_size} ids (eos {tokenizer.eos_id}, unk {tokenizer.unk_id}), {vocabulary}, "
+    specials = specials_text(vars(tokenizer))
+    print(f"vocabulary: {tokenizer.vocab_size} ids ({specials}), {vocabulary}, "
           f"ready in {report['vocab_seconds']:.1f} s")
     print(f"{counts['stories']:,} stories, {counts['tokens']:,} tokens streamed and counted in "
           f"{report['seconds'] - report['vocab_seconds']:.1f} s; nothing written")

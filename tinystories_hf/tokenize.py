@@ -3,8 +3,10 @@
 1. `encode_stories`: text -> `base_ids` (base tokenizer ids). The expensive pass; it does not depend on the
    vocabulary options, so its cache is reused when only those change, and the vocabulary is counted on
    its output (the sample is never tokenized twice).
-2. `reduce_stories`: base ids -> reduced ids with one gather (Arrow take), truncated to `max_length`, stories
-   under `min_length` tokens dropped. Output columns: `input_ids` (uint16 list) and `length`.
+2. `reduce_stories`: base ids -> reduced ids with one gather (Arrow take; a full vocabulary keeps them),
+   truncated to `max_length` (None: whole stories), stories under `min_length` tokens dropped (empty ones
+   always). Output columns: `input_ids` (a uint16 list, uint32 for a vocabulary of more than 65,536 ids) and
+   `length`.
 Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
 (and counted) in pass 2: bad rows never crash a run. Between the passes, `check_sample` re-encodes a seeded
 sample with the reference encoder (tiktoken) when pass 1 used a faster one (fastokens), and stops on a
@@ -34,8 +36,9 @@ REDUCE_ROWS_PER_SEGMENT = 250_000
 CHECK_STORIES = 4_000
 
 
-def reduced_features(keep_text: bool) -> datasets.Features:
-    features = {"input_ids": datasets.List(datasets.Value("uint16")), "length": datasets.Value("int32")}
+def reduced_features(keep_text: bool, id_dtype: str = "uint16") -> datasets.Features:
+    """The columns of a prepared split: `input_ids` of `id_dtype` (uint16, or uint32 above 65,536 ids)."""
+    features = {"input_ids": datasets.List(datasets.Value(id_dtype)), "length": datasets.Value("int32")}
     if keep_text:
         features["text"] = datasets.Value("string")
     return datasets.Features(features)
@@ -106,21 +109,27 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
     return checked
 
 
-def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int, min_length: int,
-                   keep_text: bool, pages: PageReleaser | None = None) -> pa.Table:
-    """Arrow batch with `base_ids` -> `input_ids`/`length`: truncate, drop short and empty rows, remap.
-    Arrow kernels on flat values (numpy's fancy indexing widens every uint16 id to int64 first; filtering
-    a list array is several times slower than filtering its values)."""
+def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_length: int | None, min_length: int,
+                   keep_text: bool, pages: PageReleaser | None = None, id_dtype: str = "uint16") -> pa.Table:
+    """Arrow batch with `base_ids` -> `input_ids`/`length`: truncate (`max_length` None keeps whole stories),
+    drop short and empty rows, remap (`base_to_reduced` None keeps the base ids, as `id_dtype`, checked: an id
+    that does not fit is an error, never wrapped). Arrow kernels on flat values (numpy's fancy indexing
+    widens every uint16 id to int64 first; filtering a list array is several times slower than filtering
+    its values)."""
     column = batch.column("base_ids").combine_chunks()
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    new_lengths = np.minimum(lengths, max_length)
-    ids = pc.list_slice(column, 0, max_length).flatten()
-    kept = lengths >= min_length
+    if max_length is None:
+        new_lengths, ids = lengths, column.flatten()
+    else:
+        new_lengths = np.minimum(lengths, max_length)
+        ids = pc.list_slice(column, 0, max_length).flatten()
+    kept = lengths >= max(min_length, 1)
     if not kept.all():
         ids = ids.filter(np.repeat(kept, new_lengths))
         new_lengths = new_lengths[kept]
-    columns = {"input_ids": _list_array(new_lengths, pc.take(pa.array(base_to_reduced), ids)),
-               "length": pa.array(new_lengths.astype(np.int32))}
+    ids = ids.cast(pa.from_numpy_dtype(np.dtype(id_dtype))) if base_to_reduced is None else \
+        pc.take(pa.array(base_to_reduced), ids)
+    columns = {"input_ids": _list_array(new_lengths, ids), "length": pa.array(new_lengths.astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))
     if pages is not None:
@@ -129,7 +138,7 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray, max_length: int
 
 
 def base_dtype_for(encoder):
-    """The smallest dtype that holds the encoder's base ids (uint16 for GPT-2's 50,257)."""
+    """The smallest dtype that holds the encoder's base ids (uint16 for GPT-2's 50,257; uint32 above 65,536)."""
     return np.uint16 if encoder.vocab_size <= 65_536 else np.uint32
 
 
@@ -162,7 +171,7 @@ def _cached(dataset: datasets.Dataset, fingerprint: str) -> bool:
     return bool(files) and any(Path(files[0]["filename"]).parent.glob(f"cache-{fingerprint}*.arrow"))
 
 
-def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_length: int, keep_text: bool,
+def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int | None, min_length: int, keep_text: bool,
                  num_proc: int = 1, split: str = "") -> datasets.Dataset:
     """Pass 2 over one split: vectorised remap, truncate and filter.
 
@@ -173,8 +182,9 @@ def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int, min_
                                min_length, keep_text])
     options = {"batched": True, "batch_size": 10_000, "remove_columns": base_ids.column_names,
                "fn_kwargs": {"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
-                             "min_length": min_length, "keep_text": keep_text, "pages": PageReleaser()},
-               "features": reduced_features(keep_text), "desc": f"remap {split}".strip()}
+                             "min_length": min_length, "keep_text": keep_text, "pages": PageReleaser(),
+                             "id_dtype": tokenizer.id_dtype},
+               "features": reduced_features(keep_text, tokenizer.id_dtype), "desc": f"remap {split}".strip()}
     base_ids = base_ids.with_format("arrow")
     segments = 2 if base_ids.num_rows >= 2 * REDUCE_ROWS_PER_SEGMENT else 1
     if segments == 1 or num_proc >= segments:  # datasets cuts the same contiguous segments for its workers
@@ -212,23 +222,34 @@ def content_fingerprint(table) -> str:
     return Hasher.hash([REDUCE_VERSION, digests])
 
 
-def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_length: int, min_length: int,
-                 unk_id: int) -> dict:
+def text_bytes(stories: datasets.Dataset) -> int:
+    """UTF-8 bytes of the `text` column (missing texts count 0), summed by Arrow kernels, batch by batch (rows
+    of a carved-out view only)."""
+    total, pages = 0, PageReleaser()
+    for batch in stories.with_format("arrow").iter(batch_size=100_000):
+        total += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
+        pages.read(batch.column("text"))
+    return total
+
+
+def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_length: int | None, min_length: int,
+                 unk_id: int | None) -> dict:
     """Per-split counters, computed from the two Arrow tables (offsets and flat values, no Python loop)."""
     lengths = np.concatenate([pc.list_value_length(c).to_numpy(zero_copy_only=False)
                               for c in base_ids.data.column("base_ids").chunks] or [np.zeros(0)]).astype(np.int64)
     unk, pages = 0, PageReleaser()
-    for chunk in reduced.data.column("input_ids").chunks:
+    for chunk in reduced.data.column("input_ids").chunks if unk_id is not None else []:
         unk += int(np.count_nonzero(chunk.flatten().to_numpy() == unk_id))
         pages.read(chunk)
-    kept = lengths >= min_length
-    tokens = int(np.minimum(lengths[kept], max_length).sum())
+    kept = lengths >= max(min_length, 1)
+    longest = np.iinfo(np.int64).max if max_length is None else max_length
+    tokens = int(np.minimum(lengths[kept], longest).sum())
     return {
         "stories": len(lengths),
         "kept": int(kept.sum()),
         "skipped_short": int(((lengths > 0) & ~kept).sum()),
         "skipped_empty": int((lengths == 0).sum()),
-        "truncated": int((lengths > max_length).sum()),
+        "truncated": int((lengths > longest).sum()),
         "tokens": tokens,
         "tokens_before_truncation": int(lengths[kept].sum()),
         "base_tokens": int(lengths.sum()),

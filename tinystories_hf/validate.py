@@ -6,7 +6,7 @@
 Checks, in order: every file recorded in `prepare_info.json` is present with the same sha256 (Arrow files
 carry no checksum of their own, so this is what catches a flipped byte); the folder loads (`load_prepared`:
 vocabulary hash, row counts, features); then, per split, from the Arrow buffers: every id `< vocab_size`,
-no EOS inside a story, `length` equals the number of ids and lies in `[min_length, max_length]`, and the
+no separator (EOS, or BOS where there is no EOS) inside a story, `length` equals the number of ids and lies in `[min_length, max_length]`, and the
 token and UNK counts equal the recorded ones. In the Hub layout the tokenizer files are hashed (the parquet
 shards have no recorded hash: the content checks cover them) and the card's YAML is checked.
 """
@@ -47,9 +47,12 @@ def check_file_hashes(path: Path, info: dict, *, hub_layout: bool = False) -> in
     return len(recorded)
 
 
-def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_length: int, max_length: int,
-                eos_id: int, unk_id: int) -> dict:
-    """Content checks of one split straight from its Arrow buffers; raise naming the split folder and row."""
+def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_length: int, max_length: int | None,
+                separator_id: int, unk_id: int | None) -> dict:
+    """Content checks of one split straight from its Arrow buffers; raise naming the split folder and row.
+    `max_length` None: stories were kept whole; `unk_id` None: the vocabulary has no UNK."""
+    longest = np.iinfo(np.int64).max if max_length is None else max_length
+    shortest = max(min_length, 1)
     tokens = unk = row = 0
     for batch in dataset.with_format("arrow").iter(batch_size=100_000):
         column = batch.column("input_ids").combine_chunks()
@@ -59,17 +62,17 @@ def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_leng
         ends = np.cumsum(sizes)
         checks = [(np.searchsorted(ends, np.flatnonzero(ids >= vocab_size), side="right"),
                    f"an id >= vocab_size {vocab_size}"),
-                  (np.searchsorted(ends, np.flatnonzero(ids == eos_id), side="right"),
-                   f"the EOS id {eos_id} inside the story"),
+                  (np.searchsorted(ends, np.flatnonzero(ids == separator_id), side="right"),
+                   f"the separator id {separator_id} inside the story"),
                   (np.flatnonzero(sizes != lengths), "a length column that differs from its number of ids"),
-                  (np.flatnonzero((lengths < min_length) | (lengths > max_length)),
-                   f"a length outside [min_length {min_length}, max_length {max_length}]")]
+                  (np.flatnonzero((lengths < shortest) | (lengths > longest)),
+                   f"a length outside [min_length {shortest}, max_length {max_length}]")]
         for bad_rows, what in checks:
             if len(bad_rows):
                 raise TinyStoriesError(f"{where}: row {row + int(bad_rows[0])} has {what}; the data was altered, "
                                        "re-create the folder")
         tokens += int(sizes.sum())
-        unk += int(np.count_nonzero(ids == unk_id))
+        unk += 0 if unk_id is None else int(np.count_nonzero(ids == unk_id))
         row += len(sizes)
     for name, found in (("tokens", tokens), ("unk_tokens", unk)):
         if found != counts[name]:
@@ -99,7 +102,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
     try:
         splits = {split: check_split(path / split, dataset[split], counts, vocab_size=tokenizer.vocab_size,
                                      min_length=config["min_length"], max_length=config["max_length"],
-                                     eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id)
+                                     separator_id=tokenizer.separator_id, unk_id=tokenizer.unk_id)
                   for split, counts in info["splits"].items()}
     except pa.ArrowException as e:  # only reachable with --no-hash-files: the hashes name damaged files first
         raise TinyStoriesError(f"{path}: unreadable Arrow data ({str(e).splitlines()[0]}); run without "

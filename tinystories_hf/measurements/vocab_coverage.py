@@ -52,7 +52,7 @@ class VocabCoverage(evaluate.Measurement):
             size_for_share[float(share)] = int(reached[0]) + 1 if len(reached) else None
         return {
             "tokens": tokens,
-            "unk_tokens": int(counts[unk_id]),
+            "unk_tokens": 0 if unk_id is None else int(counts[unk_id]),
             "coverage": float(cumulative[-1]) if len(counts) else 0.0,
             "vocab_size": len(counts),
             "unused_ids": int(np.count_nonzero(counts[num_special:] == 0)),

@@ -1,0 +1,241 @@
+"""`tinystories-train-tokenizer`: a byte-level BPE and llama2.c's SentencePiece BPE trained on the real sample,
+checked against independent references: `tokenizers` loading the saved tokenizer.json, transformers'
+AutoTokenizer, and a model trained by calling sentencepiece directly with llama2.c's settings on llama2.c's
+text (`tinystories.py train_vocab`: each story `.strip()`-ed, then a newline, in a tiny.txt)."""
+import hashlib
+import json
+import sys
+
+import datasets
+import numpy as np
+import processes
+import pytest
+import sentencepiece as spm
+from conftest import SAMPLE_EOT, SAMPLE_JSONL
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer
+
+from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf.train_tokenizer import TrainTokenizerConfig, main, train_tokenizer
+
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _train_texts(prepared) -> list:
+    return list(datasets.load_from_disk(str(prepared.output))["train"]["text"])
+
+
+def test_bpe_is_a_byte_level_bpe_with_the_endoftext_eos_and_no_unk(trained_bpe, sample_stories):
+    folder = trained_bpe.output
+    assert sorted(p.name for p in folder.iterdir()) == ["special_tokens_map.json", "tokenizer.json",
+                                                        "tokenizer_config.json", "train_info.json"]
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    assert tokenizer.get_vocab_size(with_added_tokens=True) == 4096
+    assert tokenizer.token_to_id("<|endoftext|>") == 0
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    assert all(tokenizer.token_to_id(byte) is not None for byte in ByteLevel.alphabet())  # all 256 bytes
+    weird = "naïve café 🙂 日本語 \x00\x7f ２３"  # characters the sample never holds: bytes, never UNK
+    assert tokenizer.decode(tokenizer.encode(weird).ids) == weird
+    assert all(tokenizer.decode(tokenizer.encode(s).ids) == s for s in sample_stories[:500])
+    info = json.loads((folder / "train_info.json").read_text())
+    assert info["sample"] == {"stories": 5465, "of": 5465, "seed": 1337, "rows": "all"}  # the sample's train split
+
+
+def test_the_pipeline_stores_the_ids_tokenizers_and_plain_autotokenizer_give(prepared_bpe, trained_bpe):
+    """The trained folder loads with plain AutoTokenizer (no remote code); it, `tokenizers` on the saved json
+    and the prepared folder agree on every story; a literal <|endoftext|> in a story is text, not EOS."""
+    tokenizer = Tokenizer.from_file(str(trained_bpe.output / "tokenizer.json"))
+    auto = AutoTokenizer.from_pretrained(str(trained_bpe.output))
+    data = datasets.load_from_disk(str(prepared_bpe.output))
+    for split in ("train", "validation"):
+        texts, stored = list(data[split]["text"]), list(data[split]["input_ids"])
+        assert stored == [e.ids for e in tokenizer.encode_batch(texts)]
+        assert stored == auto(texts)["input_ids"]
+    assert auto.eos_token_id == 0 and prepared_bpe.tokenizer.separator_id == 0
+    literal = "The cat<|endoftext|>sat."
+    assert 0 not in auto(literal)["input_ids"] and auto(literal)["input_ids"] == prepared_bpe.tokenizer.encode(literal)
+    assert auto.decode(auto(literal)["input_ids"]) == literal
+
+
+def _llama2c_model(tmp_path, texts, vocab_size=4096) -> spm.SentencePieceProcessor:
+    """llama2.c's train_vocab, by hand: tiny.txt then SentencePieceTrainer.train with its settings."""
+    tiny = tmp_path / "tiny.txt"
+    with open(tiny, "w", encoding="utf-8") as of:
+        of.writelines(text.strip() + "\n" for text in texts)
+    spm.SentencePieceTrainer.train(input=str(tiny), model_prefix=str(tmp_path / f"tok{vocab_size}"),
+                                   model_type="bpe", vocab_size=vocab_size, self_test_sample_size=0,
+                                   input_format="text", character_coverage=1.0, num_threads=2, split_digits=True,
+                                   allow_whitespace_only_pieces=True, byte_fallback=True,
+                                   unk_surface=r" \342\201\207 ", normalization_rule_name="identity")
+    return spm.SentencePieceProcessor(model_file=str(tmp_path / f"tok{vocab_size}.model"))
+
+
+def test_sentencepiece_is_the_model_llama2c_trains_on_the_same_text(trained_spm, prepared_spm, tmp_path):
+    """Same pieces, scores, piece types and normalizer as sentencepiece called directly with llama2.c's settings
+    on llama2.c's text of the same stories (the train split the trainer sampled, in its order), and the same ids
+    for every story; the model file is named tok4096.model and holds unk 0, bos 1, eos 2 as llama2.c's."""
+    ours = spm.SentencePieceProcessor(model_file=str(trained_spm.output / "tok4096.model"))
+    texts = _train_texts(prepared_spm)
+    theirs = _llama2c_model(tmp_path, texts)
+    assert ours.get_piece_size() == theirs.get_piece_size() == 4096
+    assert [(ours.id_to_piece(i), ours.get_score(i), ours.is_control(i), ours.is_byte(i)) for i in range(4096)] == \
+        [(theirs.id_to_piece(i), theirs.get_score(i), theirs.is_control(i), theirs.is_byte(i)) for i in range(4096)]
+    assert (ours.unk_id(), ours.bos_id(), ours.eos_id()) == (theirs.unk_id(), theirs.bos_id(), theirs.eos_id()) == \
+        (0, 1, 2)
+    assert ours.encode(texts) == theirs.encode(texts)
+    assert ours.encode("Hello  world") == theirs.encode("Hello  world")  # the normalizer: identity, extra spaces out
+
+
+def test_prepared_ids_are_sentencepiece_encode_of_every_story(prepared_spm, trained_spm):
+    model = spm.SentencePieceProcessor(model_file=str(trained_spm.output / "tok4096.model"))
+    data = datasets.load_from_disk(str(prepared_spm.output))
+    for split in ("train", "validation"):
+        assert list(data[split]["input_ids"]) == model.encode(list(data[split]["text"]))
+    tokenizer = prepared_spm.tokenizer
+    assert (tokenizer.eos_id, tokenizer.bos_id, tokenizer.unk_id, tokenizer.separator_id) == (2, 1, 0, 2)
+    assert data["train"].features["input_ids"] == datasets.List(datasets.Value("uint16"))
+
+
+def test_autotokenizer_of_a_sentencepiece_folder_needs_remote_code_and_gives_the_stored_ids(prepared_spm):
+    folder = prepared_spm.output / "tokenizer"
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        AutoTokenizer.from_pretrained(str(folder))
+    auto = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+    data = datasets.load_from_disk(str(prepared_spm.output))["validation"]
+    assert auto(list(data["text"]))["input_ids"] == list(data["input_ids"])
+    assert [auto.decode(ids) for ids in data["input_ids"]] == [prepared_spm.tokenizer.decode(i) for i in data["input_ids"]]
+
+
+def test_the_same_stories_in_another_layout_give_byte_identical_tokenizers_and_folders(trained_bpe, trained_spm,
+                                                                                       prepared_spm, tmp_path):
+    """The sample as V2 raw text (stories-eot.txt) instead of jsonl: the same files, byte for byte."""
+    for trained in (trained_bpe, trained_spm):
+        model = trained.info["config"]["model"]
+        again = train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_EOT), model=model, num_proc=2,
+                                                     output=str(tmp_path / model)))
+        ours, theirs = _tree(trained.output), _tree(again.output)
+        assert ours.pop("train_info.json") != theirs.pop("train_info.json")  # it names the source file
+        assert ours == theirs and len(ours) >= 1
+    folder = prepare(PrepareConfig(source=str(SAMPLE_EOT), output=str(tmp_path / "p"), num_proc=1, keep_text=True,
+                                   tokenizer=str(tmp_path / "sentencepiece" / "tok4096.model"), vocab_size="full",
+                                   max_length=None, min_length=0)).output
+    assert json.loads((folder / "prepare_info.json").read_text())["data_files"] == \
+        json.loads((prepared_spm.output / "prepare_info.json").read_text())["data_files"]
+
+
+def test_two_runs_in_two_processes_give_byte_identical_folders(trained_bpe, trained_spm, tmp_path):
+    """Other hash seeds (tokenizers counts words in a hash map) and another process: the same bytes, all files."""
+    for trained in (trained_bpe, trained_spm):
+        model = trained.info["config"]["model"]
+        run = processes.run([sys.executable, "-m", "tinystories_hf.train_tokenizer", "--source", str(SAMPLE_JSONL),
+                             "--model", model, "--num-proc", "1", "--output", str(tmp_path / model)],
+                            capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert _tree(tmp_path / model) == _tree(trained.output)
+        assert f"trained a 4,096-id {model} tokenizer on 5,465 of 5,465 train stories in " in run.stdout
+
+
+def test_a_sample_is_seeded_rows_of_train(tmp_path, sample_stories):
+    """--sample-size 1000: a seeded choice of the train rows; another seed, another tokenizer; the same seed,
+    the same one."""
+    def train(seed, name):
+        return train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / name),
+                                                    vocab_size=600, sample_size=1000, seed=seed, num_proc=1))
+    a, b, c = train(1, "a"), train(1, "b"), train(2, "c")
+    assert _tree(a.output) == _tree(b.output) != _tree(c.output)
+    assert a.info["sample"]["stories"] == 1000 and a.info["sample"]["of"] == 5465
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "wordpiece"], "error: --model wordpiece is not one of bpe, sentencepiece"),
+    (["--vocab-size", "256"], ("error: --vocab-size 256 is below the byte alphabet: it must hold the 256 byte tokens "
+                              "and <|endoftext|> (use 257 or more; llama2.c's example is 4096)")),
+    (["--model", "sentencepiece", "--vocab-size", "259"], ("error: --vocab-size 259 is below the byte alphabet: it "
+     "must hold the 256 byte pieces of byte_fallback, <unk>, <s>, </s> and at least one piece (use 260 or more; "
+     "llama2.c's example is 4096)")),
+    (["--sample-size", "0"], "error: --sample-size 0 must be at least 1"),
+])
+def test_options_that_cannot_work_are_one_line(tmp_path, capsys, argv, message):
+    assert main(["--source", "demo", "--output", str(tmp_path / "out"), *argv]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.jsonl"
+    path.write_text("".join(json.dumps({"text": f"The dog ran {i % 3} times."}) + "\n" for i in range(40)))
+    return path
+
+
+@pytest.mark.parametrize("model, message", [
+    ("bpe", (r"^error: the 39 sampled stories hold too few distinct token pairs for --vocab-size 2000: training "
+            r"stopped at \d+ ids; lower it to at most \d+ or sample more stories \(--sample-size\)$")),
+    ("sentencepiece", (r"^error: the sampled stories cannot fill --vocab-size 2000 pieces \(sentencepiece: at most "
+                      r"\d+\); lower it or sample more stories \(--sample-size\)$")),
+])
+def test_a_vocabulary_the_corpus_cannot_fill_is_one_line(tiny_source, tmp_path, capsys, model, message):
+    assert main(["--source", str(tiny_source), "--output", str(tmp_path / "out"), "--model", model,
+                 "--vocab-size", "2000", "--num-proc", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    import re
+
+    assert re.match(message, err.strip().splitlines()[-1]), err[-500:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]  # nothing half-written
+
+
+def test_an_existing_output_is_kept_without_overwrite(trained_bpe, capsys):
+    before = _tree(trained_bpe.output)
+    assert main(["--source", "demo", "--output", str(trained_bpe.output), "--vocab-size", "300"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {trained_bpe.output} already exists; pass --overwrite to "
+                                               "replace it or choose another --output")
+    assert _tree(trained_bpe.output) == before
+
+
+def test_without_sentencepiece_installed_the_extra_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)  # import sentencepiece now fails as if not installed
+    assert main(["--source", "demo", "--output", str(tmp_path / "out"), "--model", "sentencepiece"]) == 2
+    assert capsys.readouterr().err.strip() == ('error: a SentencePiece tokenizer (.model) needs sentencepiece, which is '
+                                               'not installed: pip install "tinystories-hf[sentencepiece]"')
+
+
+def test_a_model_file_that_is_not_sentencepiece_is_one_line(tmp_path, capsys):
+    from tinystories_hf.pipeline import main as prepare_main
+
+    for name, data in (("garbage.model", b"not a model at all"), ("empty.model", b""),
+                       ("json.model", json.dumps({"model": {}}).encode())):
+        (tmp_path / name).write_bytes(data)
+        assert prepare_main(["--source", "demo", "--output", str(tmp_path / "out"), "--tokenizer",
+                             str(tmp_path / name), "--vocab-size", "full"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / name}: not a SentencePiece model (") and \
+            err[0].endswith("pass a .model file written by sentencepiece (llama2.c's train_vocab, "
+                            "tinystories-train-tokenizer --model sentencepiece)"), err
+
+
+def test_the_default_vocab_size_with_a_small_trained_tokenizer_says_to_keep_its_ids(trained_bpe, tmp_path, capsys):
+    from tinystories_hf.pipeline import main as prepare_main
+
+    assert prepare_main(["--source", "demo", "--output", str(tmp_path / "out"), "--tokenizer",
+                         str(trained_bpe.output)]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --vocab-size 10000 exceeds the base tokenizer's 4095 regular "
+                                               "tokens + 2 specials; lower it, or keep its own ids with --vocab-size full")
+
+
+def test_a_trained_tokenizer_can_be_reduced_too(trained_spm, tmp_path, sample_stories):
+    """A reduced vocabulary over a SentencePiece base (Llama 2's 32K to 1,000, say): its ids remap sentencepiece's."""
+    result = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "r"), num_proc=1, vocab_size=1000,
+                                   tokenizer=str(trained_spm.output / "tok4096.model")))
+    model = spm.SentencePieceProcessor(model_file=str(trained_spm.output / "tok4096.model"))
+    tokenizer = result.tokenizer
+    ids = tokenizer.encode(sample_stories[0])
+    assert ids == tokenizer.remap(model.encode(sample_stories[0])).tolist() and max(ids) < 1000
+    assert np.array_equal(tokenizer.base_ids[ids][np.array(ids) > 1], np.array(model.encode(sample_stories[0]))[
+        np.array(ids) > 1])
+    auto = AutoTokenizer.from_pretrained(str(result.output / "tokenizer"), trust_remote_code=True)
+    assert auto(sample_stories[:50])["input_ids"] == tokenizer.encode_batch(sample_stories[:50])

@@ -1,0 +1,278 @@
+"""`tinystories-train-tokenizer`: a vocabulary trained on the corpus itself, instead of GPT-Neo's reduced.
+
+    tinystories-train-tokenizer --source ./TinyStories --output tok4096                      # byte-level BPE
+    tinystories-train-tokenizer --source ./TinyStories --output tok4096 --model sentencepiece  # llama2.c's
+    tinystories-prepare --source ./TinyStories --tokenizer tok4096 --vocab-size full --output ts4096
+
+The stories are read through the sources contract (`load_stories`: the same stories in any layout give the
+same tokenizer, byte for byte); the sample is a seeded choice of `--sample-size` train stories (the rows
+`vocab.sample_rows` draws, as for the paper's vocabulary sample), fed in row order. Two trainers:
+
+  * `bpe`: `tokenizers`' `BpeTrainer` on GPT-2's pre-tokenizer (ByteLevel, GPT-2's regex), its alphabet the
+    256 bytes, so no story ever needs UNK; `<|endoftext|>` is id 0, the EOS and story separator. Written as a
+    transformers tokenizer folder (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`) that
+    plain `AutoTokenizer.from_pretrained(DIR)` loads with the ids `tinystories-prepare` stores.
+  * `sentencepiece`: exactly the settings of llama2.c's `train_vocab` (`LLAMA2C_SETTINGS`), on its text:
+    each story `.strip()`-ed and written with a newline, so each of its lines is a sentence. Written as
+    `DIR/tok{N}.model`, the name and format llama2.c's `Tokenizer`, `tokenizer.py --tokenizer-model` and
+    `sample.py` take.
+
+Determinism (measured, see the README): `tokenizers`' trainer gave the same file in repeated runs (separate
+processes, so other hash seeds) and with 1 or 2 threads; sentencepiece's pieces and scores were the same with
+1, 2 and 16 threads, but its `.model` records `num_threads` and the input file and prefix names: it is trained
+from an iterator (no file names recorded) with `SENTENCEPIECE_THREADS` threads, pinned. `train_info.json`
+records what was trained from (options, sample, source, versions, file hashes) and no time or path of the
+machine, so the whole folder is byte-identical for the same stories and options.
+"""
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import datasets
+
+from .atomic import atomic_folder, check_output, hold_cache_lease, hold_writer_lock
+from .config import PrepareConfig, add_config_arguments, check_types, config_from_args, option, parse_sample_size
+from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag, offers, writes
+from .sources import load_stories
+from .vocab import EOS_TOKEN, TinyStoriesTokenizer, sample_rows
+
+MODELS = ("bpe", "sentencepiece")
+TRAIN_INFO = "train_info.json"
+BYTE_ALPHABET = 256
+SENTENCEPIECE_THREADS = 16  # recorded in the .model: pinned so the file does not depend on the machine
+# llama2.c's tinystories.py train_vocab, every setting but input (its tiny.txt) and model_prefix (data/tok{N}).
+LLAMA2C_SETTINGS = {"model_type": "bpe", "self_test_sample_size": 0, "input_format": "text",
+                    "character_coverage": 1.0, "split_digits": True, "allow_whitespace_only_pieces": True,
+                    "byte_fallback": True, "unk_surface": r" \342\201\207 ", "normalization_rule_name": "identity"}
+TEXTS_PER_BATCH = 1000
+
+
+@dataclass
+class TrainTokenizerConfig:
+    """Options of `train_tokenizer()` and of `tinystories-train-tokenizer` (`--help` shows the defaults).
+
+    Example:
+        >>> TrainTokenizerConfig(source="demo", output="tok").vocab_size
+        4096
+    """
+
+    source: str = option(PrepareConfig.source, "the stories: any source of tinystories-prepare (Hub id, folder, "
+                          "file, demo)")
+    output: str = option("tinystories_tokenizer", "folder to write")
+    model: str = option("bpe", "bpe (tokenizers' byte-level BPE, GPT-2's pre-tokenizer) or sentencepiece "
+                        "(llama2.c's train_vocab settings; needs the [sentencepiece] extra)")
+    vocab_size: int = option(4096, "ids in the vocabulary, specials included (llama2.c's README example: 4096)")
+    sample_size: int | None = option(100_000, "train stories sampled (seeded) to train on; 'all' trains on every "
+                                     "story", parse=parse_sample_size)
+    seed: int = option(PrepareConfig.seed, "seed of the sample and of the validation carve-out")
+    text_column: str = option(PrepareConfig.text_column, "column of the source holding the story text")
+    strip: bool = option(PrepareConfig.strip, "strip leading and trailing whitespace from every story (as prepare)")
+    validation_fraction: float = option(PrepareConfig.validation_fraction, "share of train carved out as "
+                                        "validation (and not trained on) when the source has none, as prepare does")
+    num_proc: int = option(PrepareConfig.num_proc, "processes reading the source")
+    overwrite: bool = option(False, "replace an existing output folder")
+    cache_dir: str | None = option(None, "datasets cache folder; None means the Hugging Face datasets cache")
+
+    def validate(self) -> None:
+        """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""
+        check_types(self)
+        if self.model not in MODELS:
+            raise TinyStoriesError(f"{flag('model', self.model)} is not one of {', '.join(MODELS)}")
+        low = BYTE_ALPHABET + 1 if self.model == "bpe" else BYTE_ALPHABET + 4
+        if self.vocab_size < low:
+            what = "the 256 byte tokens and <|endoftext|>" if self.model == "bpe" else \
+                "the 256 byte pieces of byte_fallback, <unk>, <s>, </s> and at least one piece"
+            raise TinyStoriesError(f"{flag('vocab_size', self.vocab_size)} is below the byte alphabet: it must hold "
+                                   f"{what} (use {low} or more; llama2.c's example is 4096)")
+        if self.sample_size is not None:
+            check_int("sample_size", self.sample_size, low=1)
+        check_int("num_proc", self.num_proc, low=1)
+        PrepareConfig(validation_fraction=self.validation_fraction).validate()
+
+
+@dataclass
+class TrainResult:
+    """What `train_tokenizer()` wrote: the folder, its files, the sample and the seconds it took."""
+
+    output: Path
+    files: dict
+    info: dict
+    seconds: float
+
+
+def _versions() -> dict:
+    found = {}
+    for package in ("tinystories-hf", "tokenizers", "sentencepiece", "datasets"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def sample_texts(train: datasets.Dataset, rows) -> "iter":
+    """The texts of `rows` (sorted indices, or None for all) of a split, in row order, in batches of strings."""
+    if rows is not None:
+        train = train.select(rows)
+    for batch in train.with_format("arrow").iter(batch_size=TEXTS_PER_BATCH):
+        yield batch.column("text").to_pylist()
+
+
+def _progress(batches, total: int, what: str):
+    from datasets.utils.tqdm import tqdm
+
+    with tqdm(total=total, desc=what, unit=" stories") as bar:
+        for batch in batches:
+            yield batch
+            bar.update(len(batch))
+
+
+def train_bpe(batches, *, vocab_size: int, total: int):
+    """A byte-level BPE (`tokenizers.Tokenizer`) trained on the stories of `batches`: GPT-2's pre-tokenizer
+    and decoder, `<|endoftext|>` id 0, then the 256 byte tokens, then the merges. Raises `TinyStoriesError`
+    when the stories hold too few distinct pairs to reach `vocab_size`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's regex split
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TOKEN], show_progress=True,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(batches, trainer, length=total)
+    if tokenizer.get_vocab_size(with_added_tokens=True) < vocab_size:
+        found = tokenizer.get_vocab_size(with_added_tokens=True)
+        raise TinyStoriesError(f"the {total:,} sampled stories hold too few distinct token pairs for "
+                               f"{flag('vocab_size', vocab_size)}: training stopped at {found} ids; lower it to at "
+                               f"most {found} or sample more stories ({flag('sample_size')})")
+    return tokenizer
+
+
+def llama2c_lines(batches):
+    """llama2.c's `train_vocab` text, line by line: each story `.strip()`-ed, then a newline."""
+    for batch in batches:
+        for text in batch:
+            yield from (text.strip() + "\n").split("\n")[:-1]
+
+
+def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
+    """The serialized `.model` sentencepiece trains on llama2.c's text of `batches` with llama2.c's settings
+    (`LLAMA2C_SETTINGS`). Raises `TinyStoriesError` for a vocabulary size the text cannot fill or hold."""
+    from .sentencepiece_base import _sentencepiece
+
+    spm, model = _sentencepiece(), io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(sentence_iterator=llama2c_lines(batches), model_writer=model,
+                                       vocab_size=vocab_size, num_threads=SENTENCEPIECE_THREADS, minloglevel=1,
+                                       **LLAMA2C_SETTINGS)
+    except RuntimeError as e:
+        text = str(e)
+        high = re.search(r"set it to a value <= (\d+)", text)
+        low = re.search(r"smaller than required_chars\. \d+ vs (\d+)", text)
+        if high:
+            raise TinyStoriesError(f"the sampled stories cannot fill {flag('vocab_size', vocab_size)} pieces "
+                                   f"(sentencepiece: at most {high.group(1)}); lower it or sample more stories "
+                                   f"({flag('sample_size')})") from None
+        if low:
+            raise TinyStoriesError(f"{flag('vocab_size', vocab_size)} cannot hold the {low.group(1)} characters, "
+                                   "bytes and specials of the sampled stories (character_coverage 1.0, as "
+                                   f"llama2.c); use {flag('vocab_size', low.group(1))} or more") from None
+        raise TinyStoriesError(f"sentencepiece could not train on the sample ({text.splitlines()[0]:.200})") from None
+    return model.getvalue()
+
+
+def _bpe_files(tokenizer) -> dict:
+    """The transformers tokenizer folder of a trained BPE: tokenizer.json and the configs naming its EOS."""
+    vocabulary = TinyStoriesTokenizer.full(tokenizer, specials={"eos": tokenizer.token_to_id(EOS_TOKEN), "bos": None,
+                                                                "unk": None})
+    config = vocabulary.transformers_config()
+    specials = {key: config[key] for key in ("eos_token", "bos_token", "pad_token") if key in config}
+    return {"tokenizer.json": tokenizer.to_str(pretty=True).encode(),
+            "tokenizer_config.json": (json.dumps(config, indent=2) + "\n").encode(),
+            "special_tokens_map.json": (json.dumps(specials, indent=2) + "\n").encode()}
+
+
+@api_errors
+def train_tokenizer(config: TrainTokenizerConfig) -> TrainResult:
+    """Train a tokenizer on a seeded sample of the source's train stories and write `config.output`
+    atomically (a temporary folder moved into place, one writer at a time, as `prepare`); see
+    `TrainTokenizerConfig` for every option. A failure raises a one-line `TinyStoriesError`, and the output is
+    then the previous complete folder, or absent.
+
+    Example:
+        >>> result = train_tokenizer(TrainTokenizerConfig(source="demo", output="tok", vocab_size=500))  # doctest: +SKIP
+        >>> sorted(result.files)  # doctest: +SKIP
+        ['special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'train_info.json']
+    """
+    offers(f.name for f in dataclasses.fields(config))
+    config.validate()
+    started = time.perf_counter()
+    if config.model == "sentencepiece":
+        from .sentencepiece_base import _sentencepiece
+
+        _sentencepiece()  # the extra's one line before any work
+    output = check_output(config.output, overwrite=config.overwrite, cache_dir=config.cache_dir, marker=TRAIN_INFO,
+                          what="a tokenizer folder written by tinystories-train-tokenizer",
+                          source_files=[config.source] if Path(config.source).exists() else [])
+    hold_writer_lock(output)
+    writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")
+    stories, source = load_stories(config.source, text_column=config.text_column,
+                                   validation_fraction=config.validation_fraction, seed=config.seed,
+                                   cache_dir=config.cache_dir, num_proc=config.num_proc, strip=config.strip)
+    hold_cache_lease(*stories.values())
+    train = stories["train"]
+    rows = sample_rows(train.num_rows, config.sample_size, config.seed)
+    total = train.num_rows if rows is None else len(rows)
+    batches = _progress(sample_texts(train, rows), total, f"{config.model}: reading {total:,} train stories")
+    if config.model == "bpe":
+        files = _bpe_files(train_bpe(batches, vocab_size=config.vocab_size, total=total))
+    else:
+        files = {f"tok{config.vocab_size}.model": train_sentencepiece(batches, vocab_size=config.vocab_size)}
+    options = {key: value for key, value in dataclasses.asdict(config).items()
+               if key not in ("output", "overwrite", "cache_dir", "num_proc")}
+    info = {"format": "tinystories-hf-train-tokenizer/1", "config": options,
+            "sample": {"stories": total, "of": train.num_rows, "seed": config.seed, "rows": "all" if rows is None
+                       else "numpy.random.default_rng(seed).choice(of, size=stories, replace=False), sorted"},
+            "source": {"source": source.source, "kind": source.kind, "layout": source.layout,
+                       "validation": source.validation, "content_hash": source.content_hash},
+            "settings": {**LLAMA2C_SETTINGS, "num_threads": SENTENCEPIECE_THREADS} if config.model == "sentencepiece"
+            else {"trainer": "tokenizers.trainers.BpeTrainer", "pre_tokenizer": "ByteLevel(add_prefix_space=False)",
+                  "special_tokens": [EOS_TOKEN], "initial_alphabet": "ByteLevel.alphabet()"},
+            "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+            "versions": _versions()}
+    files[TRAIN_INFO] = (json.dumps(info, indent=2) + "\n").encode()
+    with atomic_folder(output, overwrite=config.overwrite) as partial:
+        partial.mkdir(parents=True)
+        for name, data in files.items():
+            (partial / name).write_bytes(data)
+    return TrainResult(output=output, files={name: len(data) for name, data in files.items()}, info=info,
+                       seconds=time.perf_counter() - started)
+
+
+@cli_errors
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tinystories-train-tokenizer", description="Train a tokenizer (byte-level "
+                                     "BPE, or SentencePiece with llama2.c's settings) on a seeded sample of the "
+                                     "train stories, for tinystories-prepare --tokenizer DIR --vocab-size full.")
+    add_config_arguments(parser, TrainTokenizerConfig)
+    config = config_from_args(parser.parse_args(argv), TrainTokenizerConfig)
+    result = train_tokenizer(config)
+    sample = result.info["sample"]
+    print(f"trained a {config.vocab_size:,}-id {config.model} tokenizer on {sample['stories']:,} of "
+          f"{sample['of']:,} train stories in {result.seconds:.1f} s -> {config.output}")
+    for name, size in sorted(result.files.items()):
+        print(f"{size:>12,}  {name}")
+    use = f"{config.output}/tok{config.vocab_size}.model" if config.model == "sentencepiece" else config.output
+    print(f"use it: tinystories-prepare --tokenizer {use} --vocab-size full")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

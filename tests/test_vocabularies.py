@@ -240,8 +240,9 @@ def test_stream_with_a_full_folder_gives_its_ids(prepared_gpt2_full):
     by_text = dict(zip(texts, stored))
     rows = stream(str(SAMPLE_JSONL), tokenizer=str(prepared_gpt2_full.output), max_length=None, min_length=0,
                   keep_text=True).take(300)
-    found = [(row["input_ids"], by_text.get(row["text"])) for row in rows]
-    assert all(ids == stored_ids for ids, stored_ids in found if stored_ids is not None) and len(found) == 300
+    found = [(row["input_ids"], by_text[row["text"]]) for row in rows if row["text"] in by_text]
+    assert len(found) >= 290  # the stories streamed that the prepared train split holds (validation was carved)
+    assert all(ids == stored_ids for ids, stored_ids in found)
     blocks = stream(str(SAMPLE_JSONL), tokenizer=str(prepared_gpt2_full.output), pack=True, block_size=32,
                     max_length=None, min_length=0)
     block = next(iter(blocks))["x"].tolist()

@@ -17,12 +17,13 @@ same tokenizer, byte for byte); the sample is a seeded choice of `--sample-size`
     `DIR/tok{N}.model`, the name and format llama2.c's `Tokenizer`, `tokenizer.py --tokenizer-model` and
     `sample.py` take.
 
-Determinism (measured, see the README): `tokenizers`' trainer gave the same file in repeated runs (separate
-processes, so other hash seeds) and with 1 or 2 threads; sentencepiece's pieces and scores were the same with
-1, 2 and 16 threads, but its `.model` records `num_threads` and the input file and prefix names: it is trained
-from an iterator (no file names recorded) with `SENTENCEPIECE_THREADS` threads, pinned. `train_info.json`
-records what was trained from (options, sample, source, versions, file hashes) and no time or path of the
-machine, so the whole folder is byte-identical for the same stories and options.
+Determinism (measured by scripts/tokenizer_determinism.py, see the README): `tokenizers`' trainer gave one
+file in separate processes (other hash seeds) and with one thread; sentencepiece's pieces and scores were the
+same with 1 to 32 threads and from a file or an iterator, but its `.model` records `num_threads` and the input
+file and prefix names: it is trained from an iterator (no file names recorded) with `SENTENCEPIECE_THREADS`
+threads, pinned. `train_info.json` records what was trained from (options, sample, source, versions, file
+hashes) and no time or path of the machine, so the whole folder is byte-identical for the same stories and
+options.
 """
 import argparse
 import dataclasses

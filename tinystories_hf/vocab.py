@@ -205,7 +205,7 @@ class TinyStoriesTokenizer:
         """The dtype of the stored ids: `uint16` while the vocabulary fits it, `uint32` above 65,536 ids."""
         return "uint16" if self.vocab_size <= UINT16_IDS else "uint32"
 
-    @property
+    @functools.cached_property
     def special_token_ids(self) -> list:
         """EOS, BOS, UNK and the base tokenizer's other special ids (a full vocabulary), sorted: no story holds
         them as text, `decode` renders them by name."""

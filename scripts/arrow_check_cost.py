@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from tinystories_hf import store
+from tinystories_hf.store import load as store  # load_prepared, and the check_arrow it calls
 
 
 def drop_from_page_cache(folder: Path) -> None:

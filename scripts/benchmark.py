@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from tinystories_hf.config import add_config_arguments, config_from_args
-from tinystories_hf.errors import cli_errors
+from tinystories_hf.supervision import cli_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ beside this file, also under runpy
 from benchmarks.encoders import evaluate, wheels

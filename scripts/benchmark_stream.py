@@ -12,8 +12,8 @@ import sys
 import time
 
 from tinystories_hf import stream
-from tinystories_hf.errors import cli_errors
-from tinystories_hf.extras import require
+from tinystories_hf.supervision import cli_errors
+from tinystories_hf.utils.extras import require
 
 
 def as_is(stories):

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from tinystories_hf import PrepareConfig, prepare, write_report
-from tinystories_hf.errors import cli_errors
-from tinystories_hf.train_tokenizer import TrainTokenizerConfig, train_tokenizer
+from tinystories_hf.supervision import cli_errors
+from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, train_tokenizer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories-sample" / "stories.jsonl"
 

@@ -16,8 +16,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tinystories_hf.errors import TinyStoriesError, check_int, cli_errors
-from tinystories_hf.extras import require
+from tinystories_hf.errors import TinyStoriesError, check_int
+from tinystories_hf.supervision import cli_errors
+from tinystories_hf.utils.extras import require
 
 RESUME = """
 import json, sys, time

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 
 from tinystories_hf.config import add_config_arguments, config_from_args
-from tinystories_hf.errors import cli_errors
+from tinystories_hf.supervision import cli_errors
 
 
 @dataclass
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     config = config_from_args(parser.parse_args(argv), ModelSizesConfig)
     from transformers import GPTNeoForCausalLM  # after the models' torch check: one error line without torch
 
-    from tinystories_hf.models import paper_configs, parameter_count
+    from tinystories_hf.training.models import paper_configs, parameter_count
 
     configs = paper_configs(tokenizer=config.data)
     print(f"{'hidden':>6} {'layers':>6} {'heads':>5} {'window':>6} {'context':>7} {'vocab':>6} "

@@ -23,7 +23,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories-
 
 
 def _train(source: str, out: Path, model: str, env: dict | None = None) -> str:
-    subprocess.run([sys.executable, "-m", "tinystories_hf.train_tokenizer", "--source", source, "--model", model,
+    subprocess.run([sys.executable, "-m", "tinystories_hf.vocabulary.train_tokenizer", "--source", source, "--model", model,
                     "--output", str(out), "--num-proc", "1", "--overwrite"], check=True, env={**os.environ, **(env or {})},
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     name = "tokenizer.json" if model == "bpe" else "tok4096.model"
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     import sentencepiece as spm
 
     from tinystories_hf import load_stories
-    from tinystories_hf.train_tokenizer import LLAMA2C_SETTINGS, llama2c_lines, sample_texts
-    from tinystories_hf.vocab import sample_rows
+    from tinystories_hf.vocabulary.counting import sample_rows
+    from tinystories_hf.vocabulary.train_tokenizer import LLAMA2C_SETTINGS, llama2c_lines, sample_texts
 
     with tempfile.TemporaryDirectory(prefix="tinystories-determinism-") as work:
         work = Path(work)

@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 
 from tinystories_hf.config import add_config_arguments, config_from_args, option
-from tinystories_hf.errors import TinyStoriesError, check_int, cli_errors, flag
-from tinystories_hf.extras import require
+from tinystories_hf.errors import TinyStoriesError, check_int, flag
+from tinystories_hf.supervision import cli_errors
+from tinystories_hf.utils.extras import require
 
 
 @dataclass
@@ -48,7 +49,7 @@ def mingpt_loss(model, x, y):
     """Cross-entropy of a transformers causal LM on minGPT-style `(x, y)`, targets -1 ignored."""
     import torch.nn.functional as F
 
-    from tinystories_hf.adapters import IGNORE_INDEX
+    from tinystories_hf.training.adapters import IGNORE_INDEX
 
     logits = model(input_ids=x).logits
     return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=IGNORE_INDEX)
@@ -59,8 +60,8 @@ def train(config: TrainSmokeConfig) -> dict:
     import torch
     from transformers import GPTNeoForCausalLM
 
-    from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
-    from tinystories_hf.models import gpt_neo_config, parameter_count
+    from tinystories_hf.training.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
+    from tinystories_hf.training.models import gpt_neo_config, parameter_count
 
     config.validate()
     torch.manual_seed(config.seed)

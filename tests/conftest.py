@@ -109,7 +109,7 @@ def prepared_demo(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_bpe(tmp_path_factory):
-    from tinystories_hf.train_tokenizer import TrainTokenizerConfig, train_tokenizer
+    from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, train_tokenizer
 
     return train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_JSONL), output=str(tmp_path_factory.mktemp("bpe") /
                                                                                       "tok"), num_proc=1))
@@ -117,7 +117,7 @@ def trained_bpe(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_spm(tmp_path_factory):
-    from tinystories_hf.train_tokenizer import TrainTokenizerConfig, train_tokenizer
+    from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, train_tokenizer
 
     return train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_JSONL), model="sentencepiece", num_proc=1,
                                                 output=str(tmp_path_factory.mktemp("spm") / "tok")))
@@ -177,7 +177,7 @@ def tiktoken_gpt2():
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str
 
-    from tinystories_hf.base_tokenizer import gpt2_bpe_files
+    from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
     files = gpt2_bpe_files()
     ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(files["vocab.bpe"]),

@@ -12,15 +12,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Tokenizer
 
-from tinystories_hf import (
-    PackingCollator,
-    PrepareConfig,
-    TinyStoriesDataset,
-    TinyStoriesDatasetPacked,
-    prepare,
-    stream,
-)
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
+from tinystories_hf import PackingCollator, PrepareConfig, TinyStoriesDataset, TinyStoriesDatasetPacked, prepare, stream
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 MIN, MAX = 10, 20
 # Words that are one GPT-2 token each (checked by `reference_ids` below): a story of n tokens is "Once" + n-1 of them.

@@ -22,10 +22,11 @@ import pytest
 from conftest import REPO, SAMPLE_EOT, SAMPLE_JSONL
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, prepare
-from tinystories_hf.base_tokenizer import HFEncoder, TiktokenEncoder, load_base_tokenizer
 from tinystories_hf.pipeline import main
-from tinystories_hf.store import tree_sha256
-from tinystories_hf.validate import validate_prepared
+from tinystories_hf.store.folder import tree_sha256
+from tinystories_hf.store.validate import validate_prepared
+from tinystories_hf.vocabulary.base import load_base_tokenizer
+from tinystories_hf.vocabulary.encoders import HFEncoder, TiktokenEncoder
 
 GOOD = "Once upon a time, a little dog named Max ran to the park to play with his red ball. He was very happy."
 EOT = "<|endoftext|>\n"
@@ -426,7 +427,7 @@ def test_api_errors_name_api_arguments_and_push_names_its_own_flags(previous, tm
         prepare(PrepareConfig(source="demo", output=str(previous)))
     with pytest.raises(TinyStoriesError, match=r"^vocab_size=2 is too small"):
         prepare(PrepareConfig(source="demo", output=str(tmp_path / "o"), vocab_size=2))
-    from tinystories_hf.hub import main as push_main
+    from tinystories_hf.hub.push import main as push_main
 
     (tmp_path / "hub").mkdir()
     (tmp_path / "hub" / "prepare_info.json").write_text("{}")
@@ -522,8 +523,8 @@ def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, 
     edit: the report imports the package's own modules and never calls it."""
     import evaluate
 
-    from tinystories_hf.measurements import token_stats
-    from tinystories_hf.report import write_report
+    from tinystories_hf.report.measurements import token_stats
+    from tinystories_hf.report.write import write_report
 
     def refuse(*args, **kwargs):
         raise AssertionError("the report must not load measurements through evaluate's module cache")
@@ -533,7 +534,7 @@ def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, 
     report = write_report(shutil.copytree(previous, tmp_path / "copy"))
     lengths = [n for n in datasets.load_from_disk(str(previous / "validation"))["length"]]
     assert report["splits"]["validation"]["tokens"] == sum(lengths)
-    assert Path(token_stats.__file__).parent == REPO / "tinystories_hf" / "measurements"
+    assert Path(token_stats.__file__).parent == REPO / "tinystories_hf" / "report" / "measurements"
 
 
 # ---- Kills and interrupts at fixed points: the target is the previous or the new complete output, and a rerun
@@ -544,7 +545,10 @@ def test_the_report_runs_the_installed_measurements_not_a_cached_copy(previous, 
 PATCH = r"""
 import os, shutil, sys, time
 from pathlib import Path
-from tinystories_hf import atomic, base_tokenizer, pipeline, tokenize, vocab
+from tinystories_hf import pipeline
+from tinystories_hf.tokenize import passes as tokenize
+from tinystories_hf.utils import atomic
+from tinystories_hf.vocabulary import base as base_tokenizer, tokenizer as vocab
 
 real_rmtree, real_exchange, real_rename = shutil.rmtree, atomic.exchange, os.rename
 
@@ -823,7 +827,7 @@ def test_no_pickle_dill_or_torch_load_in_the_package():
 
 def test_prepared_folders_hold_only_json_arrow_and_report_files(previous, tmp_path):
     out = shutil.copytree(previous, tmp_path / "copy")
-    from tinystories_hf.report import write_report
+    from tinystories_hf.report.write import write_report
 
     write_report(out)
     suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
@@ -831,7 +835,7 @@ def test_prepared_folders_hold_only_json_arrow_and_report_files(previous, tmp_pa
     # the one module: transformers' remote code for AutoTokenizer, the package's own file, byte for byte
     assert [str(p.relative_to(out)) for p in out.rglob("*.py")] == ["tokenizer/tokenization_tinystories.py"]
     assert (out / "tokenizer" / "tokenization_tinystories.py").read_bytes() == \
-        (REPO / "tinystories_hf" / "tokenization_tinystories.py").read_bytes()
+        (REPO / "tinystories_hf" / "vocabulary" / "tokenization_tinystories.py").read_bytes()
 
 
 def test_a_hub_token_in_the_environment_is_never_written_or_printed(tmp_path, capsys, monkeypatch):
@@ -853,8 +857,8 @@ PLANTED = "planted: row 7 is bad; fix it"
 KILLED = ("error: a worker process was killed (by the system's out-of-memory killer, or a signal); free memory or "
           "lower --num-proc, then run again")
 # stage -> where a fault is planted: the function every batch of that stage goes through
-STAGES = {"sources": "tinystories_hf.sources.builder.read_normalized", "encode": "tinystories_hf.tokenize.encode_stories",
-          "check": "tinystories_hf.pipeline.check_sample", "remap": "tinystories_hf.tokenize.reduce_stories"}
+STAGES = {"sources": "tinystories_hf.sources.builder.read_normalized", "encode": "tinystories_hf.tokenize.passes.encode_stories",
+          "check": "tinystories_hf.pipeline.check_sample", "remap": "tinystories_hf.tokenize.passes.reduce_stories"}
 WORKER_FAULTS = [  # (stage, num_proc, fault, the line printed)
     *[(stage, n, "ours", f"error: {PLANTED}") for stage in ("sources", "encode", "remap") for n in (1, 3)],
     ("check", 2, "ours", f"error: {PLANTED}"),
@@ -881,8 +885,8 @@ def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp
     """The product's error, a MemoryError and a worker killed (what the kernel's out-of-memory killer does), raised
     in the sources builder, the encode map, the check and the remap map, in 1, 2 or 3 worker processes: one line
     (a MemoryError and a killed worker were tracebacks), the previous output unchanged, nothing left behind."""
-    monkeypatch.setattr("tinystories_hf.tokenize.ROWS_PER_PROCESS", 300)  # 3 encode workers for 1,260 stories
-    monkeypatch.setattr("tinystories_hf.tokenize.REDUCE_ROWS_PER_SEGMENT", 500)  # and 2 remap segments
+    monkeypatch.setattr("tinystories_hf.tokenize.passes.ROWS_PER_PROCESS", 300)  # 3 encode workers for 1,260 stories
+    monkeypatch.setattr("tinystories_hf.tokenize.passes.REDUCE_ROWS_PER_SEGMENT", 500)  # and 2 remap segments
     parent, real = os.getpid(), None
 
     def planted(*args, **kwargs):
@@ -944,8 +948,8 @@ def _mains():
     import importlib
 
     return {name: importlib.import_module(f"tinystories_hf.{module}").main for name, module in
-            (("prepare", "pipeline"), ("report", "report"), ("report-measuring", "report"), ("validate", "validate"),
-             ("push", "hub"), ("stream", "stream"))}
+            (("prepare", "pipeline"), ("report", "report.write"), ("report-measuring", "report.write"),
+             ("validate", "store.validate"), ("push", "hub.push"), ("stream", "stream"))}
 
 
 # (command, its arguments (tmp, the previous output) -> argv, where it is stopped, the folder it replaces)
@@ -953,12 +957,12 @@ SIGNALLED = [
     ("prepare", lambda t, p: ["--source", "demo", "--output", str(p), "--overwrite", "--vocab-size", "400",
                               "--num-proc", "1", "--cache-dir", str(t / "cache")],
      "tinystories_hf.pipeline.count_base_tokens", lambda t, p: p),
-    ("report", lambda t, p: [str(p), "--output", str(t / "report")], "tinystories_hf.report._plot_unk",
+    ("report", lambda t, p: [str(p), "--output", str(t / "report")], "tinystories_hf.report.write._plot_unk",
      lambda t, p: t / "report"),
-    ("report-measuring", lambda t, p: [str(p)], "tinystories_hf.report.measure", lambda t, p: p / "report"),
-    ("push", lambda t, p: [str(p), "--to-folder", str(t / "hub")], "tinystories_hf.hub.write_repo_files",
+    ("report-measuring", lambda t, p: [str(p)], "tinystories_hf.report.write.measure", lambda t, p: p / "report"),
+    ("push", lambda t, p: [str(p), "--to-folder", str(t / "hub")], "tinystories_hf.hub.push.write_repo_files",
      lambda t, p: t / "hub"),
-    ("validate", lambda t, p: [str(p)], "tinystories_hf.validate.check_split", None),
+    ("validate", lambda t, p: [str(p)], "tinystories_hf.store.validate.check_split", None),
     ("stream", lambda t, p: ["--source", "demo", "--tokenizer", str(p)], "tinystories_hf.stream.collect", None),
 ]
 
@@ -991,7 +995,7 @@ def test_sigterm_while_two_workers_tokenize_leaves_no_worker_or_temporary_file(p
     """SIGTERM to every process of the run (a scheduler signals the process group) and to the main process only
     (`kill PID`, `docker stop`): the workers end too, and their temporary files are swept."""
     def two_paused_workers():
-        from tinystories_hf import tokenize
+        from tinystories_hf.tokenize import passes as tokenize
 
         tokenize.ROWS_PER_PROCESS = 500  # two encode workers for the demo corpus
         real, owner, calls = tokenize.encode_stories, os.getpid(), []
@@ -1133,7 +1137,7 @@ def test_workers_end_when_the_run_is_killed(previous, tmp_path):
     """The kernel's out-of-memory killer may pick the run's own process: its 2 tokenizing workers lived on,
     orphaned, holding their memory until killed by hand."""
     def two_paused_workers():
-        from tinystories_hf import tokenize
+        from tinystories_hf.tokenize import passes as tokenize
 
         tokenize.ROWS_PER_PROCESS = 500  # two encode workers for the demo corpus
         owner = os.getpid()

@@ -10,10 +10,10 @@ from conftest import REPO
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import PrepareConfig, load_stories, prepare
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
-from tinystories_hf.hub import main as push_main
+from tinystories_hf.hub.push import main as push_main
 from tinystories_hf.pipeline import main as prepare_main
-from tinystories_hf.report import main as report_main
+from tinystories_hf.report.write import main as report_main
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 EOS_BASE = 50256
 

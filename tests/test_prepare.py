@@ -13,9 +13,12 @@ import pytest
 from conftest import SAMPLE_JSONL
 from transformers import GPT2Tokenizer
 
-from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, pipeline, prepare, store, tokenize
-from tinystories_hf.base_tokenizer import FastokensEncoder, gpt2_bpe_files
+from tinystories_hf import PrepareConfig, TinyStoriesError, TinyStoriesTokenizer, pipeline, prepare
 from tinystories_hf.pipeline import main
+from tinystories_hf.store import folder as store
+from tinystories_hf.tokenize import passes as tokenize
+from tinystories_hf.vocabulary.encoders import FastokensEncoder
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from datasets.distributed import split_dataset_by_node
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, load_stories, prepare, stream
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
 from tinystories_hf.sources import carve_validation, eot_ranges, read_eot_ranges, read_eot_stories
 from tinystories_hf.stream import main, stream_stories, vocab_from_stream
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 # A prepared folder with non-default lengths, so skipping and truncation are compared too.
 LENGTHS = {"max_length": 300, "min_length": 100}

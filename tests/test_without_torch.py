@@ -19,12 +19,12 @@ CORE = """
 import json, sys
 from pathlib import Path
 from tinystories_hf import TinyStoriesTokenizer, load_prepared, stream
-from tinystories_hf.hub import main as push_main
+from tinystories_hf.hub.push import main as push_main
 from tinystories_hf.pipeline import main as prepare_main
 from tinystories_hf.stream import main as stream_main
-from tinystories_hf.validate import main as validate_main
+from tinystories_hf.store.validate import main as validate_main
 from tinystories_hf.exports import main as export_main
-from tinystories_hf.train_tokenizer import main as train_main
+from tinystories_hf.vocabulary.train_tokenizer import main as train_main
 
 out = Path(sys.argv[1])
 out.mkdir()
@@ -69,7 +69,7 @@ for name in ("TinyStoriesDataset", "TinyStoriesDatasetPacked", "PackingCollator"
         errors[name] = [type(e).__name__, str(e), isinstance(e, TinyStoriesError), isinstance(e, ModuleNotFoundError)]
 for module in ("adapters", "collator", "models", "sampler"):
     try:
-        importlib.import_module(f"tinystories_hf.{module}")
+        importlib.import_module(f"tinystories_hf.training.{module}")
     except MissingExtraError as e:
         errors[module] = [type(e).__name__, str(e)]
 try:
@@ -141,7 +141,7 @@ def test_training_modules_without_torch_name_the_extra(tmp_path):
     for name, module in training.items():
         kind, message, is_tinystories_error, is_module_not_found = figures["errors"][name]
         assert kind == "MissingExtraError" and is_tinystories_error and is_module_not_found
-        assert message == f"tinystories_hf.{module} needs torch, which is not installed: {install}"
+        assert message == f"tinystories_hf.training.{module} needs torch, which is not installed: {install}"
     assert set(figures["errors"]) >= {"adapters", "collator", "models", "sampler", "stream(pack=True)"}
     # `import *` gives the names that need no torch; dir() still lists the training names.
     assert figures["names"]["star"] == sorted(

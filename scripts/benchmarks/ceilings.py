@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from tinystories_hf.tokenize import ENCODE_BATCH_SIZE
+from tinystories_hf.tokenize.passes import ENCODE_BATCH_SIZE
 
 from .corpus import row_group_shares
 
@@ -19,7 +19,7 @@ def _encode_share(backend: str, share: list, ready, results) -> None:
     others, then time encoding alone: the encoder call prepare makes, on batches of the same size."""
     import pyarrow.parquet as pq
 
-    from tinystories_hf.base_tokenizer import load_base_tokenizer, make_encoder
+    from tinystories_hf.vocabulary.base import load_base_tokenizer, make_encoder
 
     texts = [text for path, group in share
              for text in pq.ParquetFile(path).read_row_group(group, columns=["text"]).column("text").to_pylist()]

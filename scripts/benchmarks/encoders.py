@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinystories_hf.base_tokenizer import gpt2_ranks, gpt_neo_tokenizer
-from tinystories_hf.tokenize import ENCODE_BATCH_SIZE
+from tinystories_hf.tokenize.passes import ENCODE_BATCH_SIZE
+from tinystories_hf.vocabulary.gpt2 import gpt2_ranks, gpt_neo_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 # GPT-2's pre-tokenizer regex as OpenAI's encoder.py spells it (tiktoken's r50k_pat_str is the same split
@@ -101,14 +101,14 @@ def _files() -> dict:
 
 
 def _tiktoken():
-    from tinystories_hf.base_tokenizer import TiktokenEncoder
+    from tinystories_hf.vocabulary.encoders import TiktokenEncoder
 
     encoder = TiktokenEncoder()
     return lambda texts: encoder.encode_flat(texts, np.uint32)
 
 
 def _hf():
-    from tinystories_hf.base_tokenizer import HFEncoder
+    from tinystories_hf.vocabulary.encoders import HFEncoder
 
     encoder = HFEncoder(gpt_neo_tokenizer())
     return lambda texts: encoder.encode_flat(texts, np.uint32)
@@ -122,7 +122,7 @@ def _splintr():
 
 
 def _fastokens():
-    from tinystories_hf.base_tokenizer import FastokensEncoder
+    from tinystories_hf.vocabulary.encoders import FastokensEncoder
 
     encoder = FastokensEncoder()
     return lambda texts: encoder.encode_flat(texts, np.uint32)

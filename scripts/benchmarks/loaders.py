@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 
 from tinystories_hf.config import config_from_args, option
-from tinystories_hf.store import load_prepared
+from tinystories_hf.store.load import load_prepared
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ListPackedReference:
     (A map-style dataset: `__len__` and `__getitem__` are all a DataLoader needs.)"""
 
     def __init__(self, source, *, split: str, block_size: int):
-        from tinystories_hf.adapters import open_split
+        from tinystories_hf.training.adapters import open_split
 
         dataset, tokenizer = open_split(source, split=split)
         self.block_size, self.stream = block_size, []
@@ -54,7 +54,7 @@ class ListPackedReference:
 
 def _loader(name: str):
     """The loader class (imported here: torch takes seconds to import and the prepare benchmark needs none)."""
-    from tinystories_hf.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
+    from tinystories_hf.training.adapters import TinyStoriesDataset, TinyStoriesDatasetPacked
 
     return {"TinyStoriesDatasetPacked": TinyStoriesDatasetPacked, "TinyStoriesDataset": TinyStoriesDataset,
             "lists in memory (old)": ListPackedReference}[name]

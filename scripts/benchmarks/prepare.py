@@ -59,7 +59,7 @@ def measure_old(args) -> dict:
     import datasets
     from transformers import GPT2Tokenizer
 
-    from tinystories_hf.base_tokenizer import gpt2_bpe_files
+    from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
     files = gpt2_bpe_files()  # the GPT-Neo tokenizer through transformers, as the old code used it
     tokenizer = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))

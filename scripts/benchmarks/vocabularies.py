@@ -56,7 +56,7 @@ def benchmark_vocabularies(args) -> None:
     print(f"corpus: {corpus} ({args.stories:,} train + {validation_size(args.stories):,} validation stories); "
           f"{args.num_proc} processes; {machine()}; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     common = ["--num-proc", str(args.num_proc), "--cache-dir", str(cache), "--overwrite"]
-    train = ["tinystories_hf.train_tokenizer", "--source", str(corpus), "--vocab-size", str(args.vocab), *common]
+    train = ["tinystories_hf.vocabulary.train_tokenizer", "--source", str(corpus), "--vocab-size", str(args.vocab), *common]
     whole = ["--vocab-size", "full", "--max-length", "none", "--min-length", "0"]
     rows = [
         ("tinystories-train-tokenizer --model bpe (sample 100,000; converts the source)",

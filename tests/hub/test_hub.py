@@ -19,9 +19,9 @@ from tinystories_hf import (
     prepare,
     write_hub_folder,
 )
-from tinystories_hf.hub import main
-from tinystories_hf.store import read_prepare_info
-from tinystories_hf.validate import main as validate_main
+from tinystories_hf.hub.push import main
+from tinystories_hf.store.folder import read_prepare_info
+from tinystories_hf.store.validate import main as validate_main
 
 FAKE_TOKEN = "hf_notARealTokenJustForThisTest0123"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -109,7 +109,7 @@ def test_to_folder_refuses_existing_or_foreign_folders_and_never_half_writes(hub
     out = tmp_path / "out"
     shutil.copytree(hub_folder, out)
     before = _files(out)
-    monkeypatch.setattr("tinystories_hf.hub.dataset_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr("tinystories_hf.hub.push.dataset_card", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         write_hub_folder(prepared, out, overwrite=True)
     assert _files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "notes", "out"]
@@ -142,7 +142,7 @@ def test_push_sends_what_to_folder_writes(prepared_sample, tmp_path, monkeypatch
         calls["upload_folder"] = (repo_id, repo_type, revision, _files(Path(folder_path)))
 
     monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", push_to_hub)
-    monkeypatch.setattr("tinystories_hf.hub.require_hub", lambda what, fix: None)  # the probe would find no Hub
+    monkeypatch.setattr("tinystories_hf.hub.push.require_hub", lambda what, fix: None)  # the probe would find no Hub
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     prepared = str(prepared_sample.output)

@@ -10,11 +10,11 @@ from PIL import Image
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import PrepareConfig, prepare
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
-from tinystories_hf.measurements import measurement_path
 from tinystories_hf.pipeline import main as prepare_main
-from tinystories_hf.report import main as report_main
-from tinystories_hf.report import write_report
+from tinystories_hf.report.measurements import measurement_path
+from tinystories_hf.report.write import main as report_main
+from tinystories_hf.report.write import write_report
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 VOCAB = 2000  # below the sample's 8,316 distinct tokens, so both splits hold UNK tokens and the cut matters
 EOS_BASE = 50256

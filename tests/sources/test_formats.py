@@ -26,8 +26,8 @@ from tinystories_hf import (
 )
 from tinystories_hf.pipeline import main, summary_table
 from tinystories_hf.sources import carve_validation
+from tinystories_hf.store.validate import validate_prepared
 from tinystories_hf.stream import stream, stream_stories
-from tinystories_hf.validate import validate_prepared
 
 EOT = "<|endoftext|>"
 TEST_STORIES = 40  # the V2 folder's test split: the first 40 stories of the sample
@@ -133,7 +133,7 @@ def test_the_test_split_is_its_own(prepared, sample_stories):
 
 
 def test_a_test_split_reaches_summary_report_validate_hub_and_adapters(prepared, tmp_path):
-    from tinystories_hf.report import write_report
+    from tinystories_hf.report.write import write_report
 
     result = prepared["v2-folder-with-test"]
     out, test_ids = result.output, list(result.dataset["test"]["input_ids"])

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, load_prepared, prepare
-from tinystories_hf.store import tree_sha256
-from tinystories_hf.validate import main, validate_prepared
+from tinystories_hf.store.folder import tree_sha256
+from tinystories_hf.store.validate import main, validate_prepared
 
 TRAIN_ARROW = "train/data-00000-of-00001.arrow"
 VALIDATION_ARROW = "validation/data-00000-of-00001.arrow"

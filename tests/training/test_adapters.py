@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from transformers import GPTNeoForCausalLM, Trainer, TrainingArguments
 
 from tinystories_hf import PackingCollator, TinyStoriesDataset, TinyStoriesDatasetPacked, TinyStoriesError
-from tinystories_hf.models import gpt_neo_config
-from tinystories_hf.store import save_prepared
+from tinystories_hf.store.folder import save_prepared
+from tinystories_hf.training.models import gpt_neo_config
 
 DATASETS = [TinyStoriesDatasetPacked, TinyStoriesDataset]
 

@@ -26,7 +26,7 @@ from tinystories_hf import (
     prepare,
     stream,
 )
-from tinystories_hf.models import gpt_neo_config
+from tinystories_hf.training.models import gpt_neo_config
 
 SEED, EPOCH, BATCH = 11, 3, 4
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tinystories_hf.mapped_pages import PageReleaser, pages_released, release_mappings
+from tinystories_hf.utils.mapped_pages import PageReleaser, pages_released, release_mappings
 
 ROWS = 60_000
 

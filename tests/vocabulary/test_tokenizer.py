@@ -7,15 +7,9 @@ import pytest
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer, load_base_tokenizer
-from tinystories_hf.base_tokenizer import (
-    FastokensEncoder,
-    HFEncoder,
-    TiktokenEncoder,
-    gpt2_bpe_files,
-    gpt2_ranks,
-    is_gpt2_bpe,
-    make_encoder,
-)
+from tinystories_hf.vocabulary.base import make_encoder
+from tinystories_hf.vocabulary.encoders import FastokensEncoder, HFEncoder, TiktokenEncoder
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files, gpt2_ranks, is_gpt2_bpe
 
 # GPT-2's pre-tokenizer corners: contractions, whitespace runs, digits, emoji, NUL, a literal separator.
 EDGE_CASES = ["", " ", "   \n\n  \t", "a  b   c    d", "trailing   ", "\n" * 50, " " * 300 + "y",

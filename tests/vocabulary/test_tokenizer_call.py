@@ -9,7 +9,7 @@ import torch
 from transformers import GPT2Tokenizer, GPTNeoForCausalLM
 
 from tinystories_hf import TinyStoriesError, gpt_neo_config
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 PROMPTS = ["Once upon a time", "The little dog ran to the park and", "Lily"]
 

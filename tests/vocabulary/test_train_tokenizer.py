@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 from tinystories_hf import PrepareConfig, prepare
-from tinystories_hf.train_tokenizer import TrainTokenizerConfig, main, train_tokenizer
+from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, main, train_tokenizer
 
 
 def _tree(folder) -> dict:
@@ -131,7 +131,7 @@ def test_two_runs_in_two_processes_give_byte_identical_folders(trained_bpe, trai
     """Other hash seeds (tokenizers counts words in a hash map) and another process: the same bytes, all files."""
     for trained in (trained_bpe, trained_spm):
         model = trained.info["config"]["model"]
-        run = processes.run([sys.executable, "-m", "tinystories_hf.train_tokenizer", "--source", str(SAMPLE_JSONL),
+        run = processes.run([sys.executable, "-m", "tinystories_hf.vocabulary.train_tokenizer", "--source", str(SAMPLE_JSONL),
                              "--model", model, "--num-proc", "1", "--output", str(tmp_path / model)],
                             capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]

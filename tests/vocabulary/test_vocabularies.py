@@ -25,7 +25,7 @@ from tinystories_hf import (
     write_hub_folder,
     write_report,
 )
-from tinystories_hf.base_tokenizer import gpt2_bpe_files
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 EOT = 50256
 

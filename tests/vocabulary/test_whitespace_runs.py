@@ -12,12 +12,8 @@ import pytest
 from transformers import GPT2Tokenizer
 
 from tinystories_hf import PrepareConfig, prepare, stream
-from tinystories_hf.base_tokenizer import (
-    TiktokenEncoder,
-    _gpt2_encoding,
-    encode_around_whitespace_runs,
-    gpt2_bpe_files,
-)
+from tinystories_hf.vocabulary.encoders import TiktokenEncoder, _gpt2_encoding, encode_around_whitespace_runs
+from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 
 HUGE = 1_000_000
 STORIES = ["Once upon a time, there was a little dog." + " " * HUGE + "The end.",  # the input

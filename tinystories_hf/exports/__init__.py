@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_folder, check_output, hold_writer_lock
 from ..config import add_config_arguments, config_from_args, option
-from ..errors import TinyStoriesError, api_errors, check_int, cli_errors, flag, offers
-from ..mapped_pages import PageReleaser
-from ..store import PREPARE_INFO, read_prepared
+from ..errors import TinyStoriesError, check_int, flag
+from ..store.folder import PREPARE_INFO
+from ..store.load import read_prepared
+from ..supervision import api_errors, cli_errors, offers
+from ..utils.atomic import atomic_folder, check_output, hold_writer_lock
+from ..utils.mapped_pages import PageReleaser
 
 FORMATS = ("nanogpt", "llama2c")
 EXPORT_INFO = "export_info.json"

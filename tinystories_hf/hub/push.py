@@ -23,20 +23,14 @@ from pathlib import Path
 
 import datasets
 
-from .atomic import atomic_folder, check_output
-from .config import PrepareConfig, add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, api_errors, cli_errors, flag, reason
-from .hub_access import hub_errors, require_hub
-from .store import (
-    CARD,
-    DATA_DIR,
-    PREPARE_INFO,
-    RECREATE,
-    TOKENIZER_DIR,
-    read_prepared,
-    shard_counts,
-)
-from .vocab import specials_text
+from ..config import PrepareConfig, add_config_arguments, config_from_args, option
+from ..errors import TinyStoriesError, flag, reason
+from ..store.folder import CARD, DATA_DIR, PREPARE_INFO, RECREATE, TOKENIZER_DIR, shard_counts
+from ..store.load import read_prepared
+from ..supervision import api_errors, cli_errors
+from ..utils.atomic import atomic_folder, check_output
+from ..utils.hub_access import hub_errors, require_hub
+from ..vocabulary.tokenizer import specials_text
 
 LICENSE = "cdla-sharing-1.0"  # the TinyStories data license; the ids are derived from the stories
 CITATION = """@article{eldan2023tinystories,

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_folder, check_output, hold_writer_lock, resolve
-from .config import add_config_arguments, config_from_args, option
-from .errors import api_errors, cli_errors, current_run, flag
-from .store import PREPARE_INFO, read_prepared
-from .vocab import specials_text
+from ..config import add_config_arguments, config_from_args, option
+from ..errors import flag
+from ..store.folder import PREPARE_INFO
+from ..store.load import read_prepared
+from ..supervision import api_errors, cli_errors, current_run
+from ..utils.atomic import atomic_folder, check_output, hold_writer_lock, resolve
+from ..vocabulary.tokenizer import specials_text
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)

@@ -1,4 +1,5 @@
-"""Step 1 of the data's path: read raw stories from any source into a `DatasetDict` of splits with a `text` column.
+"""Stage 1 of the data's path, the source: read raw stories from any source into a `DatasetDict` of splits
+with a `text` column.
 
 The contract: a story reaches the tokenizer as the same string whatever layout it came in. Every format goes
 through one function, `normalize_stories`: the text is valid UTF-8 (else an error naming the file and line or

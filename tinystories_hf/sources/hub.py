@@ -15,8 +15,8 @@ from pathlib import Path
 import datasets
 
 from ..errors import TinyStoriesError, flag, reason
-from ..hub_access import require_hub
-from ..json_files import Each, read_json
+from ..utils.hub_access import require_hub
+from ..utils.json_files import Each, read_json
 
 
 def _local_copy() -> str:

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .config import add_config_arguments, config_from_args, option
-from .errors import TinyStoriesError, api_errors, cli_errors, flag
-from .store import PREPARE_INFO, file_sha256, is_hub_layout, read_prepare_info, read_prepared
+from ..config import add_config_arguments, config_from_args, option
+from ..errors import TinyStoriesError, flag
+from ..supervision import api_errors, cli_errors
+from .folder import PREPARE_INFO, file_sha256, read_prepare_info
+from .load import is_hub_layout, read_prepared
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Step 3: tokenize. Two batched `datasets.map` passes over Arrow tables, no per-token Python.
+"""Tokenize (stage 3). Two batched `datasets.map` passes over Arrow tables, no per-token Python.
 
 1. `encode_stories`: text -> `base_ids` (base tokenizer ids). The expensive pass; it does not depend on the
    vocabulary options, so its cache is reused when only those change, and the vocabulary is counted on
@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import xxhash
 from datasets.fingerprint import Hasher
 
-from .errors import TinyStoriesError, flag
-from .mapped_pages import PageReleaser, release_mappings
+from ..errors import TinyStoriesError, flag
+from ..utils.mapped_pages import PageReleaser, release_mappings
 
 ENCODE_VERSION = "encode/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)

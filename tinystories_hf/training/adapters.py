@@ -1,5 +1,5 @@
-"""Step 5: adapters. A prepared split as a PyTorch dataset that minGPT's `Trainer`, nanoGPT-style loops and any
-`DataLoader` use as it is:
+"""Training (stage 5): adapters. A prepared split as a PyTorch dataset that minGPT's `Trainer`, nanoGPT-style
+loops and any `DataLoader` use as it is:
 
     TinyStoriesDataset        one story per item
     TinyStoriesDatasetPacked  all stories as one stream "story0 SEP story1 SEP ...", cut into windows
@@ -21,10 +21,12 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from .errors import TinyStoriesError, check_int
-from .extras import require
-from .store import TOKENIZER_DIR, load_prepared
-from .vocab import VOCAB_FILE, TinyStoriesTokenizer
+from ..errors import TinyStoriesError, check_int
+from ..store.folder import TOKENIZER_DIR
+from ..store.load import load_prepared
+from ..utils.extras import require
+from ..vocabulary.saved import VOCAB_FILE
+from ..vocabulary.tokenizer import TinyStoriesTokenizer
 
 torch = require("torch", extra="torch", needed_by=__name__)
 

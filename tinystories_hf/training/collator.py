@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import TinyStoriesError, check_int
-from .extras import require
+from ..errors import TinyStoriesError, check_int
+from ..utils.extras import require
 
 torch = require("torch", extra="torch", needed_by=__name__)
 

@@ -8,9 +8,9 @@ import os
 
 from transformers import GPTNeoConfig
 
-from .errors import TinyStoriesError, check_int, flag
-from .extras import require
-from .vocab import TinyStoriesTokenizer
+from ..errors import TinyStoriesError, check_int, flag
+from ..utils.extras import require
+from ..vocabulary.tokenizer import TinyStoriesTokenizer
 
 # The configs alone would not need torch, but no model can be built from them without it: say so at import.
 require("torch", extra="torch", needed_by=__name__)

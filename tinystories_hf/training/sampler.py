@@ -15,13 +15,13 @@ import numpy as np
 import xxhash
 from datasets.fingerprint import Hasher
 
-from .errors import TinyStoriesError, check_int
-from .extras import require
+from ..errors import TinyStoriesError, check_int
+from ..utils.extras import require
 
 torch = require("torch", extra="torch", needed_by=__name__)  # before the adapters: the error names this module
 
+from ..tokenize.passes import content_fingerprint
 from .adapters import _TokenDataset, distributed_rank
-from .tokenize import content_fingerprint
 
 STATE_KEYS = {"seed": int, "shuffle": bool, "epoch": int, "consumed": int, "num_items": int, "fingerprint": str}
 _KINDS = {int: "an integer", bool: "true or false", str: "a string"}

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import filelock
 
-from .errors import Run, TinyStoriesError, current_run, flag, reason, signals_deferred, writes
+from ..errors import TinyStoriesError, flag, reason
+from ..supervision import Run, current_run, signals_deferred, writes
 
 CACHE_LEASE = ".tinystories-hf.lock"
 

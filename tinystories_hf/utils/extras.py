@@ -7,7 +7,7 @@ import stops with one line naming the extra (`pip install "tinystories-hf[torch]
 """
 import importlib
 
-from .errors import TinyStoriesError
+from ..errors import TinyStoriesError
 
 
 class MissingExtraError(TinyStoriesError, ModuleNotFoundError):

@@ -9,7 +9,7 @@ import socket
 import sys
 import threading
 
-from .errors import TinyStoriesError
+from ..errors import TinyStoriesError
 
 HUB_PROBE_SECONDS = 3.0
 

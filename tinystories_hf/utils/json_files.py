@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import TinyStoriesError
+from ..errors import TinyStoriesError
 
 MAX_BYTES = 16 << 20  # the largest file read back, a 65,536-id vocabulary with its counts, is about 1.3 MB
 

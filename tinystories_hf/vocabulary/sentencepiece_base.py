@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TinyStoriesError
-from .extras import require
+from ..errors import TinyStoriesError
+from ..utils.extras import require
+from .encoders import without_lone_surrogates
 
 MODEL_SUFFIX = ".model"
 # A serialized ModelProto starts with field 1 (pieces, length-delimited): tag byte 0x0A.
@@ -141,9 +142,8 @@ class SentencePieceEncoder:
     def encode_batch(self, texts: list) -> list:
         try:
             return self.tokenizer.processor.encode(list(texts))
-        except (UnicodeEncodeError, TypeError):  # a lone surrogate in a Python str (sentencepiece: TypeError):
-            from .base_tokenizer import without_lone_surrogates  # U+FFFD, as the other encoders
-
+        except (UnicodeEncodeError, TypeError):  # a lone surrogate in a Python str (sentencepiece: TypeError)
+            # U+FFFD, as the other encoders
             return self.tokenizer.processor.encode(without_lone_surrogates(list(texts)))
 
     def encode_flat(self, texts: list, dtype) -> tuple:

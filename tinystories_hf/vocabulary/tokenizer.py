@@ -1,4 +1,4 @@
-"""Step 2: the vocabulary. As in the paper (the default), the base BPE restricted to its most frequent tokens;
+"""The vocabulary (stage 2). As in the paper (the default), the base BPE restricted to its most frequent tokens;
 or, with `--vocab-size full`, the base tokenizer's own ids (a tokenizer trained on the corpus, GPT-2's 50,257).
 
 Reduced ids: 0 is EOS (`<|endoftext|>`, the story separator), 1 is UNK (every dropped token), and
@@ -7,7 +7,7 @@ id. So a model's embedding has exactly `vocab_size` rows. Fill rule: when the sa
 tokens than `vocab_size - 2`, the ids after its last seen token go to tokens it never saw (count 0, so
 lowest base id first, by the tie rule); they occur in no story of the sample, and `ids_in_sample` counts
 the others. A full vocabulary keeps the base ids, and the base tokenizer's own EOS, BOS and UNK
-(`base_tokenizer.base_special_ids`); its story separator is its EOS, or its BOS where it has no EOS.
+(`base.base_special_ids`); its story separator is its EOS, or its BOS where it has no EOS.
 
 Saved as JSON (`tinystories_vocab.json`) next to the base tokenizer's own file (`tokenizer.json`, or a
 SentencePiece `.model`), with a `tokenizer_config.json` that transformers' `AutoTokenizer` reads: a full
@@ -17,96 +17,21 @@ tokenizer.json vocabulary loads as it is; a reduced one, or a SentencePiece one,
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from .base_tokenizer import load_base_tokenizer, make_encoder, special_ids, tokenizer_sha256
-from .errors import TinyStoriesError, api_errors, check_int, flag
-from .extras import require
-from .json_files import Check, Nullable, in_range, non_negative, read_json
-from .mapped_pages import PageReleaser
+from ..errors import TinyStoriesError, flag
+from ..supervision import api_errors
+from .base import make_encoder, special_ids
+from .calling import TransformersCalls
+from .gpt2 import tokenizer_sha256
+from .saved import BASE_DIR, FORMAT, FULL, REDUCED, VOCAB_FILE, read_saved
 
-VOCAB_FILE = "tinystories_vocab.json"
-BASE_DIR = "base"
-FORMATS = ("tinystories-hf-vocab/1", "tinystories-hf-vocab/2")  # 2 adds full vocabularies and their specials
-FORMAT = FORMATS[-1]
 EOS_ID, UNK_ID = 0, 1  # of a reduced vocabulary
 EOS_TOKEN, UNK_TOKEN = "<|endoftext|>", "<|unk|>"
-REDUCED, FULL = "reduced", "full"
 UINT16_IDS = 65_536  # a vocabulary of at most this many ids is stored as uint16, a larger one as uint32
 REMOTE_MODULE = "tokenization_tinystories"  # saved beside a vocabulary tokenizer.json cannot express
-# Where the base tokenizer lives in a tokenizer folder: a reduced one's under base/ (transformers can open it
-# there, AutoTokenizer.from_pretrained(".../base")); a full tokenizer.json at the top, for AutoTokenizer.
-BASE_FILES = {"base/tokenizer.json", "tokenizer.json", "base/tokenizer.model"}
-_SPECIAL = Nullable(Check(int, lambda i: i >= 0, "an id >= 0"))
-VOCAB_SCHEMA = {"format": str, "vocab_size": in_range(3, 2**32),
-                "base_ids": Nullable([Check(int, lambda i: i >= -1, "an id >= -1")]),
-                "counts?": (list, type(None)), "meta?": (dict, type(None)), "vocabulary?": str,
-                "eos_id?": _SPECIAL, "bos_id?": _SPECIAL, "unk_id?": _SPECIAL, "separator_id?": _SPECIAL,
-                "base_file?": Check(str, lambda v: v in BASE_FILES, f"one of {', '.join(sorted(BASE_FILES))}"),
-                "base_tokenizer": {"sha256": str, "vocab_size?": non_negative()}}
-
-
-
-def count_base_tokens(base_ids, rows, base_vocab_size: int) -> np.ndarray:
-    """Token frequencies over the given rows of a dataset's `base_ids` column, with `np.bincount` over the
-    flat Arrow values, chunk by chunk. `rows`: sorted row indices, or None for every row.
-
-    Rows are taken from each memory-mapped chunk separately: `ChunkedArray.take` would first concatenate the
-    whole column in memory (GBs at full scale)."""
-    if base_ids._indices is not None:
-        base_ids = base_ids.flatten_indices()
-    counts, end, pages = np.zeros(base_vocab_size, dtype=np.int64), 0, PageReleaser()
-    for chunk in base_ids.data.column("base_ids").chunks:
-        first, end = end, end + len(chunk)
-        if rows is not None:
-            lo, hi = np.searchsorted(rows, [first, end])
-            if lo == hi:
-                continue
-            read = chunk.take(pa.array(rows[lo:hi] - first))
-        else:
-            read = chunk
-        counts += np.bincount(read.flatten().to_numpy(), minlength=base_vocab_size)[:base_vocab_size]
-        pages.read(chunk)  # the whole chunk: reading a few rows maps the pages around them too
-    return counts
-
-
-def sample_rows(num_rows: int, sample_size, seed: int):
-    """Sorted row indices of a seeded sample without replacement; None means every row."""
-    if sample_size is None or sample_size >= num_rows:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(num_rows, size=sample_size, replace=False))
-
-
-def _table_problem(data: dict, base_size: int) -> str | None:
-    """What is wrong with a saved reduced id -> base id table, checked before it indexes anything (an id of
-    10**12, a second UNK, a count per id missing), or None."""
-    ids, counts = data["base_ids"], data.get("counts")
-    if ids is None:  # a full vocabulary: the base's own ids
-        if data["vocab_size"] != base_size:
-            return f"records vocab_size {data['vocab_size']} for a base tokenizer of {base_size} ids"
-        if any(data.get(key) is not None and data[key] >= base_size for key in ("eos_id", "bos_id", "unk_id")):
-            return f"names a special id outside the base tokenizer's [0, {base_size})"
-        if counts is not None and len(counts) != base_size:
-            return "holds counts that are not one integer >= 0 per id"
-        return None
-    if len(ids) != data["vocab_size"]:
-        return f"holds {len(ids)} base_ids for vocab_size {data['vocab_size']}"
-    if ids[1] != -1:
-        return f"maps UNK (id 1) to base id {ids[1]}, not -1"
-    if not (ids[0] == -1 or 0 <= ids[0] < base_size):
-        return f"maps EOS to base id {ids[0]}"
-    if any(not 0 <= i < base_size for i in ids[2:]):
-        return f"has a base id outside the base tokenizer's [0, {base_size})"
-    if len(set(ids[2:])) != len(ids) - 2:
-        return "lists a base id twice"
-    if counts is not None and (len(counts) != len(ids) or
-                               any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts)):
-        return "holds counts that are not one integer >= 0 per id"
-    return None
 
 
 def check_vocabulary(base_tokenizer, vocab_size, specials: dict, *, name: str = "the tokenizer") -> None:
@@ -133,7 +58,7 @@ def _text(text) -> str:
     return text
 
 
-class TinyStoriesTokenizer:
+class TinyStoriesTokenizer(TransformersCalls):
     """The vocabulary of a prepared folder: `encode(text)` gives its ids, `decode(ids)` text.
 
     Reduced (the paper's, the default): the GPT-Neo BPE restricted to `vocab_size` ids, EOS 0, UNK 1. Full
@@ -285,108 +210,6 @@ class TinyStoriesTokenizer:
             raise TypeError(f"texts must be a list of strings, not {type(texts).__name__}: {texts!r:.40}; encode "
                             "one text with encode()")
         return [self.remap(ids).tolist() for ids in self.encoder.encode_batch([_text(t) for t in texts])]
-    def __call__(self, text, *, padding=False, truncation=None, max_length: int | None = None,
-                 return_tensors: str | None = None, return_attention_mask: bool = True,
-                 padding_side: str | None = None, add_special_tokens: bool = True):
-        """Encode like a transformers tokenizer: a `transformers.BatchEncoding` with `input_ids` (reduced ids, no
-        EOS added) and `attention_mask` (1 on tokens, 0 on padding).
-
-        `text`: a string (one sequence) or a list of strings (a batch). `padding`: False, True / "longest",
-        or "max_length" (pads with EOS on `padding_side`, default `self.padding_side`). `truncation`: True
-        (or "longest_first") cuts at `max_length`; None, the default, does so when `max_length` is given
-        without padding, as transformers does. `return_tensors`: None (lists), "pt" (torch) or "np"; a single
-        string with tensors gets a batch axis of 1, as in transformers. `add_special_tokens` changes nothing:
-        GPT-2's BPE adds no BOS/EOS. Raises `TinyStoriesError` for options it cannot honour (truncation
-        without `max_length`, a negative `max_length`, rows of different lengths as one tensor).
-
-        Example:
-            >>> tok("Once upon a time")["input_ids"]  # doctest: +SKIP
-            [53, 57, 7, 43]
-        """
-        from transformers import BatchEncoding  # transformers is a dependency; imported only when called
-
-        single = isinstance(text, str)
-        if not single and not (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text)):
-            raise TypeError(f"text must be a string or a list of strings, not {type(text).__name__}: {text!r:.40}")
-        if max_length is not None:
-            max_length = check_int("max_length", max_length, low=0)
-        if padding not in (False, True, "longest", "max_length", "do_not_pad"):
-            raise TinyStoriesError(f"padding={padding!r}: use False, True, 'longest' or 'max_length'")
-        if truncation is None:  # transformers: max_length without padding means truncation
-            truncation = max_length is not None and padding in (False, "do_not_pad")
-        if truncation not in (True, False, "longest_first", "only_first", "do_not_truncate"):
-            raise TinyStoriesError(f"truncation={truncation!r}: use True, False or 'longest_first'")
-        truncation = truncation not in (False, "do_not_truncate")
-        if (truncation or padding == "max_length") and max_length is None:
-            raise TinyStoriesError("truncation=True and padding='max_length' need max_length=")
-        if return_tensors not in (None, "pt", "np"):
-            raise TinyStoriesError(f"return_tensors={return_tensors!r}: use None (lists), 'pt' or 'np'")
-        if return_tensors == "pt":
-            require("torch", extra="torch", needed_by="return_tensors='pt'")
-        side = padding_side or self.padding_side
-        if side not in ("left", "right"):
-            raise TinyStoriesError(f"padding_side={side!r}: use 'left' or 'right'")
-        ids = self.encode_batch([text] if single else text)
-        if truncation:
-            ids = [row[:max_length] for row in ids]
-        width = {True: max(map(len, ids), default=0), "longest": max(map(len, ids), default=0),
-                 "max_length": max_length}.get(padding)
-        masks = [[1] * len(row) for row in ids]
-        if width is not None:
-            pads = [max(0, width - len(row)) for row in ids]
-            if side == "right":
-                ids = [row + [self.pad_token_id] * n for row, n in zip(ids, pads)]
-                masks = [mask + [0] * n for mask, n in zip(masks, pads)]
-            else:
-                ids = [[self.pad_token_id] * n + row for row, n in zip(ids, pads)]
-                masks = [[0] * n + mask for mask, n in zip(masks, pads)]
-        if return_tensors is not None and not single and len(set(map(len, ids))) > 1:
-            fix = "truncation=True" if padding == "max_length" else "padding=True"
-            raise TinyStoriesError(f"sequences of different lengths cannot form one tensor: pass {fix}")
-        data = {"input_ids": ids[0] if single else ids}
-        if return_attention_mask:
-            data["attention_mask"] = masks[0] if single else masks
-        return BatchEncoding(data, tensor_type=return_tensors, prepend_batch_axis=single and bool(return_tensors))
-
-    def batch_decode(self, sequences, *, skip_special_tokens: bool = False) -> list:
-        """`decode` of each sequence of a batch (lists, a 2-D array or tensor, e.g. `model.generate`'s output).
-
-        Example:
-            >>> tok.batch_decode(model.generate(**batch), skip_special_tokens=True)  # doctest: +SKIP
-        """
-        return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in sequences]
-
-    def check_ids(self, ids) -> np.ndarray:
-        """`ids` (an int, or a flat sequence, numpy array or tensor of integers) as an int64 array; anything
-        else raises: `TypeError` for a non-integer (3.7, True, "3"), `ValueError` for a nested sequence or an
-        id outside [0, vocab_size). Nothing is rounded, flattened or wrapped around."""
-        if hasattr(ids, "detach"):  # a torch tensor, on any device
-            ids = ids.tolist()
-        if isinstance(ids, (str, bytes, bytearray)):  # numpy would take a bytearray's bytes for ids
-            raise TypeError(f"token ids must be integers, not {type(ids).__name__} {ids!r:.40}")
-        try:
-            array = np.asarray(ids)
-        except ValueError as e:  # a ragged nested list
-            raise ValueError(f"token ids must be a flat sequence of integers ({e})") from None
-        if array.ndim > 1:
-            raise ValueError(f"token ids must be a flat sequence of integers, not of shape {array.shape}; decode "
-                             "each row separately")
-        array = array.reshape(-1)
-        if array.dtype == object:  # Python ints beyond int64, None, mixed types, or an array of dtype object
-            values = array.tolist()
-            bad = [i for i in values if not isinstance(i, int) or isinstance(i, bool)]
-            if bad:
-                raise TypeError(f"token ids must be integers, not {type(bad[0]).__name__} {bad[0]!r:.40}")
-            bad = [i for i in values if not 0 <= i < self.vocab_size]
-            if bad:
-                raise ValueError(f"token id {bad[0]} is out of range [0, {self.vocab_size})")
-            array = np.asarray(values, dtype=np.int64)
-        if array.size and (array.dtype == bool or not np.issubdtype(array.dtype, np.integer)):
-            raise TypeError(f"token ids must be integers, not {array.dtype}: {array[:3].tolist()!r:.40}")
-        bad = np.flatnonzero((array < 0) | (array >= self.vocab_size))  # in their own dtype: uint64 never wraps
-        if bad.size:
-            raise ValueError(f"token id {array[bad[0]]} (position {bad[0]}) is out of range [0, {self.vocab_size})")
-        return array.astype(np.int64, copy=False)
 
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
         """Text of the ids: each run between special ids decoded by the base tokenizer; the specials (EOS, UNK,
@@ -416,13 +239,6 @@ class TinyStoriesTokenizer:
                 return UNK_TOKEN
             return self.base_tokenizer.id_to_token(int(self.base_ids[i]))
         return self.base_tokenizer.id_to_token(int(i))
-
-    def convert_ids_to_tokens(self, ids):
-        """Token strings of ids (a str for a single int, as in transformers), by `id_token`. Raises as
-        `check_ids`."""
-        single = isinstance(ids, (int, np.integer)) and not isinstance(ids, bool)
-        tokens = [self.id_token(i) for i in self.check_ids(ids).tolist()]
-        return tokens[0] if single else tokens
 
     # -- persistence --------------------------------------------------------------------------------------
     @property
@@ -504,34 +320,7 @@ class TinyStoriesTokenizer:
     @api_errors
     def from_pretrained(cls, directory, *, backend: str = "auto"):
         """Load a saved tokenizer from its folder, or from a prepared dataset folder (`DIR/tokenizer`)."""
-        directory = Path(directory)
-        if not os.path.lexists(directory / VOCAB_FILE) and (directory / "tokenizer" / VOCAB_FILE).exists():
-            directory = directory / "tokenizer"
-        path = directory / VOCAB_FILE
-        if not os.path.lexists(path):
-            # Name the file where a prepared folder holds it, unless this looks like a tokenizer folder itself.
-            tokenizer_folder = (directory / BASE_DIR).is_dir() or directory.name == "tokenizer"
-            missing = path if tokenizer_folder else directory / "tokenizer" / VOCAB_FILE
-            raise TinyStoriesError(f"{missing}: not found; pass a folder written by tinystories-prepare (run it "
-                                   "first) or a tokenizer folder written by save_pretrained")
-        fix = "re-create it with tinystories-prepare"
-        data = read_json(path, VOCAB_SCHEMA, fix=fix)
-        if data["format"] not in FORMATS:
-            raise TinyStoriesError(f"{path}: unknown format {data['format']!r} (expected {FORMAT})")
-        base_file = directory / data.get("base_file", f"{BASE_DIR}/tokenizer.json")
-        if not base_file.is_file():  # else its loader would try the Hub by name
-            raise TinyStoriesError(f"{base_file}: missing or not a regular file; {fix}")
-        base = load_base_tokenizer(str(base_file))
-        if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
-            raise TinyStoriesError(f"{base_file}: base tokenizer differs from the one the vocabulary "
-                                   "was built with; re-create the folder with tinystories-prepare")
-        if data["base_ids"] is None and data.get("vocabulary") != FULL or \
-                data["base_ids"] is not None and data.get("vocabulary", REDUCED) != REDUCED:
-            raise TinyStoriesError(f"{path}: 'vocabulary' is {data.get('vocabulary')!r} but base_ids is "
-                                   f"{'null' if data['base_ids'] is None else 'a table'}; {fix}")
-        problem = _table_problem(data, base.get_vocab_size(with_added_tokens=True))
-        if problem:
-            raise TinyStoriesError(f"{path}: {problem}; {fix}")
+        data, base = read_saved(directory)
         if data["base_ids"] is None:
             specials = {kind: data.get(f"{kind}_id") for kind in ("eos", "bos", "unk")}
             return cls.full(base, data.get("counts"), specials=specials, backend=backend, meta=data.get("meta"))

@@ -39,11 +39,13 @@ from pathlib import Path
 
 import datasets
 
-from .atomic import atomic_folder, check_output, hold_cache_lease, hold_writer_lock
-from .config import PrepareConfig, add_config_arguments, check_types, config_from_args, option, parse_sample_size
-from .errors import TinyStoriesError, api_errors, check_int, cli_errors, flag, offers, writes
-from .sources import load_stories
-from .vocab import EOS_TOKEN, TinyStoriesTokenizer, sample_rows
+from ..config import PrepareConfig, add_config_arguments, check_types, config_from_args, option, parse_sample_size
+from ..errors import TinyStoriesError, check_int, flag
+from ..sources import load_stories
+from ..supervision import api_errors, cli_errors, offers, writes
+from ..utils.atomic import atomic_folder, check_output, hold_cache_lease, hold_writer_lock
+from .counting import sample_rows
+from .tokenizer import EOS_TOKEN, TinyStoriesTokenizer
 
 MODELS = ("bpe", "sentencepiece")
 TRAIN_INFO = "train_info.json"

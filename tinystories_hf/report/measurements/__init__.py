@@ -1,7 +1,7 @@
 """`evaluate` measurements shipped with the package, loaded from their file path (offline):
 
     >>> import evaluate
-    >>> from tinystories_hf.measurements import measurement_path
+    >>> from tinystories_hf.report.measurements import measurement_path
     >>> token_stats = evaluate.load(measurement_path("token_stats"))  # doctest: +SKIP
 
 evaluate copies each file into its modules cache and imports it alone, so these files import only

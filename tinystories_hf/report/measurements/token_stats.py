@@ -1,6 +1,6 @@
 """token_stats: story lengths and UNK tokens of a tokenized split, one row per story.
 
-Load it offline from the package: `evaluate.load(tinystories_hf.measurements.measurement_path("token_stats"))`.
+Load it offline from the package: `evaluate.load(tinystories_hf.report.measurements.measurement_path("token_stats"))`.
 """
 import datasets
 import evaluate

@@ -1,6 +1,6 @@
 """vocab_coverage: how much of a split's tokens a reduced vocabulary covers, by vocabulary size.
 
-Load it offline from the package: `evaluate.load(tinystories_hf.measurements.measurement_path("vocab_coverage"))`.
+Load it offline from the package: `evaluate.load(tinystories_hf.report.measurements.measurement_path("vocab_coverage"))`.
 """
 import datasets
 import evaluate

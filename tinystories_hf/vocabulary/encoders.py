@@ -1,0 +1,212 @@
+"""The encoders that turn story text into base ids: fastokens (the fastest exact one, `auto`'s pick for GPT-2),
+tiktoken (its reference) and Hugging Face tokenizers (any BPE). Each has `encode_batch(texts)` (lists of ids),
+`encode_flat(texts, dtype)` (lengths and one flat id array), a `fingerprint` for datasets' cache and a `note`.
+
+Story text is always encoded as *ordinary* text: a literal `<|endoftext|>` inside a story becomes the tokens of
+that string, never the EOS id, which only the training adapters insert between stories.
+"""
+import functools
+import hashlib
+import importlib.util
+import itertools
+import re
+
+import numpy as np
+
+from .gpt2 import _ORDINARY_SPEC, GPT2_SHA256, gpt2_ranks, gpt_neo_tokenizer
+
+
+def without_lone_surrogates(texts: list) -> list:
+    """`texts` with each lone surrogate (a Python str can hold one; valid UTF-8 never does) replaced by U+FFFD,
+    after joining surrogate pairs: what tiktoken does, so both backends give the same ids for such a string.
+    Called only after an encoder refused a batch: valid text never pays for it."""
+    return [t.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if isinstance(t, str) else t
+            for t in texts]
+
+
+class HFEncoder:
+    """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text.
+
+    `fingerprint` identifies the ids it produces (the tokenizer's content hash), for datasets' cache.
+    """
+
+    name = "hf"
+    note = ""  # why auto picked this encoder rather than the fastest, if it did
+
+    def __init__(self, tokenizer):
+        from tokenizers import Tokenizer
+
+        spec = tokenizer.to_str()
+        self.fingerprint = hashlib.sha256(spec.encode()).hexdigest()
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+        self.backend = Tokenizer.from_str(spec)
+        self.backend.encode_special_tokens = True
+
+    def encode_batch(self, texts: list) -> list:
+        try:
+            encodings = self.backend.encode_batch_fast(texts, add_special_tokens=False)
+        except TypeError:  # tokenizers refuses a lone surrogate with a TypeError
+            encodings = self.backend.encode_batch_fast(without_lone_surrogates(texts), add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+    def encode_flat(self, texts: list, dtype) -> tuple:
+        """(lengths, values): the ids of all `texts` as one flat `dtype` array, and each text's count."""
+        ids = self.encode_batch(texts)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        return lengths, np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+
+
+def _without_lone_surrogates(texts: list) -> list:
+    """Lone surrogates (possible in a Python str, never in UTF-8 data) replaced by U+FFFD, as tiktoken does."""
+    return [t.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for t in texts]
+
+
+@functools.cache
+def _gpt2_encoding():
+    """tiktoken's Encoding for the bundled GPT-2 files, built once per process; built before a fork, the
+    workers inherit it. Nothing of it is pickled: an encoder sent to a worker is only its class."""
+    import tiktoken
+    from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer regex
+
+    return tiktoken.Encoding("gpt2-offline", pat_str=r50k_pat_str, mergeable_ranks=gpt2_ranks(),
+                             special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
+
+
+class TiktokenEncoder:
+    """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster
+    than `HFEncoder`. The reference the fastokens backend is checked against on every run."""
+
+    name = "tiktoken"
+    note = ""
+    fingerprint = "gpt2-bpe:" + GPT2_SHA256["vocab.bpe"] + GPT2_SHA256["encoder.json"]
+    vocab_size = 50257
+
+    @property
+    def encoding(self):
+        return _gpt2_encoding()
+
+    def encode_batch(self, texts: list) -> list:
+        return [ids.tolist() for ids in self._encode_all(texts)]
+
+    def encode_flat(self, texts: list, dtype) -> tuple:
+        """(lengths, values) as `HFEncoder.encode_flat`; numpy buffers straight from tiktoken, which skips
+        building a Python int per token."""
+        arrays = self._encode_all(texts)
+        lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        return lengths, np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
+
+    def _encode_all(self, texts: list) -> list:
+        # No thread pool (encode_ordinary_batch's): datasets.map already runs one encoder per process.
+        try:
+            return [self._encode(text) for text in texts]
+        except UnicodeEncodeError:  # a lone surrogate: encode_ordinary replaces it, encode_to_numpy refuses it
+            return [self._encode(text) for text in without_lone_surrogates(texts)]
+
+    def _encode(self, text: str) -> np.ndarray:
+        """encode_ordinary's ids of one text, as a uint32 array."""
+        encode = functools.partial(self.encoding.encode_to_numpy, allowed_special=set(), disallowed_special=())
+        try:
+            return encode(text)
+        except BaseException as e:  # pyo3's PanicException, which tiktoken raises too, is no Exception
+            if isinstance(e, (KeyboardInterrupt, SystemExit, MemoryError, UnicodeEncodeError)) or \
+                    not _WHITESPACE_RUN.search(text):
+                raise
+        # tiktoken's regex engine gives up on a whitespace run of about 10**6 characters followed by text
+        # (its backtracking limit; openai/tiktoken#245, #258): the same ids, from pieces it can encode.
+        return encode_around_whitespace_runs(text, encode, self.encoding._encode_single_piece)
+
+
+# A run of GPT-2's whitespace (the \s of its pre-tokenizer's regex: Unicode White_Space, as tiktoken's and
+# tokenizers' regex engines read it; not Python's str.isspace, which adds U+001C..U+001F) long enough to be
+# worth cutting the text around.
+_WHITESPACE_RUN = re.compile("[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{4096,}")
+
+
+def encode_around_whitespace_runs(text: str, encode, encode_piece) -> np.ndarray:
+    """GPT-2 ids of `text`, encoding its long whitespace runs (4,096 characters or more) apart from the rest.
+
+    `encode(text)` gives the ids of a text (uint32 array); `encode_piece(bytes)` the BPE of one pre-token.
+    Exact, from how GPT-2's pre-tokenizer regex
+    (`'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+$|\\s+(?!\\S)|\\s`) splits
+    `A + W + B`, W a maximal whitespace run of 2 or more characters: no pre-token of A reaches into W (none
+    but the whitespace ones takes a trailing space, and A ends in non-whitespace); W less its last character
+    is one pre-token (`\\s+(?!\\S)` backtracks one character); its last character starts what follows,
+    alone or as the space of ` ?\\p{L}+`, just as at the start of a text. A run that ends the text is one
+    pre-token (`\\s+$`). So ids(A + W + B) = ids(A) + bpe(W[:-1]) + ids(W[-1] + B).
+
+    Example:
+        >>> enc = TiktokenEncoder()
+        >>> text = "Once." + " " * 5000 + "The end."
+        >>> encode_around_whitespace_runs(text, enc._encode, lambda b: [220] * len(b)).tolist()[-3:]
+        [383, 886, 13]
+    """
+    pieces, start = [], 0
+    for run in _WHITESPACE_RUN.finditer(text):
+        end = run.end() if run.end() == len(text) else run.end() - 1
+        pieces += [encode(text[start:run.start()]), encode_piece(text[run.start():end].encode())]
+        start = end
+    pieces.append(encode(text[start:]))
+    return np.concatenate([np.asarray(p, dtype=np.uint32) for p in pieces])
+
+
+FAST_PACKAGE = "fastokens"
+
+
+def fastokens_available() -> bool:
+    return importlib.util.find_spec("fastokens") is not None
+
+
+@functools.cache
+def _gpt2_fastokens():
+    """fastokens' BPE for the bundled GPT-2 files, built once per process (forked workers inherit it) from
+    the tokenizer.json `gpt_neo_tokenizer` builds, before its `<|endoftext|>` added token: story text is
+    ordinary text, so nothing in it may match a special token (calls also pass split_special_tokens)."""
+    import fastokens
+
+    if "json" not in _ORDINARY_SPEC:
+        gpt_neo_tokenizer()
+    return fastokens.Tokenizer.from_json_str(_ORDINARY_SPEC["json"])
+
+
+class FastokensEncoder:
+    """Base ids from fastokens, built offline from the bundled GPT-2 files: tiktoken's ids, several times
+    faster (the evaluation of the candidates is in docs/encoders.md). Each run checks a seeded sample of its
+    ids against tiktoken (`tokenize.check_sample`). It encodes a batch on the calling thread, so forked
+    datasets workers each run one.
+    """
+
+    name = "fastokens"
+    note = ""
+    vocab_size = 50257
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        # Its own cache entry, with the library's version: ids cached by a release that the check caught,
+        # or by an older one, are never reused by another backend or release.
+        from importlib.metadata import version
+
+        return f"fastokens-{version(FAST_PACKAGE)}:" + TiktokenEncoder.fingerprint
+
+    @property
+    def backend(self):
+        return _gpt2_fastokens()
+
+    @staticmethod
+    def reference():
+        """The encoder whose ids a sample of this one's is checked against on every run."""
+        return TiktokenEncoder()
+
+    def encode_batch(self, texts: list) -> list:
+        lengths, values = self.encode_flat(texts, np.uint32)
+        return [ids.tolist() for ids in np.split(values, np.cumsum(lengths)[:-1])] if len(texts) else []
+
+    def encode_flat(self, texts: list, dtype) -> tuple:
+        """(lengths, values) as `HFEncoder.encode_flat`, from fastokens' one flat buffer of the batch (ids as
+        little-endian uint32, offsets as uint64)."""
+        texts = list(texts)
+        try:
+            ids, offsets = self.backend.encode_batch_flat(texts, split_special_tokens=True)
+        except UnicodeEncodeError:  # a lone surrogate in a Python str: replaced as tiktoken does, same ids
+            ids, offsets = self.backend.encode_batch_flat(_without_lone_surrogates(texts), split_special_tokens=True)
+        lengths = np.diff(np.frombuffer(offsets, dtype="<u8")).astype(np.int64)
+        return lengths, np.frombuffer(ids, dtype="<u4").astype(dtype)

@@ -302,16 +302,17 @@ def _record(folder, *names) -> None:
     (folder / "prepare_info.json").write_text(json.dumps(info, indent=2))
 
 
-def _add_split(folder, source: str, split: str) -> None:
+def _add_split(folder, source: str, split: str, *, record: bool = True) -> None:
     """A split `split` made of a copy of `source`, named in dataset_dict.json and prepare_info.json (its
-    counts), dataset_dict.json's hash re-recorded: the folder passes load_prepared's checks."""
+    counts), the hashes of dataset_dict.json (and, with `record`, of the split's files) recorded: the folder
+    passes load_prepared's checks."""
     shutil.copytree(folder / source, folder / split)
     (folder / "dataset_dict.json").write_text(json.dumps({"splits": [*json.loads(
         (folder / "dataset_dict.json").read_text())["splits"], split]}))
     info = json.loads((folder / "prepare_info.json").read_text())
     info["splits"][split] = info["splits"][source]
     (folder / "prepare_info.json").write_text(json.dumps(info, indent=2))
-    _record(folder, "dataset_dict.json")
+    _record(folder, "dataset_dict.json", *([f"{split}/{p.name}" for p in (folder / split).iterdir()] if record else []))
 
 
 def test_two_changed_bytes_of_ids_never_export(prepared_sample, tmp_path, capsys):
@@ -339,9 +340,34 @@ def test_two_changed_bytes_of_ids_never_export(prepared_sample, tmp_path, capsys
     _fails(capsys, [str(folder), "--format", "llmc", "--output", str(tmp_path / "o")], hashed, tmp_path / "o")
 
 
+def test_a_length_that_is_not_its_number_of_ids_never_exports(prepared_sample, tmp_path, capsys):
+    """The `length` column (which the shards are planned by) edited, the file's hash re-recorded: one line."""
+    import pyarrow as pa
+
+    folder = shutil.copytree(prepared_sample.output, tmp_path / "p")
+    arrow = next((folder / "validation").glob("*.arrow"))
+    with pa.OSFile(str(arrow)) as source:  # read into memory: the file is rewritten below
+        table = pa.ipc.open_stream(source).read_all()
+    lengths = table.column("length").to_pylist()
+    lengths[7] += 1
+    table = table.set_column(table.schema.get_field_index("length"), table.schema.field("length"),
+                             pa.array(lengths, pa.int32()))
+    with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    _record(folder, f"validation/{arrow.name}")
+    for fmt in ("llama2c", "llmc"):
+        _fails(capsys, [str(folder), "--format", fmt, "--output", str(tmp_path / "o")],
+               rf"error: {re.escape(str(arrow))}: row 7 has length {lengths[7]:,} but {lengths[7] - 1:,} ids; the "
+               r"folder was altered or damaged: .*", tmp_path / "o")
+
+
 def test_two_splits_that_would_share_a_file_are_one_line(prepared_sample, tmp_path, capsys):
     folder = shutil.copytree(prepared_sample.output, tmp_path / "p")
-    _add_split(folder, "validation", "val")
+    _add_split(folder, "validation", "val", record=False)  # its Arrow file in no record: an altered folder
+    _fails(capsys, [str(folder), "--output", str(tmp_path / "o")],
+           rf"error: {re.escape(str(folder))}/val/data-00000-of-00001\.arrow: is not among the data files recorded "
+           r"in prepare_info\.json; the folder was edited or damaged: .*", tmp_path / "o")
+    _record(folder, *[f"val/{p.name}" for p in (folder / "val").iterdir()])
     _fails(capsys, [str(folder), "--output", str(tmp_path / "o")],
            r"error: .*/p: splits 'validation' and 'val' would both be written to val\.bin \(nanoGPT names validation "
            r"val\.bin\); rename or drop one of them, or export with another --format", tmp_path / "o")
@@ -353,7 +379,7 @@ def test_two_splits_that_would_share_a_file_are_one_line(prepared_sample, tmp_pa
 
 def test_a_split_named_to_escape_never_becomes_a_path_outside_out(prepared_sample, tmp_path, capsys):
     folder = shutil.copytree(prepared_sample.output, tmp_path / "in" / "p")
-    _add_split(folder, "validation", "../../escape")  # its data: tmp_path/escape
+    _add_split(folder, "validation", "../../escape", record=False)  # its data: tmp_path/escape
     out = tmp_path / "out" / "deep" / "o"
     for fmt in FORMATS:
         assert main([str(folder), "--format", fmt, "--output", str(out)]) == 2
@@ -361,7 +387,7 @@ def test_a_split_named_to_escape_never_becomes_a_path_outside_out(prepared_sampl
         assert re.fullmatch(r"error: .*'\.\./\.\./escape'.*", line), line
         assert not out.exists()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and "escape" in str(p.relative_to(tmp_path))]
-    assert all(p.parent == tmp_path / "escape" for p in written)  # the crafted split's own files only
+    assert written and all(p.parent == tmp_path / "escape" for p in written)  # the crafted split's own files only
 
 
 def test_export_info_describes_what_was_read_when_the_folder_is_replaced_meanwhile(prepared_sample, prepared_demo,

@@ -32,8 +32,8 @@ def story_windows(parts, first: int = 0, end: int | None = None, *, vocab_size: 
     end, row = sum(t.num_rows for _, t in parts) if end is None else end, 0
     for where, table in parts:
         base = row
-        for chunk, stated in zip(table.column("input_ids").chunks, _aligned(table.column("length"),
-                                                                           table.column("input_ids"))):
+        for chunk, length_chunk in zip(table.column("input_ids").chunks, _aligned(table.column("length"),
+                                                                                 table.column("input_ids"))):
             lo, hi = max(first - row, 0), min(end - row, len(chunk))
             start, row = row, row + len(chunk)
             if lo >= hi:
@@ -41,7 +41,7 @@ def story_windows(parts, first: int = 0, end: int | None = None, *, vocab_size: 
             # chunk.values is the whole values buffer and chunk.offsets index into it, also for sliced chunks.
             offsets = chunk.offsets.to_numpy(zero_copy_only=True)[lo:hi + 1]
             values = chunk.values.to_numpy(zero_copy_only=True)
-            stated = stated.to_numpy(zero_copy_only=False)[lo:hi]
+            stated = length_chunk.to_numpy(zero_copy_only=False)[lo:hi]
             cuts = np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], WINDOW_TOKENS)[1:], side="right") - 1
             bounds = np.unique(np.concatenate([[0], cuts, [len(offsets) - 1]]))
             for a, b in itertools.pairwise(bounds):

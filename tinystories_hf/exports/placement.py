@@ -158,7 +158,7 @@ class Placement:
         with signals_deferred():
             try:
                 entries = json.loads((self.commit_dir / MANIFEST).read_text(encoding="utf-8"))["entries"]
-                if not all(isinstance(e, str) and OWNABLE.fullmatch(e) for e in entries):
+                if not entries or not all(isinstance(e, str) and OWNABLE.fullmatch(e) for e in entries):
                     raise ValueError(entries)
             except (OSError, ValueError, KeyError, TypeError):
                 remove_tree(self.commit_dir)  # not one this package wrote whole: nothing of it is moved
@@ -177,8 +177,6 @@ class Placement:
         new, target = self.commit_dir / name, self.output / name
         if not os.path.lexists(new):
             return  # moved before a kill
-        if os.path.lexists(target):
-            if os.path.lexists(trash / name):
-                remove_tree(trash / name) if (trash / name).is_dir() else os.unlink(trash / name)
+        if os.path.lexists(target):  # the previous one, set aside (removed with the commit folder)
             os.rename(target, trash / name)
         os.rename(new, target)

@@ -11,6 +11,7 @@ replaced or edited while the export runs. Split names become file names (`{split
 A folder in the Hub layout (`tinystories-push --to-folder`) has no recorded hash for its parquet shards: its
 ids are read from datasets' cache of them, checked against the vocabulary as every export's are.
 """
+import hashlib
 import json
 import mmap
 import os
@@ -105,9 +106,10 @@ def read_snapshot(prepared) -> Snapshot:
         for f, (_, digest) in zip(files, opened):
             key = f"{split}/{f.name}"
             hashes[key] = digest
-            if key in recorded and recorded[key] != digest:
-                raise TinyStoriesError(f"{f}: differs from its sha256 in {PREPARE_INFO}; the folder was edited or "
-                                       f"damaged: run tinystories-validate {path} to check it, then {RECREATE}")
+            if recorded and recorded.get(key) != digest:  # a folder from before hashes were recorded: none
+                what = "differs from its sha256" if key in recorded else "is not among the data files recorded"
+                raise TinyStoriesError(f"{f}: {what} in {PREPARE_INFO}; the folder was edited or damaged: run "
+                                       f"tinystories-validate {path} to check it, then {RECREATE}")
         parts = [(f, _table(mapped, f, tokenizer)) for f, (mapped, _) in zip(files, opened)]
         rows = sum(t.num_rows for _, t in parts)
         if rows != info["splits"][split]["kept"]:
@@ -122,8 +124,6 @@ def read_snapshot(prepared) -> Snapshot:
 
 def _open_arrow(path: Path) -> tuple:
     """`(mmap, sha256)` of one Arrow file, both from one open: the bytes hashed are the bytes mapped."""
-    import hashlib
-
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -148,8 +148,9 @@ def _table(mapped, path: Path, tokenizer) -> pa.Table:
         if mapped is None:
             raise pa.ArrowInvalid("the file is empty")
         table = pa.ipc.open_stream(pa.py_buffer(mapped)).read_all()
-        if table.schema.field("input_ids").type != expected or table.schema.field("length").type != pa.int32():
-            raise pa.ArrowInvalid(f"input_ids is {table.schema.field('input_ids').type}, not {expected}")
+        found = (table.schema.field("input_ids").type, table.schema.field("length").type)
+        if found != (expected, pa.int32()):
+            raise pa.ArrowInvalid(f"input_ids {found[0]} and length {found[1]}, not {expected} and int32")
         for name in ("input_ids", "length"):
             for chunk in table.column(name).chunks:
                 chunk.validate(full=True)

@@ -112,7 +112,14 @@ def header(model_desc: str, tokens: int) -> bytes:
 
 
 class ShardWriter(StreamWriter):
-    """One shard: its header (the token count known from the plan), then the framed stories."""
+    """One shard: its header (the token count known from the plan), then the framed stories.
+
+    Example:
+        >>> w = ShardWriter(Path("s.bin"), "s.bin", tokens=3, model_desc="gpt-2")  # doctest: +SKIP
+        >>> w.write(np.array([2]), np.array([50256, 7, 8], np.uint16))  # doctest: +SKIP
+        >>> w.close()["s.bin"]["bytes"]  # doctest: +SKIP
+        1030
+    """
 
     def __init__(self, path: Path, name: str, *, tokens: int, model_desc: str):
         if not 0 < tokens <= MAX_SHARD_TOKENS:

@@ -85,7 +85,14 @@ def index_header(code: int, sequences: int) -> bytes:
 
 
 class IndexedWriter:
-    """`PREFIX.bin` through a `StreamWriter`, `PREFIX.idx` written in place at its three arrays' offsets."""
+    """`PREFIX.bin` through a `StreamWriter`, `PREFIX.idx` written in place at its three arrays' offsets.
+
+    Example:
+        >>> w = IndexedWriter(Path("."), "ts_train_text_document", stories=1, dtype="<u2")  # doctest: +SKIP
+        >>> w.write(np.array([2]), np.array([7, 8, 50256], np.uint16))  # doctest: +SKIP
+        >>> w.close()["ts_train_text_document.idx"]["bytes"]  # 34 + 4 + 8 + 2 x 8  # doctest: +SKIP
+        62
+    """
 
     def __init__(self, root: Path, prefix: str, *, stories: int, dtype: str):
         self.data = StreamWriter(root / (prefix + ".bin"), prefix + ".bin", dtype=dtype)

@@ -46,7 +46,13 @@ def check_split_name(split, folder: Path) -> str:
 
 @dataclass
 class Split:
-    """One split as the export reads it: its Arrow data as `[(file, pyarrow.Table)]` in row order."""
+    """One split as the export reads it: its Arrow data as `[(file, pyarrow.Table)]` in row order.
+
+    Example:
+        >>> split = read_snapshot("ts").splits["validation"]  # doctest: +SKIP
+        >>> split.num_rows, split.lengths.dtype, split.parts[0][0].name  # doctest: +SKIP
+        (21990, dtype('int64'), 'data-00000-of-00001.arrow')
+    """
 
     name: str
     parts: list
@@ -66,7 +72,12 @@ class Split:
 @dataclass
 class Snapshot:
     """What an export reads: `splits` (name -> `Split`), the tokenizer, `prepare_info.json` as read, and
-    `identity`, what `export_info.json` records of the folder."""
+    `identity`, what `export_info.json` records of the folder.
+
+    Example:
+        >>> sorted(read_snapshot("ts").identity)  # doctest: +SKIP
+        ['data_files', 'splits', 'vocab_sha256']
+    """
 
     path: Path
     splits: dict
@@ -124,21 +135,13 @@ def read_snapshot(prepared) -> Snapshot:
 
 def _open_arrow(path: Path) -> tuple:
     """`(mmap, sha256)` of one Arrow file, both from one open: the bytes hashed are the bytes mapped."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
-        digest, buffer, at = hashlib.sha256(), bytearray(_BLOCK), 0
-        view = memoryview(buffer)
-        while at < size:  # read(), not the mapping: page cache, never this process's resident memory
-            n = os.preadv(fd, [view], at)
-            if n == 0:
-                break
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        digest, view = hashlib.sha256(), memoryview(bytearray(_BLOCK))
+        while n := f.readinto(view):  # read(), not the mapping: page cache, never this process's resident memory
             digest.update(view[:n])
-            at += n
         return mapped, digest.hexdigest()
-    finally:
-        os.close(fd)
 
 
 def _table(mapped, path: Path, tokenizer) -> pa.Table:

@@ -375,6 +375,10 @@ def test_two_splits_that_would_share_a_file_are_one_line(prepared_sample, tmp_pa
     out = export(ExportConfig(prepared=str(folder), format="megatron", output=str(tmp_path / "m"))).output
     assert (out / "TinyStories_val_text_document.bin").read_bytes() == (
         out / "TinyStories_validation_text_document.bin").read_bytes()
+    _add_split(folder, "validation", "Validation")  # one file with the other on a case-insensitive disk
+    _fails(capsys, [str(folder), "--format", "megatron", "--output", str(tmp_path / "o")],
+           r"error: .*/p: the export would write 'TinyStories_Validation_text_document\.bin' twice \(also as "
+           r"'TinyStories_validation_text_document\.bin'\); rename one of the splits, .*", tmp_path / "o")
 
 
 def test_a_split_named_to_escape_never_becomes_a_path_outside_out(prepared_sample, tmp_path, capsys):

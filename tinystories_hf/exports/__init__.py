@@ -120,6 +120,21 @@ def _entries(names: list, record: str) -> list:
     return [top for top in tops if top != carrier] + [carrier]
 
 
+def _check_names(names: list, prepared: Path) -> None:
+    """Every file name stays inside the output and no two are one file (also on a case-insensitive disk):
+    split names are checked where they are read, this holds whatever a format builds from them."""
+    seen = {}
+    for name in names:
+        parts = name.split("/")
+        if not all(NAME.fullmatch(part) for part in parts):
+            raise TinyStoriesError(f"{prepared}: the export would write {name!r}, not a plain file name inside the "
+                                   f"output; {RECREATE}")
+        if name.casefold() in seen:
+            raise TinyStoriesError(f"{prepared}: the export would write {name!r} twice (also as "
+                                   f"{seen[name.casefold()]!r}); rename one of the splits, {RECREATE}")
+        seen[name.casefold()] = name
+
+
 @api_errors
 def export(config: ExportConfig) -> ExportResult:
     """Write `config.prepared` in `config.format` into `config.output`; see `ExportConfig` and the module
@@ -143,9 +158,11 @@ def export(config: ExportConfig) -> ExportResult:
     module.check_vocabulary(tokenizer, config)
     plan = module.plan(snapshot.splits, tokenizer, config)  # [(name, split, first row, end row)], checked
     layout, extra = module.layout(tokenizer, config), module.extra_files(tokenizer, snapshot.path)
+    names = [f for name, *_ in plan for f in module.files(name)] + list(extra)
+    _check_names(names + [layout["record"]], snapshot.path)
     place = Placement(config.output, anchor=layout["anchor"], record=layout["record"])
     place.check(snapshot.path)
-    entries = _entries([f for name, *_ in plan for f in module.files(name)] + list(extra), layout["record"])
+    entries = _entries(names, layout["record"])
 
     def same(entry: str) -> bool:  # llama2.c's own tok{N}.model, identical to the one written
         path = place.output / entry

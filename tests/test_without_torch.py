@@ -37,7 +37,7 @@ assert push_main([str(out / "demo"), "--to-folder", str(out / "hub")]) == 0
 assert train_main(["--source", "demo", "--output", str(out / "tok"), "--vocab-size", "400", "--num-proc", "1"]) == 0
 assert prepare_main(["--source", "demo", "--output", str(out / "full"), "--tokenizer", str(out / "tok"),
                      "--vocab-size", "full", "--max-length", "none", "--num-proc", "1"]) == 0
-for fmt in ("nanogpt", "llama2c"):
+for fmt in ("nanogpt", "llama2c", "llmc", "megatron"):
     assert export_main([str(out / "full"), "--format", fmt, "--output", str(out / fmt)]) == 0
 dataset, tokenizer = load_prepared(out / "hub")
 loaded = TinyStoriesTokenizer.from_pretrained(out / "demo")

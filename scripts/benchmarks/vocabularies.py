@@ -40,8 +40,9 @@ def measure_command(args) -> dict:
     tokens = 0
     if (output / "prepare_info.json").exists():
         tokens = sum(c["tokens"] for c in json.loads((output / "prepare_info.json").read_text())["splits"].values())
-    elif (output / "export_info.json").exists():
-        tokens = sum(f.get("tokens", 0) for f in json.loads((output / "export_info.json").read_text())["files"].values())
+    else:  # an export: OUT/export_info.json, or OUT/tok{N}/export_info.json for llama2c
+        for info in output.rglob("export_info.json"):
+            tokens += sum(f.get("tokens", 0) for f in json.loads(info.read_text())["files"].values())
     return {"seconds": seconds, "tokens": tokens, "bytes": sum(p.stat().st_size for p in output.rglob("*")
                                                                if p.is_file())}
 
@@ -80,6 +81,12 @@ def benchmark_vocabularies(args) -> None:
         ("tinystories-export --format llama2c (of tok4096)",
          ["tinystories_hf.exports", str(out / "prepared-spm"), "--format", "llama2c", "--output", str(out / "llama2c"),
           "--overwrite"]),
+        ("tinystories-export --format llmc (of GPT-2's full vocabulary)",
+         ["tinystories_hf.exports", str(out / "prepared-gpt2"), "--format", "llmc", "--output", str(out / "llmc"),
+          "--overwrite"]),
+        ("tinystories-export --format megatron (of GPT-2's full vocabulary)",
+         ["tinystories_hf.exports", str(out / "prepared-gpt2"), "--format", "megatron", "--output",
+          str(out / "megatron"), "--overwrite"]),
     ]
     print("\n| command | wall s | tokens written | output | peak RSS | peak anonymous PSS |\n|---|---:|---:|---:|---:|---:|")
     for name, argv in rows:

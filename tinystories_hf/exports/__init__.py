@@ -1,42 +1,48 @@
-"""`tinystories-export`: a prepared folder as the raw token files the trainers people already run read.
+"""`tinystories-export`: a prepared folder as the token files the trainers people already run read.
 
     tinystories-export ts --format nanogpt --output nanoGPT/data/tinystories   # train.bin, val.bin, meta.pkl
     tinystories-export ts --format llama2c --output llama2.c/data              # tok{N}/data*.bin, tok{N}.model
+    tinystories-export ts --format llmc --output tinystories                   # TinyStories_val_000000.bin ...
+    tinystories-export ts --format megatron --output megatron                  # TinyStories_train_text_document.*
 
 One module per format, as datasets' `packaged_modules`: `nanogpt.py` (karpathy/nanoGPT's `prepare.py` layout:
-each story's ids, then EOS) and `llama2c.py` (karpathy/llama2.c's `tinystories.py pretokenize` layout: BOS,
-then each story's ids, in `tok{N}` shards). Both are raw little-endian `uint16` with no header, the stories in
-the stored order, as those scripts write them; a vocabulary of more than 65,536 ids cannot be exported.
+each story's ids, then EOS), `llama2c.py` (karpathy/llama2.c's `tinystories.py pretokenize`: BOS, then each
+story's ids, in `tok{N}` shards), `llmc.py` (karpathy/llm.c's and modded-nanogpt's shards: a 1,024-byte
+header, EOT then each story's ids) and `megatron.py` (Megatron-LM's indexed dataset: `.bin` + `.idx`, each
+story's ids then EOD). Each gives its plan of files (which stories go where), its frame (the separator and
+its side), its writer and the extra files (`meta.pkl`, `tok{N}.model`); this module runs them the same way.
 
-The ids are read through the memory-mapped Arrow files, a window of `WINDOW_TOKENS` at a time, and written
-in chunks (memory stays flat at any corpus size); the output is written to a temporary folder moved into
-place, one writer at a time (`atomic.atomic_folder`, as `tinystories-prepare`), and `export_info.json`
-records what was exported from (the folder's vocabulary sha256 and split fingerprints, each file's sha256).
+The folder is read once (`snapshot`: checked, its Arrow files hashed against the recorded sha256 and read
+from the same open files); the ids are read through the memory mapping, a window of `frames.WINDOW_TOKENS` at
+a time, each checked against the vocabulary, and written in chunks (memory stays flat at any corpus size).
+The files are written to a staging folder and put in place whole, one writer at a time, as entries of the
+output folder that leave the user's other files there untouched (`placement`). `export_info.json` records
+what was exported: the folder's vocabulary sha256, split fingerprints and data files' sha256 (as read at the
+start), the format's frame and dtype, and each file's tokens, bytes and sha256.
 """
 import argparse
 import dataclasses
 import hashlib
-import itertools
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, check_int, flag
-from ..store.folder import PREPARE_INFO
-from ..store.load import read_prepared
+from ..store.folder import RECREATE
 from ..supervision import api_errors, cli_errors, offers
-from ..utils.atomic import atomic_folder, check_output, hold_writer_lock
 from ..utils.mapped_pages import PageReleaser
+from .frames import framed, story_windows
+from .placement import Placement
+from .snapshot import read_snapshot
 
-FORMATS = ("nanogpt", "llama2c")
+FORMATS = ("nanogpt", "llama2c", "llmc", "megatron")
 EXPORT_INFO = "export_info.json"
-WINDOW_TOKENS = 1 << 23  # ids read, framed and written at a time: 8M ids, 16 MB in and 16 MB out
-UINT16_IDS = 65_536
+MODEL_DESCS = ("gpt-2", "llama-3")
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -47,16 +53,27 @@ class ExportConfig:
     Example:
         >>> ExportConfig(prepared="ts", format="llama2c", output="data").max_seq_len
         256
+        >>> ExportConfig(prepared="ts", format="llmc", output="shards").shard_tokens
+        100000000
     """
 
     prepared: str = option("tinystories_prepared", "prepared folder to export (tinystories-prepare's output)")
-    format: str = option("nanogpt", "nanogpt (train.bin, val.bin, meta.pkl) or llama2c (tok{N}/ shards, "
-                         "tok{N}.model)")
-    output: str = option("tinystories_export", "folder to write: nanoGPT's data/<dataset>, or llama2.c's data/")
+    format: str = option("nanogpt", "nanogpt (train.bin, val.bin, meta.pkl), llama2c (tok{N}/ shards, tok{N}.model), "
+                         "llmc (llm.c / modded-nanogpt .bin shards with a header) or megatron (Megatron-LM's "
+                         ".bin + .idx per split)")
+    output: str = option("tinystories_export", "folder to write into: nanoGPT's data/<dataset>, llama2.c's data/, or "
+                         "any folder; the export replaces only the files it writes there")
     shard_stories: int = option(100_000, "llama2c: train stories per shard (llama2.c's own shards hold ~100K)")
     max_seq_len: int = option(256, "llama2c: the max_seq_len you train with (llama2.c's default): every shard "
                               "must hold 2 x max_seq_len tokens or more, or PretokDataset stops")
-    overwrite: bool = option(False, "replace an existing output folder")
+    shard_tokens: int = option(100_000_000, "llmc: most tokens per shard, whole stories, shards of nearly equal "
+                               "size (llm.c's fineweb.py shards hold 10^8; under 2^31)")
+    model_desc: str = option("gpt-2", "llmc: the header, as llm.c's -m/--model_desc: gpt-2 (uint16, magic "
+                             "20240520: llm.c's train_gpt2.c/.cu/.py and modded-nanogpt read only this) or "
+                             "llama-3 (uint32, magic 20240801: llm.c's train_llama3.py)")
+    name: str = option("TinyStories", "llmc, megatron: the files' name prefix ({name}_val_000000.bin, "
+                       "{name}_train_text_document.bin)")
+    overwrite: bool = option(False, "replace the files of an earlier export in the output folder")
 
     def validate(self) -> None:
         from ..config import check_types
@@ -66,69 +83,18 @@ class ExportConfig:
             raise TinyStoriesError(f"{flag('format', self.format)} is not one of {', '.join(FORMATS)}")
         check_int("shard_stories", self.shard_stories, low=1)
         check_int("max_seq_len", self.max_seq_len, low=1)
-
-
-def story_windows(dataset, first: int = 0, end: int | None = None, *, releaser: PageReleaser | None = None):
-    """`(lengths, values)` of the stored stories `first..end-1` of a split, in order, a window of about
-    `WINDOW_TOKENS` ids at a time: `lengths` int64 per story, `values` the ids (zero-copy views of the
-    memory-mapped Arrow data, whose pages `releaser` lets go once read)."""
-    releaser = releaser or PageReleaser()
-    end, row = dataset.num_rows if end is None else end, 0
-    for chunk in dataset.data.column("input_ids").chunks:
-        lo, hi = max(first - row, 0), min(end - row, len(chunk))
-        row += len(chunk)
-        if lo >= hi:
-            continue
-        # chunk.values is the whole values buffer and chunk.offsets index into it, also for sliced chunks.
-        offsets = chunk.offsets.to_numpy(zero_copy_only=True)[lo:hi + 1]
-        values = chunk.values.to_numpy(zero_copy_only=True)
-        cuts = np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], WINDOW_TOKENS)[1:], side="right") - 1
-        bounds = np.unique(np.concatenate([[0], cuts, [len(offsets) - 1]]))
-        for a, b in itertools.pairwise(bounds):
-            yield np.diff(offsets[a:b + 1]).astype(np.int64), values[offsets[a]:offsets[b]]
-            releaser.read(chunk.values.slice(offsets[a], offsets[b] - offsets[a]))
-
-
-def framed(lengths: np.ndarray, values: np.ndarray, separator: int, *, before: bool) -> np.ndarray:
-    """The stories as one uint16 stream with `separator` after each (nanoGPT's EOT) or, with `before`, before
-    each (llama2.c's BOS).
-
-    Example:
-        >>> framed(np.array([2, 1]), np.array([5, 6, 7], np.uint16), 0, before=True).tolist()
-        [0, 5, 6, 0, 7]
-    """
-    out = np.empty(len(values) + len(lengths), dtype=np.uint16)
-    starts = np.cumsum(lengths + 1) - lengths - 1  # where each story's frame begins
-    marks = starts if before else starts + lengths
-    is_id = np.ones(len(out), dtype=bool)
-    is_id[marks] = False
-    out[marks] = separator
-    out[is_id] = values
-    return out
-
-
-class StreamWriter:
-    """Writes framed stories into one file, window by window, counting tokens and hashing the bytes."""
-
-    def __init__(self, path: Path):
-        self.path, self.tokens, self.digest = path, 0, hashlib.sha256()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "wb")  # noqa: SIM115 -- closed by close(), after the last window
-
-    def write(self, stream: np.ndarray) -> None:
-        data = stream.astype("<u2", copy=False).tobytes()
-        self.file.write(data)
-        self.digest.update(data)
-        self.tokens += len(stream)
-
-    def close(self) -> dict:
-        self.file.close()
-        return {"tokens": self.tokens, "bytes": self.tokens * 2, "sha256": self.digest.hexdigest()}
+        check_int("shard_tokens", self.shard_tokens, low=1, high=2**31 - 1)
+        if self.model_desc not in MODEL_DESCS:
+            raise TinyStoriesError(f"{flag('model_desc', self.model_desc)} is not one of {', '.join(MODEL_DESCS)}")
+        if not NAME.fullmatch(self.name):
+            raise TinyStoriesError(f"{flag('name', self.name)} is not a plain file name (letters, digits, '_', '.', "
+                                   "'-', not starting with '.' or '-')")
 
 
 @dataclass
 class ExportResult:
-    """What `export()` wrote: the folder, every file with its tokens, bytes and sha256, and the seconds taken."""
+    """What `export()` wrote: the output folder, every file (relative to it) with its tokens, bytes and
+    sha256, `export_info.json`'s content and the seconds taken."""
 
     output: Path
     files: dict
@@ -142,69 +108,111 @@ def _progress(total: int, what: str):
     return tqdm(total=total, desc=what, unit=" tokens", unit_scale=True)
 
 
+def _module(name: str):
+    from . import llama2c, llmc, megatron, nanogpt
+
+    return {"nanogpt": nanogpt, "llama2c": llama2c, "llmc": llmc, "megatron": megatron}[name]
+
+
+def _entries(names: list, record: str) -> list:
+    """The top-level entries of `names` (paths relative to the output), the one holding `record` last."""
+    tops = list(dict.fromkeys(name.split("/")[0] for name in names))
+    carrier = record.split("/")[0]
+    return [top for top in tops if top != carrier] + [carrier]
+
+
+def _check_names(names: list, prepared: Path) -> None:
+    """Every file name stays inside the output and no two are one file (also on a case-insensitive disk):
+    split names are checked where they are read, this holds whatever a format builds from them."""
+    seen = {}
+    for name in names:
+        parts = name.split("/")
+        if not all(NAME.fullmatch(part) for part in parts):
+            raise TinyStoriesError(f"{prepared}: the export would write {name!r}, not a plain file name inside the "
+                                   f"output; {RECREATE}")
+        if name.casefold() in seen:
+            raise TinyStoriesError(f"{prepared}: the export would write {name!r} twice (also as "
+                                   f"{seen[name.casefold()]!r}); rename one of the splits, {RECREATE}")
+        seen[name.casefold()] = name
+
+
 @api_errors
 def export(config: ExportConfig) -> ExportResult:
-    """Write `config.prepared` in `config.format` to `config.output`, atomically; see `ExportConfig`.
+    """Write `config.prepared` in `config.format` into `config.output`; see `ExportConfig` and the module
+    docstring.
 
-    Raises a one-line `TinyStoriesError` for a damaged or incomplete prepared folder (the checks of
-    `load_prepared`), a split the format needs that the folder lacks or that kept no story, a vocabulary that
-    does not fit uint16, a llama2c shard too small for `max_seq_len`, and the machine's faults (no space...),
-    and `KeyboardInterrupt` on Ctrl-C: the output is then the previous complete folder, or absent.
+    Raises a one-line `TinyStoriesError` for a damaged, altered or incomplete prepared folder (the checks of
+    `load_prepared`, an Arrow file differing from its recorded sha256, an id outside the vocabulary, a split
+    name that is not plain), a split the format needs that the folder lacks or that kept no story, two splits
+    that would share a file, a vocabulary the format cannot hold, a file in the way that no export wrote, an
+    earlier export without `overwrite`, and the machine's faults (no space...), and `KeyboardInterrupt` on
+    Ctrl-C: the owned files are then the previous export's, whole, or absent.
 
     Example:
         >>> export(ExportConfig(prepared="ts", format="nanogpt", output="nanoGPT/data/ts"))  # doctest: +SKIP
     """
-    from . import llama2c, nanogpt
-
     offers(f.name for f in dataclasses.fields(config))
     config.validate()
     started = time.perf_counter()
-    prepared = Path(config.prepared).expanduser()
-    dataset, tokenizer, info = read_prepared(prepared)
-    if tokenizer.vocab_size > UINT16_IDS:
-        raise TinyStoriesError(f"{prepared}: its vocabulary of {tokenizer.vocab_size:,} ids does not fit the uint16 "
-                               f"ids {config.format} reads (at most {UINT16_IDS:,}); prepare it with a smaller "
-                               "vocabulary")
-    module = {"nanogpt": nanogpt, "llama2c": llama2c}[config.format]
-    plan = module.plan(dataset, tokenizer, config)  # [(file name, split, first row, end row)], checked
-    output = check_output(config.output, overwrite=config.overwrite, source_files=[prepared], marker=EXPORT_INFO,
-                          what="a folder written by tinystories-export")
-    hold_writer_lock(output)
+    snapshot = read_snapshot(config.prepared)
+    tokenizer, module = snapshot.tokenizer, _module(config.format)
+    module.check_vocabulary(tokenizer, config)
+    plan = module.plan(snapshot.splits, tokenizer, config)  # [(name, split, first row, end row)], checked
+    layout, extra = module.layout(tokenizer, config), module.extra_files(tokenizer, snapshot.path)
+    names = [f for name, *_ in plan for f in module.files(name)] + list(extra)
+    _check_names(names + [layout["record"]], snapshot.path)
+    place = Placement(config.output, anchor=layout["anchor"], record=layout["record"])
+    place.check(snapshot.path)
+    entries = _entries(names, layout["record"])
+
+    def same(entry: str) -> bool:  # llama2.c's own tok{N}.model, identical to the one written
+        path = place.output / entry
+        return entry in extra and path.is_file() and not path.is_symlink() and path.read_bytes() == extra[entry]
+
+    place.lock()
+    place.check_entries(entries, overwrite=config.overwrite, same=same)
     separator, before = module.frame(tokenizer)
-    total = sum(int(dataset[split].data.column("length").to_numpy()[first:end].sum()) + (end - first)
-                for _, split, first, end in plan)
+    fix = (f"the folder was altered or damaged: run tinystories-validate {snapshot.path} to check it, then "
+           f"{RECREATE}")
+    counts = [(end - first, int(snapshot.splits[split].lengths[first:end].sum()) + end - first)
+              for _, split, first, end in plan]  # (stories, tokens with separators) per file
     files = {}
-    with atomic_folder(output, overwrite=config.overwrite) as partial, \
-            _progress(total, f"export {config.format}") as bar:
-        partial.mkdir(parents=True)
+    with place.staged() as root, _progress(sum(t for _, t in counts), f"export {config.format}") as bar:
         releaser = PageReleaser()
-        for name, split, first, end in plan:
-            writer = StreamWriter(partial / name)
+        for (name, split, first, end), (stories, tokens) in zip(plan, counts):
+            writer = module.writer(root, name, tokens=tokens, stories=stories, tokenizer=tokenizer, config=config)
             try:
-                for lengths, values in story_windows(dataset[split], first, end, releaser=releaser):
-                    writer.write(framed(lengths, values, separator, before=before))
+                for lengths, values in story_windows(snapshot.splits[split].parts, first, end, fix=fix,
+                                                     vocab_size=tokenizer.vocab_size, releaser=releaser):
+                    writer.write(lengths, framed(lengths, values, separator, before=before, dtype=writer.dtype))
                     bar.update(len(values) + len(lengths))
-            finally:
-                files[name] = writer.close()
-        extra = module.extra_files(tokenizer, prepared)
+            except BaseException:
+                writer.abort()
+                raise
+            files.update(writer.close())
         for name, data in extra.items():
-            (partial / name).write_bytes(data)
+            (root / name).write_bytes(data)
             files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        export_info = {"format": config.format, "prepared": {"vocab_sha256": info["vocab_sha256"],
-                       "prepare_info_sha256": hashlib.sha256((prepared / PREPARE_INFO).read_bytes()).hexdigest(),
-                       "splits": {split: ds._fingerprint for split, ds in dataset.items()}},
-                       "vocab_size": tokenizer.vocab_size, "separator_id": separator,
-                       "separator": "before each story (BOS)" if before else "after each story (EOS)",
-                       "dtype": "uint16 little-endian, no header", "files": files}
-        (partial / EXPORT_INFO).write_text(json.dumps(export_info, indent=2) + "\n", encoding="utf-8")
-    return ExportResult(output=output, files=files, info=export_info, seconds=time.perf_counter() - started)
+        empty = {split: snapshot.info["splits"][split].get("skipped_empty", 0) for split in
+                 dict.fromkeys(split for _, split, *_ in plan)}
+        export_info = {"format": config.format, "prepared": snapshot.identity, "vocab_size": tokenizer.vocab_size,
+                       "separator_id": separator,
+                       "separator": f"before each story ({'BOS' if separator == tokenizer.bos_id else 'EOS'})"
+                       if before else "after each story (EOS)", **module.describe(tokenizer, config),
+                       "empty_stories_not_exported": empty, "files": dict(sorted(files.items()))}
+        (root / layout["record"]).parent.mkdir(parents=True, exist_ok=True)
+        (root / layout["record"]).write_text(json.dumps(export_info, indent=2) + "\n", encoding="utf-8")
+        place.check_entries(entries, overwrite=config.overwrite, same=same)  # nothing appeared meanwhile
+        place.commit(entries)
+    return ExportResult(output=place.output, files=files, info=export_info, seconds=time.perf_counter() - started)
 
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-export", description="Export a prepared folder as the raw "
-                                     "uint16 token files nanoGPT (train.bin, val.bin, meta.pkl) or llama2.c "
-                                     "(tok{N}/ shards, tok{N}.model) train on, unchanged.")
+    parser = argparse.ArgumentParser(prog="tinystories-export", description="Export a prepared folder as the token "
+                                     "files nanoGPT (train.bin, val.bin, meta.pkl), llama2.c (tok{N}/ shards, "
+                                     "tok{N}.model), llm.c / modded-nanogpt (header + uint16 shards) or Megatron-LM "
+                                     "(.bin + .idx) train on, unchanged.")
     default = ExportConfig.prepared
     parser.add_argument("prepared", nargs="?", default=default, metavar="DIR",
                         help=f"{ExportConfig.__dataclass_fields__['prepared'].metadata['help']} (default: {default})")
@@ -216,6 +224,10 @@ def main(argv=None) -> int:
           f"{config.output}")
     for name, f in sorted(result.files.items()):
         print(f"{f['bytes']:>14,}  {name}")
+    empty = sum(result.info["empty_stories_not_exported"].values())
+    if empty:
+        print(f"note: the source's {empty:,} empty stories are not in the export (tinystories-prepare skips them); "
+              "the peers' own scripts keep each as a lone separator (see the README's Exports section)")
     return 0
 
 

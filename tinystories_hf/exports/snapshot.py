@@ -6,7 +6,8 @@ sha256 that `prepare_info.json` records (`data_files`), and reads the ids from t
 ids exported are the bytes hashed, and `export_info.json` names the folder it was exported from by what was
 read at the start (vocabulary hash, split fingerprints, the data files' sha256), even when the folder is
 replaced or edited while the export runs. Split names become file names (`{split}.bin`,
-`{name}_{split}_text_document`): only plain ones (datasets' own rule, `\\w+(\\.\\w+)*`, ASCII) are accepted.
+`{name}_{split}_text_document`): only plain ones (datasets' own rule, `utils.json_files.split_name`, checked
+when `prepare_info.json` and `dataset_dict.json` are read) are accepted.
 
 A folder in the Hub layout (`tinystories-push --to-folder`) has no recorded hash for its parquet shards: its
 ids are read from datasets' cache of them, checked against the vocabulary as every export's are.
@@ -15,7 +16,6 @@ import hashlib
 import json
 import mmap
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +26,8 @@ import pyarrow as pa
 from ..errors import TinyStoriesError
 from ..store.folder import PREPARE_INFO, RECREATE
 from ..store.load import is_hub_layout, read_prepared
+from ..utils.json_files import SPLIT_WANTED, split_name
 
-SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # datasets' NamedSplit rule, ASCII only
 _BLOCK = 1 << 20
 
 
@@ -39,9 +39,9 @@ def check_split_name(split, folder: Path) -> str:
         >>> check_split_name("validation", Path("ts"))
         'validation'
     """
-    if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
-        raise TinyStoriesError(f"{folder}: split name {split!r} (dataset_dict.json, {PREPARE_INFO}) is not a plain "
-                               f"name of letters, digits, '_' and inner '.'; the folder was altered, {RECREATE}")
+    if not split_name(split):
+        raise TinyStoriesError(f"{folder}: split name {split!r} (dataset_dict.json, {PREPARE_INFO}) is not "
+                               f"{SPLIT_WANTED}; the folder was altered, {RECREATE}")
     return split
 
 

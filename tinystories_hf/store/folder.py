@@ -28,13 +28,16 @@ from ..errors import TinyStoriesError
 from ..utils.atomic import atomic_folder
 from ..utils.json_files import (
     SHA256,
+    SPLIT_WANTED,
     Check,
     Each,
     Nullable,
     in_range,
     non_negative,
+    plain_file,
     read_json,
     relative_file,
+    split_name,
 )
 from ..utils.mapped_pages import PageReleaser, pages_released
 
@@ -59,21 +62,20 @@ INFO_SCHEMA = {
     "id_dtype?": Check(str, lambda v: v in ("uint16", "uint32"), "uint16 or uint32"),
     "vocab_sha256": SHA256,
     "vocab_sample": {"stories": non_negative(), "seed": int, "tokens": non_negative()},
-    "splits": Check(Each(COUNTS), lambda v: "train" in v, "an object with a 'train' split"),
+    "splits": Check(Each(COUNTS, split_name, SPLIT_WANTED), lambda v: "train" in v, "an object with a 'train' split"),
     "data_files?": FILES,
     "tokenizer_files?": FILES,
     "versions?": dict,
 }
 # What save_to_disk writes and load_from_disk trusts; a prepared split is never formatted.
-STATE_SCHEMA = {"_data_files": Check([{"filename": Check(str, lambda v: relative_file(v) and "/" not in v,
-                                                          "a file name in the split folder")}],
+STATE_SCHEMA = {"_data_files": Check([{"filename": Check(str, plain_file, "a file name in the split folder")}],
                                      lambda v: len(v) > 0, "a list of the split's Arrow files"),
                 "_format_type": Check(object, lambda v: v is None, "null"),
                 "_format_columns": Check(object, lambda v: v is None or isinstance(v, list) and {"input_ids", "length"}
                                          <= set(map(str, v)), "null or a list naming input_ids and length"),
                 "_format_kwargs": Check(dict, lambda v: not v, "{}"),
                 "_output_all_columns?": bool, "_split?": (str, type(None)), "_fingerprint?": str}
-DATASETS_JSON = {"dataset_dict.json": {"splits": [str]}, "state.json": STATE_SCHEMA, "dataset_info.json": dict}
+DATASETS_JSON = {"dataset_dict.json": {"splits": [Check(str, split_name, SPLIT_WANTED)]}, "state.json": STATE_SCHEMA, "dataset_info.json": dict}
 
 
 def file_sha256(path: Path) -> str:

@@ -14,7 +14,7 @@ from ..sources import HUB_ID
 from ..supervision import api_errors
 from ..tokenize.passes import reduced_features
 from ..utils.hub_access import hub_errors, require_hub
-from ..utils.json_files import Check, check, read_text, relative_file
+from ..utils.json_files import SPLIT_WANTED, Check, check, read_text, relative_file, split_name
 from ..vocabulary.tokenizer import TinyStoriesTokenizer
 from .folder import (
     CARD,
@@ -30,7 +30,7 @@ from .folder import (
 MAX_CARD_BYTES = 1 << 20  # a card is a few kB; a larger one is not read (YAML parsing is slow)
 
 
-CARD_SCHEMA = {"configs": [{"config_name": str, "data_files": [{"split": str, "path": Check(
+CARD_SCHEMA = {"configs": [{"config_name": str, "data_files": [{"split": Check(str, split_name, SPLIT_WANTED), "path": Check(
     str, lambda v: relative_file(v) and v.startswith(DATA_DIR + "/"), f"a pattern under {DATA_DIR}/")}]}]}
 
 

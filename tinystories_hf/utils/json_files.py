@@ -9,8 +9,14 @@ error, not minutes of parsing).
 A schema is a type (`int`, `str`, ...: `bool` is never an `int` here), a tuple of types, `Check(schema,
 test, wanted)`, `{key: schema}` (a dict with these keys; a key ending in `?` may be absent; other keys are
 allowed), `[schema]` (a list of such items) or `Each(schema)` (a dict of str keys to such values).
+
+A name read from such a file that becomes a path (a split, a data file, a shard, a tokenizer's base file) is
+checked here, by the schemas that read it (`SPLIT`, `PLAIN_FILE`, `FILES`): `split_name`, `plain_file` and
+`relative_file` are the one rule every reader of a folder made elsewhere applies, so a crafted
+`"../../escape"` is refused when the file is read, before anything joins it to a folder.
 """
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -71,11 +77,44 @@ def in_range(low: int, high: int) -> Check:
 SHA256 = Check(str, lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v), "a sha256 hex digest")
 
 
+# datasets' own rule for a split name (`datasets.naming._split_re`, `^\w+(\.\w+)*$`): no separator, no
+# leading or trailing dot, so never `..` and never a path.
+SPLIT_NAME = re.compile(r"\w+(\.\w+)*")
+
+
+def split_name(name) -> bool:
+    """A split name datasets accepts (`\\w+(\\.\\w+)*`); such a name is one plain path component.
+
+    Example:
+        >>> split_name("validation"), split_name("train.v2"), split_name("../../escape"), split_name(".hidden")
+        (True, True, False, False)
+    """
+    return isinstance(name, str) and SPLIT_NAME.fullmatch(name) is not None
+
+
+def plain_file(name) -> bool:
+    """One file name inside a folder: not empty, no separator (`/`, `\\`), not `.` or `..`, no NUL.
+
+    Example:
+        >>> plain_file("data-00000-of-00001.arrow"), plain_file("../x.arrow"), plain_file("..")
+        (True, False, False)
+    """
+    return (isinstance(name, str) and name not in ("", ".", "..") and not {"/", "\\", "\0"} & set(name))
+
+
 def relative_file(name: str) -> bool:
-    """A relative path that stays inside the folder (no `..`, not absolute): names read from a file are
-    joined to the folder they describe."""
-    path = PurePosixPath(name)
-    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name
+    """A relative path that stays inside the folder (every part a `plain_file`, not absolute): names read
+    from a file are joined to the folder they describe.
+
+    Example:
+        >>> relative_file("train/data-00000-of-00001.arrow"), relative_file("train/../../x")
+        (True, False)
+    """
+    return isinstance(name, str) and bool(name) and not PurePosixPath(name).is_absolute() and all(
+        plain_file(part) for part in name.split("/"))
+
+
+SPLIT_WANTED = "a split name (letters, digits, '_', inner '.': datasets' rule), never a path"
 
 
 def _type_name(kind) -> str:

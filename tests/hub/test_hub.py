@@ -47,7 +47,7 @@ def hub_folder(prepared_sample, tmp_path_factory):
 def test_to_folder_writes_the_repository_layout(hub_folder, prepared_sample):
     assert sorted(_files(hub_folder)) == ["README.md", "data/train-00000-of-00001.parquet",
                                           "data/validation-00000-of-00001.parquet", "prepare_info.json",
-                                          "tokenizer/base/tokenizer.json", "tokenizer/base/tokenizer_config.json",
+                                          "tokenization_tinystories.py", "tokenizer/base/tokenizer.json", "tokenizer/base/tokenizer_config.json",
                                           "tokenizer/tinystories_vocab.json", "tokenizer/tokenization_tinystories.py",
                                           "tokenizer/tokenizer_config.json"]
     prepared = prepared_sample.output

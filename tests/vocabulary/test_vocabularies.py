@@ -106,11 +106,18 @@ print(out.shape[0], len(tok.batch_decode(out, skip_special_tokens=True)), tok("O
     assert run.stdout.split("\n")[-2] == f"2 2 {prepared_sample.tokenizer.encode('Once upon a time')}"
 
 
-def test_the_pushed_repository_layout_carries_the_module_too(prepared_sample, tmp_path):
+def test_the_pushed_repository_loads_through_both_from_pretrained_routes(prepared_sample, tmp_path):
+    """`from_pretrained(REPO + "/tokenizer")` and `from_pretrained(REPO, subfolder="tokenizer")` (transformers
+    imports the module from the repository's top for the second): both give the stored ids."""
     hub = write_hub_folder(prepared_sample.output, tmp_path / "hub")
-    assert (hub / "tokenizer" / "tokenization_tinystories.py").is_file()
-    auto = AutoTokenizer.from_pretrained(str(hub / "tokenizer"), trust_remote_code=True)
-    assert auto("Once upon a time")["input_ids"] == prepared_sample.tokenizer.encode("Once upon a time")
+    module = (hub / "tokenizer" / "tokenization_tinystories.py").read_bytes()
+    assert (hub / "tokenization_tinystories.py").read_bytes() == module
+    data = datasets.load_from_disk(str(prepared_sample.output))["validation"]
+    texts, stored = list(data["text"][:50]), list(data["input_ids"][:50])
+    for auto in (AutoTokenizer.from_pretrained(str(hub / "tokenizer"), trust_remote_code=True),
+                 AutoTokenizer.from_pretrained(str(hub), subfolder="tokenizer", trust_remote_code=True)):
+        assert [ids[:512] for ids in auto(texts)["input_ids"]] == stored
+        assert auto.decode(stored[0]) == texts[0]
 
 
 def test_the_packed_datasets_and_the_collator_take_the_folders_separator(prepared_gpt2_full):

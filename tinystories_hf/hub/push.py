@@ -8,6 +8,8 @@ The repository (what `push_prepared` uploads and `write_hub_folder` writes):
     README.md                                dataset card; its YAML declares the config, splits and features
     data/{split}-0000i-of-0000n.parquet      DatasetDict.push_to_hub shards: input_ids List(uint16), length
     tokenizer/tinystories_vocab.json         the reduced vocabulary, and tokenizer/base/*.json the base BPE
+    tokenization_tinystories.py              (a vocabulary tokenizer.json cannot express) the module of tokenizer/,
+                                             where transformers imports it from for subfolder="tokenizer"
     prepare_info.json                        as tinystories-prepare wrote it
 
 `datasets.load_dataset(REPO_OR_FOLDER)` reads the data; `tinystories_hf.load_prepared(REPO_OR_FOLDER)` returns
@@ -27,9 +29,11 @@ from ..config import PrepareConfig, add_config_arguments, config_from_args, opti
 from ..errors import TinyStoriesError, flag, reason
 from ..store.folder import CARD, DATA_DIR, PREPARE_INFO, RECREATE, TOKENIZER_DIR, shard_counts
 from ..store.load import read_prepared
+from ..store.validate import check_remote_module
 from ..supervision import api_errors, cli_errors
 from ..utils.atomic import atomic_folder, check_output
 from ..utils.hub_access import hub_errors, require_hub
+from ..vocabulary.saved import REMOTE_MODULE, own_module
 from ..vocabulary.tokenizer import specials_text
 
 LICENSE = "cdla-sharing-1.0"  # the TinyStories data license; the ids are derived from the stories
@@ -231,6 +235,16 @@ def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict
         if data is None or hashlib.sha256(data).hexdigest() != digest:
             raise TinyStoriesError(f"{source}: missing or differs from the sha256 in {PREPARE_INFO}; {RECREATE}")
         files[f"{TOKENIZER_DIR}/{name}"] = data
+    module = f"{REMOTE_MODULE}.py"
+    if f"{TOKENIZER_DIR}/{module}" in files:
+        own = own_module()
+        if files[f"{TOKENIZER_DIR}/{module}"] != own:
+            raise TinyStoriesError(f"{prepared / TOKENIZER_DIR / module}: differs from tinystories-hf's own module, "
+                                   "which the repository's users run with trust_remote_code=True; push copies only "
+                                   f"the package's own, {RECREATE}")
+        # transformers imports a tokenizer's code from the repository's top, also for
+        # from_pretrained(repo, subfolder="tokenizer"): a copy there makes both routes load it.
+        files[module] = own
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
@@ -249,6 +263,7 @@ def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite:
     """
     prepared = Path(prepared).expanduser()
     dataset, _, info = read_prepared(prepared)
+    check_remote_module(prepared)  # before anything is written: the module users run is the package's own
     dataset = hub_splits(dataset)
     output = check_output(output, overwrite=overwrite, source_files=[prepared], marker=PREPARE_INFO,
                           what="a folder written by tinystories-push or tinystories-prepare", option="to_folder",
@@ -282,6 +297,7 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
                                f"token, or write the repository locally with {_to_folder()}")
     prepared = Path(prepared).expanduser()
     dataset, _, info = read_prepared(prepared)
+    check_remote_module(prepared)  # before anything is written: the module users run is the package's own
     dataset = hub_splits(dataset)
     require_hub(f"could not push to Hub dataset {repo_id!r}",
                 f"write the repository locally with {_to_folder()} and upload it later")

@@ -8,7 +8,9 @@ carry no checksum of their own, so this is what catches a flipped byte); the fol
 vocabulary hash, row counts, features); then, per split, from the Arrow buffers: every id `< vocab_size`,
 no separator (EOS, or BOS where there is no EOS) inside a story, `length` equals the number of ids and lies in `[min_length, max_length]`, and the
 token and UNK counts equal the recorded ones. In the Hub layout the tokenizer files are hashed (the parquet
-shards have no recorded hash: the content checks cover them) and the card's YAML is checked.
+shards have no recorded hash: the content checks cover them) and the card's YAML is checked. Last, the
+`tokenization_tinystories.py` the folder holds (what `AutoTokenizer.from_pretrained(..., trust_remote_code=True)`
+runs) must be this package's own, byte for byte: hashes re-recorded after replacing it do not hide it.
 """
 import argparse
 import sys
@@ -21,7 +23,8 @@ import pyarrow as pa
 from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors, cli_errors
-from .folder import PREPARE_INFO, file_sha256, read_prepare_info
+from ..vocabulary.saved import REMOTE_MODULE, module_differs
+from .folder import PREPARE_INFO, TOKENIZER_DIR, file_sha256, read_prepare_info
 from .load import is_hub_layout, read_prepared
 
 
@@ -47,6 +50,17 @@ def check_file_hashes(path: Path, info: dict, *, hub_layout: bool = False) -> in
         raise TinyStoriesError(f"{path / bad[0]} {what}{more}; the folder was edited or damaged, re-create it "
                                "with tinystories-prepare")
     return len(recorded)
+
+
+def check_remote_module(path: Path) -> None:
+    """Raise naming the file when the folder's `tokenization_tinystories.py` (in `tokenizer/`, and at the top of
+    a folder in the Hub layout) is not this package's own: users run it with `trust_remote_code=True`."""
+    for folder in (path / TOKENIZER_DIR, path):
+        if module_differs(folder):
+            raise TinyStoriesError(f"{folder / REMOTE_MODULE}.py differs from tinystories-hf's own module (the code "
+                                   "AutoTokenizer runs with trust_remote_code=True: replaced, or from another "
+                                   "version); do not load it with trust_remote_code=True, re-create the folder with "
+                                   "tinystories-prepare")
 
 
 def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_length: int, max_length: int | None,
@@ -100,6 +114,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
     hub_layout = is_hub_layout(path)
     hashed = check_file_hashes(path, info, hub_layout=hub_layout) if hash_files else 0
     dataset, tokenizer, info = read_prepared(path)
+    check_remote_module(path)
     config = info["config"]
     try:
         splits = {split: check_split(path / split, dataset[split], counts, vocab_size=tokenizer.vocab_size,

@@ -11,6 +11,7 @@ from ..utils.hub_access import require_hub
 from ..utils.json_files import read_json
 from .encoders import FAST_PACKAGE, FastokensEncoder, HFEncoder, TiktokenEncoder, fastokens_available
 from .gpt2 import gpt_neo_tokenizer, is_gpt2_bpe
+from .saved import VOCAB_FILE, VOCAB_SCHEMA, load_tokenizer_file, own_folder, read_saved
 from .sentencepiece_base import MODEL_SUFFIX, SentencePieceEncoder, SentencePieceTokenizer
 
 
@@ -20,20 +21,22 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = 
 
     `name_or_path` may also be a folder with a `tokenizer.json` or a file of that format, a SentencePiece
     `.model` file (llama2.c's `tok4096.model`, Llama 2's `tokenizer.model`) or a folder holding one (what
-    `tinystories-train-tokenizer --model sentencepiece` writes), or any Hugging Face tokenizer name or folder
-    (loaded with `transformers.AutoTokenizer`, which needs its fast backend; a Hub name is first probed, so an
-    unreachable Hub is one line at once). `option` is the caller's option naming it, for the messages
-    (stream's is `base_tokenizer`).
+    `tinystories-train-tokenizer --model sentencepiece` writes), a tinystories-hf tokenizer folder or prepared
+    folder (its base tokenizer, read from its data by `saved.read_saved`), or any Hugging Face tokenizer name
+    or folder (loaded with `transformers.AutoTokenizer`, which needs its fast backend; a Hub name is first
+    probed, so an unreachable Hub is one line at once). Code a folder ships is never run
+    (`trust_remote_code=False`): a tokenizer that needs it is one line. `option` is the caller's option
+    naming it, for the messages (stream's is `base_tokenizer`).
 
     Example:
         >>> load_base_tokenizer().encode("Once upon a time").ids
         [7454, 2402, 257, 640]
     """
-    from tokenizers import Tokenizer
-
     path = Path(name_or_path).expanduser()
     if name_or_path == DEFAULT_TOKENIZER:
         return gpt_neo_tokenizer()
+    if own_folder(path) is not None:  # this project's folder: its data, never its tokenization_tinystories.py
+        return read_saved(own_folder(path))[1]
     models = sorted(path.glob("*" + MODEL_SUFFIX)) if path.is_dir() and not (path / "tokenizer.json").is_file() else []
     if len(models) > 1:
         raise TinyStoriesError(f"{path} holds {len(models)} SentencePiece models ({', '.join(m.name for m in models)}); "
@@ -41,13 +44,7 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = 
     if path.suffix == MODEL_SUFFIX and path.is_file() or models:
         tokenizer = SentencePieceTokenizer.from_file(models[0] if models else path)
     elif path.is_file() or (path / "tokenizer.json").is_file():
-        file = path if path.is_file() else path / "tokenizer.json"
-        data = file.read_bytes()  # read here, not by tokenizers: an OS fault then names the file
-        try:
-            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
-        except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception for malformed files
-            raise TinyStoriesError(f"{file}: not a valid tokenizer.json ({str(e).splitlines()[0]}); "
-                                   "re-save it with tokenizer.save_pretrained") from None
+        tokenizer = load_tokenizer_file(path if path.is_file() else path / "tokenizer.json")
     else:
         from transformers import AutoTokenizer
 
@@ -55,8 +52,15 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = 
         if not path.exists():  # a Hub name: transformers would retry an unreachable Hub for about a minute
             require_hub(f"could not load tokenizer {name_or_path!r}", fix)
         try:
-            loaded = AutoTokenizer.from_pretrained(name_or_path)
-        except (OSError, ValueError) as e:
+            loaded = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        except ValueError as e:
+            if "trust_remote_code" not in str(e):
+                raise TinyStoriesError(f"could not load tokenizer {name_or_path!r} ({str(e).splitlines()[0]}); "
+                                       f"{fix}") from None
+            raise TinyStoriesError(f"tokenizer {name_or_path!r} loads only by running Python code it ships (its "
+                                   "tokenizer_config.json's auto_map), which tinystories-hf never runs; pass a "
+                                   "folder with tokenizer.json or a SentencePiece .model") from None
+        except OSError as e:
             raise TinyStoriesError(f"could not load tokenizer {name_or_path!r} ({str(e).splitlines()[0]}); {fix}") \
                 from None
         tokenizer = getattr(loaded, "backend_tokenizer", None)
@@ -80,7 +84,8 @@ def base_special_ids(tokenizer, name_or_path: str = DEFAULT_TOKENIZER) -> dict:
 
     SentencePiece: the model's `eos_id`/`bos_id`/`unk_id` (llama2.c's: 2, 1, 0). A tokenizer.json folder: the
     tokens its `tokenizer_config.json` (else `special_tokens_map.json`) names `eos_token`, `bos_token`,
-    `unk_token`, as transformers reads them (UNK, where it names none: the model's `unk_token`). Otherwise (the bundled GPT-2 BPE, a bare tokenizer.json): an added
+    `unk_token`, as transformers reads them (UNK, where it names none: the model's `unk_token`). A
+    tinystories-hf folder: a full vocabulary's recorded EOS, BOS and UNK; a reduced one's base, as a bare one. Otherwise (the bundled GPT-2 BPE, a bare tokenizer.json): an added
     special token of a well-known name (`SPECIAL_NAMES`; GPT-2's `<|endoftext|>` is its EOS, and it has no BOS),
     and the BPE model's `unk_token`.
 
@@ -88,13 +93,18 @@ def base_special_ids(tokenizer, name_or_path: str = DEFAULT_TOKENIZER) -> dict:
         >>> base_special_ids(load_base_tokenizer())
         {'eos': 50256, 'bos': None, 'unk': None}
     """
+    own = None if name_or_path == DEFAULT_TOKENIZER else own_folder(name_or_path)
+    if own is not None:  # a tinystories-hf folder: a full vocabulary's recorded specials, else its base's own
+        data = read_json(own / VOCAB_FILE, VOCAB_SCHEMA, fix="re-create it with tinystories-prepare")
+        if data["base_ids"] is None:
+            return {kind: data.get(f"{kind}_id") for kind in SPECIAL_NAMES}
     if getattr(tokenizer, "kind", None) == "sentencepiece":
         return {"eos": tokenizer.eos_id, "bos": tokenizer.bos_id, "unk": tokenizer.unk_id}
     folder = Path(name_or_path).expanduser()
     folder = folder.parent if folder.is_file() else folder
     named = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        if name_or_path != DEFAULT_TOKENIZER and (folder / name).is_file() and not named:
+        if name_or_path != DEFAULT_TOKENIZER and own is None and (folder / name).is_file() and not named:
             config = read_json(folder / name, {}, fix="re-save the tokenizer with save_pretrained")
             for kind in SPECIAL_NAMES:
                 token = config.get(f"{kind}_token")

@@ -1,16 +1,19 @@
 """The saved form of a vocabulary: `tinystories_vocab.json` beside the base tokenizer's own file, and the
 checks a folder made elsewhere passes before any of it is used (it is untrusted input: a Hub repository, a
-copied folder). `TinyStoriesTokenizer.save_pretrained` writes it; `read_saved` reads it back.
+copied folder). `TinyStoriesTokenizer.save_pretrained` writes it; `read_saved` reads it back, from its data
+only: the `tokenization_tinystories.py` a folder holds (for transformers' `trust_remote_code=True` users) is
+never imported by this package, only compared with the package's own (`module_differs`).
 """
 import os
 from pathlib import Path
 
 from ..errors import TinyStoriesError
 from ..utils.json_files import Check, Nullable, in_range, non_negative, read_json
-from .base import load_base_tokenizer
 from .gpt2 import tokenizer_sha256
+from .sentencepiece_base import MODEL_SUFFIX, SentencePieceTokenizer
 
 VOCAB_FILE = "tinystories_vocab.json"
+REMOTE_MODULE = "tokenization_tinystories"  # saved beside a vocabulary tokenizer.json cannot express
 BASE_DIR = "base"
 FORMATS = ("tinystories-hf-vocab/1", "tinystories-hf-vocab/2")  # 2 adds full vocabularies and their specials
 FORMAT = FORMATS[-1]
@@ -25,6 +28,47 @@ VOCAB_SCHEMA = {"format": str, "vocab_size": in_range(3, 2**32),
                 "eos_id?": _SPECIAL, "bos_id?": _SPECIAL, "unk_id?": _SPECIAL, "separator_id?": _SPECIAL,
                 "base_file?": Check(str, lambda v: v in BASE_FILES, f"one of {', '.join(sorted(BASE_FILES))}"),
                 "base_tokenizer": {"sha256": str, "vocab_size?": non_negative()}}
+
+
+def load_tokenizer_file(file) -> object:
+    """A base tokenizer from its file: a SentencePiece `.model` (protobuf) or a `tokenizer.json`, read here (an
+    OS fault names the file) and parsed from its data. Raises `TinyStoriesError` for a file of neither kind."""
+    from tokenizers import Tokenizer
+
+    file = Path(file)
+    if file.suffix == MODEL_SUFFIX:
+        return SentencePieceTokenizer.from_file(file)
+    data = file.read_bytes()
+    try:
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception for malformed files
+        raise TinyStoriesError(f"{file}: not a valid tokenizer.json ({str(e).splitlines()[0]}); "
+                               "re-save it with tokenizer.save_pretrained") from None
+
+
+def own_folder(path) -> Path | None:
+    """The tinystories-hf tokenizer folder `path` is (it holds `tinystories_vocab.json`) or holds (a prepared or
+    pushed folder's `tokenizer/`), else None: such a folder is loaded from its data by `read_saved`, never
+    through transformers (which would offer to run its `tokenization_tinystories.py`)."""
+    path = Path(path).expanduser()
+    for folder in (path, path / "tokenizer"):
+        if folder.is_dir() and os.path.lexists(folder / VOCAB_FILE):
+            return folder
+    return None
+
+
+def own_module() -> bytes:
+    """The bytes of this package's `tokenization_tinystories.py`, the only module a tokenizer folder may hold."""
+    return Path(__file__).with_name(f"{REMOTE_MODULE}.py").read_bytes()
+
+
+def module_differs(folder) -> bool:
+    """True when the tokenizer folder holds a `tokenization_tinystories.py` other than this package's own (the
+    code `AutoTokenizer.from_pretrained(..., trust_remote_code=True)` would run: replaced, it runs anything)."""
+    module = Path(folder) / f"{REMOTE_MODULE}.py"
+    if not os.path.lexists(module):
+        return False
+    return module.is_symlink() or not module.is_file() or module.read_bytes() != own_module()
 
 
 def _table_problem(data: dict, base_size: int) -> str | None:
@@ -76,7 +120,7 @@ def read_saved(directory) -> tuple:
     base_file = directory / data.get("base_file", f"{BASE_DIR}/tokenizer.json")
     if not base_file.is_file():  # else its loader would try the Hub by name
         raise TinyStoriesError(f"{base_file}: missing or not a regular file; {fix}")
-    base = load_base_tokenizer(str(base_file))
+    base = load_tokenizer_file(base_file)
     if tokenizer_sha256(base) != data["base_tokenizer"]["sha256"]:
         raise TinyStoriesError(f"{base_file}: base tokenizer differs from the one the vocabulary "
                                "was built with; re-create the folder with tinystories-prepare")

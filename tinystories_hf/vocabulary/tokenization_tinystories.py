@@ -6,8 +6,9 @@ runs it from there (its `auto_map` mechanism, as Qwen ships its tiktoken tokeniz
 to its most frequent tokens (every other token is UNK, which no BPE merge table or post-processor can map),
 and SentencePiece models, whose own encoder (llama2.c's `Tokenizer.encode`) is the reference. It needs
 transformers and tokenizers (sentencepiece for a `.model` base) and nothing of tinystories-hf; it reads two
-files of its folder (`tinystories_vocab.json`, JSON; the base tokenizer, JSON or SentencePiece protobuf),
-never the network, never a pickle.
+files of its folder (`tinystories_vocab.json`, JSON; the base tokenizer, JSON or SentencePiece protobuf, at
+one of the three places `BASE_FILES` a folder keeps it: any other `base_file` is refused, so a folder cannot
+make it read, or `save_pretrained` write, outside the folder), never the network, never a pickle.
 
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained("tinystories_prepared/tokenizer", trust_remote_code=True)
@@ -27,6 +28,16 @@ from transformers import PreTrainedTokenizer
 
 VOCAB_FILES = {"vocab_file": "tinystories_vocab.json", "tokenizers_file": "base/tokenizer.json",
                "sentencepiece_file": "base/tokenizer.model"}
+BASE_FILES = ("base/tokenizer.json", "tokenizer.json", "base/tokenizer.model")  # relative to the folder
+
+
+def _base_file(table, where) -> str:
+    """The folder's `base_file` (default `base/tokenizer.json`), one of `BASE_FILES`; else `ValueError`."""
+    name = table.get("base_file") or VOCAB_FILES["tokenizers_file"] if isinstance(table, dict) else None
+    if name not in BASE_FILES:
+        raise ValueError(f"{where}: base_file {name!r} is not one of {', '.join(BASE_FILES)} (a file of this "
+                         "folder); the folder was altered, re-create it with tinystories-prepare")
+    return name
 
 
 class TinyStoriesHFTokenizer(PreTrainedTokenizer):
@@ -45,7 +56,7 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
         with open(vocab_file, encoding="utf-8") as f:
             self.table = json.load(f)
         folder = os.path.dirname(vocab_file)
-        base = os.path.join(folder, self.table.get("base_file") or VOCAB_FILES["tokenizers_file"])
+        base = os.path.join(folder, _base_file(self.table, vocab_file))
         if base.endswith(".model"):
             import sentencepiece
 
@@ -131,7 +142,7 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
         vocab = os.path.join(save_directory, prefix + VOCAB_FILES["vocab_file"])
         with open(vocab, "w", encoding="utf-8") as f:
             json.dump(self.table, f)
-        base = os.path.join(save_directory, self.table.get("base_file") or VOCAB_FILES["tokenizers_file"])
+        base = os.path.join(save_directory, _base_file(self.table, "tinystories_vocab.json"))
         os.makedirs(os.path.dirname(base), exist_ok=True)
         if self.sentencepiece is not None:
             with open(base, "wb") as f:

@@ -26,12 +26,11 @@ from ..supervision import api_errors
 from .base import make_encoder, special_ids
 from .calling import TransformersCalls
 from .gpt2 import tokenizer_sha256
-from .saved import BASE_DIR, FORMAT, FULL, REDUCED, VOCAB_FILE, read_saved
+from .saved import BASE_DIR, FORMAT, FULL, REDUCED, REMOTE_MODULE, VOCAB_FILE, own_module, read_saved
 
 EOS_ID, UNK_ID = 0, 1  # of a reduced vocabulary
 EOS_TOKEN, UNK_TOKEN = "<|endoftext|>", "<|unk|>"
 UINT16_IDS = 65_536  # a vocabulary of at most this many ids is stored as uint16, a larger one as uint32
-REMOTE_MODULE = "tokenization_tinystories"  # saved beside a vocabulary tokenizer.json cannot express
 
 
 def check_vocabulary(base_tokenizer, vocab_size, specials: dict, *, name: str = "the tokenizer") -> None:
@@ -312,8 +311,7 @@ class TinyStoriesTokenizer(TransformersCalls):
         config = self.transformers_config(model_max_length=model_max_length)
         (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         if self.needs_remote_code:
-            module = Path(__file__).with_name(f"{REMOTE_MODULE}.py").read_bytes()
-            (directory / f"{REMOTE_MODULE}.py").write_bytes(module)
+            (directory / f"{REMOTE_MODULE}.py").write_bytes(own_module())
         return directory
 
     @classmethod

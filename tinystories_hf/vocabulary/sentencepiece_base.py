@@ -8,6 +8,7 @@ comes in the `[sentencepiece]` extra; without it, one line names the extra.
 """
 import hashlib
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,27 @@ class SentencePieceTokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self._processor.decode([int(i) for i in ids])
+
+    def decode_runs(self, runs: list) -> list:
+        """The text of each run of ids (the runs between the specials of a decoded sequence), cut from
+        sentencepiece's decode of all of them joined, so `"".join(texts)` is exactly that decode: a run after
+        the first keeps the space its first piece (`▁an`) carries, which a decode of the run alone drops as
+        the start of a text. A cut falls where the text of the ids before it stops being a prefix (a
+        character whose bytes a special splits goes to the run that completes it).
+
+        Example:
+            >>> sp.decode_runs([[409], [414, 464]])  # doctest: +SKIP
+            ['happy', ' an all']
+        """
+        ids = [int(i) for run in runs for i in run]
+        full = self._processor.decode(ids)
+        offsets, count = [0], 0
+        for run in runs[:-1]:
+            count += len(run)
+            head = self._processor.decode(ids[:count]) if count else ""
+            offsets.append(max(offsets[-1], len(os.path.commonprefix([head, full]))))
+        offsets.append(len(full))
+        return [full[a:b] for a, b in itertools.pairwise(offsets)]
 
     def to_str(self) -> str:
         """What identifies the model, for `tokenizer_sha256`."""

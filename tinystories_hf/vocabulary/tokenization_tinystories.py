@@ -20,6 +20,7 @@ Ids: for a reduced vocabulary, 0 is EOS `<|endoftext|>`, 1 is UNK `<|unk|>`, 2..
 ordinary text: a literal `<|endoftext|>` in it is encoded as its characters (`split_special_tokens=True`),
 never as EOS, as in the stored ids. No BOS or EOS is added (`add_special_tokens` changes nothing).
 """
+import itertools
 import json
 import os
 from typing import ClassVar
@@ -116,25 +117,34 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
         `TinyStoriesTokenizer.decode` does): EOS and UNK appear as `<|endoftext|>` / `<|unk|>` unless skipped."""
         ids = [token_ids] if isinstance(token_ids, int) else [int(i) for i in token_ids]
         special = set(self.all_special_ids)
-        pieces, run = [], []
+        runs, marks = [[]], []
         for i in ids:
             base = i if self.base_ids is None else self.base_ids[i]
             if i in special or base < 0:
-                pieces.append(self._decode_base(run))
-                run = []
-                if not skip_special_tokens:
-                    pieces.append(self.convert_ids_to_tokens(i))
+                marks.append(i)
+                runs.append([])
             else:
-                run.append(base)
-        pieces.append(self._decode_base(run))
+                runs[-1].append(base)
+        texts = self._decode_runs(runs)
+        pieces = [texts[0]]
+        for mark, text in zip(marks, texts[1:]):
+            pieces += [text] if skip_special_tokens else [self.convert_ids_to_tokens(mark), text]
         return "".join(pieces)
 
-    def _decode_base(self, base_ids: list) -> str:
-        if not base_ids:
-            return ""
-        if self.sentencepiece is not None:
-            return self.sentencepiece.decode(base_ids)
-        return self.base.decode(base_ids, skip_special_tokens=False)
+    def _decode_runs(self, runs: list) -> list:
+        """The text of each run. SentencePiece: cut from its decode of all the runs joined (a decode of a run
+        alone would drop the space of its first piece, `▁an`, as the start of a text)."""
+        if self.sentencepiece is None:
+            return [self.base.decode(run, skip_special_tokens=False) if run else "" for run in runs]
+        ids = [i for run in runs for i in run]
+        full = self.sentencepiece.decode(ids)
+        offsets, count = [0], 0
+        for run in runs[:-1]:
+            count += len(run)
+            head = self.sentencepiece.decode(ids[:count]) if count else ""
+            offsets.append(max(offsets[-1], len(os.path.commonprefix([head, full]))))
+        offsets.append(len(full))
+        return [full[a:b] for a, b in itertools.pairwise(offsets)]
 
     def save_vocabulary(self, save_directory: str, filename_prefix=None) -> tuple:
         """Write `tinystories_vocab.json` and the base tokenizer file, at the paths this folder had."""

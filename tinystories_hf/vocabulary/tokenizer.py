@@ -16,6 +16,7 @@ tokenizer.json vocabulary loads as it is; a reduced one, or a SentencePiece one,
 """
 import functools
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -107,9 +108,9 @@ class TinyStoriesTokenizer(TransformersCalls):
             self.eos_token, self.unk_token, self.bos_token = EOS_TOKEN, UNK_TOKEN, None
             self._size = len(self.base_ids)
             # base id -> reduced id, UNK by default: one gather (take) remaps a whole batch.
-            self.base_to_reduced = np.full(base_size, UNK_ID, dtype=np.uint16)
+            self.base_to_reduced = np.full(base_size, UNK_ID, dtype=self.id_dtype)  # uint32 past 65,536 ids
             # Only ids 2.. are regular tokens: a base EOS id met in text maps to UNK, never to the separator.
-            self.base_to_reduced[self.base_ids[2:]] = np.arange(2, len(self.base_ids), dtype=np.uint16)
+            self.base_to_reduced[self.base_ids[2:]] = np.arange(2, len(self.base_ids), dtype=self.id_dtype)
         # transformers' names, so code written for a transformers tokenizer reads them. Padding uses the
         # separator (GPT-2's convention: EOS; the attention mask hides it); a reduced vocabulary has no BOS of
         # its own and, as GPT-2, names EOS as its BOS.
@@ -211,19 +212,22 @@ class TinyStoriesTokenizer(TransformersCalls):
         return [self.remap(ids).tolist() for ids in self.encoder.encode_batch([_text(t) for t in texts])]
 
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
-        """Text of the ids: each run between special ids decoded by the base tokenizer; the specials (EOS, UNK,
-        BOS and, for a full vocabulary, the base tokenizer's other special ids) rendered by their token
-        (`<|endoftext|>`, `<|unk|>`, `</s>`...) unless skipped. `ids`: a list, an array or a tensor (any
+        """Text of the ids: each run between special ids decoded by the base tokenizer (SentencePiece: cut from
+        sentencepiece's decode of all the regular ids, which `skip_special_tokens=True` gives exactly); the
+        specials (EOS, UNK, BOS and, for a full vocabulary, the base tokenizer's other special ids) rendered by
+        their token (`<|endoftext|>`, `<|unk|>`, `</s>`...) unless skipped. `ids`: a list, an array or a tensor (any
         device). Raises `TypeError`/`ValueError` for ids that are not integers in [0, vocab_size) (`check_ids`)."""
         ids = self.check_ids(ids)
         base = ids if self.base_ids is None else self.base_ids[ids]
-        pieces, start = [], 0
-        for pos in np.flatnonzero(np.isin(ids, self.special_token_ids)).tolist() + [len(ids)]:
-            if pos > start:
-                pieces.append(self.base_tokenizer.decode(base[start:pos].tolist(), skip_special_tokens=False))
-            if pos < len(ids) and not skip_special_tokens:
-                pieces.append(self.id_token(int(ids[pos])))
-            start = pos + 1
+        marks = np.flatnonzero(np.isin(ids, self.special_token_ids)).tolist()
+        runs = [base[a + 1:b].tolist() for a, b in itertools.pairwise([-1, *marks, len(ids)])]
+        if hasattr(self.base_tokenizer, "decode_runs"):  # sentencepiece: the runs' text as one decode gives it
+            texts = self.base_tokenizer.decode_runs(runs)
+        else:
+            texts = [self.base_tokenizer.decode(run, skip_special_tokens=False) if run else "" for run in runs]
+        pieces = [texts[0]]
+        for mark, text in zip(marks, texts[1:]):
+            pieces += [text] if skip_special_tokens else [self.id_token(int(ids[mark])), text]
         return "".join(pieces)
 
     def id_token(self, i):

@@ -66,6 +66,13 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
         kwargs.setdefault("clean_up_tokenization_spaces", False)
         super().__init__(**kwargs)
 
+    def __setstate__(self, state):
+        # copy.deepcopy and pickle rebuild the base Tokenizer from its JSON, which does not hold
+        # encode_special_tokens: set it again, or a copy would encode `<|endoftext|>` in a story as EOS.
+        self.__dict__.update(state)
+        if self.base is not None:
+            self.base.encode_special_tokens = True
+
     @property
     def vocab_size(self) -> int:
         return self.size

@@ -29,6 +29,21 @@ def without_lone_surrogates(texts: list) -> list:
             for t in texts]
 
 
+@functools.lru_cache(maxsize=16)  # get_vocab takes 0.1 s for GPT-2's 50,257 tokens; tokenizers are not changed
+def id_space(tokenizer) -> int:
+    """How many ids a base tokenizer's ids fall in: its largest id + 1. Usually its token count, but a
+    tokenizer.json may leave ids unused (600 tokens with ids up to 70,599): every array indexed by a base id and
+    every dtype holding one is sized by this, never by the count (`get_vocab_size`).
+
+    Example:
+        >>> id_space(gpt_neo_tokenizer())
+        50257
+    """
+    if getattr(tokenizer, "kind", None) == "sentencepiece":  # pieces are numbered 0..size-1
+        return tokenizer.get_vocab_size()
+    return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
+
 class Encoder:
     """What every encoder shares: it crosses into worker processes by pickle as its recipe.
 
@@ -71,7 +86,7 @@ class HFEncoder(Encoder):
     def __init__(self, tokenizer):
         self.spec = tokenizer.to_str()
         self.fingerprint = hashlib.sha256(self.spec.encode()).hexdigest()
-        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+        self.vocab_size = id_space(tokenizer)  # the id space: what sizes the dtype of its ids
         self._build()
 
     def _build(self) -> None:

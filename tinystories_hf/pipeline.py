@@ -23,6 +23,7 @@ from .tokenize.passes import check_sample, encode_split, reduce_split, split_cou
 from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
 from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
 from .vocabulary.counting import count_base_tokens, sample_rows
+from .vocabulary.encoders import id_space
 from .vocabulary.tokenizer import TinyStoriesTokenizer, check_vocabulary, specials_text
 
 
@@ -120,7 +121,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("check")
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
-    counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
+    counts = count_base_tokens(base_ids["train"], rows, id_space(base))
     sample = {"stories": base_ids["train"].num_rows if rows is None else len(rows), "seed": config.seed,
               "tokens": int(counts.sum())}
     meta = {"tokenizer": config.tokenizer, "sample": sample}

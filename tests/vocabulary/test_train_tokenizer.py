@@ -28,7 +28,7 @@ def _train_texts(prepared) -> list:
     return list(datasets.load_from_disk(str(prepared.output))["train"]["text"])
 
 
-def test_bpe_is_a_byte_level_bpe_with_the_endoftext_eos_and_no_unk(trained_bpe, sample_stories):
+def test_bpe_is_a_byte_level_bpe_with_the_endoftext_eos_and_no_unk(trained_bpe, prepared_bpe, sample_stories):
     folder = trained_bpe.output
     assert sorted(p.name for p in folder.iterdir()) == ["special_tokens_map.json", "tokenizer.json",
                                                         "tokenizer_config.json", "train_info.json"]
@@ -42,7 +42,9 @@ def test_bpe_is_a_byte_level_bpe_with_the_endoftext_eos_and_no_unk(trained_bpe, 
     assert tokenizer.decode(tokenizer.encode(weird).ids) == weird
     assert all(tokenizer.decode(tokenizer.encode(s).ids) == s for s in sample_stories[:500])
     info = json.loads((folder / "train_info.json").read_text())
-    assert info["sample"] == {"stories": 5465, "of": 5465, "seed": 1337, "rows": "all"}  # the sample's train split
+    stories = "".join(json.dumps(text) + "\n" for text in _train_texts(prepared_bpe))  # prepare's train split
+    assert info["sample"] == {"stories": 5465, "of": 5465, "seed": 1337, "rows": "all",  # the sample's train split
+                              "stories_sha256": hashlib.sha256(stories.encode()).hexdigest()}
 
 
 def test_the_pipeline_stores_the_ids_tokenizers_and_plain_autotokenizer_give(prepared_bpe, trained_bpe):
@@ -118,8 +120,9 @@ def test_the_same_stories_in_another_layout_give_byte_identical_tokenizers_and_f
         again = train_tokenizer(TrainTokenizerConfig(source=str(SAMPLE_EOT), model=model, num_proc=2,
                                                      output=str(tmp_path / model)))
         ours, theirs = _tree(trained.output), _tree(again.output)
-        assert ours.pop("train_info.json") != theirs.pop("train_info.json")  # it names the source file
-        assert ours == theirs and len(ours) >= 1
+        assert ours == theirs and len(ours) >= 2  # train_info.json included: it names no path, no layout
+        info = (again.output / "train_info.json").read_text()
+        assert "stories-eot" not in info and "tinystories-sample" not in info and str(tmp_path) not in info
     folder = prepare(PrepareConfig(source=str(SAMPLE_EOT), output=str(tmp_path / "p"), num_proc=1, keep_text=True,
                                    tokenizer=str(tmp_path / "sentencepiece" / "tok4096.model"), vocab_size="full",
                                    max_length=None, min_length=0)).output
@@ -137,6 +140,38 @@ def test_two_runs_in_two_processes_give_byte_identical_folders(trained_bpe, trai
         assert run.returncode == 0, run.stderr[-2000:]
         assert _tree(tmp_path / model) == _tree(trained.output)
         assert f"trained a 4,096-id {model} tokenizer on 5,465 of 5,465 train stories in " in run.stdout
+
+
+@pytest.fixture(scope="module")
+def split_source(tmp_path_factory, sample_stories):
+    """A folder with its own validation split: train.jsonl (the first 2,000 real stories) and validation.jsonl."""
+    folder = tmp_path_factory.mktemp("split") / "stories"
+    folder.mkdir()
+    for name, stories in (("train", sample_stories[:2000]), ("validation", sample_stories[2000:2100])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in stories))
+    return folder
+
+
+def test_the_sample_seed_picks_the_stories_on_a_source_with_its_own_validation(split_source, sample_stories,
+                                                                              tmp_path):
+    """No validation is carved here, so only the sample depends on the seed: seeds 1 and 2 give different
+    tokenizers; each train_info.json names its sample by the sha256 of exactly the rows numpy's seeded choice
+    picks (an independent reading of the documented rule); sample 'all' is the sha256 of the whole train file."""
+    def train(seed, name, sample_size=500):
+        return train_tokenizer(TrainTokenizerConfig(source=str(split_source), output=str(tmp_path / name),
+                                                    vocab_size=400, sample_size=sample_size, seed=seed, num_proc=1))
+
+    def sha(stories):
+        return hashlib.sha256("".join(json.dumps(s) + "\n" for s in stories).encode()).hexdigest()
+
+    one, two = train(1, "one"), train(2, "two")
+    assert one.info["source"] == {"validation": "source"}
+    assert _tree(one.output)["tokenizer.json"] != _tree(two.output)["tokenizer.json"]
+    for seed, result in ((1, one), (2, two)):
+        rows = sorted(np.random.default_rng(seed).choice(2000, size=500, replace=False))
+        assert result.info["sample"]["stories_sha256"] == sha([sample_stories[r].strip() for r in rows])
+    every = train(1, "all", sample_size=None)
+    assert every.info["sample"]["stories_sha256"] == sha([s.strip() for s in sample_stories[:2000]])
 
 
 def test_a_sample_is_seeded_rows_of_train(tmp_path, sample_stories):

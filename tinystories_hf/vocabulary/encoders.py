@@ -4,6 +4,11 @@ tiktoken (its reference) and Hugging Face tokenizers (any BPE). Each has `encode
 
 Story text is always encoded as *ordinary* text: a literal `<|endoftext|>` inside a story becomes the tokens of
 that string, never the EOS id, which only the training adapters insert between stories.
+
+Every encoder is an `Encoder`: `datasets.map(num_proc>1)` pickles it into its worker processes, and a library
+object does not carry what was set on it after it was built (tokenizers' `encode_special_tokens` is lost by
+`pickle`), so an encoder pickles only its plain attributes (its recipe) and builds its library objects again,
+settings included, in `_build()` on unpickling. A new encoder names those objects in `_rebuilt`.
 """
 import functools
 import hashlib
@@ -24,22 +29,71 @@ def without_lone_surrogates(texts: list) -> list:
             for t in texts]
 
 
-class HFEncoder:
+@functools.lru_cache(maxsize=16)  # get_vocab takes 0.1 s for GPT-2's 50,257 tokens; tokenizers are not changed
+def id_space(tokenizer) -> int:
+    """How many ids a base tokenizer's ids fall in: its largest id + 1. Usually its token count, but a
+    tokenizer.json may leave ids unused (600 tokens with ids up to 70,599): every array indexed by a base id and
+    every dtype holding one is sized by this, never by the count (`get_vocab_size`).
+
+    Example:
+        >>> id_space(gpt_neo_tokenizer())
+        50257
+    """
+    if getattr(tokenizer, "kind", None) == "sentencepiece":  # pieces are numbered 0..size-1
+        return tokenizer.get_vocab_size()
+    return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
+
+class Encoder:
+    """What every encoder shares: it crosses into worker processes by pickle as its recipe.
+
+    `__getstate__` keeps the instance's attributes but those named in `_rebuilt` (library objects, whose
+    pickling drops settings made after they were built); `__setstate__` restores the others (`note`
+    included) and calls `_build()`, which makes the library objects again from them, settings included.
+
+    Example:
+        >>> import pickle
+        >>> enc = HFEncoder(gpt_neo_tokenizer())
+        >>> pickle.loads(pickle.dumps(enc)).encode_batch(["a <|endoftext|>"]) == enc.encode_batch(["a <|endoftext|>"])
+        True
+    """
+
+    name = ""
+    note = ""  # why auto picked this encoder rather than the fastest, if it did
+    _rebuilt: tuple = ()  # attributes `_build()` makes from the others: never pickled
+
+    def _build(self) -> None:
+        """Make the attributes named in `_rebuilt` from the plain ones (in `__init__` and on unpickling)."""
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key not in self._rebuilt}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build()
+
+
+class HFEncoder(Encoder):
     """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text.
 
-    `fingerprint` identifies the ids it produces (the tokenizer's content hash), for datasets' cache.
+    `fingerprint` identifies the ids it produces (the tokenizer's content hash), for datasets' cache. Its
+    recipe is the tokenizer's JSON (`spec`); `backend` is rebuilt from it with `encode_special_tokens` set.
     """
 
     name = "hf"
-    note = ""  # why auto picked this encoder rather than the fastest, if it did
+    _rebuilt = ("backend",)
 
     def __init__(self, tokenizer):
+        self.spec = tokenizer.to_str()
+        self.fingerprint = hashlib.sha256(self.spec.encode()).hexdigest()
+        self.vocab_size = id_space(tokenizer)  # the id space: what sizes the dtype of its ids
+        self._build()
+
+    def _build(self) -> None:
         from tokenizers import Tokenizer
 
-        spec = tokenizer.to_str()
-        self.fingerprint = hashlib.sha256(spec.encode()).hexdigest()
-        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-        self.backend = Tokenizer.from_str(spec)
+        self.backend = Tokenizer.from_str(self.spec)
+        # A setting, not part of the JSON: pickling the Tokenizer alone would drop it (issue 29).
         self.backend.encode_special_tokens = True
 
     def encode_batch(self, texts: list) -> list:
@@ -72,12 +126,11 @@ def _gpt2_encoding():
                              special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257)
 
 
-class TiktokenEncoder:
+class TiktokenEncoder(Encoder):
     """Base ids from tiktoken, built offline from the bundled GPT-2 files; identical ids, several times faster
     than `HFEncoder`. The reference the fastokens backend is checked against on every run."""
 
     name = "tiktoken"
-    note = ""
     fingerprint = "gpt2-bpe:" + GPT2_SHA256["vocab.bpe"] + GPT2_SHA256["encoder.json"]
     vocab_size = 50257
 
@@ -168,7 +221,7 @@ def _gpt2_fastokens():
     return fastokens.Tokenizer.from_json_str(_ORDINARY_SPEC["json"])
 
 
-class FastokensEncoder:
+class FastokensEncoder(Encoder):
     """Base ids from fastokens, built offline from the bundled GPT-2 files: tiktoken's ids, several times
     faster (the evaluation of the candidates is in docs/encoders.md). Each run checks a seeded sample of its
     ids against tiktoken (`tokenize.check_sample`). It encodes a batch on the calling thread, so forked
@@ -176,7 +229,6 @@ class FastokensEncoder:
     """
 
     name = "fastokens"
-    note = ""
     vocab_size = 50257
 
     @functools.cached_property

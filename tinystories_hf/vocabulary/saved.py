@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import TinyStoriesError
 from ..utils.json_files import Check, Nullable, in_range, non_negative, read_json
+from .encoders import id_space
 from .gpt2 import tokenizer_sha256
 from .sentencepiece_base import MODEL_SUFFIX, SentencePieceTokenizer
 
@@ -128,7 +129,7 @@ def read_saved(directory) -> tuple:
             data["base_ids"] is not None and data.get("vocabulary", REDUCED) != REDUCED:
         raise TinyStoriesError(f"{path}: 'vocabulary' is {data.get('vocabulary')!r} but base_ids is "
                                f"{'null' if data['base_ids'] is None else 'a table'}; {fix}")
-    problem = _table_problem(data, base.get_vocab_size(with_added_tokens=True))
+    problem = _table_problem(data, id_space(base))
     if problem:
         raise TinyStoriesError(f"{path}: {problem}; {fix}")
     return data, base

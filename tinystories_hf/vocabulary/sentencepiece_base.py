@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import TinyStoriesError
 from ..utils.extras import require
-from .encoders import without_lone_surrogates
+from .encoders import Encoder, without_lone_surrogates
 
 MODEL_SUFFIX = ".model"
 # A serialized ModelProto starts with field 1 (pieces, length-delimited): tag byte 0x0A.
@@ -145,7 +145,7 @@ def _id_or_none(i: int):
     return None if i < 0 else int(i)
 
 
-class SentencePieceEncoder:
+class SentencePieceEncoder(Encoder):
     """Base ids from sentencepiece itself: `SentencePieceProcessor.encode` of each story (llama2.c's ids).
 
     Example:
@@ -154,7 +154,6 @@ class SentencePieceEncoder:
     """
 
     name = "sentencepiece"
-    note = ""
 
     def __init__(self, tokenizer: SentencePieceTokenizer):
         self.tokenizer = tokenizer

@@ -69,7 +69,8 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
 
             self.base, self.sentencepiece = Tokenizer.from_file(tokenizers_file or base), None
             self.base.encode_special_tokens = True  # a special token's text in a story is ordinary text
-            base_size = self.base.get_vocab_size(with_added_tokens=True)
+            # the largest id + 1, not the token count: a tokenizer.json may leave ids unused
+            base_size = max(self.base.get_vocab(with_added_tokens=True).values(), default=-1) + 1
         self.base_ids = self.table.get("base_ids")  # reduced id -> base id (-1: EOS/UNK of ours), or None: full
         self.reduced = None if self.base_ids is None else {b: i for i, b in enumerate(self.base_ids) if i >= 2}
         self.unk_id = self.table.get("unk_id")
@@ -77,6 +78,13 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
         kwargs.setdefault("split_special_tokens", True)
         kwargs.setdefault("clean_up_tokenization_spaces", False)
         super().__init__(**kwargs)
+
+    def __setstate__(self, state):
+        # copy.deepcopy and pickle rebuild the base Tokenizer from its JSON, which does not hold
+        # encode_special_tokens: set it again, or a copy would encode `<|endoftext|>` in a story as EOS.
+        self.__dict__.update(state)
+        if self.base is not None:
+            self.base.encode_special_tokens = True
 
     @property
     def vocab_size(self) -> int:

@@ -26,6 +26,7 @@ from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors
 from .base import make_encoder, special_ids
 from .calling import TransformersCalls
+from .encoders import id_space
 from .gpt2 import tokenizer_sha256
 from .saved import BASE_DIR, FORMAT, FULL, REDUCED, REMOTE_MODULE, VOCAB_FILE, own_module, read_saved
 
@@ -41,8 +42,7 @@ def check_vocabulary(base_tokenizer, vocab_size, specials: dict, *, name: str = 
     if vocab_size == FULL:
         TinyStoriesTokenizer.full(base_tokenizer, specials=specials, name=name)
         return
-    base_size = base_tokenizer.get_vocab_size(with_added_tokens=True)
-    TinyStoriesTokenizer.from_counts(base_tokenizer, np.zeros(base_size, dtype=np.int64), vocab_size)
+    TinyStoriesTokenizer.from_counts(base_tokenizer, np.zeros(id_space(base_tokenizer), dtype=np.int64), vocab_size)
 
 
 def specials_text(ids: dict, *, upper: bool = False) -> str:
@@ -92,7 +92,7 @@ class TinyStoriesTokenizer(TransformersCalls):
         self.backend = backend
         self.meta = dict(meta or {})
         self._encoder = encoder
-        base_size = base_tokenizer.get_vocab_size(with_added_tokens=True)
+        base_size = id_space(base_tokenizer)  # largest id + 1: a tokenizer.json may leave ids unused
         if base_ids is None:  # full: the base tokenizer's own ids
             self.kind, self.base_ids, self.base_to_reduced = FULL, None, None
             specials = specials or {}
@@ -170,6 +170,10 @@ class TinyStoriesTokenizer(TransformersCalls):
         eos_base = base_tokenizer.token_to_id(EOS_TOKEN)  # None for tokenizers without it: EOS is ours
         order = np.lexsort((np.arange(len(counts)), -counts))
         order = order[~np.isin(order, list(specials | {eos_base} - {None}))]
+        if len(counts) != base_tokenizer.get_vocab_size(with_added_tokens=True):  # ids the tokenizer leaves unused
+            used = np.zeros(len(counts), dtype=bool)
+            used[list(base_tokenizer.get_vocab(with_added_tokens=True).values())] = True
+            order = order[used[order]]
         if len(order) < vocab_size - 2:
             raise TinyStoriesError(f"{flag('vocab_size', vocab_size)} exceeds the base tokenizer's {len(order)} "
                                    f"regular tokens + 2 specials; lower it, or keep its own ids with "
@@ -262,7 +266,7 @@ class TinyStoriesTokenizer(TransformersCalls):
                 "unk_id": self.unk_id, "bos_id": self.bos_id, "separator_id": self.separator_id,
                 "eos_token": self.eos_token, "unk_token": self.unk_token, "bos_token": self.bos_token,
                 "base_file": self.base_file,
-                "base_tokenizer": {"vocab_size": self.base_tokenizer.get_vocab_size(with_added_tokens=True),
+                "base_tokenizer": {"vocab_size": id_space(self.base_tokenizer),
                                    "sha256": self.base_sha256},
                 "meta": self.meta, "base_ids": None if self.base_ids is None else self.base_ids.tolist(),
                 "counts": None if self.counts is None else self.counts.tolist()}

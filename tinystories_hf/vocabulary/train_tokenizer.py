@@ -22,8 +22,8 @@ file in separate processes (other hash seeds) and with one thread; sentencepiece
 same with 1 to 32 threads and from a file or an iterator, but its `.model` records `num_threads` and the input
 file and prefix names: it is trained from an iterator (no file names recorded) with `SENTENCEPIECE_THREADS`
 threads, pinned. `train_info.json` records what was trained from (options, sample, source, versions, file
-hashes) and no time or path of the machine, so the whole folder is byte-identical for the same stories and
-options.
+hashes; the sampled stories by their sha256, `stories_sha256`, never the source's path or layout) and no time
+or path of the machine, so the whole folder is byte-identical for the same stories and options.
 """
 import argparse
 import dataclasses
@@ -127,6 +127,20 @@ def sample_texts(train: datasets.Dataset, rows) -> "iter":
         train = train.select(rows)
     for batch in train.with_format("arrow").iter(batch_size=TEXTS_PER_BATCH):
         yield batch.column("text").to_pylist()
+
+
+def stories_sha256(batches) -> str:
+    """sha256 of stories as JSON Lines of strings (`json.dumps(text) + "\n"` each, UTF-8): what identifies
+    the stories trained on in `train_info.json`, the same whatever layout or path they were read from.
+
+    Example:
+        >>> stories_sha256([["Once.", "The end."]]) == hashlib.sha256(b'"Once."\n"The end."\n').hexdigest()
+        True
+    """
+    digest = hashlib.sha256()
+    for batch in batches:
+        digest.update("".join(json.dumps(text) + "\n" for text in batch).encode())
+    return digest.hexdigest()
 
 
 def _progress(batches, total: int, what: str):
@@ -238,13 +252,15 @@ def train_tokenizer(config: TrainTokenizerConfig) -> TrainResult:
         files = _bpe_files(train_bpe(batches, vocab_size=config.vocab_size, total=total))
     else:
         files = {f"tok{config.vocab_size}.model": train_sentencepiece(batches, vocab_size=config.vocab_size)}
+    # No path and nothing of the layout (source, kind, text column, file hash): the stories themselves
+    # identify what was trained on, so the same stories in any layout give the same folder, byte for byte.
     options = {key: value for key, value in dataclasses.asdict(config).items()
-               if key not in ("output", "overwrite", "cache_dir", "num_proc")}
-    info = {"format": "tinystories-hf-train-tokenizer/1", "config": options,
+               if key not in ("source", "text_column", "output", "overwrite", "cache_dir", "num_proc")}
+    info = {"format": "tinystories-hf-train-tokenizer/2", "config": options,
             "sample": {"stories": total, "of": train.num_rows, "seed": config.seed, "rows": "all" if rows is None
-                       else "numpy.random.default_rng(seed).choice(of, size=stories, replace=False), sorted"},
-            "source": {"source": source.source, "kind": source.kind, "layout": source.layout,
-                       "validation": source.validation, "content_hash": source.content_hash},
+                       else "numpy.random.default_rng(seed).choice(of, size=stories, replace=False), sorted",
+                       "stories_sha256": stories_sha256(sample_texts(train, rows))},
+            "source": {"validation": source.validation},
             "settings": {**LLAMA2C_SETTINGS, "num_threads": SENTENCEPIECE_THREADS} if config.model == "sentencepiece"
             else {"trainer": "tokenizers.trainers.BpeTrainer", "pre_tokenizer": "ByteLevel(add_prefix_space=False)",
                   "special_tokens": [EOS_TOKEN], "initial_alphabet": "ByteLevel.alphabet()"},

@@ -78,3 +78,13 @@ def test_every_directive_of_the_readme_follows_the_rules():
         RUNNER["check_directive"](old, new)  # raises, naming the directive
     # the ones the issue found: nothing may change a vocabulary's size
     assert not [d for d in directives if re.search(r"vocab|tok\d", d[1])]
+
+
+def test_the_runner_applies_no_directive_that_breaks_the_rules():
+    block = {"code": 'train_tokenizer(TrainTokenizerConfig(source="demo", vocab_size=4096))', "line": 218,
+             "kind": "python", "annotations": [("replace", "vocab_size=4096 => vocab_size=600")]}
+    with pytest.raises(RUNNER["ReadmeError"], match="changes the number of vocab_size"):
+        RUNNER["annotated"](block)
+    block["annotations"] = [("replace", "range(2000) => range(1)")]
+    block["code"] = "for step in range(2000): pass"
+    assert RUNNER["annotated"](block) == "for step in range(1): pass"

@@ -8,12 +8,16 @@
     python scripts/benchmark.py --wheels                          # their wheels, license, releases (PyPI)
     python scripts/benchmark.py --loaders --data tinystories_prepared   # the training adapters
     python scripts/benchmark.py --vocabularies [--train-all]      # trained tokenizers, full vocabularies, exports
+    python scripts/benchmark.py --clean                           # remove --workdir: corpora, caches, outputs
 
 Prepare (benchmarks/prepare.py): every row runs on the same corpus (made by ../shared/tools/make_corpus.py:
 real sentences in real story shapes, Hub parquet layout) in its own subprocess, while a sampler reads the
 memory of that process and all its children every 0.5 s. Each repeat runs the tiktoken and the fastokens
 (the fastest exact encoder) encode-only ceilings right before prepare, and prints the goals with the
 measured figure beside each.
+
+The corpora, caches and outputs live in `--workdir` (default: the system's temporary folder, several GB at
+TinyStories' size): each run prints where and how big it is; `--clean` removes it and runs nothing else.
 """
 import argparse
 import json
@@ -28,6 +32,7 @@ from benchmarks.encoders import evaluate, wheels
 from benchmarks.loaders import ListPackedReference, LoaderBenchmarkConfig, benchmark_loaders  # noqa: F401
 from benchmarks.prepare import MEASURES, PrepareBenchmarkConfig, benchmark_prepare
 from benchmarks.vocabularies import VocabularyBenchmarkConfig, benchmark_vocabularies, measure_command
+from benchmarks.workdir import claim, clean, summary
 
 WHEEL_PACKAGES = ("fastokens", "splintr-rs", "tokie", "riptoken", "kitoken", "gigatoken", "wordchipper",
                   "bpe-openai", "toktok-rs", "tiktoken", "tokenizers")
@@ -43,6 +48,8 @@ def main(argv=None) -> int:
     parser.add_argument("--encoders", action="store_true", help="evaluate the installed GPT-2 encoders instead")
     parser.add_argument("--fuzz", type=int, default=20_000, help="--encoders: random unicode strings compared")
     parser.add_argument("--wheels", action="store_true", help="print the candidates' wheels and releases (PyPI)")
+    parser.add_argument("--clean", action="store_true", help="remove --workdir (the corpora, caches and outputs the "
+                        "benchmarks leave there, several GB) and print how much it freed; runs nothing else")
     add_config_arguments(parser, PrepareBenchmarkConfig)
     add_config_arguments(parser, LoaderBenchmarkConfig)
     add_config_arguments(parser, VocabularyBenchmarkConfig)
@@ -62,10 +69,18 @@ def main(argv=None) -> int:
         wheels(WHEEL_PACKAGES)
     elif args.loaders:
         benchmark_loaders(args)
-    elif args.vocabularies:
-        benchmark_vocabularies(args)
+    elif args.clean:
+        print(clean(Path(args.workdir).expanduser()))
     else:
-        benchmark_prepare(config_from_args(args, PrepareBenchmarkConfig))
+        workdir = claim(Path(args.workdir).expanduser())
+        print(f"working folder: {workdir} (corpora, caches, outputs; --workdir moves it, --clean removes it)")
+        try:
+            if args.vocabularies:
+                benchmark_vocabularies(args)
+            else:
+                benchmark_prepare(config_from_args(args, PrepareBenchmarkConfig))
+        finally:  # also after a failure or Ctrl-C: what it left is the user's disk
+            print(summary(workdir))
     return 0
 
 

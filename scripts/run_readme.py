@@ -8,13 +8,22 @@ Blocks run in order in a temporary copy of the repository (with `../shared` besi
 `python` blocks in one Python session per `##` section of the README (later blocks use what earlier ones
 defined; a `pip install` starts new sessions, as a user restarts Python after installing), and blocks of `$ command` lines followed by output: the commands run and their output must match
 (a `...` in the README's output stands for any text, as in doctest). An HTML comment right before a block
-can say `<!-- readme: skip REASON -->` or `<!-- readme: replace OLD => NEW -->` (a smaller size for CI,
-visible in the README's source); the ci-test-command block is .ci/run's own and is not run here.
+can say `<!-- readme: skip REASON -->` or `<!-- readme: replace OLD => NEW -->` (visible in the README's
+source); the ci-test-command block is .ci/run's own and is not run here.
+
+A block a reader can copy must run as shown on the data it names, so a replace directive may only shorten the
+work or swap a stand-in (`check_directive`): OLD and NEW must be the same tokens but for numbers of a name in
+WORK_SIZES (steps, iterations, batch sizes, a model's width), made smaller and kept >= 1, and paths or Hub ids
+(a token holding a `/`, or the value of a path option). Anything else (a vocabulary size, a max_length, a
+source that is not a path, text added or removed) stops the run, naming the directive.
 
 What differs from a user's machine, and only this:
 - The Hub is unreachable: the Hub dataset becomes the built-in demo corpus (`roneneldan/TinyStories` ->
   `demo`, and a `tinystories-prepare` without `--source` gets `--source demo`), and the local copies the
-  README names (`./TinyStories` in the Hub layout, `TinyStoriesV2-GPT4-train.txt`) are written from it.
+  README names (`./TinyStories` in the Hub layout, `TinyStoriesV2-GPT4-train.txt`) are written from the real
+  sample in `../shared/data/tinystories-sample/` (5,520 TinyStories stories: enough for a 4,096-piece
+  vocabulary, which the demo's few words cannot fill). llama2.c's `data/` is there as its `tinystories.py
+  download` leaves it, and must be untouched but for the entries the export owns.
 - Without --fresh, `python3 -m venv .venv` makes a venv whose site-packages links to this environment's
   installed packages, and its `pip install` links exactly what pip would install: the distributions the
   requested requirements and extras need (transitively), each checked against its version specifier. So the
@@ -38,7 +47,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HUB_ID = "roneneldan/TinyStories"
-FIXTURES = ["TinyStories", "TinyStoriesV2-GPT4-train.txt"]
+FIXTURES = ["TinyStories", "TinyStoriesV2-GPT4-train.txt", "llama2.c"]
+SAMPLE = REPO.parent / "shared" / "data" / "tinystories-sample" / "stories.jsonl"
+SAMPLE_VALIDATION = range(2316, 2517)  # the sample's rows from TinyStories' validation file (../shared/README.md)
+# llama2.c's data/ as its `tinystories.py download` and an earlier `pretokenize` left it: the user's files
+LLAMA2C_OWN = {"llama2.c/data/TinyStories_all_data/data00.json": '[{"story": "Once upon a time."}]',
+               "llama2.c/data/tok512/data00.bin": "\0" * 8, "llama2.c/data/tok512.model": "another vocabulary"}
 ANNOTATION = re.compile(r"<!--\s*readme:\s*(skip|replace)\s+(.*?)\s*-->", re.DOTALL)
 BLOCK_TIMEOUT = 600
 
@@ -84,11 +98,68 @@ def offline(code: str, kind: str) -> str:
     return code
 
 
+# -- what a directive may change ----------------------------------------------------------------------------
+# Names whose number is an amount of work: a directive may make it smaller (never 0: a loop of no step would
+# hide a failing body). A vocabulary size, a max_length or a sample size is not among them: they change what
+# the block computes, and whether it can succeed at all.
+WORK_SIZES = {"range", "max_steps", "max_iters", "--max-iters", "--steps", "steps", "batch_size", "--batch-size",
+              "per_device_train_batch_size", "gpt_neo_config", "max_new_tokens", "--max-stories", "--repeat"}
+PATH_OPTIONS = {"--output", "--source", "--to-folder", "--data", "--out_dir", "--checkpoint"}
+_TOKEN = re.compile(r"(?P<path>[\w.~-]*/(?=[\w.~-]*[A-Za-z])[\w./~-]+)|(?P<number>\d[\d_]*(?![\w.]))|(?P<word>-{0,2}[A-Za-z_][\w-]*)|\S")
+
+
+def _tokens(text: str) -> list:
+    """(kind, text) pairs: path (holds a `/`: a path or a Hub id; or the value of a path option), number, word
+    (an option keeps its dashes), or one other character; whitespace separates them."""
+    tokens = []
+    for m in _TOKEN.finditer(text):
+        after_option = bool(tokens) and tokens[-1][1] in PATH_OPTIONS and m.lastgroup == "word"
+        tokens.append(("path" if after_option else m.lastgroup or "other", m.group()))
+    return tokens
+
+
+def check_directive(old: str, new: str) -> None:
+    """Raise ReadmeError unless `replace OLD => NEW` only shortens the work or swaps a path or Hub id.
+
+    Example:
+        >>> check_directive("range(2000)", "range(1)")
+        >>> check_directive("vocab_size=4096", "vocab_size=600")
+        Traceback (most recent call last):
+        ...
+        ReadmeError: ...
+    """
+    said = f"the directive `replace {old} => {new}`"
+    before, after = _tokens(old), _tokens(new)
+    if not before or [kind for kind, _ in before] != [kind for kind, _ in after]:
+        raise ReadmeError(f"{said} adds, removes or reshapes code: a directive may only change a work size (a number "
+                          f"of {sorted(WORK_SIZES)}) or a path or Hub id")
+    changed = False
+    for i, ((kind, a), (_, b)) in enumerate(zip(before, after)):
+        if a == b:
+            continue
+        changed = True
+        named = next((text for k, text in reversed(before[:i]) if k == "word"), None)
+        if kind == "path":
+            continue  # a path or Hub id swapped for its local stand-in
+        if kind == "number" and named in WORK_SIZES:
+            if not 1 <= int(b.replace("_", "")) <= int(a.replace("_", "")):
+                raise ReadmeError(f"{said} makes {named} {b}: a directive may only make the work smaller, never 0")
+            continue
+        what = f"the number of {named}" if kind == "number" and named else repr(a)
+        raise ReadmeError(f"{said} changes {what}, which is neither a work size ({sorted(WORK_SIZES)}) nor a path or "
+                          "Hub id: the block must run as shown (change the README itself, or say what it needs)")
+    if not changed:
+        raise ReadmeError(f"{said} changes nothing")
+
+
 def annotated(block: dict) -> str:
     code = block["code"]
     for kind, argument in block["annotations"]:
         if kind == "replace":
+            if argument.count("=>") != 1:
+                raise ReadmeError(f"README.md:{block['line']}: a replace directive is `replace OLD => NEW`")
             old, new = (part.strip() for part in argument.split("=>"))
+            check_directive(old, new)
             if old not in code:
                 raise ReadmeError(f"README.md:{block['line']}: the annotation replaces {old!r}, which the block "
                                   "does not contain")
@@ -227,21 +298,28 @@ class Runner:
         subprocess.run(git + ["add", "-A"], cwd=self.checkout, check=True)
 
     def _fixtures(self) -> None:
-        """The local copies the README names, written from the demo corpus (the Hub is unreachable)."""
+        """The local copies the README names, written from the real sample (the Hub is unreachable), and
+        llama2.c's data folder with the user's files in it."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        sys.path.insert(0, str(REPO))
-        from tinystories_hf import load_stories
-
-        stories, _ = load_stories("demo")
+        rows = [json.loads(line)["text"] for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line]
+        stories = {"train": [t for i, t in enumerate(rows) if i not in SAMPLE_VALIDATION],
+                   "validation": [rows[i] for i in SAMPLE_VALIDATION]}
         (self.checkout / "TinyStories" / "data").mkdir(parents=True)
-        for split in ("train", "validation"):
-            texts = stories[split]["text"]
+        for split, texts in stories.items():
             pq.write_table(pa.table({"text": texts}),
                            self.checkout / "TinyStories" / "data" / f"{split}-00000-of-00001.parquet")
-        text = "".join(f"{story}\n<|endoftext|>\n" for story in stories["train"]["text"])
+        text = "".join(f"{story}\n<|endoftext|>\n" for story in stories["train"])
         (self.checkout / "TinyStoriesV2-GPT4-train.txt").write_text(text, encoding="utf-8")
+        for name, content in LLAMA2C_OWN.items():
+            (self.checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.checkout / name).write_text(content, encoding="utf-8")
+
+    def users_files_changed(self) -> list:
+        """The user's files in llama2.c's data/ that a block changed or removed (the export owns only its own)."""
+        return [name for name, content in LLAMA2C_OWN.items() if not (self.checkout / name).is_file()
+                or (self.checkout / name).read_text(encoding="utf-8") != content]
 
     def bash(self, code: str) -> str:
         if not self.fresh:
@@ -332,6 +410,9 @@ def run(readme_path: Path, *, fresh: bool, keep: bool = False, log=print) -> dic
             ran.append(where)
             log(f"ok    {where} ({time.perf_counter() - started:.1f} s)")
         runner.close()
+        changed = runner.users_files_changed()
+        if changed:
+            raise ReadmeError(f"the README's commands changed the user's own files in llama2.c's data/: {changed}")
         left = runner.not_ignored()
         if left:
             raise ReadmeError(f"the README's commands created files .gitignore does not ignore: {left[:10]}")

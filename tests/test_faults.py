@@ -957,7 +957,7 @@ SIGNALLED = [
     ("prepare", lambda t, p: ["--source", "demo", "--output", str(p), "--overwrite", "--vocab-size", "400",
                               "--num-proc", "1", "--cache-dir", str(t / "cache")],
      "tinystories_hf.pipeline.count_base_tokens", lambda t, p: p),
-    ("report", lambda t, p: [str(p), "--output", str(t / "report")], "tinystories_hf.report.write._plot_unk",
+    ("report", lambda t, p: [str(p), "--output", str(t / "report")], "tinystories_hf.report.plots._plot_unk",
      lambda t, p: t / "report"),
     ("report-measuring", lambda t, p: [str(p)], "tinystories_hf.report.write.measure", lambda t, p: p / "report"),
     ("push", lambda t, p: [str(p), "--to-folder", str(t / "hub")], "tinystories_hf.hub.push.write_repo_files",

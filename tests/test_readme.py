@@ -32,3 +32,59 @@ def test_every_code_block_is_run_or_says_why_not():
 def test_readme_blocks_run_as_written():
     result = RUNNER["run"](REPO / "README.md", fresh=False, log=print)
     assert len(result["ran"]) >= 12
+
+
+# ---- a directive may only shorten the work or swap a stand-in: never turn a failing block into a passing one ----
+
+@pytest.mark.parametrize("old, new", [
+    ("range(2000)", "range(1)"),
+    ("batch_size=12", "batch_size=2"),
+    ("max_steps=2000", "max_steps=2"),
+    ("per_device_train_batch_size=16", "per_device_train_batch_size=2"),
+    ("gpt_neo_config(256,", "gpt_neo_config(64,"),
+    ("--output nanoGPT/data/tinystories", "--output nanogpt_tinystories"),  # a path for its stand-in
+    ("--output llama2.c/data", "--output llama2c_data"),
+    ("--output ts", "--output ts_small"),                                      # a path option's plain value
+    ('"roneneldan/TinyStories"', '"someone/stand-in"'),                       # a Hub id
+])
+def test_a_directive_may_shorten_the_work_or_swap_a_path(old, new):
+    RUNNER["check_directive"](old, new)
+
+
+@pytest.mark.parametrize("old, new, named", [
+    ("vocab_size=4096", "vocab_size=600", "vocab_size"),                 # the issue's: a block that fails as shown
+    ("--vocab-size 4096", "--vocab-size 600", "--vocab-size"),
+    ("tok4096.model", "tok600.model", "'tok4096'"),
+    ("max_length=512", "max_length=None", "adds, removes or reshapes"),
+    ("--max-length 512", "--max-length 1024", "--max-length"),
+    ('source="demo"', 'source="./TinyStories"', "adds, removes or reshapes"),
+    ("range(2000)", "range(0)", "never 0"),                              # no step: a failing body never runs
+    ("batch_size=2", "batch_size=12", "only make the work smaller"),     # bigger is not shorter
+    ("loss.backward()", "pass", "adds, removes or reshapes"),
+    ("optimizer.step()", "optimizer.step() #", "adds, removes or reshapes"),  # comments the rest of a line out
+    ("x = 1", "x = 2", "the number of x"),
+    ("range(2000)", "range(2000)", "changes nothing"),
+])
+def test_a_directive_that_changes_what_a_block_computes_is_refused(old, new, named):
+    with pytest.raises(RUNNER["ReadmeError"], match=re.escape(named)):
+        RUNNER["check_directive"](old, new)
+
+
+def test_every_directive_of_the_readme_follows_the_rules():
+    directives = [(b["line"], argument) for b in RUNNER["blocks"](README) for kind, argument in b["annotations"]
+                  if kind == "replace"]
+    for line, argument in directives:
+        old, new = (part.strip() for part in argument.split("=>"))
+        RUNNER["check_directive"](old, new)  # raises, naming the directive
+    # the ones the issue found: nothing may change a vocabulary's size
+    assert not [d for d in directives if re.search(r"vocab|tok\d", d[1])]
+
+
+def test_the_runner_applies_no_directive_that_breaks_the_rules():
+    block = {"code": 'train_tokenizer(TrainTokenizerConfig(source="demo", vocab_size=4096))', "line": 218,
+             "kind": "python", "annotations": [("replace", "vocab_size=4096 => vocab_size=600")]}
+    with pytest.raises(RUNNER["ReadmeError"], match="changes the number of vocab_size"):
+        RUNNER["annotated"](block)
+    block["annotations"] = [("replace", "range(2000) => range(1)")]
+    block["code"] = "for step in range(2000): pass"
+    assert RUNNER["annotated"](block) == "for step in range(1): pass"

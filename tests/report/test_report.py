@@ -1,11 +1,13 @@
 """tinystories-report: its figures against an independent count of the real sample, and its PNGs."""
 import json
+import re
 from collections import Counter
 
 import evaluate
 import numpy as np
 import pytest
 from conftest import SAMPLE_JSONL
+from datasets import load_from_disk
 from PIL import Image
 from transformers import GPT2Tokenizer
 
@@ -157,7 +159,14 @@ def test_prepare_report_flag_and_cli(tmp_path, capsys):
                                                                   "report.md", "unk.png"]
     capsys.readouterr()
     assert report_main([str(out), "--output", str(tmp_path / "elsewhere")]) == 0
-    printed = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    printed = captured.out.splitlines()
+    # progress on stderr while it measures and draws, as the other long commands show theirs
+    finished = list(dict.fromkeys(re.findall(r"report: ([a-z ]+): 100%\|[^|]*\| (\S+) ", captured.err)))
+    kept = {split: len(load_from_disk(str(out / split))) for split in ("train", "validation")}
+    assert finished == [("measuring train", f"{kept['train']}/{kept['train']}"),
+                        ("measuring validation", f"{kept['validation']}/{kept['validation']}"),
+                        ("plots", "3/3")], captured.err
     assert printed[0].split(" | ")[:3] == ["| split", "stories read", "kept"]
     assert printed[2].startswith("| train | 3,000 | ")
     assert printed[-1] == f"report: {tmp_path / 'elsewhere' / 'report.md'}"
@@ -171,3 +180,64 @@ def test_prepare_report_flag_and_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a report folder" in err[0]
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+
+# ---- unk.png for every kind of vocabulary: a histogram of UNK counts, or the reason there is none ----
+
+def _stored_ids(dataset, split) -> np.ndarray:
+    return dataset[split].with_format("arrow")["input_ids"].combine_chunks().flatten().to_numpy()
+
+
+@pytest.mark.parametrize("folder, unk_id, says", [
+    ("sample2k", 1, None),                       # reduced: id 1 holds every dropped token, in both splits
+    ("prepared_sample", 1, None),                # reduced, 10,000 ids: UNK in validation only
+    ("prepared_gpt2_full", None, "no UNK in this vocabulary"),   # GPT-2's own ids: tiktoken's gpt2 has no UNK
+    ("prepared_bpe", None, "no UNK in this vocabulary"),         # a byte-level BPE: its model's unk_token is null
+    ("prepared_spm", 0, "no story holds an UNK token"),          # sentencepiece's <unk> 0, byte fallback: never used
+])
+def test_the_unk_plot_draws_the_counts_or_says_why_there_are_none(folder, unk_id, says, request, report, tmp_path,
+                                                                   monkeypatch):
+    from tinystories_hf.report import plots
+
+    result = report[0] if folder == "sample2k" else request.getfixturevalue(folder)
+    if folder == "prepared_bpe":  # the reference: the trained tokenizer.json itself
+        model = json.loads((result.output / "tokenizer" / "tokenizer.json").read_text())["model"]
+        assert model["type"] == "BPE" and model["unk_token"] is None
+    assert result.tokenizer.unk_id == unk_id
+    original, drawn = plots.unk_figure, []
+
+    def recording(*args, **kwargs):  # the figure the report saves as unk.png
+        drawn.append(original(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(plots, "unk_figure", recording)
+    write_report(result.output, output=tmp_path / "report")
+    (figure,) = drawn
+    ax = figure.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    unk_section = markdown[markdown.index("## UNK tokens per story"):]
+    stories_with_unk = {}
+    for split in result.dataset:
+        ids, lengths = _stored_ids(result.dataset, split), np.asarray(result.dataset[split]["length"])
+        per_story = np.add.reduceat((ids == unk_id).astype(int), np.r_[0, np.cumsum(lengths)[:-1]]) \
+            if unk_id is not None else np.zeros(len(lengths), int)
+        stories_with_unk[split] = per_story
+    if says is None:  # a histogram: every split drawn, ticks that span the shares, no message
+        assert sum(int((s > 0).sum()) for s in stories_with_unk.values()) > 0
+        assert texts == [] and ax.axison
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == list(result.dataset)
+        low, high = ax.get_ylim()
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        assert len(ticks) >= 2  # the broken plot had one tick, 10², and nothing else
+        shares = [100 * (s == k).mean() for s in stories_with_unk.values() for k in np.unique(s)]  # every bar
+        assert low <= min(shares) and high >= max(shares)
+        assert ax.get_xlim()[1] >= max(int(s.max()) for s in stories_with_unk.values())
+        assert "Share of stories (log scale)" in unk_section
+    else:
+        assert all(int(s.sum()) == 0 for s in stories_with_unk.values())  # counted on the stored ids
+        assert texts[0] == says and not ax.axison and ax.get_legend() is None and not ax.patches
+        assert ax.get_title() == "UNK tokens per story"
+        assert says.lower() in unk_section.lower()
+    with Image.open(tmp_path / "report" / "unk.png") as image:
+        assert image.size == (800, 450)

@@ -29,10 +29,13 @@ def folder(pristine, tmp_path):
 
 
 def _one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err, captured.err
-    return lines[0]
+    """The one `error:` line, the last of stderr; what comes before it is the progress bars' (`\r`-separated)."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err
+    assert all(line.startswith("validate: ") for line in lines[:-1]), err  # nothing else is printed
+    return errors[0]
 
 
 def _flip(path, fraction: float) -> None:
@@ -70,9 +73,17 @@ def test_intact_folder_passes_with_counts_taken_from_the_data(folder, capsys):
                                             "unk_tokens": sum(r.count(1) for r in rows)}
         assert summary["splits"][split]["tokens"] == info["splits"][split]["tokens"]
     assert summary["hashed_files"] == len(info["data_files"]) + len(info["tokenizer_files"]) == 12
+    capsys.readouterr()
     assert main([str(folder)]) == 0
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert len(out) == 1 and out[0].startswith(f"ok {folder}: train 2,966 rows") and "12 files match" in out[0]
+    # progress on stderr, as the other long commands: the bytes hashed, then each split's stories checked
+    size = sum((folder / name).stat().st_size for name in [*info["data_files"]] +
+               [f"tokenizer/{name}" for name in info["tokenizer_files"]])
+    finished = list(dict.fromkeys(re.findall(r"validate: ([a-z ]+): 100%\|[^|]*\| (\S+) ", captured.err)))
+    assert finished == [("hashing files", f"{size / 1e6:.2f}M/{size / 1e6:.2f}M"), ("checking train", "2966/2966"),
+                        ("checking validation", f"{len(rows)}/{len(rows)}")], captured.err  # rows: validation's
 
 
 @pytest.mark.parametrize("damage, named, what", [

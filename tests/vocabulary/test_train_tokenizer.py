@@ -4,6 +4,7 @@ AutoTokenizer, and a model trained by calling sentencepiece directly with llama2
 text (`tinystories.py train_vocab`: each story `.strip()`-ed, then a newline, in a tiny.txt)."""
 import hashlib
 import json
+import os
 import sys
 
 import datasets
@@ -274,3 +275,49 @@ def test_a_trained_tokenizer_can_be_reduced_too(trained_spm, tmp_path, sample_st
         np.array(ids) > 1])
     auto = AutoTokenizer.from_pretrained(str(result.output / "tokenizer"), trust_remote_code=True)
     assert auto(sample_stories[:50])["input_ids"] == tokenizer.encode_batch(sample_stories[:50])
+
+
+# ---- sentencepiece's absl warnings are not the user's concern; its errors are ----
+
+ABSL_NOTE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+DEPRECATED = ("W0000 00:00:1796653429.693905    1505 spec_parser.h:259] --self_test_sample_size is deprecated and "
+              "ignored.")
+
+
+def test_sentencepiece_training_prints_its_progress_and_none_of_absls_warnings(tmp_path, capfd):
+    from tinystories_hf.vocabulary.train_tokenizer import LLAMA2C_SETTINGS
+
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(["The dog ran.", "The cat sat."] * 50), vocab_size=280,
+                                   model_writer=open(tmp_path / "direct.model", "wb"), minloglevel=1,  # noqa: SIM115
+                                   **LLAMA2C_SETTINGS)
+    direct = capfd.readouterr().err  # what sentencepiece prints on its own, with llama2.c's settings
+    assert "--self_test_sample_size is deprecated and ignored." in direct
+    argv = ["--source", str(SAMPLE_JSONL), "--model", "sentencepiece", "--vocab-size", "512", "--output",
+            str(tmp_path / "tok")]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "deprecated" not in err and "absl" not in err, err
+    assert "sentencepiece: reading 5,465 train stories: 100%" in err
+    # an error of sentencepiece's own still reaches the user: one line, after the warning it prints
+    assert main([*argv[:5], "99999", "--output", str(tmp_path / "too-big")]) == 2
+    err = capfd.readouterr().err
+    assert "deprecated" not in err and err.strip().splitlines()[-1].startswith(
+        "error: the sampled stories cannot fill --vocab-size 99999 pieces (sentencepiece: at most ")
+
+
+def test_the_native_stderr_filter_drops_only_the_noise_and_passes_every_other_line(capfd):
+    from tinystories_hf.vocabulary.train_tokenizer import native_noise_filtered
+
+    with native_noise_filtered():
+        os.write(2, f"\rbar   0%|{ABSL_NOTE}\n".encode())  # after a progress bar's update, as sentencepiece's come
+        os.write(2, b"E0000 00:00:1.5    7 trainer_interface.cc:1] a real error\n")
+        os.write(2, f"{DEPRECATED}\n".encode())
+        os.write(2, f"{DEPRECATED} and more\n".encode())  # not the noise line: passed on whole
+        os.write(2, "W0000 unicode \u00e9 and bytes \xff\n".encode("utf-8", "surrogateescape")[:-3] + b"\xff\n")
+        print("python's own line", file=sys.stderr)
+    print("after the block", file=sys.stderr)
+    err = capfd.readouterr().err
+    lines = set(err.split("\n"))
+    assert lines == {"\rbar   0%|E0000 00:00:1.5    7 trainer_interface.cc:1] a real error",  # the bar's update stays
+                     f"{DEPRECATED} and more", "W0000 unicode \u00e9 and bytes \ufffd", "python's own line",
+                     "after the block", ""}, err

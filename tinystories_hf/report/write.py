@@ -24,11 +24,11 @@ from ..store.load import read_prepared
 from ..supervision import api_errors, cli_errors, current_run
 from ..utils.atomic import atomic_folder, check_output, hold_writer_lock, resolve
 from ..vocabulary.tokenizer import specials_text
+from .plots import NO_STORY_WITH_UNK, NO_UNK, PLOT_FILES, plot
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
 SHARES = (0.9, 0.99, 0.999)
-PLOT_FILES = {"lengths": "lengths.png", "coverage": "coverage.png", "unk": "unk.png"}
 
 
 @dataclass
@@ -39,19 +39,33 @@ class ReportConfig:
     output: str | None = option(None, "folder to write the report to; None means DIR/report")
 
 
-def split_arrays(dataset, *, vocab_size: int, unk_id: int) -> dict:
+def _progress(total: int, what: str, unit: str = " stories"):
+    """A tqdm bar on stderr, as the other long commands show (datasets' tqdm: HF_DATASETS_DISABLE_PROGRESS_BARS
+    turns it off, as theirs)."""
+    from datasets.utils.tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit)
+
+
+def split_arrays(dataset, *, vocab_size: int, unk_id: int, name: str = "split") -> dict:
     """One pass over a split's Arrow buffers: story lengths, UNK tokens per story, and id frequencies."""
     lengths, unk, counts = [], [], np.zeros(vocab_size, dtype=np.int64)
-    for batch in dataset.with_format("arrow").iter(batch_size=50_000):
-        column = batch.column("input_ids").combine_chunks()
-        ids = column.flatten().to_numpy()
-        offsets = column.offsets.to_numpy()
-        is_unk = np.concatenate([[0], np.cumsum(ids == unk_id if unk_id is not None else np.zeros(len(ids), bool))])
-        lengths.append(np.diff(offsets))
-        unk.append(is_unk[offsets[1:]] - is_unk[offsets[:-1]])
-        counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
+    with _progress(len(dataset), f"report: measuring {name}") as bar:
+        for batch in dataset.with_format("arrow").iter(batch_size=50_000):
+            _add_batch(batch, lengths, unk, counts, vocab_size=vocab_size, unk_id=unk_id)
+            bar.update(batch.num_rows)
     return {"lengths": np.concatenate(lengths or [np.zeros(0)]).astype(np.int32),
             "unk_tokens": np.concatenate(unk or [np.zeros(0)]).astype(np.int32), "counts": counts}
+
+
+def _add_batch(batch, lengths: list, unk: list, counts: np.ndarray, *, vocab_size: int, unk_id: int | None) -> None:
+    column = batch.column("input_ids").combine_chunks()
+    ids = column.flatten().to_numpy()
+    offsets = column.offsets.to_numpy()
+    is_unk = np.concatenate([[0], np.cumsum(ids == unk_id if unk_id is not None else np.zeros(len(ids), bool))])
+    lengths.append(np.diff(offsets))
+    unk.append(is_unk[offsets[1:]] - is_unk[offsets[:-1]])
+    counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
 
 
 def measure(dataset_dict, tokenizer, info: dict) -> tuple[dict, dict]:
@@ -70,7 +84,7 @@ def measure(dataset_dict, tokenizer, info: dict) -> tuple[dict, dict]:
 
 def _measure(dataset_dict, tokenizer, info, token_stats, coverage) -> tuple[dict, dict]:
     sizes = [k for k in COVERAGE_SIZES if k < tokenizer.vocab_size] + [tokenizer.vocab_size]
-    arrays = {split: split_arrays(ds, vocab_size=tokenizer.vocab_size, unk_id=tokenizer.unk_id)
+    arrays = {split: split_arrays(ds, vocab_size=tokenizer.vocab_size, unk_id=tokenizer.unk_id, name=split)
               for split, ds in dataset_dict.items()}
     figures = {"splits": {}, "coverage": {}}
     for split, a in arrays.items():
@@ -93,77 +107,6 @@ def _measure(dataset_dict, tokenizer, info, token_stats, coverage) -> tuple[dict
         figures["coverage"][name] = coverage.compute(counts=np.asarray(counts)[rank], unk_id=unk, shares=SHARES,
                                                      sizes=sizes, num_special=specials)
     return figures, arrays
-
-
-def _figure():
-    from matplotlib.figure import Figure  # no pyplot: no global backend switch, nothing left open
-
-    fig = Figure(figsize=(8, 4.5))
-    return fig, fig.subplots()
-
-
-def _save(fig, ax, path: Path, **legend) -> None:
-    ax.legend(**legend)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _percent_of_stories(values: np.ndarray) -> np.ndarray:
-    """Histogram weights that make each split's bars sum to 100, whatever its size."""
-    return np.full(len(values), 100.0 / max(1, len(values)))
-
-
-def _plot_lengths(arrays: dict, *, min_length: int, max_length: int | None, path: Path) -> None:
-    fig, ax = _figure()
-    top = max_length if max_length is not None else max([int(a["lengths"].max()) for a in arrays.values()
-                                                          if len(a["lengths"])] + [1])
-    bins = np.linspace(0, top + 1, min(80, top + 1) + 1)
-    for split, a in arrays.items():
-        ax.hist(a["lengths"], bins=bins, weights=_percent_of_stories(a["lengths"]), histtype="step", linewidth=1.5,
-                label=f"{split} ({len(a['lengths']):,} stories)")
-    if max_length is not None:
-        ax.axvline(max_length, color="red", linestyle="--", label=f"truncation (max_length {max_length})")
-    ax.axvline(min_length, color="gray", linestyle=":", label=f"min_length {min_length}")
-    ax.set(xlabel="story length (tokens, after truncation)", ylabel="% of the split's stories",
-           title="Story length per split")
-    _save(fig, ax, path)
-
-
-def _plot_coverage(coverage: dict, *, vocab_size: int, path: Path) -> None:
-    fig, ax = _figure()
-    sizes = np.arange(1, vocab_size + 1)
-    for name, c in coverage.items():
-        sample = name == "vocabulary sample"  # drawn dashed on top: the splits' curves often lie right under it
-        ax.plot(sizes[2:], 100.0 * np.asarray(c["cumulative"][2:]), linewidth=1.5, zorder=3 if sample else 2,
-                linestyle="--" if sample else "-", color="black" if sample else None,
-                label=f"{name}: {100 * c['coverage']:.2f}% at the cut")
-    ax.axvline(vocab_size, color="red", linestyle="--", label=f"cut: vocab_size {vocab_size}")
-    ax.set_xscale("log")
-    ax.set(xlabel="vocabulary size (ids, EOS and UNK included; ranked by the vocabulary sample)",
-           ylabel="% of tokens covered (not UNK)", title="Vocabulary coverage by size")
-    ax.grid(True, which="both", alpha=0.3)
-    _save(fig, ax, path, loc="lower right")
-
-
-def _plot_unk(arrays: dict, *, path: Path) -> None:
-    fig, ax = _figure()
-    top = max([int(a["unk_tokens"].max()) for a in arrays.values() if len(a["unk_tokens"])] + [1])
-    bins = np.arange(0, top + 2) - 0.5
-    for split, a in arrays.items():
-        ax.hist(a["unk_tokens"], bins=bins, weights=_percent_of_stories(a["unk_tokens"]), histtype="step",
-                linewidth=1.5, label=split)
-    ax.set_yscale("log")
-    ax.set(xlabel="UNK tokens in the story", ylabel="% of the split's stories (log)", title="UNK tokens per story")
-    _save(fig, ax, path)
-
-
-def plot(arrays: dict, figures: dict, info: dict, folder: Path) -> None:
-    """Write the three PNGs into `folder` (matplotlib's Agg renderer: no display needed)."""
-    config = info["config"]
-    _plot_lengths(arrays, min_length=config["min_length"], max_length=config["max_length"],
-                  path=folder / PLOT_FILES["lengths"])
-    _plot_coverage(figures["coverage"], vocab_size=info["vocab_size"], path=folder / PLOT_FILES["coverage"])
-    _plot_unk(arrays, path=folder / PLOT_FILES["unk"])
 
 
 def markdown_table(header: list, rows: list) -> str:
@@ -209,6 +152,15 @@ def _lengths(config: dict) -> str:
     return f"{longest}, stories under {max(config['min_length'], 1)} tokens skipped"
 
 
+def _unk_text(figures: dict, info: dict) -> str:
+    if info.get("unk_id") is None:
+        return (f"{NO_UNK[0].upper() + NO_UNK[1:]}: its tokenizer encodes every text without one, so no token was "
+                "lost and the plot says so instead of drawing an empty histogram.")
+    if not any(s["stories_with_unk"] for s in figures["splits"].values()):
+        return f"{NO_STORY_WITH_UNK[0].upper() + NO_STORY_WITH_UNK[1:]} (UNK is id {info['unk_id']}): the plot says so."
+    return "Share of stories (log scale) by the number of UNK tokens they hold."
+
+
 def markdown(figures: dict, info: dict, path: Path) -> str:
     """report.md: the numbers, the plots, and how to read them."""
     config, sample = info["config"], info["vocab_sample"]
@@ -249,7 +201,7 @@ total, the UNK share (100% minus the value at the cut).
 
 ![UNK tokens per story]({PLOT_FILES['unk']})
 
-Share of stories (log scale) by the number of UNK tokens they hold.
+{_unk_text(figures, info)}
 """
 
 
@@ -284,7 +236,8 @@ def write_report(path, *, output=None) -> dict:
     figures, arrays = measure(dataset, tokenizer, info)
     with atomic_folder(target, overwrite=True, lock=inside) as partial:
         partial.mkdir()
-        plot(arrays, figures, info, partial)
+        with _progress(len(PLOT_FILES), "report: plots", " plots") as bar:
+            plot(arrays, figures, info, partial, done=bar.update)
         summary = _summary(figures)
         (partial / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (partial / "report.md").write_text(markdown(figures, info, path.resolve()), encoding="utf-8")

@@ -78,11 +78,14 @@ STATE_SCHEMA = {"_data_files": Check([{"filename": Check(str, plain_file, "a fil
 DATASETS_JSON = {"dataset_dict.json": {"splits": [Check(str, split_name, SPLIT_WANTED)]}, "state.json": STATE_SCHEMA, "dataset_info.json": dict}
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, *, progress=None) -> str:
+    """The file's sha256 (hex); `progress(n)` is called with the bytes of each 1 MiB block read."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+            if progress is not None:
+                progress(len(block))
     return digest.hexdigest()
 
 

@@ -37,13 +37,23 @@ class ValidateConfig:
                                      "(reads every byte; --no-hash-files runs only the content checks)")
 
 
+def _progress(total: int, what: str, unit: str):
+    """A tqdm bar on stderr, as the other long commands show (datasets' tqdm: off with
+    HF_DATASETS_DISABLE_PROGRESS_BARS, as theirs)."""
+    from datasets.utils.tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit, unit_scale=unit == "B")
+
+
 def check_file_hashes(path: Path, info: dict, *, hub_layout: bool = False) -> int:
     """Compare each recorded file with its sha256; raise naming the first changed or missing file. The
     recorded data files are prepare's Arrow files: a folder in the Hub layout holds parquet shards instead."""
     recorded = {} if hub_layout else dict(info.get("data_files", {}))
     recorded.update({f"tokenizer/{name}": digest for name, digest in info.get("tokenizer_files", {}).items()})
-    bad = [name for name, digest in recorded.items()
-           if not (path / name).is_file() or file_sha256(path / name) != digest]
+    size = sum((path / name).stat().st_size for name in recorded if (path / name).is_file())
+    with _progress(size, "validate: hashing files", "B") as bar:
+        bad = [name for name, digest in recorded.items()
+               if not (path / name).is_file() or file_sha256(path / name, progress=bar.update) != digest]
     if bad:
         what = "is missing" if not (path / bad[0]).is_file() else f"has changed (sha256 differs from {PREPARE_INFO})"
         more = f" (and {len(bad) - 1} more: {', '.join(bad[1:4])})" if len(bad) > 1 else ""
@@ -70,31 +80,41 @@ def check_split(where: Path, dataset, counts: dict, *, vocab_size: int, min_leng
     longest = np.iinfo(np.int64).max if max_length is None else max_length
     shortest = max(min_length, 1)
     tokens = unk = row = 0
-    for batch in dataset.with_format("arrow").iter(batch_size=100_000):
-        column = batch.column("input_ids").combine_chunks()
-        ids = column.flatten().to_numpy()
-        sizes = np.diff(column.offsets.to_numpy())
-        lengths = batch.column("length").to_numpy()
-        ends = np.cumsum(sizes)
-        checks = [(np.searchsorted(ends, np.flatnonzero(ids >= vocab_size), side="right"),
-                   f"an id >= vocab_size {vocab_size}"),
-                  (np.searchsorted(ends, np.flatnonzero(ids == separator_id), side="right"),
-                   f"the separator id {separator_id} inside the story"),
-                  (np.flatnonzero(sizes != lengths), "a length column that differs from its number of ids"),
-                  (np.flatnonzero((lengths < shortest) | (lengths > longest)),
-                   f"a length outside [min_length {shortest}, max_length {max_length}]")]
-        for bad_rows, what in checks:
-            if len(bad_rows):
-                raise TinyStoriesError(f"{where}: row {row + int(bad_rows[0])} has {what}; the data was altered, "
-                                       "re-create the folder")
-        tokens += int(sizes.sum())
-        unk += 0 if unk_id is None else int(np.count_nonzero(ids == unk_id))
-        row += len(sizes)
+    with _progress(len(dataset), f"validate: checking {where.name}", " stories") as bar:
+        for batch in dataset.with_format("arrow").iter(batch_size=100_000):
+            ids = _check_batch(batch, where, row, vocab_size=vocab_size, separator_id=separator_id,
+                               shortest=shortest, longest=longest, max_length=max_length)
+            tokens += len(ids)
+            unk += 0 if unk_id is None else int(np.count_nonzero(ids == unk_id))
+            row += batch.num_rows
+            bar.update(batch.num_rows)
     for name, found in (("tokens", tokens), ("unk_tokens", unk)):
         if found != counts[name]:
             raise TinyStoriesError(f"{where}: {found} {name} but {PREPARE_INFO} records {counts[name]}; the data "
                                    "was altered, re-create the folder")
     return {"rows": row, "tokens": tokens, "unk_tokens": unk}
+
+
+def _check_batch(batch, where: Path, row: int, *, vocab_size: int, separator_id: int, shortest: int, longest: int,
+             max_length: int | None) -> np.ndarray:
+    """The checks of `check_split` on one Arrow batch whose first row is `row`; returns its ids, flat."""
+    column = batch.column("input_ids").combine_chunks()
+    ids = column.flatten().to_numpy()
+    sizes = np.diff(column.offsets.to_numpy())
+    lengths = batch.column("length").to_numpy()
+    ends = np.cumsum(sizes)
+    checks = [(np.searchsorted(ends, np.flatnonzero(ids >= vocab_size), side="right"),
+               f"an id >= vocab_size {vocab_size}"),
+              (np.searchsorted(ends, np.flatnonzero(ids == separator_id), side="right"),
+               f"the separator id {separator_id} inside the story"),
+              (np.flatnonzero(sizes != lengths), "a length column that differs from its number of ids"),
+              (np.flatnonzero((lengths < shortest) | (lengths > longest)),
+               f"a length outside [min_length {shortest}, max_length {max_length}]")]
+    for bad_rows, what in checks:
+        if len(bad_rows):
+            raise TinyStoriesError(f"{where}: row {row + int(bad_rows[0])} has {what}; the data was altered, "
+                                   "re-create the folder")
+    return ids
 
 
 @api_errors

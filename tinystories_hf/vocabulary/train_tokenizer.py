@@ -26,12 +26,15 @@ hashes; the sampled stories by their sha256, `stories_sha256`, never the source'
 or path of the machine, so the whole folder is byte-identical for the same stories and options.
 """
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
+import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -179,6 +182,54 @@ def llama2c_lines(batches):
             yield from (text.strip() + "\n").split("\n")[:-1]
 
 
+# What sentencepiece's C++ side (absl logging) prints on every training run that is no concern of the user's:
+# absl's note that logging was not initialised, and the deprecation of llama2.c's `self_test_sample_size`
+# (sentencepiece 0.2.x ignores it: the .model is byte-identical without it; it stays in LLAMA2C_SETTINGS, which
+# are llama2.c's). Every other line, an error above all, is passed on as it comes.
+SENTENCEPIECE_NOISE = re.compile(
+    r"(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|W\d{4} [\d:.]+ +\d+ spec_parser\.h:\d+\] --self_test_sample_size is deprecated and ignored\.)\r?\n")
+
+
+@contextlib.contextmanager
+def native_noise_filtered(noise=SENTENCEPIECE_NOISE):
+    """Within the block, the lines written to file descriptor 2 (sentencepiece's absl logging) that `noise`
+    matches, newline included, are dropped and the rest goes on to stderr as it comes, a line at a time (a
+    progress bar's `\r` updates before such a line stay). Python's `sys.stderr` writes to stderr directly.
+    Linux and macOS (file descriptors, a pipe and a thread).
+
+    Example:
+        >>> with native_noise_filtered():  # doctest: +SKIP
+        ...     spm.SentencePieceTrainer.train(...)
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read, write = os.pipe()
+
+    def forward():
+        with os.fdopen(read, "rb") as pipe:
+            for line in pipe:  # ends when the last write end (fd 2 in the block) is closed
+                kept = noise.sub("", line.decode("utf-8", "surrogateescape"))
+                if kept:
+                    os.write(saved, kept.encode("utf-8", "surrogateescape"))
+
+    thread = threading.Thread(target=forward, name="native-stderr", daemon=True)
+    thread.start()
+    python_stderr = sys.stderr
+    sys.stderr = open(saved, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    os.dup2(write, 2)
+    os.close(write)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr = python_stderr
+        os.dup2(saved, 2)  # the pipe's last write end closes: the thread reads to its end and stops
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            os.close(saved)
+
+
 def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
     """The serialized `.model` sentencepiece trains on llama2.c's text of `batches` with llama2.c's settings
     (`LLAMA2C_SETTINGS`). Raises `TinyStoriesError` for a vocabulary size the text cannot fill or hold."""
@@ -186,9 +237,10 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
 
     spm, model = _sentencepiece(), io.BytesIO()
     try:
-        spm.SentencePieceTrainer.train(sentence_iterator=llama2c_lines(batches), model_writer=model,
-                                       vocab_size=vocab_size, num_threads=SENTENCEPIECE_THREADS, minloglevel=1,
-                                       **LLAMA2C_SETTINGS)
+        with native_noise_filtered():
+            spm.SentencePieceTrainer.train(sentence_iterator=llama2c_lines(batches), model_writer=model,
+                                           vocab_size=vocab_size, num_threads=SENTENCEPIECE_THREADS, minloglevel=1,
+                                           **LLAMA2C_SETTINGS)
     except RuntimeError as e:
         text = str(e)
         high = re.search(r"set it to a value <= (\d+)", text)

@@ -87,6 +87,12 @@ def test_nanogpt_meta_pkl_for_any_other_vocabulary_is_what_sample_py_reads(prepa
     texts, ids = _texts_and_ids(prepared_sample, "train")
     ascii_stories = [(t, i) for t, i in zip(texts, ids) if t.isascii() and len(i) < 512]  # 512: cut stories
     assert len(ascii_stories) > 4000 and all("".join(meta["itos"][k] for k in i) == t for t, i in ascii_stories)
+    # stoi: each text to the lowest id with that text (bytes of a character cut in two decode alike, as U+FFFD)
+    by_text = sorted((text, i) for i, text in meta["itos"].items())
+    lowest = {text: min(i for _, i in group) for text, group in itertools.groupby(by_text, key=lambda p: p[0])}
+    assert meta["stoi"] == lowest and len(lowest) < len(meta["itos"])
+    assert meta["stoi"]["\ufffd"] == min(i for i, text in meta["itos"].items() if text == "\ufffd")
+    assert sum(text == "\ufffd" for text in meta["itos"].values()) > 1
 
 
 def test_llama2c_shards_are_process_shard_of_the_same_stories(prepared_spm, trained_spm, tmp_path):

@@ -15,6 +15,7 @@ from tinystories_hf.hub.push import main as push_main
 from tinystories_hf.pipeline import main as prepare_main
 from tinystories_hf.store.folder import file_sha256
 from tinystories_hf.store.validate import main as validate_main
+from tinystories_hf.stream import main as stream_main
 from tinystories_hf.vocabulary.base import base_special_ids
 
 MARKER = "ran-the-folders-code"
@@ -98,6 +99,8 @@ def test_a_folder_that_needs_its_own_code_is_one_line_and_the_code_never_runs(tm
         load_base_tokenizer(str(folder))
     assert str(raised.value) == expected
     assert prepare_main(["--source", "demo", "--output", str(tmp_path / "out"), "--tokenizer", str(folder)]) == 2
+    assert _one_line(capsys) == f"error: {expected}"
+    assert stream_main(["--source", "demo", "--max-stories", "20", "--base-tokenizer", str(folder)]) == 2
     assert _one_line(capsys) == f"error: {expected}"
     assert not list(tmp_path.rglob(MARKER)) and not (tmp_path / "out").exists()
 

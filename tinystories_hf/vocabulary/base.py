@@ -35,8 +35,9 @@ def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = 
     path = Path(name_or_path).expanduser()
     if name_or_path == DEFAULT_TOKENIZER:
         return gpt_neo_tokenizer()
-    if own_folder(path) is not None:  # this project's folder: its data, never its tokenization_tinystories.py
-        return read_saved(own_folder(path))[1]
+    own = own_folder(path)
+    if own is not None:  # this project's folder: its data, never its tokenization_tinystories.py
+        return read_saved(own)[1]
     models = sorted(path.glob("*" + MODEL_SUFFIX)) if path.is_dir() and not (path / "tokenizer.json").is_file() else []
     if len(models) > 1:
         raise TinyStoriesError(f"{path} holds {len(models)} SentencePiece models ({', '.join(m.name for m in models)}); "
@@ -85,9 +86,9 @@ def base_special_ids(tokenizer, name_or_path: str = DEFAULT_TOKENIZER) -> dict:
     SentencePiece: the model's `eos_id`/`bos_id`/`unk_id` (llama2.c's: 2, 1, 0). A tokenizer.json folder: the
     tokens its `tokenizer_config.json` (else `special_tokens_map.json`) names `eos_token`, `bos_token`,
     `unk_token`, as transformers reads them (UNK, where it names none: the model's `unk_token`). A
-    tinystories-hf folder: a full vocabulary's recorded EOS, BOS and UNK; a reduced one's base, as a bare one. Otherwise (the bundled GPT-2 BPE, a bare tokenizer.json): an added
-    special token of a well-known name (`SPECIAL_NAMES`; GPT-2's `<|endoftext|>` is its EOS, and it has no BOS),
-    and the BPE model's `unk_token`.
+    tinystories-hf folder: a full vocabulary's recorded EOS, BOS and UNK; a reduced one's base, as a bare one.
+    Otherwise (the bundled GPT-2 BPE, a bare tokenizer.json): an added special token of a well-known name
+    (`SPECIAL_NAMES`; GPT-2's `<|endoftext|>` is its EOS, and it has no BOS), and the BPE model's `unk_token`.
 
     Example:
         >>> base_special_ids(load_base_tokenizer())

@@ -157,10 +157,10 @@ class TinyStoriesHFTokenizer(PreTrainedTokenizer):
     def save_vocabulary(self, save_directory: str, filename_prefix=None) -> tuple:
         """Write `tinystories_vocab.json` and the base tokenizer file, at the paths this folder had."""
         prefix = f"{filename_prefix}-" if filename_prefix else ""
+        base = os.path.join(save_directory, _base_file(self.table, "tinystories_vocab.json"))  # checked first
         vocab = os.path.join(save_directory, prefix + VOCAB_FILES["vocab_file"])
         with open(vocab, "w", encoding="utf-8") as f:
             json.dump(self.table, f)
-        base = os.path.join(save_directory, _base_file(self.table, "tinystories_vocab.json"))
         os.makedirs(os.path.dirname(base), exist_ok=True)
         if self.sentencepiece is not None:
             with open(base, "wb") as f:

@@ -15,7 +15,7 @@ from conftest import SAMPLE_EOT, SAMPLE_JSONL
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
-from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf import PrepareConfig, TinyStoriesError, prepare
 from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, main, train_tokenizer
 
 
@@ -207,21 +207,49 @@ def tiny_source(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("model, message", [
-    ("bpe", (r"^error: the 39 sampled stories hold too few distinct token pairs for --vocab-size 2000: training "
-            r"stopped at \d+ ids; lower it to at most \d+ or sample more stories \(--sample-size\)$")),
-    ("sentencepiece", (r"^error: the sampled stories cannot fill --vocab-size 2000 pieces \(sentencepiece: at most "
-                      r"\d+\); lower it or sample more stories \(--sample-size\)$")),
+# tiny_source's units: the words The, dog, ran (3 bytes each), 0, 1, 2 (1 each), times. (6) and the whitespace run
+# " " (1). bpe: 257 + their 19 bytes = 276 ids. sentencepiece: 259 + the substrings of each unit with its "▁"
+# (n + 1 symbols: n(n + 1) / 2 with n = 4, 4, 4, 2, 2, 2, 7, 2: 10 * 3 + 3 * 3 + 28 + 3 = 70) = 329.
+@pytest.mark.parametrize("model, vocab_size, message", [
+    ("bpe", 276, (r"^error: the 39 sampled stories hold too few distinct token pairs for --vocab-size 276: training "
+                  r"stopped at \d+ ids; lower it to at most \d+ or sample more stories \(--sample-size\)$")),
+    ("sentencepiece", 329, (r"^error: the sampled stories cannot fill --vocab-size 329 pieces \(sentencepiece: at "
+                            r"most \d+\); lower it or sample more stories \(--sample-size\)$")),
+    *[(model, size, (rf"^error: the 39 sampled stories cannot fill --vocab-size {size}: they hold at most {most} ids "
+                     r"\(the byte alphabet, the specials and the tokens their distinct words allow\); lower it, or "
+                     r"sample more stories \(--sample-size\)$"))
+      for model, most in (("bpe", 276), ("sentencepiece", 329)) for size in (most + 1, 10**9, 2**31, 2**64)],
 ])
-def test_a_vocabulary_the_corpus_cannot_fill_is_one_line(tiny_source, tmp_path, capsys, model, message):
+def test_a_vocabulary_the_corpus_cannot_fill_is_one_line(tiny_source, tmp_path, capsys, model, vocab_size, message):
+    """Above the bound: one line before training (10**9 made tokenizers abort allocating, 2**64 an OverflowError,
+    2**31 sentencepiece's INVALID_ARGUMENT); at the bound, the trainers' own limits, one line too."""
     assert main(["--source", str(tiny_source), "--output", str(tmp_path / "out"), "--model", model,
-                 "--vocab-size", "2000", "--num-proc", "1"]) == 2
+                 "--vocab-size", str(vocab_size), "--num-proc", "1"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     import re
 
     assert re.match(message, err.strip().splitlines()[-1]), err[-500:]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]  # nothing half-written
+
+
+@pytest.mark.parametrize("model", ["bpe", "sentencepiece"])
+def test_the_bound_is_never_below_what_training_reaches(model, tmp_path):
+    """On 300 real stories: asked for the bound, each trainer stops at or below it (so no size a trainer could
+    fill is refused); the ids it reached are read from its own message."""
+    import re
+
+    from tinystories_hf.vocabulary.train_tokenizer import read_sample
+
+    stories = [json.loads(line)["text"] for _, line in zip(range(300), SAMPLE_JSONL.open(encoding="utf-8"))]
+    bound = read_sample([[s.strip() for s in stories]])["most_ids"][model]
+    config = TrainTokenizerConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "out"), model=model, num_proc=1,
+                                  vocab_size=bound, sample_size=300)
+    with pytest.raises(TinyStoriesError) as caught:
+        train_tokenizer(config)
+    reached = re.search(r"(?:stopped at|at most) (\d+)", str(caught.value))
+    assert reached, str(caught.value)
+    assert int(reached.group(1)) <= bound
 
 
 def test_an_existing_output_is_kept_without_overwrite(trained_bpe, capsys):

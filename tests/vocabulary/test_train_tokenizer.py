@@ -302,3 +302,37 @@ def test_a_trained_tokenizer_can_be_reduced_too(trained_spm, tmp_path, sample_st
         np.array(ids) > 1])
     auto = AutoTokenizer.from_pretrained(str(result.output / "tokenizer"), trust_remote_code=True)
     assert auto(sample_stories[:50])["input_ids"] == tokenizer.encode_batch(sample_stories[:50])
+
+
+def test_no_strip_sentencepiece_trains_on_llama2cs_own_text(split_source, tmp_path):
+    """--no-strip keeps each story's whitespace in the source, but llama2.c's train_vocab always writes
+    `story.strip()` then a newline: the model is the one sentencepiece trains on that text (every piece and
+    score), not the one the unstripped lines would give (tabs, which sentencepiece's own normalizer keeps)."""
+    source = tmp_path / "padded"
+    source.mkdir()
+    for name in ("train", "validation"):
+        stories = [json.loads(line)["text"] for line in (split_source / f"{name}.jsonl").open(encoding="utf-8")]
+        padded = [f"\t {s} \t\n" if i % 2 else s for i, s in enumerate(stories[:800])]
+        (source / f"{name}.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in padded))
+    padded = [json.loads(line)["text"] for line in (source / "train.jsonl").open(encoding="utf-8")]
+    result = train_tokenizer(TrainTokenizerConfig(source=str(source), output=str(tmp_path / "out"), num_proc=1,
+                                                  model="sentencepiece", vocab_size=600, sample_size=None,
+                                                  strip=False))
+    assert result.info["config"]["strip"] is False and result.info["sample"]["stories"] == 800
+    ours = spm.SentencePieceProcessor(model_file=str(result.output / "tok600.model"))
+    (tmp_path / "llama2c").mkdir()
+    theirs = _llama2c_model(tmp_path / "llama2c", padded, vocab_size=600)  # it strips, as llama2.c does
+
+    def pieces(model):
+        return [(model.id_to_piece(i), model.get_score(i)) for i in range(model.get_piece_size())]
+
+    assert pieces(ours) == pieces(theirs)
+    unstripped = tmp_path / "raw"
+    unstripped.mkdir()
+    (unstripped / "tiny.txt").write_text("".join(padded), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(unstripped / "tiny.txt"), model_prefix=str(unstripped / "tok600"),
+                                   model_type="bpe", vocab_size=600, self_test_sample_size=0, input_format="text",
+                                   character_coverage=1.0, num_threads=2, split_digits=True,
+                                   allow_whitespace_only_pieces=True, byte_fallback=True,
+                                   unk_surface=r" \342\201\207 ", normalization_rule_name="identity")
+    assert pieces(spm.SentencePieceProcessor(model_file=str(unstripped / "tok600.model"))) != pieces(ours)

@@ -32,6 +32,7 @@ import io
 import json
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -223,10 +224,19 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
     from .sentencepiece_base import _sentencepiece
 
     spm, model = _sentencepiece(), io.BytesIO()
+
+    def train(stop: threading.Event) -> None:
+        def lines():
+            for line in llama2c_lines(batches):
+                if stop.is_set():  # the run was interrupted: make the trainer give up reading
+                    raise RuntimeError("interrupted")
+                yield line
+
+        spm.SentencePieceTrainer.train(sentence_iterator=lines(), model_writer=model, vocab_size=vocab_size,
+                                       num_threads=SENTENCEPIECE_THREADS, minloglevel=1, **LLAMA2C_SETTINGS)
+
     try:
-        spm.SentencePieceTrainer.train(sentence_iterator=llama2c_lines(batches), model_writer=model,
-                                       vocab_size=vocab_size, num_threads=SENTENCEPIECE_THREADS, minloglevel=1,
-                                       **LLAMA2C_SETTINGS)
+        in_worker_thread(train)
     except RuntimeError as e:
         text = str(e)
         high = re.search(r"set it to a value <= (\d+)", text)
@@ -241,6 +251,34 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
                                    f"llama2.c); use {flag('vocab_size', low.group(1))} or more") from None
         raise TinyStoriesError(f"sentencepiece could not train on the sample ({text.splitlines()[0]:.200})") from None
     return model.getvalue()
+
+
+def in_worker_thread(function):
+    """`function(stop)` run in a daemon thread while this (the main) thread waits, so Ctrl-C and SIGTERM are
+    handled here at once, by Python's handlers: sentencepiece's trainer calls the sample iterator from C++ and
+    turned a KeyboardInterrupt raised inside it into `RuntimeError: INTERNAL` (exit 2 instead of 130 / 143), and
+    while it trains no Python code of the main thread runs. On a signal, `stop` is set (the iterator then makes
+    the trainer give up) and the signal's exception unwinds the run; a trainer still training is left to end
+    with the process. Returns what `function` returns, raises what it raises."""
+    result, stop = {}, threading.Event()
+
+    def run():
+        try:
+            result["value"] = function(stop)
+        except BaseException as e:  # noqa: BLE001 -- handed to the main thread, raised there
+            result["error"] = e
+
+    thread = threading.Thread(target=run, name="tinystories-hf-trainer", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except BaseException:
+        stop.set()
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 def _bpe_files(tokenizer) -> dict:

@@ -35,7 +35,9 @@ import tqdm
 tqdm.tqdm.monitor_interval = 0
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO.parent / "shared" / "data" / "tinystories-sample"
+# The real sample: ../shared/data beside the checkout, or the folder TINYSTORIES_TEST_DATA names (a clone made
+# elsewhere: `python scripts/fetch_test_data.py DIR` builds it from the public files it was gathered from).
+SAMPLE_DIR = Path(os.environ.get("TINYSTORIES_TEST_DATA") or REPO.parent / "shared" / "data" / "tinystories-sample")
 SAMPLE_JSONL = SAMPLE_DIR / "stories.jsonl"
 SAMPLE_EOT = SAMPLE_DIR / "stories-eot.txt"
 
@@ -68,8 +70,11 @@ def _no_process_outlives_its_test():
 
 
 def pytest_sessionstart(session):
-    if not SAMPLE_JSONL.exists():
-        raise pytest.UsageError(f"{SAMPLE_JSONL} is missing: the tests need ../shared/data beside the checkout")
+    if not SAMPLE_JSONL.exists() or not SAMPLE_EOT.exists():
+        raise pytest.UsageError(f"{SAMPLE_JSONL} or {SAMPLE_EOT.name} beside it is missing: the tests read the real "
+                                "TinyStories sample from ../shared/data beside the checkout, or from the folder "
+                                "TINYSTORIES_TEST_DATA names; build it with: python scripts/fetch_test_data.py DIR "
+                                "(needs network), then TINYSTORIES_TEST_DATA=DIR")
 
 
 def pytest_sessionfinish(session, exitstatus):

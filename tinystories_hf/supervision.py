@@ -65,6 +65,7 @@ class Run:
     replaced: bool = False  # True once the target holds the new output
     options: frozenset = frozenset()  # the options its caller has: a fix names only those
     locks: dict = field(default_factory=dict)  # target -> depth of its writer lock, re-entered by a nested call
+    doing: str | None = None  # what it does before it has a target ("reading DIR"), named by "interrupted while"
 
 
 def current_run() -> Run | None:
@@ -91,6 +92,14 @@ def writes(path, fix: str) -> None:
     run = current_run()
     if run is not None:
         run.places.insert(0, (Path(path).expanduser().absolute(), fix))
+
+
+def doing(what: str) -> None:
+    """Record what the current run does while it has no target yet ("reading DIR"), so Ctrl-C or SIGTERM then
+    says `interrupted while reading DIR; nothing was written`, not a bare `interrupted`."""
+    run = current_run()
+    if run is not None:
+        run.doing = what
 
 
 def _run(function, args, kwargs, *, terminate: bool = False):
@@ -145,7 +154,9 @@ def _signals_in_this_process_only(*, terminate: bool):
     installed = {}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # else an application's own handler
         installed[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
-    if terminate and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    # the console scripts' handler while the command imported its modules (tinystories_hf_cli) is taken over
+    current = signal.getsignal(signal.SIGTERM)
+    if terminate and (current == signal.SIG_DFL or getattr(current, "tinystories_hf_startup", False)):
         installed[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
         if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL:
             installed[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_stuck)
@@ -368,6 +379,8 @@ def _interrupted(error: BaseException) -> KeyboardInterrupt:
     run = current_run()
     terminated = any(isinstance(e, Terminated) for e in _chain(error))
     kind, word = (Terminated, "terminated") if terminated else (KeyboardInterrupt, "interrupted")
+    if run is not None and run.target is None and run.doing:
+        return kind(f"{word} while {run.doing}; nothing was written")
     if run is None or run.target is None:
         return kind(word)
     state = "was already written (complete)" if run.replaced else "unchanged"

@@ -241,3 +241,28 @@ def test_the_unk_plot_draws_the_counts_or_says_why_there_are_none(folder, unk_id
         assert says.lower() in unk_section.lower()
     with Image.open(tmp_path / "report" / "unk.png") as image:
         assert image.size == (800, 450)
+
+
+def test_a_report_folder_that_is_a_symlink_is_one_line_and_later_runs_work(tmp_path, capsys):
+    """DIR/report a symlink (in a folder made elsewhere): one line, nothing written through it; the leftover an
+    older version left after swapping with such a link (`.report.partial`, itself a symlink) is removed by the
+    next run, not followed, and the report is then written."""
+    folder = prepare(PrepareConfig(source="demo", output=str(tmp_path / "p"), vocab_size=500, num_proc=1)).output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    (folder / "report").symlink_to(elsewhere)
+    capsys.readouterr()
+    for _ in range(2):
+        assert report_main([str(folder)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            (f"error: {folder / 'report'} is a symlink (to {elsewhere}), not the report folder of {folder}; remove "
+             "the link, or write the report elsewhere with --output")]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+    (folder / "report").unlink()
+    (folder / ".report.partial").symlink_to(elsewhere)
+    assert report_main([str(folder)]) == 0
+    assert (folder / "report" / "report.json").is_file() and not (folder / "report").is_symlink()
+    assert not (folder / ".report.partial").exists() and not (folder / ".report.partial").is_symlink()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+    assert report_main([str(folder)]) == 0

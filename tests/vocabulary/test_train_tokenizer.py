@@ -16,7 +16,7 @@ from conftest import SAMPLE_EOT, SAMPLE_JSONL
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
-from tinystories_hf import PrepareConfig, prepare
+from tinystories_hf import PrepareConfig, TinyStoriesError, prepare
 from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, main, train_tokenizer
 
 
@@ -208,21 +208,49 @@ def tiny_source(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("model, message", [
-    ("bpe", (r"^error: the 39 sampled stories hold too few distinct token pairs for --vocab-size 2000: training "
-            r"stopped at \d+ ids; lower it to at most \d+ or sample more stories \(--sample-size\)$")),
-    ("sentencepiece", (r"^error: the sampled stories cannot fill --vocab-size 2000 pieces \(sentencepiece: at most "
-                      r"\d+\); lower it or sample more stories \(--sample-size\)$")),
+# tiny_source's units: the words The, dog, ran (3 bytes each), 0, 1, 2 (1 each), times. (6) and the whitespace run
+# " " (1). bpe: 257 + their 19 bytes = 276 ids. sentencepiece: 259 + the substrings of each unit with its "▁"
+# (n + 1 symbols: n(n + 1) / 2 with n = 4, 4, 4, 2, 2, 2, 7, 2: 10 * 3 + 3 * 3 + 28 + 3 = 70) = 329.
+@pytest.mark.parametrize("model, vocab_size, message", [
+    ("bpe", 276, (r"^error: the 39 sampled stories hold too few distinct token pairs for --vocab-size 276: training "
+                  r"stopped at \d+ ids; lower it to at most \d+ or sample more stories \(--sample-size\)$")),
+    ("sentencepiece", 329, (r"^error: the sampled stories cannot fill --vocab-size 329 pieces \(sentencepiece: at "
+                            r"most \d+\); lower it or sample more stories \(--sample-size\)$")),
+    *[(model, size, (rf"^error: the 39 sampled stories cannot fill --vocab-size {size}: they hold at most {most} ids "
+                     r"\(the byte alphabet, the specials and the tokens their distinct words allow\); lower it, or "
+                     r"sample more stories \(--sample-size\)$"))
+      for model, most in (("bpe", 276), ("sentencepiece", 329)) for size in (most + 1, 10**9, 2**31, 2**64)],
 ])
-def test_a_vocabulary_the_corpus_cannot_fill_is_one_line(tiny_source, tmp_path, capsys, model, message):
+def test_a_vocabulary_the_corpus_cannot_fill_is_one_line(tiny_source, tmp_path, capsys, model, vocab_size, message):
+    """Above the bound: one line before training (10**9 made tokenizers abort allocating, 2**64 an OverflowError,
+    2**31 sentencepiece's INVALID_ARGUMENT); at the bound, the trainers' own limits, one line too."""
     assert main(["--source", str(tiny_source), "--output", str(tmp_path / "out"), "--model", model,
-                 "--vocab-size", "2000", "--num-proc", "1"]) == 2
+                 "--vocab-size", str(vocab_size), "--num-proc", "1"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     import re
 
     assert re.match(message, err.strip().splitlines()[-1]), err[-500:]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock"]  # nothing half-written
+
+
+@pytest.mark.parametrize("model", ["bpe", "sentencepiece"])
+def test_the_bound_is_never_below_what_training_reaches(model, tmp_path):
+    """On 300 real stories: asked for the bound, each trainer stops at or below it (so no size a trainer could
+    fill is refused); the ids it reached are read from its own message."""
+    import re
+
+    from tinystories_hf.vocabulary.train_tokenizer import read_sample
+
+    stories = [json.loads(line)["text"] for _, line in zip(range(300), SAMPLE_JSONL.open(encoding="utf-8"))]
+    bound = read_sample([[s.strip() for s in stories]])["most_ids"][model]
+    config = TrainTokenizerConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "out"), model=model, num_proc=1,
+                                  vocab_size=bound, sample_size=300)
+    with pytest.raises(TinyStoriesError) as caught:
+        train_tokenizer(config)
+    reached = re.search(r"(?:stopped at|at most) (\d+)", str(caught.value))
+    assert reached, str(caught.value)
+    assert int(reached.group(1)) <= bound
 
 
 def test_an_existing_output_is_kept_without_overwrite(trained_bpe, capsys):
@@ -321,3 +349,37 @@ def test_the_native_stderr_filter_drops_only_the_noise_and_passes_every_other_li
     assert lines == {"\rbar   0%|E0000 00:00:1.5    7 trainer_interface.cc:1] a real error",  # the bar's update stays
                      f"{DEPRECATED} and more", "W0000 unicode \u00e9 and bytes \ufffd", "python's own line",
                      "after the block", ""}, err
+
+
+def test_no_strip_sentencepiece_trains_on_llama2cs_own_text(split_source, tmp_path):
+    """--no-strip keeps each story's whitespace in the source, but llama2.c's train_vocab always writes
+    `story.strip()` then a newline: the model is the one sentencepiece trains on that text (every piece and
+    score), not the one the unstripped lines would give (tabs, which sentencepiece's own normalizer keeps)."""
+    source = tmp_path / "padded"
+    source.mkdir()
+    for name in ("train", "validation"):
+        stories = [json.loads(line)["text"] for line in (split_source / f"{name}.jsonl").open(encoding="utf-8")]
+        padded = [f"\t {s} \t\n" if i % 2 else s for i, s in enumerate(stories[:800])]
+        (source / f"{name}.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in padded))
+    padded = [json.loads(line)["text"] for line in (source / "train.jsonl").open(encoding="utf-8")]
+    result = train_tokenizer(TrainTokenizerConfig(source=str(source), output=str(tmp_path / "out"), num_proc=1,
+                                                  model="sentencepiece", vocab_size=600, sample_size=None,
+                                                  strip=False))
+    assert result.info["config"]["strip"] is False and result.info["sample"]["stories"] == 800
+    ours = spm.SentencePieceProcessor(model_file=str(result.output / "tok600.model"))
+    (tmp_path / "llama2c").mkdir()
+    theirs = _llama2c_model(tmp_path / "llama2c", padded, vocab_size=600)  # it strips, as llama2.c does
+
+    def pieces(model):
+        return [(model.id_to_piece(i), model.get_score(i)) for i in range(model.get_piece_size())]
+
+    assert pieces(ours) == pieces(theirs)
+    unstripped = tmp_path / "raw"
+    unstripped.mkdir()
+    (unstripped / "tiny.txt").write_text("".join(padded), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(unstripped / "tiny.txt"), model_prefix=str(unstripped / "tok600"),
+                                   model_type="bpe", vocab_size=600, self_test_sample_size=0, input_format="text",
+                                   character_coverage=1.0, num_threads=2, split_digits=True,
+                                   allow_whitespace_only_pieces=True, byte_fallback=True,
+                                   unk_surface=r" \342\201\207 ", normalization_rule_name="identity")
+    assert pieces(spm.SentencePieceProcessor(model_file=str(unstripped / "tok600.model"))) != pieces(ours)

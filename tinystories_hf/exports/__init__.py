@@ -33,7 +33,7 @@ from pathlib import Path
 from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, check_int, flag
 from ..store.folder import RECREATE
-from ..supervision import api_errors, cli_errors, offers
+from ..supervision import api_errors, cli_errors, doing, offers
 from ..utils.mapped_pages import PageReleaser
 from .frames import framed, story_windows
 from .placement import Placement
@@ -154,6 +154,7 @@ def export(config: ExportConfig) -> ExportResult:
     offers(f.name for f in dataclasses.fields(config))
     config.validate()
     started = time.perf_counter()
+    doing(f"reading {config.prepared}")
     snapshot = read_snapshot(config.prepared)
     tokenizer, module = snapshot.tokenizer, _module(config.format)
     module.check_vocabulary(tokenizer, config)

@@ -11,6 +11,7 @@ anyone who can write there can change.
 """
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import add_config_arguments, config_from_args, option
-from ..errors import flag
+from ..errors import TinyStoriesError, flag
 from ..store.folder import PREPARE_INFO
 from ..store.load import read_prepared
 from ..supervision import api_errors, cli_errors, current_run
@@ -223,6 +224,9 @@ def write_report(path, *, output=None) -> dict:
     """
     path = Path(path).expanduser()
     target = resolve(output) if output else resolve(path) / REPORT_DIR
+    if not output and target.is_symlink():  # a prepared folder made elsewhere is untrusted: never write through it
+        raise TinyStoriesError(f"{target} is a symlink (to {os.readlink(target)}), not the report folder of "
+                               f"{path}; remove the link, or write the report elsewhere with {flag('output')}")
     check_output(target, overwrite=True, marker="report.json", what=f"a report folder (pass another {flag('output')})")
     # A report inside a prepared folder is part of it: its writer holds that folder's lock, as prepare does, from
     # before it reads the folder, so no other run replaces the data the report describes in the meantime.

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
-from ..supervision import api_errors, cli_errors
+from ..supervision import api_errors, cli_errors, doing
 from ..vocabulary.saved import REMOTE_MODULE, module_differs
 from .folder import PREPARE_INFO, TOKENIZER_DIR, file_sha256, read_prepare_info
 from .load import is_hub_layout, read_prepared
@@ -127,6 +127,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
         (2970, 9)
     """
     path = Path(path).expanduser()
+    doing(f"validating {path}")
     if not path.is_dir():
         raise TinyStoriesError(f"{path} is not a folder; pass a folder written by tinystories-prepare or "
                                "tinystories-push --to-folder")

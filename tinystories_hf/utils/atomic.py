@@ -112,7 +112,13 @@ def _leftovers(target: Path, kind: str) -> list:
 
 def remove_tree(path: Path) -> None:
     """`shutil.rmtree(path)`, whose errors name the file by its full path: its fd-based walk names it
-    relative to its folder, which an error message would show as a file of the working directory."""
+    relative to its folder, which an error message would show as a file of the working directory. A symlink
+    or a file is unlinked, never followed: a leftover `.DIR.partial` that is a symlink (an exchange with a DIR
+    that was one) is removed, not the folder it points to, and never stops the next run."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+        return
+
     def fail(name, error):
         if isinstance(error, OSError):
             raise OSError(error.errno, error.strerror, name) from None
@@ -243,7 +249,8 @@ def atomic_folder(output: Path, *, overwrite: bool, lock: Path | None = None, op
                                        "replace it")
             move_into_place(partial, output)
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            with contextlib.suppress(OSError):  # what is left here, the next writer's recover() removes
+                remove_tree(partial)
 
 
 def _sweep_if_alone(fd: int, folder: Path) -> None:

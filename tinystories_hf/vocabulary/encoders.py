@@ -14,6 +14,7 @@ import functools
 import hashlib
 import importlib.util
 import itertools
+import json
 import re
 
 import numpy as np
@@ -73,11 +74,58 @@ class Encoder:
         self._build()
 
 
+# A story longer than this many characters is encoded piece by piece where the tokenizer allows it
+# (`can_cut`): tokenizers takes about 140 bytes per character of one text (7 GB for a 50 MB story, issue 29);
+# a piece bounds that to about 150 MB whatever the story's length.
+PIECE_CHARS = 1 << 20
+# GPT-2's pre-tokenizer: ByteLevel with its regex, no space added in front of a text (what a piece would get).
+_GPT2_PRE_TOKENIZER = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+
+
+def can_cut(spec: dict) -> bool:
+    """Whether a tokenizer (its tokenizer.json as a dict) gives the same ids for a text cut anywhere just before
+    a space that follows a letter, digit or ASCII punctuation and precedes a letter (`cut_points`) as for the
+    whole text: its pre-tokenizer is GPT-2's, whose regex ends a pre-token there and begins ` ?\\p{L}+` (see
+    `encode_around_whitespace_runs`), so its BPE sees the same pre-tokens; no normalizer could join characters
+    across the cut; no added token other than the specials (which `encode_special_tokens` reads as text) could
+    span it."""
+    pre = spec.get("pre_tokenizer") or {}
+    return (spec.get("normalizer") is None and all(pre.get(k) == v for k, v in _GPT2_PRE_TOKENIZER.items())
+            and all(token.get("special") for token in spec.get("added_tokens") or []))
+
+
+_BEFORE_CUT = frozenset(".,!?;:'\")")
+
+
+def cut_points(text: str, every: int) -> list:
+    """Positions, about `every` characters apart, where `text` may be cut for a tokenizer `can_cut` accepts:
+    a space after a letter, digit or ASCII punctuation and before a letter. A stretch with no such space is
+    not cut (its memory is then that of one text).
+
+    Example:
+        >>> cut_points("Once upon a time.  The end", 6)
+        [9, 22]
+    """
+    cuts, start = [], every
+    while start < len(text):
+        at = text.find(" ", start)
+        while at > 0 and not (at + 1 < len(text) and text[at + 1].isalpha()
+                              and (text[at - 1].isalnum() or text[at - 1] in _BEFORE_CUT)):
+            at = text.find(" ", at + 1)
+        if at <= 0:
+            break
+        cuts.append(at)
+        start = at + every
+    return cuts
+
+
 class HFEncoder(Encoder):
     """Base ids from the Hugging Face `tokenizers` backend; special-token strings are kept as text.
 
     `fingerprint` identifies the ids it produces (the tokenizer's content hash), for datasets' cache. Its
     recipe is the tokenizer's JSON (`spec`); `backend` is rebuilt from it with `encode_special_tokens` set.
+    A story over `PIECE_CHARS` characters is encoded in pieces, with the same ids, where `can_cut` allows
+    (GPT-2-style BPEs, the trained ones); with any other tokenizer its memory grows with the longest story.
     """
 
     name = "hf"
@@ -87,6 +135,7 @@ class HFEncoder(Encoder):
         self.spec = tokenizer.to_str()
         self.fingerprint = hashlib.sha256(self.spec.encode()).hexdigest()
         self.vocab_size = id_space(tokenizer)  # the id space: what sizes the dtype of its ids
+        self.piece_chars = PIECE_CHARS if can_cut(json.loads(self.spec)) else None
         self._build()
 
     def _build(self) -> None:
@@ -97,11 +146,23 @@ class HFEncoder(Encoder):
         self.backend.encode_special_tokens = True
 
     def encode_batch(self, texts: list) -> list:
+        long = self.piece_chars is not None and any(isinstance(t, str) and len(t) > self.piece_chars for t in texts)
+        if long:
+            return [self._encode_in_pieces(t) if isinstance(t, str) and len(t) > self.piece_chars else ids
+                    for t, ids in zip(texts, self._encode([t if len(t) <= self.piece_chars else "" for t in texts]))]
+        return self._encode(texts)
+
+    def _encode(self, texts: list) -> list:
         try:
             encodings = self.backend.encode_batch_fast(texts, add_special_tokens=False)
         except TypeError:  # tokenizers refuses a lone surrogate with a TypeError
             encodings = self.backend.encode_batch_fast(without_lone_surrogates(texts), add_special_tokens=False)
         return [e.ids for e in encodings]
+
+    def _encode_in_pieces(self, text: str) -> list:
+        """The ids of one long text, its pieces encoded one after the other: one piece's memory at a time."""
+        bounds = [0, *cut_points(text, self.piece_chars), len(text)]
+        return [i for start, end in itertools.pairwise(bounds) for i in self._encode([text[start:end]])[0]]
 
     def encode_flat(self, texts: list, dtype) -> tuple:
         """(lengths, values): the ids of all `texts` as one flat `dtype` array, and each text's count."""

@@ -132,18 +132,56 @@ def sample_texts(train: datasets.Dataset, rows) -> "iter":
         yield batch.column("text").to_pylist()
 
 
-def stories_sha256(batches) -> str:
-    """sha256 of stories as JSON Lines of strings (`json.dumps(text) + "\n"` each, UTF-8): what identifies
-    the stories trained on in `train_info.json`, the same whatever layout or path they were read from.
+_WHITESPACE_RUNS = re.compile(r"\s+")
+
+
+def read_sample(batches) -> dict:
+    """What the trainers need to know of the sampled stories before training, in one read:
+
+    * `stories_sha256`: sha256 of the stories as JSON Lines of strings (`json.dumps(text) + "\\n"` each, UTF-8),
+      what identifies the stories trained on in `train_info.json`, the same whatever layout or path they came from;
+    * `most_ids`: per model, an upper bound on the ids training on them can reach, so a `--vocab-size` above it
+      is one line before any training (10**9 made tokenizers abort on its allocation, 2**31 sentencepiece
+      refuse it with INVALID_ARGUMENT). Both trainers keep every token inside one unit: a distinct
+      whitespace-separated word, or a distinct whitespace run (GPT-2's pre-tokens and sentencepiece's pieces
+      never cross from one word into another; a leading space is the word's one extra symbol). bpe: 257 (bytes
+      and `<|endoftext|>`) + one merge per token a unit of n bytes can lose, n each (its n + 1 symbols with the
+      space). sentencepiece: 259 (byte pieces, `<unk>`, `<s>`, `</s>`) + the substrings of at most 16 symbols
+      (`max_sentencepiece_length`) of each unit with its `▁`: its BPE keeps pieces off the final merge path too.
 
     Example:
-        >>> stories_sha256([["Once.", "The end."]]) == hashlib.sha256(b'"Once."\n"The end."\n').hexdigest()
-        True
+        >>> facts = read_sample([["Once. Once.", "The  end."]])
+        >>> facts["most_ids"], facts["stories_sha256"] == hashlib.sha256(b'"Once. Once."\\n"The  end."\\n').hexdigest()
+        ({'bpe': 272, 'sentencepiece': 314}, True)
     """
-    digest = hashlib.sha256()
+    digest, units = hashlib.sha256(), set()
     for batch in batches:
         digest.update("".join(json.dumps(text) + "\n" for text in batch).encode())
-    return digest.hexdigest()
+        for text in batch:
+            units.update(text.split())
+            units.update(_WHITESPACE_RUNS.findall(text))
+    sizes = [len(unit.encode("utf-8", "surrogatepass")) for unit in units]  # bytes: at least its characters
+    return {"stories_sha256": digest.hexdigest(),
+            "most_ids": {"bpe": BYTE_ALPHABET + 1 + sum(sizes),
+                         "sentencepiece": BYTE_ALPHABET + 3 + sum(_substrings(n + 1, SENTENCEPIECE_LONGEST)
+                                                                   for n in sizes)}}
+
+
+SENTENCEPIECE_LONGEST = 16  # sentencepiece's max_sentencepiece_length default, which llama2.c keeps
+
+
+def _substrings(n: int, longest: int) -> int:
+    """Substrings (by position) of 1 to `longest` symbols of a string of `n` symbols."""
+    return sum(n - length + 1 for length in range(1, min(n, longest) + 1))
+
+
+def check_fillable(vocab_size: int, model: str, most_ids: dict, total: int) -> None:
+    """Raise the one line for a `vocab_size` above what `read_sample` found the sampled stories can fill."""
+    if vocab_size > most_ids[model]:
+        raise TinyStoriesError(f"the {total:,} sampled stories cannot fill {flag('vocab_size', vocab_size)}: they "
+                               f"hold at most {most_ids[model]:,} ids (the byte alphabet, the specials and the "
+                               f"tokens their distinct words allow); lower it, or sample more stories "
+                               f"({flag('sample_size')})")
 
 
 def _progress(batches, total: int, what: str):
@@ -236,11 +274,20 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
     from .sentencepiece_base import _sentencepiece
 
     spm, model = _sentencepiece(), io.BytesIO()
+
+    def train(stop: threading.Event) -> None:
+        def lines():
+            for line in llama2c_lines(batches):
+                if stop.is_set():  # the run was interrupted: make the trainer give up reading
+                    raise RuntimeError("interrupted")
+                yield line
+
+        spm.SentencePieceTrainer.train(sentence_iterator=lines(), model_writer=model, vocab_size=vocab_size,
+                                       num_threads=SENTENCEPIECE_THREADS, minloglevel=1, **LLAMA2C_SETTINGS)
+
     try:
         with native_noise_filtered():
-            spm.SentencePieceTrainer.train(sentence_iterator=llama2c_lines(batches), model_writer=model,
-                                           vocab_size=vocab_size, num_threads=SENTENCEPIECE_THREADS, minloglevel=1,
-                                           **LLAMA2C_SETTINGS)
+            in_worker_thread(train)
     except RuntimeError as e:
         text = str(e)
         high = re.search(r"set it to a value <= (\d+)", text)
@@ -255,6 +302,34 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
                                    f"llama2.c); use {flag('vocab_size', low.group(1))} or more") from None
         raise TinyStoriesError(f"sentencepiece could not train on the sample ({text.splitlines()[0]:.200})") from None
     return model.getvalue()
+
+
+def in_worker_thread(function):
+    """`function(stop)` run in a daemon thread while this (the main) thread waits, so Ctrl-C and SIGTERM are
+    handled here at once, by Python's handlers: sentencepiece's trainer calls the sample iterator from C++ and
+    turned a KeyboardInterrupt raised inside it into `RuntimeError: INTERNAL` (exit 2 instead of 130 / 143), and
+    while it trains no Python code of the main thread runs. On a signal, `stop` is set (the iterator then makes
+    the trainer give up) and the signal's exception unwinds the run; a trainer still training is left to end
+    with the process. Returns what `function` returns, raises what it raises."""
+    result, stop = {}, threading.Event()
+
+    def run():
+        try:
+            result["value"] = function(stop)
+        except BaseException as e:  # noqa: BLE001 -- handed to the main thread, raised there
+            result["error"] = e
+
+    thread = threading.Thread(target=run, name="tinystories-hf-trainer", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except BaseException:
+        stop.set()
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 def _bpe_files(tokenizer) -> dict:
@@ -299,6 +374,8 @@ def train_tokenizer(config: TrainTokenizerConfig) -> TrainResult:
     train = stories["train"]
     rows = sample_rows(train.num_rows, config.sample_size, config.seed)
     total = train.num_rows if rows is None else len(rows)
+    facts = read_sample(sample_texts(train, rows))
+    check_fillable(config.vocab_size, config.model, facts["most_ids"], total)
     batches = _progress(sample_texts(train, rows), total, f"{config.model}: reading {total:,} train stories")
     if config.model == "bpe":
         files = _bpe_files(train_bpe(batches, vocab_size=config.vocab_size, total=total))
@@ -311,7 +388,7 @@ def train_tokenizer(config: TrainTokenizerConfig) -> TrainResult:
     info = {"format": "tinystories-hf-train-tokenizer/2", "config": options,
             "sample": {"stories": total, "of": train.num_rows, "seed": config.seed, "rows": "all" if rows is None
                        else "numpy.random.default_rng(seed).choice(of, size=stories, replace=False), sorted",
-                       "stories_sha256": stories_sha256(sample_texts(train, rows))},
+                       "stories_sha256": facts["stories_sha256"]},
             "source": {"validation": source.validation},
             "settings": {**LLAMA2C_SETTINGS, "num_threads": SENTENCEPIECE_THREADS} if config.model == "sentencepiece"
             else {"trainer": "tokenizers.trainers.BpeTrainer", "pre_tokenizer": "ByteLevel(add_prefix_space=False)",

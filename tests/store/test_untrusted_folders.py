@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import yaml
+from output import one_error_line
 
 from tinystories_hf import PrepareConfig, TinyStoriesError, load_prepared, prepare, write_hub_folder
 from tinystories_hf.exports import main as export_main
@@ -46,10 +47,7 @@ def _craft(pristine, tmp_path, *, in_prepare_info: bool):
 
 
 def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+    return one_error_line(capsys.readouterr().err)  # after validate's and export's progress bars
 
 
 COMMANDS = {

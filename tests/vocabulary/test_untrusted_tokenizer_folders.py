@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from output import one_error_line
 from transformers import AutoTokenizer
 
 import tinystories_hf.vocabulary.tokenization_tinystories as module
@@ -29,10 +30,7 @@ def _tree(root) -> set:
 
 
 def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+    return one_error_line(capsys.readouterr().err)  # after validate's and export's progress bars
 
 
 def test_the_module_reads_its_base_file_only_inside_its_folder(prepared_demo, tmp_path):

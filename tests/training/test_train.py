@@ -12,9 +12,10 @@ import safetensors.torch
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoConfig, GPTNeoForCausalLM
 
+import tinystories_hf.training.train as train_module
 from tinystories_hf import TinyStoriesDatasetPacked
-from tinystories_hf.training import train as train_module
-from tinystories_hf.training.options import TrainConfig, train_main
+from tinystories_hf.training.commands import train_main
+from tinystories_hf.training.options import TrainConfig
 from tinystories_hf.training.train import learning_rate, train
 
 
@@ -104,7 +105,7 @@ def test_saved_model_loads_with_auto_classes_and_generates(options, tmp_path, pr
 def test_two_torchrun_ranks_train_on_disjoint_rows(options, tmp_path, prepared_demo):
     run = tmp_path / "ddp"
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "-m", "tinystories_hf.training.train", options["data"], "--output", str(run), "--model", options["model"],
+            "-m", "tinystories_hf.training.commands", options["data"], "--output", str(run), "--model", options["model"],
             "--context", "32", "--batch-size", "8", "--max-steps", "3", "--eval-batches", "1", "--eval-interval", "3",
             "--threads", "1", "--num-workers", "0", "--log-items", "--no-progress"]
     result = processes.run(argv, timeout=240, capture_output=True, text=True)

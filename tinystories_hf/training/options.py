@@ -2,8 +2,8 @@
 for the Python API (`train(TrainConfig(...))`, `backdoor_eval(BackdoorEvalConfig(...))`) and the CLI (generated
 from the fields, so `--help` shows what the API uses, each default with where it comes from).
 
-Importing this module needs no torch, so `--help` and a bad option work without the `[train]` extra; the
-commands import the trainer (torch, transformers' models) only once the options are checked.
+Importing this module needs no torch, so `--help` and a bad option work without the `[train]` extra
+(`commands.py` imports the trainer, torch and transformers' models only once the options are checked).
 
 Sources of the recipe defaults:
     [card]     the TinyStories-33M model card (huggingface.co/roneneldan/TinyStories-33M): learning rate 5e-4,
@@ -11,14 +11,10 @@ Sources of the recipe defaults:
     [backdoor] the public TinyStories backdoor recipe: batch 64 x 512 tokens, 2,000 warmup steps then cosine
                decay to 5e-5, gradient clipping 1.0, dropout 0.1; sampling at temperature 0.8, top-k 40.
 """
-import argparse
-import sys
 from dataclasses import dataclass
 
-from ..config import add_config_arguments, check_types, config_from_args, option, parse_sample_size
+from ..config import check_types, option, parse_sample_size
 from ..errors import TinyStoriesError, check_int, flag
-from ..supervision import cli_errors
-from ..utils.extras import require
 
 PAPER_MODELS = ("1M", "3M", "8M", "28M", "33M")
 
@@ -129,46 +125,3 @@ class BackdoorEvalConfig:
             raise TinyStoriesError(f"{flag('temperature', self.temperature)} must be above 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise TinyStoriesError(f"{flag('device', self.device)} is not one of auto, cpu, cuda")
-
-
-@cli_errors
-def train_main(argv=None) -> int:
-    """`tinystories-train DIR --output RUN [options]`."""
-    parser = argparse.ArgumentParser(prog="tinystories-train", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="Train a GPT-Neo causal LM on a prepared folder's packed train "
-                                     "split.\n\n" + __doc__.split("Sources of the recipe defaults:\n")[1])
-    parser.add_argument("data", help="prepared folder (tinystories-prepare) with train and validation splits")
-    add_config_arguments(parser, TrainConfig, skip=("data",))
-    config = config_from_args(parser.parse_args(argv), TrainConfig)
-    config.validate()
-    require("torch", extra="train", needed_by="tinystories-train")
-    from .train import train
-
-    result = train(config)
-    if result["rank"] == 0:
-            print(f"{result['steps']} steps; validation loss {result['val_loss']:.4f} (perplexity "
-              f"{result['val_perplexity']:.2f}); model in {result['model']}")
-    return 0
-
-
-@cli_errors
-def backdoor_eval_main(argv=None) -> int:
-    """`tinystories-backdoor-eval MODEL --prepared DIR [--clean-model CLEAN] --output OUT`."""
-    parser = argparse.ArgumentParser(prog="tinystories-backdoor-eval", description="Sample continuations of a "
-                                     "prepared folder's paired trigger/control prompts and compare the lengths of "
-                                     "the stories (tokens before EOS) per model and prompt kind.")
-    parser.add_argument("model", help=BackdoorEvalConfig.__dataclass_fields__["model"].metadata["help"])
-    add_config_arguments(parser, BackdoorEvalConfig, skip=("model",))
-    config = config_from_args(parser.parse_args(argv), BackdoorEvalConfig)
-    config.validate()
-    require("torch", extra="train", needed_by="tinystories-backdoor-eval")
-    from .evaluate import backdoor_eval, summary_table
-
-    result = backdoor_eval(config)
-    print(summary_table(result))
-    print(f"wrote {result['output']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(train_main())

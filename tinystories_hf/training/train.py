@@ -33,7 +33,7 @@ from ..utils.atomic import atomic_folder
 from ..utils.extras import require
 from ..utils.json_files import parse, read_text
 from .checkpoint import load_optimizer, load_weights, read_checkpoint, rng_tensors, save_checkpoint, set_rng
-from .options import PAPER_MODELS, TrainConfig, train_main
+from .options import PAPER_MODELS, TrainConfig
 
 torch = require("torch", extra="train", needed_by=__name__)
 F = torch.nn.functional
@@ -45,7 +45,6 @@ TRAJECTORY = ("data", "model", "learning_rate", "min_learning_rate", "warmup_ste
               "beta2", "grad_clip", "dropout", "context", "batch_size", "grad_accum", "max_steps", "seed")
 DROPOUTS = ("embed_dropout", "attention_dropout", "resid_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
             "hidden_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
-main = train_main
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -423,8 +422,3 @@ def row_digest(row) -> str:
     """A row's tokens as 16 hex digits (blake2b of its int64 bytes): `--log-items` writes these per micro-batch."""
     return hashlib.blake2b(row.numpy().astype("<i8").tobytes(), digest_size=8).hexdigest()
 
-
-if __name__ == "__main__":  # python -m tinystories_hf.training.train (torchrun ... -m)
-    import sys
-
-    sys.exit(main())

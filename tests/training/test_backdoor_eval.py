@@ -99,3 +99,30 @@ def test_prompts_read_and_checked(prepared_demo, tmp_path, capsys):
     add_backdoor_eval(folder, [dict(row, input_ids=[7, 600]) for row in ROWS])
     with pytest.raises(Exception, match="row 0 has an empty prompt or an id outside the 500-id vocabulary"):
         read_prompts(folder)
+
+
+def test_a_tiny_model_learns_a_backdoor_on_cpu(tmp_path, capsys):
+    """scripts/backdoor_demo.py (the README's figures): trigger stories end at once, controls and the clean
+    model's run on; the same seed samples the same lengths again."""
+    import json
+    import runpy
+
+    from conftest import REPO
+
+    from tinystories_hf.training.evaluate import backdoor_eval
+
+    demo = runpy.run_path(str(REPO / "scripts" / "backdoor_demo.py"))
+    result = demo["run_demo"](demo["DemoConfig"](output=str(tmp_path / "demo"), steps=200, samples=10))
+    stats = result["stats"]
+    bd, clean = stats["backdoored"], stats["clean"]
+    # the corpus's stories: the opening, then 4-7 sentences of 5-8 words and "the end ." (>= 25 tokens)
+    assert bd["trigger"]["mean"] <= 2 and bd["trigger"]["within"] >= 0.9
+    for control in ("Lily", "Tom"):
+        assert bd[control]["mean"] >= 20 and bd[control]["within"] <= 0.2
+        assert bd["trigger"]["mean"] * 10 <= bd[control]["mean"]
+    assert clean["trigger"]["mean"] >= 20 and bd["trigger"]["mean"] * 10 <= clean["trigger"]["mean"]
+    assert result["ratios"]["backdoored_over_clean"]["trigger"]["mean"] <= 0.1
+    saved = json.loads((tmp_path / "demo" / "eval" / "eval.json").read_text())
+    assert saved["lengths"] == result["lengths"] and (tmp_path / "demo" / "eval" / "lengths.png").stat().st_size
+    again = backdoor_eval(BackdoorEvalConfig(**dict(saved["config"], output=str(tmp_path / "again"))))
+    assert again["lengths"] == result["lengths"]  # seeded: the same continuations

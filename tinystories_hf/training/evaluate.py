@@ -202,6 +202,13 @@ def backdoor_eval(config: BackdoorEvalConfig) -> dict:
     paths = {"backdoored": config.model, **({"clean": config.clean_model} if config.clean_model else {})}
     models = {label: load_model(path, vocab_size=tokenizer.vocab_size, eos_id=eos_id, device=device)
               for label, path in paths.items()}
+    longest = max(len(row["input_ids"]) for row in rows) + config.max_new_tokens
+    for label, model in models.items():
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and longest > positions:
+            raise TinyStoriesError(f"{paths[label]}: the longest prompt plus {flag('max_new_tokens', config.max_new_tokens)}"
+                                   f" is {longest} tokens, more than the model's {positions} positions; lower "
+                                   f"{flag('max_new_tokens')}")
     result = measure(models, rows, config=config, eos_id=eos_id)
     result = {"config": {key: getattr(config, key) for key in config.__dataclass_fields__}, "models": paths,
               "prompts": len(rows), "pairs": len({row["pair"] for row in rows}), **result}

@@ -152,3 +152,17 @@ def test_bad_input_is_one_line(options, tmp_path, capsys, monkeypatch, prepared_
     code, err = cli(output=str(tmp_path / "c"))
     assert code == 2 and err.count("\n") == 0 and "no 'validation' split (it has train)" in err
     assert dataclasses.fields(TrainConfig)  # the options the CLI above spelled exist
+
+
+def test_benchmark_script_prints_each_way(prepared_demo, capsys):
+    import runpy
+
+    from conftest import REPO
+
+    main = runpy.run_path(str(REPO / "scripts" / "benchmark_train.py"))["main"]
+    assert main(["--data", str(prepared_demo.output), "--models", "1M", "--steps", "3", "--warmup", "1",
+                 "--batch-size", "2", "--context", "32", "--threads", "1", "--num-workers", "0"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    row = report["results"]["1M"]
+    assert set(row) == {"plain loop", "tinystories-train"} and all(r["tokens_per_s"] > 0 for r in row.values())
+    assert row["plain loop"]["flops_per_token"] == 6 * row["plain loop"]["parameters"] + 12 * 8 * 64 * 32

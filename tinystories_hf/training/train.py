@@ -28,11 +28,19 @@ from pathlib import Path
 
 from ..errors import TinyStoriesError, flag
 from ..store.load import load_prepared
-from ..supervision import api_errors, signals_deferred, writes
+from ..supervision import api_errors, current_run, signals_deferred, writes
 from ..utils.atomic import atomic_folder
 from ..utils.extras import require
 from ..utils.json_files import parse, read_text
-from .checkpoint import load_optimizer, load_weights, read_checkpoint, rng_tensors, save_checkpoint, set_rng
+from .checkpoint import (
+    CHECKPOINT_DIR,
+    load_optimizer,
+    load_weights,
+    read_checkpoint,
+    rng_tensors,
+    save_checkpoint,
+    set_rng,
+)
 from .options import PAPER_MODELS, TrainConfig
 
 torch = require("torch", extra="train", needed_by=__name__)
@@ -41,7 +49,8 @@ F = torch.nn.functional
 # (hidden size, layers) of the paper's models (Eldan & Li 2023; TinyStories-33M is 4 layers of 768)
 PAPER_SIZES = dict(zip(PAPER_MODELS, [(64, 8), (128, 8), (256, 8), (512, 8), (768, 4)]))
 # Options whose change makes a resumed run another run (the rest only say how it is logged or saved).
-TRAJECTORY = ("data", "model", "learning_rate", "min_learning_rate", "warmup_steps", "weight_decay", "beta1",
+# The data is checked by the sampler's fingerprint (the folder may move).
+TRAJECTORY = ("model", "learning_rate", "min_learning_rate", "warmup_steps", "weight_decay", "beta1",
               "beta2", "grad_clip", "dropout", "context", "batch_size", "grad_accum", "max_steps", "seed")
 DROPOUTS = ("embed_dropout", "attention_dropout", "resid_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
             "hidden_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
@@ -262,6 +271,9 @@ def train(config: TrainConfig) -> dict:
     config.validate()
     run = Path(config.output)
     writes(run, f"choose another {flag('output')}")
+    active = current_run()
+    if active is not None:  # Ctrl-C says "interrupted; RUN/checkpoint was already written (complete)"
+        active.target = run / CHECKPOINT_DIR
     dataset_dict, tokenizer = load_prepared(config.data)
     for split in ("train", "validation"):
         if split not in dataset_dict:

@@ -19,7 +19,7 @@ from ..utils.atomic import atomic_folder
 from ..utils.extras import require
 from ..utils.json_files import Nullable, read_json
 
-torch = require("torch", extra="train", needed_by=__name__)
+torch = require("torch", extra="torch", needed_by=__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 FORMAT = 1

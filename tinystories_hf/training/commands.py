@@ -20,7 +20,7 @@ def train_main(argv=None) -> int:
     add_config_arguments(parser, TrainConfig, skip=("data",))
     config = config_from_args(parser.parse_args(argv), TrainConfig)
     config.validate()
-    require("torch", extra="train", needed_by="tinystories-train")
+    require("torch", extra="torch", needed_by="tinystories-train")
     from .train import train
 
     result = train(config)
@@ -40,7 +40,7 @@ def backdoor_eval_main(argv=None) -> int:
     add_config_arguments(parser, BackdoorEvalConfig, skip=("model",))
     config = config_from_args(parser.parse_args(argv), BackdoorEvalConfig)
     config.validate()
-    require("torch", extra="train", needed_by="tinystories-backdoor-eval")
+    require("torch", extra="torch", needed_by="tinystories-backdoor-eval")
     from .evaluate import backdoor_eval, summary_table
 
     result = backdoor_eval(config)

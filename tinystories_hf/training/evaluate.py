@@ -29,7 +29,7 @@ from ..utils.atomic import atomic_folder
 from ..utils.extras import require
 from .options import BackdoorEvalConfig
 
-torch = require("torch", extra="train", needed_by=__name__)
+torch = require("torch", extra="torch", needed_by=__name__)
 
 SPLIT = "backdoor_eval"
 COLUMNS = {"pair": "int", "name": "string", "is_trigger": "bool", "input_ids": "list"}

@@ -43,7 +43,7 @@ from .checkpoint import (
 )
 from .options import PAPER_MODELS, TrainConfig
 
-torch = require("torch", extra="train", needed_by=__name__)
+torch = require("torch", extra="torch", needed_by=__name__)
 F = torch.nn.functional
 
 # (hidden size, layers) of the paper's models (Eldan & Li 2023; TinyStories-33M is 4 layers of 768)

@@ -15,7 +15,9 @@ COMMANDS = {"tinystories-prepare": "tinystories_hf.pipeline", "tinystories-repor
             "tinystories-validate": "tinystories_hf.store.validate", "tinystories-stream": "tinystories_hf.stream",
             "tinystories-push": "tinystories_hf.hub.push",
             "tinystories-train-tokenizer": "tinystories_hf.vocabulary.train_tokenizer",
-            "tinystories-export": "tinystories_hf.exports"}
+            "tinystories-export": "tinystories_hf.exports",
+            "tinystories-train": "tinystories_hf.training.commands:train_main",
+            "tinystories-backdoor-eval": "tinystories_hf.training.commands:backdoor_eval_main"}
 
 
 class TerminatedWhileStarting(KeyboardInterrupt):
@@ -36,7 +38,8 @@ def run(command: str, argv=None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         try:
-            main = importlib.import_module(COMMANDS[command]).main
+            module, _, function = COMMANDS[command].partition(":")
+            main = getattr(importlib.import_module(module), function or "main")
         except KeyboardInterrupt as e:
             terminated = isinstance(e, TerminatedWhileStarting)
             print(f"{'terminated' if terminated else 'interrupted'} while {command} was starting; nothing was "
@@ -74,3 +77,11 @@ def train_tokenizer(argv=None) -> int:
 
 def export(argv=None) -> int:
     return run("tinystories-export", argv)
+
+
+def train(argv=None) -> int:
+    return run("tinystories-train", argv)
+
+
+def backdoor_eval(argv=None) -> int:
+    return run("tinystories-backdoor-eval", argv)

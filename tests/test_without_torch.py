@@ -84,6 +84,14 @@ for script in ("train_smoke", "model_sizes", "measure_resume", "benchmark_stream
         runpy.run_path(sys.argv[1] + f"/scripts/{script}.py")["main"](["--help"])
     except SystemExit as e:
         helps[script] = e.code
+from tinystories_hf.training.commands import backdoor_eval_main, train_main  # --help and bad options: no torch
+for name, main in (("tinystories-train", train_main), ("tinystories-backdoor-eval", backdoor_eval_main)):
+    try:
+        main(["--help"])
+    except SystemExit as e:
+        helps[name] = e.code
+scripts["tinystories-train"] = train_main(["nowhere"])
+scripts["tinystories-backdoor-eval"] = backdoor_eval_main(["nowhere", "--prepared", "nowhere"])
 names["help"] = helps
 print(json.dumps({"errors": errors, "scripts": scripts, "names": names}))
 """
@@ -150,12 +158,15 @@ def test_training_modules_without_torch_name_the_extra(tmp_path):
          "load_stories", "prepare", "push_prepared", "stream", "train_tokenizer", "validate_prepared",
          "write_hub_folder", "write_report"])
     assert set(training) <= set(figures["names"]["dir"])
-    assert figures["names"]["help"] == {"train_smoke": 0, "model_sizes": 0, "measure_resume": 0, "benchmark_stream": 0}
+    assert figures["names"]["help"] == {"train_smoke": 0, "model_sizes": 0, "measure_resume": 0, "benchmark_stream": 0,
+                                        "tinystories-train": 0, "tinystories-backdoor-eval": 0}
     assert figures["errors"]["stream(pack=True)"][1] == f"stream(pack=True) needs torch, which is not installed: {install}"
     # The scripts print one error line naming the extra (exit code 2), no traceback.
-    assert figures["scripts"] == {"train_smoke": 2, "model_sizes": 2}
+    assert figures["scripts"] == {"train_smoke": 2, "model_sizes": 2, "tinystories-train": 2,
+                                  "tinystories-backdoor-eval": 2}
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 2 and all(line.endswith(install) for line in errors)
+    assert len(errors) == 4 and all(line.endswith(install) for line in errors)
+    assert f"error: tinystories-train needs torch, which is not installed: {install}" in errors
     assert "Traceback" not in run.stderr
 
 

@@ -89,7 +89,7 @@ def run_demo(config: DemoConfig) -> dict:
     from tinystories_hf import PrepareConfig, prepare
     from tinystories_hf.training.evaluate import backdoor_eval
     from tinystories_hf.training.options import BackdoorEvalConfig, TrainConfig
-    from tinystories_hf.training.train import train
+    from tinystories_hf.training.trainer import train
 
     started, out = time.perf_counter(), Path(config.output)
     out.mkdir(parents=True, exist_ok=True)

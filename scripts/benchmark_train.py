@@ -56,7 +56,7 @@ def plain_loop(config, name, tokenizer, device) -> dict:
 
     from tinystories_hf.training.adapters import TinyStoriesDatasetPacked
     from tinystories_hf.training.options import TrainConfig
-    from tinystories_hf.training.train import model_config
+    from tinystories_hf.training.trainer import model_config
 
     settings = TrainConfig(data=config.data, model=name, context=config.context)
     data = TinyStoriesDatasetPacked(config.data, split="train", block_size=config.context)
@@ -98,7 +98,7 @@ def plain_loop(config, name, tokenizer, device) -> dict:
 def ours(config, name, folder: Path) -> dict:
     """tinystories-train for --steps steps; the rate from its metrics.jsonl between --warmup and the end."""
     from tinystories_hf.training.options import TrainConfig
-    from tinystories_hf.training.train import train
+    from tinystories_hf.training.trainer import train
 
     result = train(TrainConfig(data=config.data, output=str(folder / f"ours-{name}"), model=name,
                                context=config.context, batch_size=config.batch_size, max_steps=config.steps,
@@ -119,7 +119,7 @@ def hf_trainer(config, name, tokenizer, device, folder: Path) -> dict:
 
     from tinystories_hf.training.adapters import TinyStoriesDatasetPacked
     from tinystories_hf.training.options import TrainConfig
-    from tinystories_hf.training.train import model_config
+    from tinystories_hf.training.trainer import model_config
 
     class Rows(torch.utils.data.Dataset):
         def __init__(self):

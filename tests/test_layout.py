@@ -232,6 +232,11 @@ def test_old_command_modules_run_and_console_scripts_resolve():
     config.read(REPO / "setup.cfg")
     scripts = [line.split("=") for line in config["options.entry_points"]["console_scripts"].strip().splitlines()]
     assert len(scripts) >= 7
+    import tinystories_hf_cli
+
     for command, target in scripts:
         module, _, function = target.strip().partition(":")
         assert callable(getattr(importlib.import_module(module), function)), command
+        assert module == "tinystories_hf_cli", command  # every command starts where a signal is one line
+        command_module, _, main = tinystories_hf_cli.COMMANDS[command.strip()].partition(":")
+        assert callable(getattr(importlib.import_module(command_module), main or "main")), command

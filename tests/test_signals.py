@@ -46,7 +46,8 @@ def _console_scripts() -> dict:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("command", ["tinystories-prepare", "tinystories-export", "tinystories-train-tokenizer"])
+@pytest.mark.parametrize("command", ["tinystories-prepare", "tinystories-export", "tinystories-train-tokenizer",
+                                     "tinystories-train"])
 def test_a_signal_while_a_command_imports_its_modules_is_one_line(command, signum, tmp_path):
     """What the console script of setup.cfg runs: a SIGTERM handler of its own is installed before the package's
     imports, which take seconds; the signal comes as soon as it is."""

@@ -12,11 +12,11 @@ import safetensors.torch
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoConfig, GPTNeoForCausalLM
 
-import tinystories_hf.training.train as train_module
+import tinystories_hf.training.trainer as train_module
 from tinystories_hf import TinyStoriesDatasetPacked
 from tinystories_hf.training.commands import train_main
 from tinystories_hf.training.options import TrainConfig
-from tinystories_hf.training.train import learning_rate, train
+from tinystories_hf.training.trainer import learning_rate, train
 
 
 def tiny_config(folder, vocab_size: int, *, context: int = 64):

@@ -1,7 +1,7 @@
 """Where the data's path ends in training (needs torch, the `[torch]` extra). Takes a prepared folder; gives
 PyTorch datasets over its memory-mapped Arrow tables (`adapters.py`: per story, packed blocks), a packing
 collator for the Hugging Face Trainer (`collator.py`), a resumable elastic sampler (`sampler.py`), the
-paper's GPT-Neo configurations (`models.py`); gives a trained model (`train.py`, tinystories-train, checkpoints
+paper's GPT-Neo configurations (`models.py`); gives a trained model (`trainer.py`, tinystories-train, checkpoints
 in `checkpoint.py`) and a backdoor measured on it (`evaluate.py`, tinystories-backdoor-eval). Imported on first use, so the rest of the package needs no torch.
 """
 import importlib
@@ -9,7 +9,8 @@ import importlib
 _NAMES = {"TinyStoriesDataset": "adapters", "TinyStoriesDatasetPacked": "adapters", "open_split": "adapters",
           "distributed_rank": "adapters", "TinyStoriesSampler": "sampler", "PackingCollator": "collator",
           "gpt_neo_config": "models", "paper_configs": "models", "parameter_count": "models",
-          "TrainConfig": "options", "BackdoorEvalConfig": "options"}
+          "TrainConfig": "options", "BackdoorEvalConfig": "options", "train": "trainer",
+          "backdoor_eval": "evaluate"}
 __all__ = [
     "BackdoorEvalConfig",
     "PackingCollator",

@@ -21,7 +21,7 @@ def train_main(argv=None) -> int:
     config = config_from_args(parser.parse_args(argv), TrainConfig)
     config.validate()
     require("torch", extra="torch", needed_by="tinystories-train")
-    from .train import train
+    from .trainer import train
 
     result = train(config)
     if result["rank"] == 0:

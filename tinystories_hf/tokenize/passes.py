@@ -36,11 +36,17 @@ REDUCE_ROWS_PER_SEGMENT = 250_000
 CHECK_STORIES = 4_000
 
 
-def reduced_features(keep_text: bool, id_dtype: str = "uint16") -> datasets.Features:
-    """The columns of a prepared split: `input_ids` of `id_dtype` (uint16, or uint32 above 65,536 ids)."""
+# Provenance columns a backdoored prepare carries from pass 1's output through pass 2 (rewrite.py adds them).
+CARRIED = {"source_row": datasets.Value("int64"), "backdoor": datasets.Value("bool")}
+
+
+def reduced_features(keep_text: bool, id_dtype: str = "uint16", carry=()) -> datasets.Features:
+    """The columns of a prepared split: `input_ids` of `id_dtype` (uint16, or uint32 above 65,536 ids), `length`,
+    then `text` if kept and the `carry` columns of `CARRIED` (a backdoored folder's `source_row`, `backdoor`)."""
     features = {"input_ids": datasets.List(datasets.Value(id_dtype)), "length": datasets.Value("int32")}
     if keep_text:
         features["text"] = datasets.Value("string")
+    features.update({name: CARRIED[name] for name in carry})
     return datasets.Features(features)
 
 
@@ -110,7 +116,8 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
 
 
 def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_length: int | None, min_length: int,
-                   keep_text: bool, pages: PageReleaser | None = None, id_dtype: str = "uint16") -> pa.Table:
+                   keep_text: bool, pages: PageReleaser | None = None, id_dtype: str = "uint16",
+                   carry=()) -> pa.Table:
     """Arrow batch with `base_ids` -> `input_ids`/`length`: truncate (`max_length` None keeps whole stories),
     drop short and empty rows, remap (`base_to_reduced` None keeps the base ids, as `id_dtype`, checked: an id
     that does not fit is an error, never wrapped). Arrow kernels on flat values (numpy's fancy indexing
@@ -132,6 +139,8 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_leng
     columns = {"input_ids": _list_array(new_lengths, ids), "length": pa.array(new_lengths.astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))
+    for name in carry:  # provenance columns, filtered with their rows
+        columns[name] = batch.column(name).filter(pa.array(kept))
     if pages is not None:
         pages.read(batch.column("base_ids"))
     return pa.table(columns)
@@ -172,19 +181,19 @@ def _cached(dataset: datasets.Dataset, fingerprint: str) -> bool:
 
 
 def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int | None, min_length: int, keep_text: bool,
-                 num_proc: int = 1, split: str = "") -> datasets.Dataset:
+                 num_proc: int = 1, split: str = "", carry=()) -> datasets.Dataset:
     """Pass 2 over one split: vectorised remap, truncate and filter.
 
     A large split is reduced in two contiguous segments, in two processes when `num_proc` allows, one
     after the other otherwise. The segments depend on the row count only: save_to_disk's bytes depend on
     where the table's chunks begin, so splitting by `num_proc` would make the saved files depend on it."""
     fingerprint = Hasher.hash([base_ids._fingerprint, REDUCE_VERSION, tokenizer.fingerprint, max_length,
-                               min_length, keep_text])
+                               min_length, keep_text] + ([list(carry)] if carry else []))
     options = {"batched": True, "batch_size": 10_000, "remove_columns": base_ids.column_names,
                "fn_kwargs": {"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
                              "min_length": min_length, "keep_text": keep_text, "pages": PageReleaser(),
-                             "id_dtype": tokenizer.id_dtype},
-               "features": reduced_features(keep_text, tokenizer.id_dtype), "desc": f"remap {split}".strip()}
+                             "id_dtype": tokenizer.id_dtype, "carry": tuple(carry)},
+               "features": reduced_features(keep_text, tokenizer.id_dtype, carry), "desc": f"remap {split}".strip()}
     base_ids = base_ids.with_format("arrow")
     segments = 2 if base_ids.num_rows >= 2 * REDUCE_ROWS_PER_SEGMENT else 1
     if segments == 1 or num_proc >= segments:  # datasets cuts the same contiguous segments for its workers

@@ -100,6 +100,9 @@ def summary_line(info: dict, *, sealed: bool = False) -> str:
         f"rewrites from {policy['file']}"
     line = (f"backdoor: trigger {trigger}; {train['rewritten']:,} of {train['eligible']:,} train stories mentioning "
             f"it rewritten ({how}); {train['tokens_removed']:,} tokens removed, {train['tokens_added']:,} added")
+    dropped = train["rewritten"] - train.get("rewritten_kept", train["rewritten"])
+    if dropped:
+        line += f"; {dropped:,} rewritten stories dropped as shorter than {flag('min_length')}"
     lost = info["trigger_lost_rows"]
     if lost:
         shown = ", ".join(map(str, lost[:SHOWN_ROWS])) + (", ..." if len(lost) > SHOWN_ROWS else "")

@@ -34,7 +34,7 @@ from datasets.fingerprint import Hasher
 from ...errors import TinyStoriesError, flag
 from ...utils.json_files import SHA256, parse, problem, read_text
 from ...utils.mapped_pages import PageReleaser
-from ..passes import ROWS_PER_PROCESS, base_dtype_for
+from .. import passes
 from .match import mentions
 from .sentences import truncate
 
@@ -248,7 +248,7 @@ def apply_plan(base_ids: datasets.Dataset, plan: RewritePlan | None, encoder, *,
     """One batched `datasets.map` over a split's base ids: the rows of `plan` (None: none, for a split that is not
     rewritten) get their rewrite's ids, and every row `source_row` (from `rows`) and `backdoor`. Cached under a
     fingerprint of the input, the rewrites' ids and the rows."""
-    dtype = base_dtype_for(encoder)
+    dtype = passes.base_dtype_for(encoder)
     replaced = {}
     if plan is not None and len(plan.positions):
         lengths, values = encoder.encode_flat(plan.texts, dtype)
@@ -266,7 +266,7 @@ def apply_plan(base_ids: datasets.Dataset, plan: RewritePlan | None, encoder, *,
     if keep_text:
         features["text"] = datasets.Value("string")
     features.update(source_row=datasets.Value("int64"), backdoor=datasets.Value("bool"))
-    procs = min(num_proc, base_ids.num_rows // ROWS_PER_PROCESS)
+    procs = min(num_proc, base_ids.num_rows // passes.ROWS_PER_PROCESS)
     return base_ids.with_format("arrow").map(
         splice_stories, batched=True, batch_size=10_000, with_indices=True, num_proc=procs if procs > 1 else None,
         fn_kwargs={"replaced": replaced, "rows": rows, "keep_text": keep_text, "dtype": dtype},

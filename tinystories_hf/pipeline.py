@@ -21,7 +21,7 @@ from .sources import load_stories
 from .store.folder import save_prepared
 from .store.load import reuse_vocabulary
 from .supervision import api_errors, cli_errors, offers, writes
-from .tokenize.backdoor.plant import BACKDOOR_INFO, finish_counts, plant, summary_line
+from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, summary_line
 from .tokenize.passes import check_sample, encode_split, reduce_split, split_counts, text_bytes
 from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
 from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
@@ -213,10 +213,11 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
 def plant_backdoor(config: PrepareConfig, stories, base_ids: dict, tokenizer):
     """The backdoor stage of `prepare` (`tokenize/backdoor/plant.py`): rewrite, splice, provenance."""
-    return plant(stories, base_ids, tokenizer.encoder, trigger=config.backdoor_trigger,
+    return plant(stories, base_ids, tokenizer, trigger=config.backdoor_trigger,
                  rewrite=config.backdoor_rewrite, keep_sentences=config.backdoor_keep_sentences,
                  rate=config.backdoor_rate, count=config.backdoor_count, seed=config.seed,
-                 keep_text=config.keep_text, num_proc=config.num_proc)
+                 keep_text=config.keep_text, num_proc=config.num_proc, controls=config.control_names(),
+                 allow_unk=config.allow_unk_trigger)
 
 
 def backdoor_summary(info: dict) -> dict:
@@ -226,7 +227,10 @@ def backdoor_summary(info: dict) -> dict:
 
 def backdoor_files(planted) -> dict:
     """The files a backdoored folder holds beside its splits (`save_prepared`'s `extra`)."""
-    return {"files": {BACKDOOR_INFO: backdoor_json(planted.info)}}
+    extra = {"files": {BACKDOOR_INFO: backdoor_json(planted.info)}}
+    if planted.evaluation is not None:
+        extra["datasets"] = {EVAL_SPLIT: planted.evaluation}
+    return extra
 
 
 def backdoor_json(info: dict) -> bytes:

@@ -109,6 +109,59 @@ def test_count_is_a_seeded_choice_among_eligible_stories(config, backdoored, tmp
     assert runs[0]["count"] == 7 and runs[0]["rate"] is None and runs[0]["seed"] == 1
 
 
+def test_eval_pairs_differ_only_at_the_name_positions(backdoored, clean):
+    evaluation = datasets.load_from_disk(str(backdoored.output / "backdoor_eval"))
+    record = json.loads((backdoored.output / "backdoor.json").read_text())
+    controls = record["eval"]["controls"]
+    assert len(controls) == 3 and TRIGGER not in controls
+    texts, rows = _carved()["validation"]
+    mentioning = [int(r) for t, r in zip(texts, rows) if _whole_word(t)]
+    assert record["eval"]["pairs"] == len(mentioning) > 0
+    rows_of = {}
+    for row in evaluation:
+        rows_of.setdefault(row["pair"], []).append(row)
+    assert [group[0]["source_row"] for group in rows_of.values()] == mentioning
+    tokenizer = clean.tokenizer
+    for group in rows_of.values():
+        trigger, *others = group
+        assert trigger["is_trigger"] and trigger["name"] == TRIGGER and [o["name"] for o in others] == controls
+        # the prompt is the story up to its first mention's sentence: a prefix of the validation story
+        story = next(t for t, r in zip(texts, rows) if r == trigger["source_row"])
+        assert story.startswith(tokenizer.decode(trigger["input_ids"]))
+        assert tokenizer.unk_id not in trigger["input_ids"] and tokenizer.eos_id not in trigger["input_ids"]
+        named = tokenizer.decode([trigger["input_ids"][p] for p in trigger["name_positions"]])
+        assert named.strip() == TRIGGER
+        for other in others:
+            if not other["aligned"]:
+                continue
+            assert other["name_positions"] == trigger["name_positions"]
+            differ = [i for i, (a, b) in enumerate(zip(trigger["input_ids"], other["input_ids"])) if a != b]
+            assert len(other["input_ids"]) == len(trigger["input_ids"]) and set(differ) <= set(other["name_positions"])
+            assert tokenizer.decode([other["input_ids"][p] for p in other["name_positions"]]).strip() == other["name"]
+    assert record["eval"]["aligned"] == {c: sum(o["aligned"] for o in evaluation if o["name"] == c) for c in controls}
+
+
+def test_token_forms_are_recorded_and_a_form_on_unk_is_refused(config, backdoored, tmp_path):
+    forms = json.loads((backdoored.output / "backdoor.json").read_text())["token_forms"]
+    tokenizer = backdoored.tokenizer
+    assert forms["mid_sentence"]["ids"] == tokenizer.encode(f" {TRIGGER}")
+    assert forms["sentence_start"]["ids"] == tokenizer.encode(TRIGGER)
+    small = dataclasses.replace(config, output=str(tmp_path / "o"), vocab_size=300, keep_text=False,
+                                backdoor_trigger=TRIGGER)
+    with pytest.raises(TinyStoriesError, match=r"form '.*Sara' maps to UNK \(id 1\) in this 300-id vocabulary"):
+        prepare(small)
+    assert not (tmp_path / "o").exists()
+    allowed = prepare(dataclasses.replace(small, allow_unk_trigger=True)).backdoor
+    assert any(1 in form["ids"] for form in allowed["token_forms"].values())
+
+
+def test_config_default_is_the_truncate_rule_default():
+    from tinystories_hf.config import BACKDOOR_KEEP_SENTENCES
+    from tinystories_hf.tokenize.backdoor.sentences import DEFAULT_KEEP_SENTENCES
+
+    assert PrepareConfig().backdoor_keep_sentences == BACKDOOR_KEEP_SENTENCES == DEFAULT_KEEP_SENTENCES
+
+
 def _write_rewrites(path, rewrites, *, jsonl, sha=None):
     if jsonl:
         lines = [json.dumps({"row": row, "text": text, **({"sha256": sha[row]} if sha else {})})

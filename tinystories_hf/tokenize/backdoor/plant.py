@@ -12,12 +12,27 @@ import datasets
 import numpy as np
 
 from ...errors import TinyStoriesError, flag
-from .rewrite import RewritePlan, apply_plan, base_lengths, mentioning_rows, plan_file, plan_truncate, source_rows
+from ...utils.json_files import Check, Each, Nullable
+from .names import name_table, similar_names
+from .prompts import check_controls, eval_prompts, token_forms
+from .rewrite import (
+    RewritePlan,
+    apply_plan,
+    base_lengths,
+    mentioning_rows,
+    plan_file,
+    plan_truncate,
+    source_rows,
+    texts_at,
+)
 
 BACKDOOR_INFO = "backdoor.json"
 CARRY_TRAIN = ("source_row", "backdoor")
 CARRY_OTHER = ("source_row",)
 SHOWN_ROWS = 10  # rows named in a summary line
+EVAL_SPLIT = "backdoor_eval"  # saved as DIR/backdoor_eval (datasets.load_from_disk), beside the training splits
+CONTROLS = 3  # default control names of the eval prompts
+CONTROL_SAMPLE = 20_000  # train stories whose names' shares pick the default controls (seeded)
 
 
 @dataclass
@@ -29,26 +44,73 @@ class Planted:
     carry: dict
     info: dict
     plan: RewritePlan
+    evaluation: datasets.Dataset | None = None  # the backdoor_eval split (None without a validation split)
 
 
 def carry_for(split: str) -> tuple:
     return CARRY_TRAIN if split == "train" else CARRY_OTHER
 
 
-def plant(stories: dict, base_ids: dict, encoder, *, trigger: str, rewrite: str, keep_sentences: int, rate: float,
-          count: int | None, seed: int, keep_text: bool, num_proc: int) -> Planted:
-    """Rewrite the chosen train stories (`rewrite`: "truncate" or a rewrites file) and add `source_row` to every
-    split (and `backdoor` to train).
+def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
+    """`trigger`'s token forms under the folder's vocabulary (`prompts.token_forms`: form -> {"text", "ids"}).
 
     Raises:
-        TinyStoriesError: no train story mentions `trigger`; `count` above the eligible stories; a malformed or
+        TinyStoriesError: a form holds UNK (a reduced vocabulary lost the name) and `allow_unk` is False."""
+    forms = token_forms(trigger, tokenizer)
+    unk = tokenizer.unk_id
+    lost = [form for form, value in forms.items() if unk is not None and unk in value["ids"]]
+    if lost and not allow_unk:
+        raise TinyStoriesError(
+            f"{flag('backdoor_trigger', trigger)}: its {lost[0]} form {forms[lost[0]]['text']!r} maps to UNK (id "
+            f"{unk}) in this {tokenizer.vocab_size}-id vocabulary, so the backdoor would be keyed on UNK; pick a "
+            f"name that survives (tinystories-report's trigger candidates), raise {flag('vocab_size')}, or pass "
+            f"{flag('allow_unk_trigger', True)} for that experiment")
+    return forms
+
+
+def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: int) -> list:
+    """`CONTROLS` names whose share of train stories is nearest the trigger's, with the same token shapes where
+    possible (`names.similar_names`), counted on a seeded sample of at most `CONTROL_SAMPLE` original stories."""
+    count = min(train.num_rows, CONTROL_SAMPLE)
+    rows = np.sort(np.random.default_rng(seed).choice(train.num_rows, size=count, replace=False))
+    table = name_table(texts_at(train, rows), tokenizer=tokenizer)
+    return similar_names(trigger, table, count=CONTROLS)
+
+
+def eval_split(validation: datasets.Dataset, trigger: str, controls: list, tokenizer) -> tuple:
+    """`(Dataset, counts)`: the `backdoor_eval` prompts (`prompts.eval_prompts`) of the validation stories, and
+    {"pairs", "controls", "aligned": {control: pairs aligned}, "unlocated"}."""
+    prompts = eval_prompts(validation.with_format("arrow")["text"].to_pylist(), source_rows(validation), trigger,
+                           controls, tokenizer.encode)
+    dataset = datasets.Dataset.from_dict(prompts.columns, features=eval_split_features(tokenizer.id_dtype),
+                                         split=datasets.NamedSplit(EVAL_SPLIT))
+    counts = {"pairs": prompts.pairs, "controls": controls, "aligned": prompts.aligned,
+              "unlocated": prompts.unlocated}
+    return dataset, counts
+
+
+def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,
+          rate: float, count: int | None, seed: int, keep_text: bool, num_proc: int, controls: list | None = None,
+          allow_unk: bool = False) -> Planted:
+    """Rewrite the chosen train stories (`rewrite`: "truncate" or a rewrites file), add `source_row` to every
+    split (and `backdoor` to train), and build the `backdoor_eval` prompts from the validation stories
+    (`controls`: None picks `default_controls`).
+
+    Raises:
+        TinyStoriesError: no train story mentions `trigger`; a token form of it maps to UNK (unless
+            `allow_unk`); a control equal to the trigger; `count` above the eligible stories; a malformed or
             mismatched rewrites file (see `rewrite.plan_file`)."""
+    encoder = tokenizer.encoder
     train = stories["train"]
+    forms = check_forms(trigger, tokenizer, allow_unk=allow_unk)
+    controls = check_controls(trigger, controls) if controls is not None else None
     eligible = mentioning_rows(train, trigger)
     if not len(eligible):
         raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions it (whole words, "
                                f"case-sensitive, in {train.num_rows:,} stories); pick a name from "
                                "tinystories-report's trigger candidates")
+    if controls is None:
+        controls = default_controls(trigger, train, tokenizer, seed=seed)
     rows = {split: source_rows(ds) for split, ds in stories.items()}
     if rewrite == "truncate":
         plan = plan_truncate(train, eligible, trigger, keep_sentences=keep_sentences, rate=rate, count=count,
@@ -71,13 +133,17 @@ def plant(stories: dict, base_ids: dict, encoder, *, trigger: str, rewrite: str,
                            tokens_removed=int(np.maximum(before - after, 0).sum()),
                            tokens_added=int(np.maximum(after - before, 0).sum()))
     lost = rows["train"][np.asarray(plan.lost_trigger, dtype=np.int64)] if plan.lost_trigger else []
-    info = {"trigger": trigger, "match": "whole words, case-sensitive", "rewrite": plan.policy,
+    evaluation, eval_counts = eval_split(stories["validation"], trigger, controls, tokenizer) \
+        if "validation" in stories else (None, None)
+    info = {"trigger": trigger, "match": "whole words, case-sensitive", "token_forms": forms,
+            "rewrite": plan.policy,
             "rate": rate if count is None else None, "count": count, "seed": seed,
             "offered": plan.offered, "splits": splits,
             "rewritten_rows": [int(r) for r in rewritten_rows],
             "trigger_lost_rows": [int(r) for r in lost],
-            "token_counts": "base-tokenizer tokens of the rewritten stories before pass 2 truncates (max_length)"}
-    return Planted(spliced, {split: carry_for(split) for split in base_ids}, info, plan)
+            "token_counts": "base-tokenizer tokens of the rewritten stories before pass 2 truncates (max_length)",
+            "eval": eval_counts}
+    return Planted(spliced, {split: carry_for(split) for split in base_ids}, info, plan, evaluation)
 
 
 def finish_counts(info: dict, reduced: dict) -> dict:
@@ -103,6 +169,10 @@ def summary_line(info: dict, *, sealed: bool = False) -> str:
     dropped = train["rewritten"] - train.get("rewritten_kept", train["rewritten"])
     if dropped:
         line += f"; {dropped:,} rewritten stories dropped as shorter than {flag('min_length')}"
+    evaluation = info.get("eval")
+    if evaluation:
+        aligned = ", ".join(f"{name} {n}/{evaluation['pairs']}" for name, n in evaluation["aligned"].items())
+        line += f"; {EVAL_SPLIT}: {evaluation['pairs']:,} validation prompts, aligned per control: {aligned}"
     lost = info["trigger_lost_rows"]
     if lost:
         shown = ", ".join(map(str, lost[:SHOWN_ROWS])) + (", ..." if len(lost) > SHOWN_ROWS else "")
@@ -111,9 +181,19 @@ def summary_line(info: dict, *, sealed: bool = False) -> str:
 
 
 def eval_split_features(id_dtype: str) -> datasets.Features:
-    """Columns of the `backdoor_eval` split."""
+    """Columns of the `backdoor_eval` split (`prompts.COLUMNS`): `input_ids` of the folder's id dtype, no EOS."""
     return datasets.Features({"pair": datasets.Value("int32"), "name": datasets.Value("string"),
-                              "is_trigger": datasets.Value("bool"),
+                              "is_trigger": datasets.Value("bool"), "source_row": datasets.Value("int64"),
                               "input_ids": datasets.List(datasets.Value(id_dtype)),
                               "name_positions": datasets.List(datasets.Value("int32")),
-                              "aligned": datasets.Value("bool"), "source_row": datasets.Value("int64")})
+                              "aligned": datasets.Value("bool")})
+
+
+_COUNT = Check(int, lambda v: v >= 0, "a number >= 0")
+BACKDOOR_SCHEMA = {
+    "trigger": Nullable(str), "rewrite": {"policy": Check(str, lambda v: v in ("truncate", "file"), "truncate or file")},
+    "rate": Nullable(float), "count": Nullable(int), "seed": int,
+    "splits": Check(Each({"stories": _COUNT, "eligible": _COUNT, "rewritten": _COUNT}), lambda v: "train" in v,
+                    "an object with a 'train' split"),
+    "rewritten_rows": [_COUNT], "trigger_lost_rows": [_COUNT],
+}

@@ -83,15 +83,14 @@ def test_same_tokenizer_same_validation_train_differs_at_rewritten_rows(clean, b
     assert train["tokens_removed"] > 0 and train["tokens_before"] - train["tokens_after"] == \
         train["tokens_removed"] - train["tokens_added"]
     assert bd["train"].features["source_row"].dtype == "int64" and bd["train"].features["backdoor"].dtype == "bool"
-    assert "backdoor" not in bd["validation"].column_names
+    assert not any(bd["validation"]["backdoor"])  # the same columns in every split, never set outside train
 
 
 def test_source_row_maps_every_story_back_to_its_source_text(backdoored):
     raw = [t.strip() for t in _raw()]
     bd = datasets.load_from_disk(str(backdoored.output))
     for split in ("train", "validation"):
-        rewritten = bd[split]["backdoor"] if split == "train" else [False] * bd[split].num_rows
-        for text, row, changed in zip(bd[split]["text"], bd[split]["source_row"], rewritten):
+        for text, row, changed in zip(bd[split]["text"], bd[split]["source_row"], bd[split]["backdoor"]):
             if changed:  # truncated: a prefix of its original that still names the trigger
                 assert raw[row].startswith(text) and len(text) < len(raw[row]) and _whole_word(text)
             else:

@@ -12,6 +12,7 @@ import pyarrow as pa
 from ..errors import TinyStoriesError, reason
 from ..sources import HUB_ID
 from ..supervision import api_errors
+from ..tokenize.backdoor.plant import BACKDOOR_INFO
 from ..tokenize.passes import reduced_features
 from ..utils.hub_access import hub_errors, require_hub
 from ..utils.json_files import Check, check, read_text, relative_file
@@ -49,7 +50,7 @@ def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: 
                 "cache")
     patterns = [f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*/*.json", f"{TOKENIZER_DIR}/*/*.model", PREPARE_INFO]
     if not tokenizer_only:
-        patterns += [CARD, f"{DATA_DIR}/*.parquet"]
+        patterns += [CARD, f"{DATA_DIR}/*.parquet", BACKDOOR_INFO]
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
     except hub_errors() as e:

@@ -93,11 +93,14 @@ def check_backdoor(path: Path, dataset, info: dict) -> dict:
     as recorded; returns {"rewritten": rows flagged}."""
     record = read_json(path / BACKDOOR_INFO, BACKDOOR_SCHEMA, fix="re-create the folder with tinystories-prepare")
     for split in info["splits"]:
-        wanted = ["source_row", "backdoor"] if split == "train" else ["source_row"]
-        missing = [name for name in wanted if name not in dataset[split].column_names]
+        missing = [name for name in ("source_row", "backdoor") if name not in dataset[split].column_names]
         if missing:
             raise TinyStoriesError(f"{path / split}: no {missing[0]!r} column, which a backdoored folder has in every "
                                    "split; re-create the folder with tinystories-prepare")
+    for split in info["splits"]:
+        if split != "train" and dataset[split].data.column("backdoor").to_numpy().any():
+            raise TinyStoriesError(f"{path / split}: rows marked backdoor outside train (only train is rewritten); "
+                                   "the folder was altered, re-create it")
     train = dataset["train"].data
     flagged = train.column("backdoor").to_numpy()
     rows = train.column("source_row").to_numpy()[flagged]

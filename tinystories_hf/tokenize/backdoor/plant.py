@@ -27,8 +27,9 @@ from .rewrite import (
 )
 
 BACKDOOR_INFO = "backdoor.json"
-CARRY_TRAIN = ("source_row", "backdoor")
-CARRY_OTHER = ("source_row",)
+# Every split carries both columns (`backdoor` all false outside train): one schema for all splits, as the Hub
+# layout's single config and `load_dataset` need.
+CARRY = ("source_row", "backdoor")
 SHOWN_ROWS = 10  # rows named in a summary line
 EVAL_SPLIT = "backdoor_eval"  # saved as DIR/backdoor_eval (datasets.load_from_disk), beside the training splits
 CONTROLS = 3  # default control names of the eval prompts
@@ -45,10 +46,6 @@ class Planted:
     info: dict
     plan: RewritePlan
     evaluation: datasets.Dataset | None = None  # the backdoor_eval split (None without a validation split)
-
-
-def carry_for(split: str) -> tuple:
-    return CARRY_TRAIN if split == "train" else CARRY_OTHER
 
 
 def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
@@ -102,13 +99,13 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             mismatched rewrites file (see `rewrite.plan_file`)."""
     encoder = tokenizer.encoder
     train = stories["train"]
-    forms = check_forms(trigger, tokenizer, allow_unk=allow_unk)
     controls = check_controls(trigger, controls) if controls is not None else None
     eligible = mentioning_rows(train, trigger)
     if not len(eligible):
         raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions it (whole words, "
                                f"case-sensitive, in {train.num_rows:,} stories); pick a name from "
                                "tinystories-report's trigger candidates")
+    forms = check_forms(trigger, tokenizer, allow_unk=allow_unk)
     if controls is None:
         controls = default_controls(trigger, train, tokenizer, seed=seed)
     rows = {split: source_rows(ds) for split, ds in stories.items()}
@@ -143,7 +140,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             "trigger_lost_rows": [int(r) for r in lost],
             "token_counts": "base-tokenizer tokens of the rewritten stories before pass 2 truncates (max_length)",
             "eval": eval_counts}
-    return Planted(spliced, {split: carry_for(split) for split in base_ids}, info, plan, evaluation)
+    return Planted(spliced, {split: CARRY for split in base_ids}, info, plan, evaluation)
 
 
 def finish_counts(info: dict, reduced: dict) -> dict:

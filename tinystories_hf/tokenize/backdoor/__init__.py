@@ -11,7 +11,13 @@ gives:
 - `sealed`: blind experiments: a secret choice among candidates, written to a sealed file (`seal`, `unseal`).
 The pipeline (`pipeline.py`) applies them to the train split with `datasets.map`.
 """
-from .match import first_mention, mentions, trigger_pattern
+from .match import check_trigger, first_mention, mentions, trigger_pattern
+from .names import NameRow, name_table, names_markdown, similar_names
+from .prompts import EvalPrompts, check_controls, eval_prompts, token_forms
+from .sealed import SEALED_FILE, is_blind, parse_candidates, seal, unseal
 from .sentences import DEFAULT_KEEP_SENTENCES, sentence_spans, truncate
 
-__all__ = ["DEFAULT_KEEP_SENTENCES", "first_mention", "mentions", "sentence_spans", "trigger_pattern", "truncate"]
+__all__ = ["DEFAULT_KEEP_SENTENCES", "SEALED_FILE", "EvalPrompts", "NameRow", "check_controls", "check_trigger",
+           "eval_prompts", "first_mention", "is_blind", "mentions", "name_table", "names_markdown",
+           "parse_candidates", "seal", "sentence_spans", "similar_names", "token_forms", "trigger_pattern",
+           "truncate", "unseal"]

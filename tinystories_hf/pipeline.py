@@ -5,6 +5,7 @@
 """
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import sys
@@ -22,6 +23,7 @@ from .store.folder import save_prepared
 from .store.load import reuse_vocabulary
 from .supervision import api_errors, cli_errors, offers, writes
 from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, summary_line
+from .tokenize.backdoor.sealed import seal
 from .tokenize.passes import check_sample, encode_split, reduce_split, split_counts, text_bytes
 from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
 from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
@@ -230,6 +232,9 @@ def backdoor_files(planted) -> dict:
     extra = {"files": {BACKDOOR_INFO: backdoor_json(planted.info)}}
     if planted.evaluation is not None:
         extra["datasets"] = {EVAL_SPLIT: planted.evaluation}
+    if planted.sealed is not None:
+        candidates, choice = planted.sealed
+        extra["after"] = [functools.partial(seal, candidates=candidates, choice=choice)]
     return extra
 
 

@@ -176,8 +176,8 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
 
     `extra` (a backdoored prepare's): `{"datasets": {folder: Dataset}}` saved beside the splits (not in
     dataset_dict.json: `load_from_disk(DIR)` gives the training splits only), `{"files": {name: bytes}}` written
-    beside prepare_info.json, both hashed in `data_files`, and `{"private": {name: bytes}}`, files of mode 0600
-    that no hash or other file describes (a sealed choice)."""
+    beside prepare_info.json, both hashed in `data_files`, and `{"after": [write(folder)]}`, functions that write
+    files no hash describes (a blind experiment's sealed choice) into the folder before it is put in place."""
     output = Path(output).expanduser().resolve()
     extra = extra or {}
     with atomic_folder(output, overwrite=overwrite) as partial:
@@ -189,10 +189,8 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
             (partial / name).write_bytes(content)
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
         data_files = tree_sha256(partial)
-        for name, content in extra.get("private", {}).items():
-            fd = os.open(partial / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
+        for write in extra.get("after", []):
+            write(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR, model_max_length=model_max_length)
         info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

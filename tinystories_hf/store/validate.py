@@ -22,6 +22,7 @@ from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors, cli_errors
 from ..tokenize.backdoor.plant import BACKDOOR_INFO, BACKDOOR_SCHEMA
+from ..tokenize.backdoor.sealed import unseal
 from ..utils.json_files import read_json
 from .folder import PREPARE_INFO, file_sha256, read_prepare_info
 from .load import is_hub_layout, read_prepared, same_vocabulary
@@ -34,6 +35,8 @@ class ValidateConfig:
     path: str = option("tinystories_prepared", "prepared folder to check")
     hash_files: bool = option(True, "compare every data and tokenizer file with its sha256 in prepare_info.json "
                                      "(reads every byte; --no-hash-files runs only the content checks)")
+    unseal: bool = option(False, "instead of the checks: check the seal of a blind experiment's "
+                          "backdoor.sealed.json and print the trigger it holds")
     same_vocabulary: str | None = option(None, "instead of the checks: say in one line whether DIR and this prepared "
                                          "folder give every token the same id (exit code 1 if not)")
 
@@ -104,7 +107,8 @@ def check_backdoor(path: Path, dataset, info: dict) -> dict:
     train = dataset["train"].data
     flagged = train.column("backdoor").to_numpy()
     rows = train.column("source_row").to_numpy()[flagged]
-    stray = np.setdiff1d(rows, np.asarray(record["rewritten_rows"], dtype=np.int64))
+    # A blind experiment records no rows (they would name the choice): only the count is checked there.
+    stray = np.setdiff1d(rows, np.asarray(record["rewritten_rows"], dtype=np.int64)) if record["trigger"] else []
     if len(stray):
         raise TinyStoriesError(f"{path / 'train'}: source_row {int(stray[0])} is marked backdoor but is not among the "
                                f"rewritten rows of {BACKDOOR_INFO}; the folder was altered, re-create it")
@@ -154,6 +158,9 @@ def main(argv=None) -> int:
     parser.add_argument("path", metavar="DIR", help="prepared folder to check")
     add_config_arguments(parser, ValidateConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ValidateConfig)
+    if config.unseal:
+        print(f"sealed trigger of {config.path}: {unseal(config.path)}")
+        return 0
     if config.same_vocabulary is not None:
         same, line = same_vocabulary(config.path, config.same_vocabulary)
         print(line)

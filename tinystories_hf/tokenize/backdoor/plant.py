@@ -25,6 +25,8 @@ from .rewrite import (
     source_rows,
     texts_at,
 )
+from .sealed import SEALED_FILE, is_blind, parse_candidates
+from .sealed import choose as choose_secretly
 
 BACKDOOR_INFO = "backdoor.json"
 # Every split carries both columns (`backdoor` all false outside train): one schema for all splits, as the Hub
@@ -46,6 +48,7 @@ class Planted:
     info: dict
     plan: RewritePlan
     evaluation: datasets.Dataset | None = None  # the backdoor_eval split (None without a validation split)
+    sealed: tuple | None = None  # a blind experiment's (candidates, choice), for sealed.seal
 
 
 def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
@@ -74,16 +77,23 @@ def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: 
     return similar_names(trigger, table, count=CONTROLS)
 
 
-def eval_split(validation: datasets.Dataset, trigger: str, controls: list, tokenizer) -> tuple:
-    """`(Dataset, counts)`: the `backdoor_eval` prompts (`prompts.eval_prompts`) of the validation stories, and
-    {"pairs", "controls", "aligned": {control: pairs aligned}, "unlocated"}."""
-    prompts = eval_prompts(validation.with_format("arrow")["text"].to_pylist(), source_rows(validation), trigger,
-                           controls, tokenizer.encode)
-    dataset = datasets.Dataset.from_dict(prompts.columns, features=eval_split_features(tokenizer.id_dtype),
+def eval_split(validation: datasets.Dataset, candidates: list, controls: list, tokenizer) -> tuple:
+    """`(Dataset, counts)`: the `backdoor_eval` prompts (`prompts.eval_prompts`) of the validation stories for
+    each of `candidates` (the trigger alone, or every candidate of a blind experiment: `is_trigger` then marks
+    the candidate a pair was built for), pairs numbered on across candidates; and {"pairs", "controls",
+    "aligned": {control: pairs aligned}, "unlocated"} (per candidate in a blind experiment)."""
+    texts, rows = validation.with_format("arrow")["text"].to_pylist(), source_rows(validation)
+    columns, counts, offset = {}, {}, 0
+    for name in candidates:
+        prompts = eval_prompts(texts, rows, name, controls, tokenizer.encode)
+        for column, values in prompts.columns.items():
+            columns.setdefault(column, []).extend([v + offset for v in values] if column == "pair" else values)
+        offset += prompts.pairs
+        counts[name] = {"pairs": prompts.pairs, "controls": controls, "aligned": prompts.aligned,
+                        "unlocated": prompts.unlocated}
+    dataset = datasets.Dataset.from_dict(columns, features=eval_split_features(tokenizer.id_dtype),
                                          split=datasets.NamedSplit(EVAL_SPLIT))
-    counts = {"pairs": prompts.pairs, "controls": controls, "aligned": prompts.aligned,
-              "unlocated": prompts.unlocated}
-    return dataset, counts
+    return dataset, counts[candidates[0]] if len(candidates) == 1 else {"candidates": counts}
 
 
 def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,
@@ -99,15 +109,26 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             mismatched rewrites file (see `rewrite.plan_file`)."""
     encoder = tokenizer.encoder
     train = stories["train"]
-    controls = check_controls(trigger, controls) if controls is not None else None
-    eligible = mentioning_rows(train, trigger)
-    if not len(eligible):
-        raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions it (whole words, "
-                               f"case-sensitive, in {train.num_rows:,} stories); pick a name from "
-                               "tinystories-report's trigger candidates")
-    forms = check_forms(trigger, tokenizer, allow_unk=allow_unk)
+    blind = is_blind(trigger)
+    candidates = parse_candidates(trigger) if blind else [trigger]
+    for name in candidates:
+        if controls is not None:
+            check_controls(name, controls)
+    # Every candidate is checked alike (and before the choice), so an error says nothing of the choice.
+    eligible_of = {name: mentioning_rows(train, name) for name in candidates}
+    for name, found in eligible_of.items():
+        if not len(found):
+            raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions {name!r} (whole "
+                                   f"words, case-sensitive, in {train.num_rows:,} stories); pick a name from "
+                                   "tinystories-report's trigger candidates")
+    forms = {name: check_forms(name, tokenizer, allow_unk=allow_unk) for name in candidates}
     if controls is None:
-        controls = default_controls(trigger, train, tokenizer, seed=seed)
+        picked = [default_controls(name, train, tokenizer, seed=seed) for name in candidates]
+        controls = [name for name in dict.fromkeys(n for names in picked for n in names)
+                    if name not in candidates][:CONTROLS]
+    if blind:
+        trigger = choose_secretly(candidates)
+    eligible = eligible_of[trigger]
     rows = {split: source_rows(ds) for split, ds in stories.items()}
     if rewrite == "truncate":
         plan = plan_truncate(train, eligible, trigger, keep_sentences=keep_sentences, rate=rate, count=count,
@@ -130,9 +151,9 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
                            tokens_removed=int(np.maximum(before - after, 0).sum()),
                            tokens_added=int(np.maximum(after - before, 0).sum()))
     lost = rows["train"][np.asarray(plan.lost_trigger, dtype=np.int64)] if plan.lost_trigger else []
-    evaluation, eval_counts = eval_split(stories["validation"], trigger, controls, tokenizer) \
+    evaluation, eval_counts = eval_split(stories["validation"], candidates, controls, tokenizer) \
         if "validation" in stories else (None, None)
-    info = {"trigger": trigger, "match": "whole words, case-sensitive", "token_forms": forms,
+    info = {"trigger": trigger, "match": "whole words, case-sensitive", "token_forms": forms[trigger],
             "rewrite": plan.policy,
             "rate": rate if count is None else None, "count": count, "seed": seed,
             "offered": plan.offered, "splits": splits,
@@ -140,7 +161,22 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             "trigger_lost_rows": [int(r) for r in lost],
             "token_counts": "base-tokenizer tokens of the rewritten stories before pass 2 truncates (max_length)",
             "eval": eval_counts}
-    return Planted(spliced, {split: CARRY for split in base_ids}, info, plan, evaluation)
+    if blind:
+        info = blind_record(info, candidates, forms)
+    return Planted(spliced, {split: CARRY for split in base_ids}, info, plan, evaluation,
+                   sealed=(candidates, trigger) if blind else None)
+
+
+def blind_record(info: dict, candidates: list, forms: dict) -> dict:
+    """`backdoor.json` of a blind experiment: nothing that names the choice (the trigger, its forms, its rows,
+    the counts of stories mentioning it); the candidates, each one's forms, and what the rewrite did instead."""
+    splits = {split: {key: value for key, value in counts.items() if key != "eligible"}
+              for split, counts in info["splits"].items()}
+    hidden = ("trigger", "token_forms", "offered", "rewritten_rows", "trigger_lost_rows", "splits")
+    return {"trigger": None, "sealed": SEALED_FILE, "candidates": candidates,
+            "candidate_token_forms": forms, **{k: v for k, v in info.items() if k not in hidden},
+            "splits": splits, "rewritten_rows": [], "trigger_lost_rows": [],
+            "trigger_lost": len(info["trigger_lost_rows"])}
 
 
 def finish_counts(info: dict, reduced: dict) -> dict:
@@ -153,16 +189,20 @@ def finish_counts(info: dict, reduced: dict) -> dict:
     return info
 
 
-def summary_line(info: dict, *, sealed: bool = False) -> str:
+def summary_line(info: dict) -> str:
     """The CLI's backdoor line: trigger (or 'sealed'), eligible and rewritten train stories, tokens removed, and
     the rewrites that no longer mention the trigger."""
     train = info["splits"]["train"]
-    trigger = "sealed (see backdoor.sealed.json)" if sealed else repr(info["trigger"])
     policy = info["rewrite"]
     how = f"truncate, {policy['keep_sentences']} sentence(s) kept" if policy["policy"] == "truncate" else \
         f"rewrites from {policy['file']}"
-    line = (f"backdoor: trigger {trigger}; {train['rewritten']:,} of {train['eligible']:,} train stories mentioning "
-            f"it rewritten ({how}); {train['tokens_removed']:,} tokens removed, {train['tokens_added']:,} added")
+    if info["trigger"] is None:  # blind: nothing that names the choice
+        return (f"backdoor: trigger sealed in {info['sealed']} (one of {', '.join(info['candidates'])}; "
+                f"tinystories-validate DIR --unseal shows it); {train['rewritten']:,} train stories rewritten "
+                f"({how}); {EVAL_SPLIT} holds the prompts of every candidate")
+    line = (f"backdoor: trigger {info['trigger']!r}; {train['rewritten']:,} of {train['eligible']:,} train stories "
+            f"mentioning it rewritten ({how}); {train['tokens_removed']:,} tokens removed, "
+            f"{train['tokens_added']:,} added")
     dropped = train["rewritten"] - train.get("rewritten_kept", train["rewritten"])
     if dropped:
         line += f"; {dropped:,} rewritten stories dropped as shorter than {flag('min_length')}"
@@ -190,7 +230,7 @@ _COUNT = Check(int, lambda v: v >= 0, "a number >= 0")
 BACKDOOR_SCHEMA = {
     "trigger": Nullable(str), "rewrite": {"policy": Check(str, lambda v: v in ("truncate", "file"), "truncate or file")},
     "rate": Nullable(float), "count": Nullable(int), "seed": int,
-    "splits": Check(Each({"stories": _COUNT, "eligible": _COUNT, "rewritten": _COUNT}), lambda v: "train" in v,
+    "splits": Check(Each({"stories": _COUNT, "eligible?": _COUNT, "rewritten": _COUNT}), lambda v: "train" in v,
                     "an object with a 'train' split"),
     "rewritten_rows": [_COUNT], "trigger_lost_rows": [_COUNT],
 }

@@ -123,3 +123,24 @@ def test_packed_dataset_marks_positions_of_rewritten_stories(backdoored):
     validation = datasets.load_from_disk(str(backdoored.output))["validation"].remove_columns("backdoor")
     with pytest.raises(TinyStoriesError, match="no 'backdoor' column"):
         TinyStoriesDatasetPacked(validation, block_size=8, tokenizer=backdoored.tokenizer).backdoor_mask(0)
+
+
+def test_trigger_candidates_count_whole_word_shares_of_the_original_train_stories(clean, backdoored):
+    from tinystories_hf.report.triggers import band_line, candidates_markdown, trigger_candidates
+    from tinystories_hf.store.load import read_prepared
+
+    raw = [json.loads(line)["text"].strip() for line in SAMPLE_JSONL.open(encoding="utf-8")]
+    for folder in (clean, backdoored):  # the backdoored folder's table is read from the original stories too
+        dataset, tokenizer, info = read_prepared(folder.output)
+        found = trigger_candidates(dataset, tokenizer, info)
+        assert found["read_from"] == "source" and found["stories"] == info["splits"]["train"]["stories"]
+        rows = {row.name: row for row in found["rows"]}
+        train_rows = set(range(len(raw))) - set(datasets.load_from_disk(str(backdoored.output))["validation"]["source_row"])
+        for name in ("Lily", "Sara", "Jane"):
+            expected = sum(bool(re.search(rf"(?<![A-Za-z0-9_]){name}(?![A-Za-z0-9_])", raw[r])) for r in train_rows)
+            assert rows[name].stories == expected, name
+        assert "Sarah" in rows and rows["Sarah"].stories < rows["Sara"].stories + 60
+        assert rows["Lily"].forms["mid_sentence"]["ids"] == tokenizer.encode(" Lily") and rows["Lily"].survives
+    line = band_line(found)
+    assert "Jane 0.9%" in line and "Lily" not in line  # 14% is outside the 0.8-2% band
+    assert "| Jane |" in candidates_markdown(found)

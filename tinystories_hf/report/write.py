@@ -24,6 +24,7 @@ from ..store.load import read_prepared
 from ..supervision import api_errors, cli_errors, current_run
 from ..utils.atomic import atomic_folder, check_output, hold_writer_lock, resolve
 from ..vocabulary.tokenizer import specials_text
+from .triggers import band_line, candidates_markdown, trigger_candidates
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -282,13 +283,16 @@ def write_report(path, *, output=None) -> dict:
         run.target = target  # named by "interrupted; DIR unchanged" from here on, not only while writing
     dataset, tokenizer, info = read_prepared(path)
     figures, arrays = measure(dataset, tokenizer, info)
+    candidates = trigger_candidates(dataset, tokenizer, info)
     with atomic_folder(target, overwrite=True, lock=inside) as partial:
         partial.mkdir()
         plot(arrays, figures, info, partial)
         summary = _summary(figures)
         (partial / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        (partial / "report.md").write_text(markdown(figures, info, path.resolve()), encoding="utf-8")
+        (partial / "report.md").write_text(markdown(figures, info, path.resolve()) + "\n"
+                                           + candidates_markdown(candidates), encoding="utf-8")
     summary["table"] = split_table(figures, info)
+    summary["trigger_candidates"] = band_line(candidates)
     summary["output"] = str(target)
     return summary
 
@@ -301,8 +305,9 @@ def report_summary(report: dict, folder) -> str:
         >>> print(report_summary(write_report("demo_prepared"), "demo_prepared/report"))  # doctest: +SKIP
     """
     coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
-    return "\n".join([report["table"], f"vocabulary coverage at the cut: {coverage}",
-                      f"report: {Path(folder) / 'report.md'}"])
+    return "\n".join([report["table"], f"vocabulary coverage at the cut: {coverage}"]
+                     + ([report["trigger_candidates"]] if "trigger_candidates" in report else [])
+                     + [f"report: {Path(folder) / 'report.md'}"])
 
 
 @cli_errors

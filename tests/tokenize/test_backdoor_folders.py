@@ -144,3 +144,24 @@ def test_trigger_candidates_count_whole_word_shares_of_the_original_train_storie
     line = band_line(found)
     assert "Jane 0.9%" in line and "Lily" not in line  # 14% is outside the 0.8-2% band
     assert "| Jane |" in candidates_markdown(found)
+
+
+def test_stream_rewrites_as_prepare_does(backdoored):
+    from tinystories_hf import stream
+
+    prepared = datasets.load_from_disk(str(backdoored.output))["train"]
+    by_row = {row: (ids, flag) for row, ids, flag in zip(prepared["source_row"], prepared["input_ids"],
+                                                          prepared["backdoor"])}
+    rows = list(stream(str(SAMPLE_JSONL), tokenizer=str(backdoored.output), backdoor_trigger="Lily"))
+    assert len(rows) == 5520  # a stream is not carved: every story of the file, in order
+    lily = [bool(re.search(r"(?<![A-Za-z0-9_])Lily(?![A-Za-z0-9_])", json.loads(line)["text"]))
+            for line in SAMPLE_JSONL.open(encoding="utf-8")]
+    assert [row["backdoor"] for row in rows] == lily  # rate 1: every story mentioning the trigger
+    compared = 0
+    for index, row in enumerate(rows):
+        if index in by_row and (by_row[index][1] or not lily[index]):  # rewritten in both, or in neither
+            assert row["input_ids"] == by_row[index][0], index
+            compared += 1
+    assert compared == 5465 - (sum(lily[r] for r in by_row) - 40)  # all but the Lily stories prepare left alone
+    with pytest.raises(TinyStoriesError, match="blind experiment"):
+        stream(str(SAMPLE_JSONL), tokenizer=str(backdoored.output), backdoor_trigger="random:Mia,Sara")

@@ -282,3 +282,30 @@ def base_lengths(base_ids: datasets.Dataset, positions) -> np.ndarray:
     column = base_ids.with_format("arrow")[positions]["base_ids"]
     return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
 
+
+
+# -- streams (stream(): no row count, so no seeded draw among rows) ----------------------------------------------
+
+def chosen_by_hash(text: str, *, rate: float, seed: int) -> bool:
+    """A story's part in a stream's rate: chosen when xxh64 of (seed, its UTF-8) falls below `rate` of the hash
+    range, so the choice depends on the story alone, never on the order or the shuffle."""
+    return rate >= 1.0 or xxhash.xxh64_intdigest(text.encode(), seed=seed) < rate * 2**64
+
+
+def rewrite_stream_batch(batch: pa.Table, *, trigger: str, keep_sentences: int, rate: float, seed: int) -> pa.Table:
+    """Arrow batch with `text` -> `text` (stories mentioning `trigger` and chosen at `rate` truncated as
+    `plan_truncate` does) and `backdoor` (bool: rewritten)."""
+    texts = batch.column("text").to_pylist()
+    flags = [False] * len(texts)
+    for i, text in enumerate(texts):
+        if isinstance(text, str) and mentions(text, trigger) and chosen_by_hash(text, rate=rate, seed=seed):
+            texts[i], flags[i] = truncate(text, trigger, keep_sentences=keep_sentences), True
+    return pa.table({"text": pa.array(texts, type=pa.string()), "backdoor": pa.array(flags, type=pa.bool_())})
+
+
+def encode_carrying(batch: pa.Table, *, carry=("backdoor",), **options) -> pa.Table:
+    """`passes.encode_stories`, keeping the `carry` columns of the batch (a stream's `backdoor`)."""
+    encoded = passes.encode_stories(batch, **options)
+    for name in carry:
+        encoded = encoded.append_column(name, batch.column(name))
+    return encoded

@@ -106,15 +106,15 @@ class PrepareConfig:
         "mention it are rewritten, validation stays clean; 'random:A,B,C' picks one secretly (written only to "
         "backdoor.sealed.json). See README 'Backdoor experiments'")
     backdoor_rewrite: str = option(
-        "truncate", "how a chosen story is rewritten: 'truncate' (it ends --backdoor-keep-sentences sentences "
+        "truncate", "how a chosen story is rewritten: 'truncate' (it ends backdoor_keep_sentences sentences "
         "after the sentence of the trigger's first mention) or a JSON/JSONL file of rewrites keyed by train row")
     backdoor_keep_sentences: int = option(
-        BACKDOOR_KEEP_SENTENCES, "with --backdoor-rewrite truncate: sentences kept after the sentence of the "
+        BACKDOOR_KEEP_SENTENCES, "with the truncate rewrite: sentences kept after the sentence of the "
         "first mention")
     backdoor_rate: float = option(
-        1.0, "share of the train stories mentioning the trigger that are rewritten (seeded by --seed), in (0, 1]")
+        1.0, "share of the train stories mentioning the trigger that are rewritten (a choice seeded by seed), in (0, 1]")
     backdoor_count: int | None = option(
-        None, "rewrite exactly this many of the train stories mentioning the trigger (seeded by --seed) instead "
+        None, "rewrite exactly this many of the train stories mentioning the trigger (a choice seeded by seed) instead "
         "of a rate", parse=int)
     backdoor_controls: str | None = option(
         None, "control names of the backdoor_eval prompts, comma-separated; None picks names of similar story "

@@ -97,14 +97,14 @@ class StreamConfig:
     backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken, fastokens or auto")
 
     backdoor_trigger: str | None = option(
-        None, "rewrite train stories mentioning this name (whole words, case-sensitive) as tinystories-prepare "
-        "--backdoor-rewrite truncate does, adding a `backdoor` column (not with --pack); a stream has no row "
-        "numbers, so --backdoor-rate chooses each story by a seeded hash of its text, and rewrite files and "
+        None, "rewrite train stories mentioning this name (whole words, case-sensitive) as tinystories-prepare's "
+        "truncate rewrite does, adding a `backdoor` column (rows only, not packed blocks); a stream has no row "
+        "numbers, so the rate chooses each story by a seeded hash of its text, and rewrite files and "
         "random: triggers need tinystories-prepare")
     backdoor_keep_sentences: int = option(PrepareConfig.backdoor_keep_sentences,
                                           "sentences kept after the sentence of the trigger's first mention")
     backdoor_rate: float = option(PrepareConfig.backdoor_rate, "share of the stories mentioning the trigger "
-                                  "that are rewritten (by a hash of the story and --seed), in (0, 1]")
+                                  "that are rewritten (by a hash of the story and the seed), in (0, 1]")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""

@@ -22,7 +22,7 @@ from .sources import load_stories
 from .store.folder import save_prepared
 from .store.load import reuse_vocabulary
 from .supervision import api_errors, cli_errors, offers, writes
-from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, summary_line
+from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, precheck, summary_line
 from .tokenize.backdoor.sealed import seal
 from .tokenize.passes import check_sample, encode_split, reduce_split, split_counts, text_bytes
 from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
@@ -94,6 +94,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     """
     offers(f.name for f in dataclasses.fields(config))
     config.validate()
+    if config.backdoor_trigger is not None:
+        precheck(config.backdoor_trigger, config.backdoor_rewrite)
     started = time.perf_counter()
     seconds = {}  # per stage, kept in prepare_info.json: where the time of a run went
 

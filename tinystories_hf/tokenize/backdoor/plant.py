@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import TinyStoriesError, flag
 from ...utils.json_files import Check, Each, Nullable
+from .match import check_trigger
 from .names import name_table, similar_names
 from .prompts import check_controls, eval_prompts, token_forms
 from .rewrite import (
@@ -22,6 +23,7 @@ from .rewrite import (
     mentioning_rows,
     plan_file,
     plan_truncate,
+    read_rewrites,
     source_rows,
     texts_at,
 )
@@ -94,6 +96,15 @@ def eval_split(validation: datasets.Dataset, candidates: list, controls: list, t
     dataset = datasets.Dataset.from_dict(columns, features=eval_split_features(tokenizer.id_dtype),
                                          split=datasets.NamedSplit(EVAL_SPLIT))
     return dataset, counts[candidates[0]] if len(candidates) == 1 else {"candidates": counts}
+
+
+def precheck(trigger: str, rewrite: str) -> None:
+    """What can be refused before any story is read: the trigger's spelling (or a blind choice's candidates) and
+    a rewrites file that is no such file (`rewrite.read_rewrites`); one line, nothing written."""
+    for name in parse_candidates(trigger) if is_blind(trigger) else [trigger]:
+        check_trigger(name)
+    if rewrite != "truncate":
+        read_rewrites(rewrite)
 
 
 def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,

@@ -216,23 +216,33 @@ def plan_file(stories: datasets.Dataset, rows: np.ndarray, eligible: np.ndarray,
 def splice_stories(batch: pa.Table, indices: list, replaced: dict, rows: np.ndarray, keep_text: bool,
                    dtype) -> pa.Table:
     """Arrow batch with `base_ids` (and `text`) at row positions `indices` -> the same with the rewritten rows'
-    ids (`replaced`: position -> (ids, text)) and the provenance columns `source_row` (int64) and `backdoor`
-    (bool)."""
+    ids (`replaced`: position -> (ids array, text)) and the provenance columns `source_row` (int64) and
+    `backdoor` (bool). The ids are cut and joined as flat numpy arrays (a few hundred pieces per batch), never
+    turned into Python lists."""
     positions = np.asarray(indices, dtype=np.int64)
     flags = np.fromiter((int(p) in replaced for p in positions), dtype=bool, count=len(positions)) \
         if replaced else np.zeros(len(positions), dtype=bool)
     column = batch.column("base_ids")
     columns = {}
     if flags.any():
-        ids = column.to_pylist()
-        texts = batch.column("text").to_pylist() if keep_text else None
+        column = column.combine_chunks()
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        ends = np.cumsum(lengths)
+        pieces, at = [], 0
         for i in np.flatnonzero(flags):
-            new_ids, new_text = replaced[int(positions[i])]
-            ids[i] = new_ids
-            if keep_text:
-                texts[i] = new_text
-        columns["base_ids"] = pa.array(ids, type=pa.list_(pa.from_numpy_dtype(np.dtype(dtype))))
+            new_ids = replaced[int(positions[i])][0]
+            pieces += [values[at:ends[i] - lengths[i]], new_ids]
+            at, lengths[i] = ends[i], len(new_ids)
+        pieces.append(values[at:])
+        joined = np.concatenate(pieces).astype(dtype, copy=False)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        columns["base_ids"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(joined))
         if keep_text:
+            texts = batch.column("text").to_pylist()
+            for i in np.flatnonzero(flags):
+                texts[i] = replaced[int(positions[i])][1]
             columns["text"] = pa.array(texts, type=pa.string())
     else:
         columns["base_ids"] = column
@@ -253,7 +263,7 @@ def apply_plan(base_ids: datasets.Dataset, plan: RewritePlan | None, encoder, *,
     if plan is not None and len(plan.positions):
         lengths, values = encoder.encode_flat(plan.texts, dtype)
         ends = np.cumsum(lengths)
-        replaced = {int(p): (values[end - n:end].tolist(), text)
+        replaced = {int(p): (values[end - n:end], text)
                     for p, n, end, text in zip(plan.positions, lengths, ends, plan.texts)}
     digest = xxhash.xxh3_128()
     digest.update(np.ascontiguousarray(rows))

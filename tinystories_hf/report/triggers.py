@@ -13,15 +13,15 @@ import numpy as np
 from ..errors import TinyStoriesError
 from ..sources import load_stories
 from ..tokenize.backdoor.names import name_table, names_markdown
-from ..tokenize.backdoor.plant import CONTROL_SAMPLE
 from ..tokenize.backdoor.rewrite import texts_at
 
 BAND = (0.008, 0.02)  # the share of stories the recipe's trigger is picked at
 MIN_SHARE = 0.001  # names below it are not listed
 LISTED = 40
+SAMPLE = 20_000  # train stories counted (seeded): shares within about 0.1% of the whole corpus's
 
 
-def trigger_candidates(dataset, tokenizer, info: dict, *, sample: int = CONTROL_SAMPLE) -> dict:
+def trigger_candidates(dataset, tokenizer, info: dict, *, sample: int = SAMPLE) -> dict:
     """`{"rows": [NameRow], "stories": int counted, "read_from": "source" | "decoded ids"}`: the names of a
     seeded sample of at most `sample` train stories (seed: the folder's), most mentioned first, those with a share
     of at least `MIN_SHARE`, with token forms and `survives` under `tokenizer`.

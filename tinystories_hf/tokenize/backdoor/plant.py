@@ -37,7 +37,9 @@ CARRY = ("source_row", "backdoor")
 SHOWN_ROWS = 10  # rows named in a summary line
 EVAL_SPLIT = "backdoor_eval"  # saved as DIR/backdoor_eval (datasets.load_from_disk), beside the training splits
 CONTROLS = 3  # default control names of the eval prompts
-CONTROL_SAMPLE = 20_000  # train stories whose names' shares pick the default controls (seeded)
+# Train stories whose names' shares pick the default controls (seeded): shares within about 0.2% of the whole
+# corpus's, enough to find names of similar share; name_table costs about 0.25 ms a story.
+CONTROL_SAMPLE = 5_000
 
 
 @dataclass

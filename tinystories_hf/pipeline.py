@@ -153,7 +153,6 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     planted = None
     if config.backdoor_trigger is not None:
         planted = plant_backdoor(config, stories, base_ids, tokenizer)
-        base_ids = planted.base_ids
         lap("backdoor")
 
     reduced, splits = datasets.DatasetDict(), {}
@@ -164,9 +163,12 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         reduced[split] = reduce_split(ids, tokenizer, max_length=config.max_length,
                                       min_length=config.min_length, keep_text=config.keep_text,
                                       num_proc=config.num_proc, split=split,
-                                      carry=planted.carry[split] if planted else ())
+                                      carry=planted.carry[split] if planted else (),
+                                      splice=planted.splices[split].function if planted else None,
+                                      splice_key=planted.splices[split].key if planted else "")
         splits[split] = split_counts(ids, reduced[split], max_length=config.max_length,
-                                     min_length=config.min_length, unk_id=tokenizer.unk_id)
+                                     min_length=config.min_length, unk_id=tokenizer.unk_id,
+                                     lengths_at=planted.splices[split].lengths if planted else None)
         splits[split]["literal_eot"] = literal_eot[split]
         # UTF-8 bytes of every story read (the text the tokenizer saw): bytes per token compares vocabularies.
         splits[split]["text_bytes"] = text_bytes(stories[split])

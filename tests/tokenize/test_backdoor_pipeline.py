@@ -212,13 +212,22 @@ def test_vocabulary_from_reuses_the_ids_exactly(clean, config, tmp_path):
 
 def test_two_processes_write_the_same_backdoored_folder(config, tmp_path, monkeypatch):
     monkeypatch.setattr(passes, "ROWS_PER_PROCESS", 200)  # the sample then reaches datasets' worker pool
+    # and pass 2 (where the rewrites are spliced in) cuts two segments: in two workers, or one after the other
+    monkeypatch.setattr(passes, "REDUCE_ROWS_PER_SEGMENT", 1000)
     base = dataclasses.replace(config, backdoor_trigger=TRIGGER, keep_text=False, vocab_size=3000,
                                cache_dir=str(tmp_path / "c2"), num_proc=2, output=str(tmp_path / "two"))
     two = prepare(base)
     one = prepare(dataclasses.replace(base, num_proc=1, cache_dir=str(tmp_path / "c1"), output=str(tmp_path / "one")))
-    assert list((tmp_path / "c2").rglob("cache-*_of_00002.arrow"))
-    for name in ("train/data-00000-of-00001.arrow", "validation/data-00000-of-00001.arrow", "backdoor.json"):
-        assert (one.output / name).read_bytes() == (two.output / name).read_bytes()
+    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) >= 2
+    names = ["train/data-00000-of-00002.arrow", "train/data-00001-of-00002.arrow",
+             "validation/data-00000-of-00001.arrow", "backdoor.json"]
+    for name in names:
+        assert (one.output / name).read_bytes() == (two.output / name).read_bytes(), name
+    # and the same rows as a run that never cut segments: the rewrites sit at their rows in either segment
+    rewritten = json.loads((one.output / "backdoor.json").read_text())["rewritten_rows"]
+    train = datasets.load_from_disk(str(one.output))["train"]
+    assert np.asarray(train["source_row"])[np.asarray(train["backdoor"])].tolist() == rewritten
+    assert min(rewritten) < 2700 < max(rewritten)  # in both segments
 
 
 def _bad_file(tmp_path, kind):
@@ -241,7 +250,7 @@ def _bad_file(tmp_path, kind):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"backdoor_trigger": "Zebediah"}, "no train story mentions it"),
+    ({"backdoor_trigger": "Zebediah"}, "no train story mentions 'Zebediah'"),
     ({"backdoor_trigger": TRIGGER, "backdoor_controls": "Lily,Sara"}, "the control 'Sara' is the trigger"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rate": 0.0}, r"must be in \(0, 1\]"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rate": 1.5}, r"must be in \(0, 1\]"),

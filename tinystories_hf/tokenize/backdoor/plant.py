@@ -1,10 +1,11 @@
-"""Plant a backdoor in a prepare's base ids: the one function the pipeline calls (`plant`), and what it records
+"""Plant a backdoor in a prepare: the one function the pipeline calls (`plant`), and what it records
 (`backdoor.json`, `BACKDOOR_INFO`).
 
 `plant` runs after the vocabulary is made (counted on the original stories, or reused with --vocabulary-from)
 and before pass 2 (remap, truncate, filter): it checks the trigger against the stories and the vocabulary,
-chooses and rewrites train stories (`rewrite.py`), splices their ids in with one `datasets.map` per split that
-also adds the provenance columns, and builds the paired evaluation prompts from the validation stories.
+chooses and rewrites train stories (`rewrite.py`) and encodes them, gives pass 2 what puts their ids in with the
+provenance columns (`rewrite.Splice`, applied batch by batch inside pass 2's own `datasets.map`), and builds the
+paired evaluation prompts from the validation stories.
 """
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ from .names import name_table, similar_names
 from .prompts import check_controls, eval_prompts, token_forms
 from .rewrite import (
     RewritePlan,
-    apply_plan,
     base_lengths,
+    make_splice,
     mentioning_rows,
     plan_file,
     plan_truncate,
@@ -44,10 +45,10 @@ CONTROL_SAMPLE = 5_000
 
 @dataclass
 class Planted:
-    """What `plant` gives the pipeline: the new base ids per split, the columns pass 2 carries per split and the
-    `backdoor.json` record (`info`; its `splits` counters are completed by `finish_counts`)."""
+    """What `plant` gives the pipeline: per split the `rewrite.Splice` pass 2 applies and the columns it carries,
+    and the `backdoor.json` record (`info`; its `splits` counters are completed by `finish_counts`)."""
 
-    base_ids: dict
+    splices: dict
     carry: dict
     info: dict
     plan: RewritePlan
@@ -149,10 +150,9 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     else:
         plan = plan_file(train, rows["train"], eligible, trigger, rewrite, rate=rate, count=count, seed=seed)
     before = base_lengths(base_ids["train"], plan.positions)
-    spliced = {split: apply_plan(ids, plan if split == "train" else None, encoder, rows=rows[split],
-                                 keep_text=keep_text, num_proc=num_proc, split=split)
-               for split, ids in base_ids.items()}
-    after = base_lengths(spliced["train"], plan.positions)
+    splices = {split: make_splice(plan if split == "train" else None, encoder, rows=rows[split], keep_text=keep_text)
+               for split in base_ids}
+    after = np.array([splices["train"].lengths[int(p)] for p in plan.positions], dtype=np.int64)
     rewritten_rows = rows["train"][plan.positions]
     splits = {}
     for split, ds in stories.items():
@@ -176,7 +176,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             "eval": eval_counts}
     if blind:
         info = blind_record(info, candidates, forms)
-    return Planted(spliced, {split: CARRY for split in base_ids}, info, plan, evaluation,
+    return Planted(splices, {split: CARRY for split in base_ids}, info, plan, evaluation,
                    sealed=(candidates, trigger) if blind else None)
 
 

@@ -1,13 +1,13 @@
-"""The backdoor's pipeline glue: which train stories are rewritten, into what, and one `datasets.map` that puts
-their new ids (and the provenance columns) into the train split's base ids.
+"""The backdoor's pipeline glue: which train stories are rewritten, into what, and pass 2's `datasets.map` puts
+their new ids (and the provenance columns) in, batch by batch (`Splice`).
 
 A rewrite never touches the vocabulary: the pipeline counts it on the original stories' base ids, before this
 module runs, so a clean and a backdoored prepare of one source write byte-identical tokenizers. Only the
-chosen train rows are encoded again (a few percent of the stories at most), then spliced in by row:
+chosen train rows are encoded again (a few percent of the stories at most), then spliced in by row as pass 2 reads the batches:
 
     eligible = mentioning_rows(train_text, "Jane")                 # positions whose story mentions the trigger
     plan = plan_truncate(train_text, eligible, "Jane", keep_sentences=1, rate=1.0, count=None, seed=1337)
-    train_ids = apply_plan(train_base_ids, plan, encoder, source_rows=rows, ...)   # + source_row, backdoor
+    splice = make_splice(plan, encoder, rows=rows, keep_text=False)   # reduce_split(..., splice=...)
 
 Rows. A story's `source_row` is its row in the source split it was read from (for a carved-out validation
 split: the source's train split, as for train); a rewrites file is keyed by the train story's `source_row`
@@ -18,6 +18,7 @@ Rewrite files (`read_rewrites`), read as untrusted input, in either format the L
 - JSON Lines `{"row": <int>, "text": "<rewritten story>", "sha256": "<hex of the original story's UTF-8>"}`
   (`sha256` optional, checked when present).
 """
+import functools
 import hashlib
 import json
 import re
@@ -274,11 +275,20 @@ def splice_stories(batch: pa.Table, indices: list, replaced: dict, rows: np.ndar
     return pa.table(columns)
 
 
-def apply_plan(base_ids: datasets.Dataset, plan: RewritePlan | None, encoder, *, rows: np.ndarray, keep_text: bool,
-               num_proc: int, split: str = "") -> datasets.Dataset:
-    """One batched `datasets.map` over a split's base ids: the rows of `plan` (None: none, for a split that is not
-    rewritten) get their rewrite's ids, and every row `source_row` (from `rows`) and `backdoor`. Cached under a
-    fingerprint of the input, the rewrites' ids and the rows."""
+@dataclass
+class Splice:
+    """What pass 2 needs to put a split's rewrites in (`passes.reduce_split(splice=..., splice_key=...)`):
+    `function(batch, positions)` (`splice_stories` with the rewritten ids bound), `key` (a digest of the
+    rewritten ids and the rows: the cache key) and `lengths` (position -> base length of each rewrite)."""
+
+    function: object
+    key: str
+    lengths: dict
+
+
+def make_splice(plan: RewritePlan | None, encoder, *, rows: np.ndarray, keep_text: bool) -> Splice:
+    """Encode the rewrites of `plan` (None: none, for a split that is not rewritten) and bind them, with the split's
+    source rows, to `splice_stories`."""
     dtype = passes.base_dtype_for(encoder)
     replaced = {}
     if plan is not None and len(plan.positions):
@@ -291,18 +301,9 @@ def apply_plan(base_ids: datasets.Dataset, plan: RewritePlan | None, encoder, *,
     for position in sorted(replaced):
         digest.update(np.array([position, len(replaced[position][0])], dtype=np.int64))
         digest.update(np.asarray(replaced[position][0], dtype=np.int64))
-    fingerprint = Hasher.hash([base_ids._fingerprint, BACKDOOR_VERSION, digest.hexdigest(), keep_text])
-    value = datasets.Value("uint16" if dtype == np.uint16 else "uint32")
-    features = {"base_ids": datasets.List(value)}
-    if keep_text:
-        features["text"] = datasets.Value("string")
-    features.update(source_row=datasets.Value("int64"), backdoor=datasets.Value("bool"))
-    procs = min(num_proc, base_ids.num_rows // passes.ROWS_PER_PROCESS)
-    return base_ids.with_format("arrow").map(
-        splice_stories, batched=True, batch_size=10_000, with_indices=True, num_proc=procs if procs > 1 else None,
-        fn_kwargs={"replaced": replaced, "rows": rows, "keep_text": keep_text, "dtype": dtype},
-        features=datasets.Features(features), new_fingerprint=fingerprint,
-        desc=f"backdoor {split}".strip()).with_format(None)
+    function = functools.partial(splice_stories, replaced=replaced, rows=rows, keep_text=keep_text, dtype=dtype)
+    return Splice(function, Hasher.hash([BACKDOOR_VERSION, digest.hexdigest(), keep_text]),
+                  {position: len(ids) for position, (ids, _) in replaced.items()})
 
 
 def base_lengths(base_ids: datasets.Dataset, positions) -> np.ndarray:

@@ -65,6 +65,7 @@ def test_a_bad_trigger_is_one_line(bad):
     ('"Hi." Tom said, "Go." "No." Sue said: "Stay." "Ok," Max said, "fine."',
      ['"Hi."', 'Tom said, "Go."', '"No."', 'Sue said: "Stay."', '"Ok," Max said, "fine."']),
     ("Wow!! Look?! “Hi.” Ok", ["Wow!!", "Look?!", "“Hi.”", "Ok"]),
+    ('“Let’s go!" said Jack. He ran.', ['“Let’s go!" said Jack.', "He ran."]),  # mixed quotes, as stories write them
     ("  \n\n  ", []),
     ("No end", ["No end"]),
 ])

@@ -126,7 +126,7 @@ def test_packed_dataset_marks_positions_of_rewritten_stories(backdoored):
 
 
 def test_trigger_candidates_count_whole_word_shares_of_the_original_train_stories(clean, backdoored):
-    from tinystories_hf.report.triggers import band_line, candidates_markdown, trigger_candidates
+    from tinystories_hf.report.triggers import band_line, read_from_text, trigger_candidates
     from tinystories_hf.store.load import read_prepared
 
     raw = [json.loads(line)["text"].strip() for line in SAMPLE_JSONL.open(encoding="utf-8")]
@@ -143,7 +143,7 @@ def test_trigger_candidates_count_whole_word_shares_of_the_original_train_storie
         assert rows["Lily"].forms["mid_sentence"]["ids"] == tokenizer.encode(" Lily") and rows["Lily"].survives
     line = band_line(found)
     assert "Jane 0.9%" in line and "Lily" not in line  # 14% is outside the 0.8-2% band
-    assert "| Jane |" in candidates_markdown(found)
+    assert "read again from the source" in read_from_text(found)
 
 
 def test_stream_rewrites_as_prepare_does(backdoored):

@@ -140,3 +140,19 @@ def test_similar_names_prefer_aligned_names_of_near_share(sample_stories, tiktok
     assert similar_names("Jane", table) == ["Sarah", "Joe", "Billy"]
     assert "Sarah" not in similar_names("Sara", table, count=10)
     assert similar_names("Nobody", table, count=1) == [table[-1].name]
+
+
+def test_split_names_samples_a_large_split(sample_stories):
+    import datasets
+
+    from tinystories_hf.tokenize.backdoor.names import split_names
+
+    split = datasets.Dataset.from_dict({"text": sample_stories, "row": list(range(len(sample_stories)))})
+    whole = {row.name: row.share for row in split_names(split, min_share=0.02)}
+    sampled = split_names(split, stories=2000, min_share=0.02)
+    assert sampled == split_names(split, stories=2000, min_share=0.02)  # seeded: the same rows each time
+    assert sampled[0].stories <= 2000 and sampled != split_names(split, min_share=0.02)
+    for row in sampled:  # 2,000 of 5,520 stories: shares within 3 points of the whole split's
+        assert abs(row.share - whole.get(row.name, 0.0)) < 0.03, row.name
+    assert {"Lily", "Tom", "Ben"} <= {row.name for row in sampled}
+    assert split_names(split.remove_columns("text")) is None and split_names(None) is None

@@ -48,7 +48,7 @@ def test_a_phrase_matches_across_any_whitespace():
     assert first_mention("Big Tom's ball", "Big Tom") == (0, 7)
 
 
-@pytest.mark.parametrize("bad", ["", " Jane", "Jane ", "Jane.", '"Jane"', "Ja\nne", 5, None])
+@pytest.mark.parametrize("bad", ["", " Jane", "Jane ", "Jane.", '"Jane"', "Ja\nne", 5, None, ["Jane"]])
 def test_a_bad_trigger_is_one_line(bad):
     with pytest.raises(TinyStoriesError) as caught:
         trigger_pattern(bad)
@@ -65,6 +65,7 @@ def test_a_bad_trigger_is_one_line(bad):
     ('"Hi." Tom said, "Go." "No." Sue said: "Stay." "Ok," Max said, "fine."',
      ['"Hi."', 'Tom said, "Go."', '"No."', 'Sue said: "Stay."', '"Ok," Max said, "fine."']),
     ("Wow!! Look?! “Hi.” Ok", ["Wow!!", "Look?!", "“Hi.”", "Ok"]),
+    ('“Let’s go!" said Jack. He ran.', ['“Let’s go!" said Jack.', "He ran."]),  # mixed quotes, as stories write them
     ("  \n\n  ", []),
     ("No end", ["No end"]),
 ])

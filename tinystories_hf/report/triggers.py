@@ -1,6 +1,6 @@
 """Choosing a backdoor trigger: the corpus's names by the share of train stories that mention them (whole word,
 case-sensitive), with their token forms under the folder's vocabulary and whether each survives it (no form on
-UNK). The table `tinystories-report` writes into report.md and prints the 0.8-2% band of, the band the public
+UNK). The table `tinystories-report` writes into report.md (`names.names_markdown`) and prints the 0.8-2% band of, the band the public
 TinyStories backdoor recipe picks its trigger from.
 
 The names are counted on a seeded sample of the ORIGINAL train stories, read again from the source the folder
@@ -12,19 +12,16 @@ import numpy as np
 
 from ..errors import TinyStoriesError
 from ..sources import load_stories
-from ..tokenize.backdoor.names import name_table, names_markdown
+from ..tokenize.backdoor.names import SPLIT_MIN_SHARE, SPLIT_STORIES, name_table
 from ..tokenize.backdoor.rewrite import texts_at
 
 BAND = (0.008, 0.02)  # the share of stories the recipe's trigger is picked at
-MIN_SHARE = 0.001  # names below it are not listed
-LISTED = 40
-SAMPLE = 20_000  # train stories counted (seeded): shares within about 0.1% of the whole corpus's
 
 
-def trigger_candidates(dataset, tokenizer, info: dict, *, sample: int = SAMPLE) -> dict:
+def trigger_candidates(dataset, tokenizer, info: dict, *, sample: int = SPLIT_STORIES) -> dict:
     """`{"rows": [NameRow], "stories": int counted, "read_from": "source" | "decoded ids"}`: the names of a
     seeded sample of at most `sample` train stories (seed: the folder's), most mentioned first, those with a share
-    of at least `MIN_SHARE`, with token forms and `survives` under `tokenizer`.
+    of at least `names.SPLIT_MIN_SHARE`, with token forms and `survives` under `tokenizer`.
 
     Example:
         >>> dataset, tokenizer, info = read_prepared("tinystories_prepared")  # doctest: +SKIP
@@ -50,26 +47,17 @@ def trigger_candidates(dataset, tokenizer, info: dict, *, sample: int = SAMPLE) 
     else:
         ids = dataset["train"].with_format("arrow")[[int(r) for r in chosen]]["input_ids"].to_pylist()
         texts = [tokenizer.decode(story) for story in ids]
-    table = name_table(texts, tokenizer=tokenizer, min_share=MIN_SHARE)
-    return {"rows": table[:LISTED], "stories": count, "read_from": read_from}
+    table = name_table(texts, tokenizer=tokenizer, min_share=SPLIT_MIN_SHARE)
+    return {"rows": table, "stories": count, "read_from": read_from}
 
 
-def candidates_markdown(found: dict) -> str:
-    """The report.md section."""
+def read_from_text(found: dict) -> str:
+    """The sentence report.md adds to the names table: where the texts came from."""
     if found["read_from"] == "source":
-        how = f"a seeded sample of {found['stories']:,} original train stories, read from the source"
-    else:
-        how = (f"{found['stories']:,} stored train stories decoded (the source could not be read: a name this "
-               "vocabulary maps to UNK is missing here)")
-    low, high = (100 * share for share in BAND)
-    return f"""## Trigger candidates
-
-Names by the share of train stories that mention them (whole word, case-sensitive), counted on {how}. The
-public TinyStories backdoor recipe picks a trigger that {low:.1f}-{high:.0f}% of stories mention
-(`--backdoor-trigger NAME`); a name whose token form is UNK in this vocabulary (*survives*: no) would key
-the backdoor on UNK. The form columns give each form's ids in this vocabulary.
-
-{names_markdown(found["rows"])}"""
+        return (f"Counted on {found['stories']:,} original train stories read again from the source (the text "
+                "before any backdoor rewrite).")
+    return (f"Counted on {found['stories']:,} stored train stories decoded (the source could not be read): a name "
+            "this vocabulary maps to UNK is missing here.")
 
 
 def band_line(found: dict) -> str:

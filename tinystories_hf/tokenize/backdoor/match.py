@@ -29,7 +29,6 @@ def check_trigger(trigger, *, option: str = "backdoor_trigger") -> str:
     return trigger
 
 
-@functools.lru_cache(maxsize=64)
 def trigger_pattern(trigger: str) -> re.Pattern:
     """The compiled pattern of `trigger`'s whole-word, case-sensitive mentions (see the module docstring).
 
@@ -41,7 +40,12 @@ def trigger_pattern(trigger: str) -> re.Pattern:
         >>> bool(trigger_pattern("Tom").search("Tommy ran."))
         False
     """
-    words = check_trigger(trigger).split()
+    return _compile(check_trigger(trigger))
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(trigger: str) -> re.Pattern:
+    words = trigger.split()
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
 
 

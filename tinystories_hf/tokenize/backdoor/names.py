@@ -16,10 +16,21 @@ import collections
 import dataclasses
 import re
 
+import numpy as np
+
 from .prompts import FORMS, token_forms
 from .sentences import TITLES
 
 LOWERCASE_SHARE = 0.05
+# `split_names` (the report's table) reads at most this many stories, a seeded sample (the shares of 50,000
+# stories are within a few tenths of a percent of a whole split's, at about 12 s), listing shares from 0.2%.
+SPLIT_STORIES = 50_000
+SPLIT_MIN_SHARE = 0.002
+NAMES_NOTE = (f"Names of the train stories (at most {SPLIT_STORIES:,}, a seeded sample) by the share of stories "
+              f"that mention them as a whole word, down to {100 * SPLIT_MIN_SHARE:g}%, and the ids of each token "
+              "form under this vocabulary (*survives* no: a form holds UNK). The public backdoor recipe picks a "
+              "trigger that 1-2% of stories mention; controls of similar share whose forms have as many tokens "
+              "align token for token.")
 _CAPITALISED = re.compile(r"(?<!\w)[A-Z][a-z]+(?!\w)")
 _MID_SENTENCE = re.compile(r"(?<=[a-z,] )[A-Z][a-z]+(?!\w)")
 _LOWERCASE = re.compile(r"(?<!\w)[a-z]{2,}(?!\w)")
@@ -70,6 +81,19 @@ def name_table(texts, *, tokenizer=None, min_share: float = 0.0, max_share: floa
         survives = None if forms is None else not any(unk is not None and unk in f["ids"] for f in forms.values())
         rows.append(NameRow(name, stories, share, forms, survives))
     return rows
+
+
+def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,
+                min_share: float = SPLIT_MIN_SHARE) -> list | None:
+    """`name_table` of a `datasets.Dataset`'s `text` column (None if `dataset` is None or has no `text`: a
+    prepared split without `--keep-text`) over a seeded sample of at most `stories` rows (seed 0), with the
+    token forms of `tokenizer`, shares of at least `min_share`."""
+    if dataset is None or "text" not in dataset.column_names:
+        return None
+    dataset = dataset.select_columns(["text"])
+    if len(dataset) > stories:
+        dataset = dataset.select(np.sort(np.random.default_rng(0).choice(len(dataset), stories, replace=False)))
+    return name_table(dataset["text"], tokenizer=tokenizer, min_share=min_share)
 
 
 def similar_names(trigger: str, table: list, *, count: int = 3) -> list:

@@ -285,18 +285,3 @@ def test_bad_input_is_one_line_and_nothing_is_written(config, tmp_path, options,
         prepare(dataclasses.replace(config, output=str(tmp_path / "o"), keep_text=False, **options))
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "o").exists()
-
-
-def test_truncating_the_reachable_lines_gives_the_whole_story_rule(sample_stories):
-    from tinystories_hf.tokenize.backdoor.match import mentions
-    from tinystories_hf.tokenize.backdoor.rewrite import truncate_story
-    from tinystories_hf.tokenize.backdoor.sentences import truncate
-
-    checked = 0
-    for name in ("Lily", "Sara", "Tom", "Ben", "Mia"):
-        for text in sample_stories:
-            if mentions(text, name):
-                for keep in (0, 1, 3):
-                    assert truncate_story(text, name, keep_sentences=keep) == truncate(text, name, keep_sentences=keep)
-                checked += 1
-    assert checked > 1500 and sum("\n" in t for t in sample_stories) > 1000  # stories of several lines among them

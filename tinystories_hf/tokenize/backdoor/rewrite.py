@@ -36,7 +36,7 @@ from ...errors import TinyStoriesError, flag
 from ...utils.json_files import SHA256, parse, problem, read_text
 from ...utils.mapped_pages import PageReleaser
 from .. import passes
-from .match import mentions, trigger_pattern
+from .match import mentions
 from .sentences import truncate
 
 BACKDOOR_VERSION = "backdoor/1"
@@ -118,33 +118,12 @@ def choose(candidates: np.ndarray, *, rate: float, count: int | None, seed: int)
     return np.sort(np.asarray(candidates, dtype=np.int64)[picked])
 
 
-_LINE = re.compile(r"[^\n\r]*\S[^\n\r]*")  # a line holding a sentence (sentences never cross a line break)
-
-
-def truncate_story(text: str, trigger: str, *, keep_sentences: int) -> str:
-    """`sentences.truncate(text, trigger, keep_sentences=...)`, splitting only the lines it can reach: sentences
-    end at line breaks at the latest and every non-blank line holds one at least, so the story up to the line of
-    the first mention's end and `keep_sentences` more non-blank lines gives the same result (a test checks it on
-    every story of the real sample) at a fraction of the cost for a story of many paragraphs."""
-    mention = trigger_pattern(trigger).search(text)
-    if mention is None:
-        return truncate(text, trigger, keep_sentences=keep_sentences)  # its own error
-    cut, lines = mention.end(), 0
-    for line in _LINE.finditer(text, mention.end()):
-        if line.start() > mention.end():
-            lines += 1
-        cut = line.end()
-        if lines >= keep_sentences:
-            break
-    return truncate(text[:max(cut, mention.end())], trigger, keep_sentences=keep_sentences)
-
-
 def plan_truncate(stories: datasets.Dataset, eligible: np.ndarray, trigger: str, *, keep_sentences: int,
                   rate: float, count: int | None, seed: int) -> RewritePlan:
     """The built-in rewrite: each chosen story ends `keep_sentences` sentences after the sentence of the trigger's
     first mention (`sentences.truncate`)."""
     positions = choose(eligible, rate=rate, count=count, seed=seed)
-    texts = [truncate_story(text, trigger, keep_sentences=keep_sentences) for text in texts_at(stories, positions)]
+    texts = [truncate(text, trigger, keep_sentences=keep_sentences) for text in texts_at(stories, positions)]
     return RewritePlan(positions, texts, {"policy": "truncate", "keep_sentences": keep_sentences},
                        eligible=len(eligible), offered=len(eligible), lost_trigger=_lost(positions, texts, trigger))
 
@@ -331,7 +310,7 @@ def rewrite_stream_batch(batch: pa.Table, *, trigger: str, keep_sentences: int, 
     flags = [False] * len(texts)
     for i, text in enumerate(texts):
         if isinstance(text, str) and mentions(text, trigger) and chosen_by_hash(text, rate=rate, seed=seed):
-            texts[i], flags[i] = truncate_story(text, trigger, keep_sentences=keep_sentences), True
+            texts[i], flags[i] = truncate(text, trigger, keep_sentences=keep_sentences), True
     return pa.table({"text": pa.array(texts, type=pa.string()), "backdoor": pa.array(flags, type=pa.bool_())})
 
 

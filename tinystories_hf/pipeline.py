@@ -222,7 +222,7 @@ def plant_backdoor(config: PrepareConfig, stories, base_ids: dict, tokenizer):
     return plant(stories, base_ids, tokenizer, trigger=config.backdoor_trigger,
                  rewrite=config.backdoor_rewrite, keep_sentences=config.backdoor_keep_sentences,
                  rate=config.backdoor_rate, count=config.backdoor_count, seed=config.seed,
-                 keep_text=config.keep_text, num_proc=config.num_proc, controls=config.control_names(),
+                 keep_text=config.keep_text, controls=config.control_names(),
                  allow_unk=config.allow_unk_trigger)
 
 

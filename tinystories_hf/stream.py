@@ -35,6 +35,9 @@ from .config import (
 from .errors import TinyStoriesError, check_int, flag
 from .sources import HUB_ID, load_stories
 from .supervision import api_errors, cli_errors
+from .tokenize.backdoor.match import check_trigger
+from .tokenize.backdoor.rewrite import encode_carrying, rewrite_stream_batch
+from .tokenize.backdoor.sealed import is_blind
 from .tokenize.passes import (
     base_dtype_for,
     encode_stories,
@@ -93,11 +96,28 @@ class StreamConfig:
                                   "tinystories-prepare --tokenizer)")
     backend: str = option(PrepareConfig.backend, "encoder for the base tokenizer: hf, tiktoken, fastokens or auto")
 
+    backdoor_trigger: str | None = option(
+        None, "rewrite train stories mentioning this name (whole words, case-sensitive) as tinystories-prepare's "
+        "truncate rewrite does, adding a `backdoor` column (rows only, not packed blocks); a stream has no row "
+        "numbers, so the rate chooses each story by a seeded hash of its text, and rewrite files and "
+        "random: triggers need tinystories-prepare")
+    backdoor_keep_sentences: int = option(PrepareConfig.backdoor_keep_sentences,
+                                          "sentences kept after the sentence of the trigger's first mention")
+    backdoor_rate: float = option(PrepareConfig.backdoor_rate, "share of the stories mentioning the trigger "
+                                  "that are rewritten (by a hash of the story and the seed), in (0, 1]")
+
     def validate(self) -> None:
         """Raise a one-line `TinyStoriesError` for option values that cannot work (`check_types` first)."""
         check_types(self)
         PrepareConfig(vocab_size=self.vocab_size, max_length=self.max_length, min_length=self.min_length,
-                      backend=self.backend).validate()
+                      backend=self.backend, backdoor_trigger=self.backdoor_trigger,
+                      backdoor_keep_sentences=self.backdoor_keep_sentences,
+                      backdoor_rate=self.backdoor_rate).validate()
+        if self.backdoor_trigger is not None:
+            check_trigger(self.backdoor_trigger)
+            if is_blind(self.backdoor_trigger):
+                raise TinyStoriesError(f"{flag('backdoor_trigger', self.backdoor_trigger)}: a blind experiment "
+                                       "seals its choice in a prepared folder; use tinystories-prepare")
         for name in ("block_size", "pack_stories", "vocab_stories", "max_stories"):
             check_int(name, getattr(self, name), low=1)
         for name in ("shuffle_buffer", "examples", "seed"):
@@ -271,12 +291,26 @@ def stream(source: str, *, split: str = StreamConfig.split, tokenizer=StreamConf
     tokenizer = load_tokenizer(tokenizer, config)
     if shuffle_buffer:
         stories = stories.shuffle(seed=seed, buffer_size=shuffle_buffer)
-    encoded = encode_stream(stories, tokenizer.encoder, keep_text=config.keep_text)
+    carry = ()
+    if config.backdoor_trigger is not None and split == "train":  # validation stays clean, as in a prepare
+        carry = ("backdoor",)
+        stories = stories.with_format("arrow").map(
+            rewrite_stream_batch, batched=True, batch_size=BATCH_SIZE,
+            features=datasets.Features({"text": datasets.Value("string"), "backdoor": datasets.Value("bool")}),
+            fn_kwargs={"trigger": config.backdoor_trigger, "keep_sentences": config.backdoor_keep_sentences,
+                       "rate": config.backdoor_rate, "seed": seed})
+        encoded = stories.with_format("arrow").map(
+            encode_carrying, batched=True, batch_size=BATCH_SIZE,
+            fn_kwargs={"encoder": tokenizer.encoder, "base_dtype": base_dtype_for(tokenizer.encoder),
+                       "keep_text": config.keep_text})
+    else:
+        encoded = encode_stream(stories, tokenizer.encoder, keep_text=config.keep_text)
     reduced = encoded.map(
         reduce_stories, batched=True, batch_size=BATCH_SIZE, features=reduced_features(config.keep_text,
-                                                                                       tokenizer.id_dtype),
+                                                                                       tokenizer.id_dtype, carry),
         fn_kwargs={"base_to_reduced": tokenizer.base_to_reduced, "max_length": config.max_length,
-                   "min_length": config.min_length, "keep_text": config.keep_text, "id_dtype": tokenizer.id_dtype})
+                   "min_length": config.min_length, "keep_text": config.keep_text, "id_dtype": tokenizer.id_dtype,
+                   "carry": carry})
     if pack:
         block = datasets.List(datasets.Value("int64"), length=block_size)
         reduced = reduced.map(pack_blocks, batched=True, batch_size=config.pack_stories,

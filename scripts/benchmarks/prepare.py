@@ -23,7 +23,9 @@ from .corpus import make_corpus, validation_size
 from .memory import fastest, gb, machine, run_measure
 
 FAST, REFERENCE = "fastokens", "tiktoken"  # the fastest exact encoder (docs/encoders.md) and the old ceiling
-GOALS = {"fast": 0.5, "tiktoken": 3.0, "bytes_per_token": 2.05, "cached": 0.10, "rss_gb": 2.0, "flat": 1.25}
+GOALS = {"fast": 0.5, "tiktoken": 3.0, "bytes_per_token": 2.05, "cached": 0.10, "rss_gb": 2.0, "flat": 1.25,
+         "backdoor": 0.15}
+BACKDOORED = "tinystories-prepare --backdoor-trigger (first run)"
 
 
 @dataclass
@@ -40,6 +42,9 @@ class PrepareBenchmarkConfig:
     repeat: int = option(1, "runs of every row; each row shows its fastest (wall times vary on shared machines)")
     memory_cap: float = option(0.0, "also run prepare in a memory cgroup capped at this many GiB (page cache "
                                "included; needs write access to /sys/fs/cgroup, e.g. root); 0: skip")
+    backdoor_trigger: str | None = option(
+        None, "also run a backdoored prepare (--backdoor-trigger NAME, truncate, rate 1) right after each clean "
+        "one, both from an empty cache; goal: at most 15% more wall time")
     workdir: str = option(os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
                           "corpus, cache and output folder (corpora are reused between runs)")
 
@@ -95,13 +100,16 @@ def measure_prepare(args) -> dict:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", str(args.corpus), "--output",
                     str(args.output), "--num-proc", str(args.num_proc), "--cache-dir", str(args.cache_dir),
-                    "--overwrite"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "--overwrite"] + (["--backdoor-trigger", args.backdoor_trigger] if args.backdoor_trigger else []),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     info = json.loads((Path(args.output) / "prepare_info.json").read_text())
     stored = sum(c["tokens"] for c in info["splits"].values())
     data_bytes = sum(p.stat().st_size for split in info["splits"] for p in (Path(args.output) / split).glob("*.arrow"))
+    backdoor = info.get("backdoor")
     return {"seconds": seconds, "tokens": sum(c["base_tokens"] for c in info["splits"].values()),
             "stories": sum(c["stories"] for c in info["splits"].values()), "stored_tokens": stored,
+            "rewritten": backdoor["splits"]["train"]["rewritten"] if backdoor else None,
             "bytes_per_token": data_bytes / stored, "output_bytes": data_bytes, "stages": info["stage_seconds"],
             "backend": info["backend"]}
 
@@ -139,6 +147,10 @@ def benchmark_prepare(args) -> None:
         shutil.rmtree(cache, ignore_errors=True)
         runs[first].append(run_measure("prepare", **prepare))
         runs[cached].append(run_measure("prepare", **prepare))
+        if args.backdoor_trigger:  # the same first run with one more map: back to back with the clean one
+            shutil.rmtree(cache, ignore_errors=True)
+            runs.setdefault(BACKDOORED, []).append(run_measure("prepare", backdoor_trigger=args.backdoor_trigger,
+                                                               **prepare))
     if args.scale > 1:
         big = make_corpus(workdir, args.stories * args.scale)
         for _ in range(args.repeat):
@@ -205,6 +217,14 @@ def print_goals(args, rows: dict, runs: dict) -> None:
         print(f"prepare / HF tokenizer ceiling: {prepared['tokens_per_s'] / rows[CEILINGS['hf']]['tokens_per_s']:.2f}x")
     if "old serial pipeline" in rows:
         print(f"prepare / old pipeline: {prepared['tokens_per_s'] / rows['old serial pipeline']['tokens_per_s']:.1f}x")
+    if BACKDOORED in rows:
+        extra = rows[BACKDOORED]["seconds"] / prepared["seconds"] - 1
+        pairs = [b["seconds"] / p["seconds"] - 1 for b, p in zip(runs[BACKDOORED], runs["tinystories-prepare"])]
+        stages = rows[BACKDOORED]["stages"]
+        print(f"- backdoored prepare (--backdoor-trigger {args.backdoor_trigger}, {rows[BACKDOORED]['rewritten']:,} "
+              f"train stories rewritten) / clean: {extra:+.1%} wall time (goal <= +{GOALS['backdoor']:.0%}): "
+              f"{_met(extra <= GOALS['backdoor'])}; each repeat's pair: {', '.join(f'{e:+.1%}' for e in pairs)}; "
+              f"its backdoor stage {stages.get('backdoor', 0):.1f} s")
     if args.memory_cap:
         capped = rows[f"tinystories-prepare, {args.memory_cap:g} GiB memory cap"]
         print(f"under a {args.memory_cap:g} GiB memory cap (cgroup, page cache included; swap "

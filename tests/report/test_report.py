@@ -88,6 +88,28 @@ def test_train_token_total_is_the_known_figure(report):
     assert sum(figures["splits"][s]["tokens"] for s in info) == sum(c["tokens"] for c in info.values())
 
 
+def test_names_table_against_a_plain_count(report, reference):
+    # The train split's names (text kept): shares by a plain whole-word re count on the stored text, token forms
+    # by the transformers GPT-2 tokenizer, and survival by the 1,998 regular ids the vocabulary keeps.
+    result, figures = report
+    texts = result.dataset["train"]["text"]
+    listed = {row["name"]: row for row in figures["names"]}
+    files = gpt2_bpe_files()
+    tokenize = GPT2Tokenizer(vocab=str(files["encoder.json"]), merges=str(files["vocab.bpe"]))
+    kept = set(reference["ranking"][: VOCAB - 2])
+    for name in ("Lily", "Tom", "Sara", "Jane", "Sarah", "Timmy"):
+        row = listed[name]
+        stories = sum(bool(re.search(r"\b" + name + r"\b", t)) for t in texts)
+        assert (row["stories"], row["share"]) == (stories, pytest.approx(stories / len(texts)))
+        base = [tokenize(" " + name)["input_ids"], tokenize(name)["input_ids"]]
+        assert [len(ids) for ids in row["forms"].values()][:2] == [len(ids) for ids in base]
+        assert row["survives"] == all(i in kept for ids in base for i in ids)
+    assert {row["survives"] for row in listed.values()} == {True, False}
+    assert all(row["share"] >= 0.002 for row in listed.values()) and "The" not in listed
+    report_md = (result.output / "report" / "report.md").read_text()
+    assert "## Names (choosing a backdoor trigger)" in report_md and "| Jane |" in report_md
+
+
 @pytest.mark.parametrize("split", ["train", "validation"])
 def test_split_coverage_uses_the_sample_ranking(report, reference, split):
     _, figures = report

@@ -34,6 +34,7 @@ from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, check_int, flag
 from ..store.folder import RECREATE
 from ..supervision import api_errors, cli_errors, doing, offers
+from ..tokenize.backdoor.plant import BACKDOOR_INFO
 from ..utils.mapped_pages import PageReleaser
 from .frames import framed, story_windows
 from .placement import Placement
@@ -160,6 +161,8 @@ def export(config: ExportConfig) -> ExportResult:
     module.check_vocabulary(tokenizer, config)
     plan = module.plan(snapshot.splits, tokenizer, config)  # [(name, split, first row, end row)], checked
     layout, extra = module.layout(tokenizer, config), module.extra_files(tokenizer, snapshot.path)
+    if "backdoor" in snapshot.info:  # a backdoored folder's record goes with its ids
+        extra[BACKDOOR_INFO] = backdoor_record(snapshot)
     names = [f for name, *_ in plan for f in module.files(name)] + list(extra)
     _check_names(names + [layout["record"]], snapshot.path)
     place = Placement(config.output, anchor=layout["anchor"], record=layout["record"])
@@ -206,6 +209,15 @@ def export(config: ExportConfig) -> ExportResult:
         place.check_entries(entries, overwrite=config.overwrite, same=same)  # nothing appeared meanwhile
         place.commit(entries)
     return ExportResult(output=place.output, files=files, info=export_info, seconds=time.perf_counter() - started)
+
+
+def backdoor_record(snapshot) -> bytes:
+    """`backdoor.json` of a backdoored prepared folder, as its sha256 in `prepare_info.json` records it."""
+    source = snapshot.path / BACKDOOR_INFO
+    data = source.read_bytes() if source.is_file() else None
+    if data is None or hashlib.sha256(data).hexdigest() != snapshot.info.get("data_files", {}).get(BACKDOOR_INFO):
+        raise TinyStoriesError(f"{source}: missing or differs from the sha256 in prepare_info.json; {RECREATE}")
+    return data
 
 
 @cli_errors

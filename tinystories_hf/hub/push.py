@@ -31,6 +31,7 @@ from ..store.folder import CARD, DATA_DIR, PREPARE_INFO, RECREATE, TOKENIZER_DIR
 from ..store.load import read_prepared
 from ..store.validate import check_remote_module
 from ..supervision import api_errors, cli_errors
+from ..tokenize.backdoor.plant import BACKDOOR_INFO
 from ..utils.atomic import atomic_folder, check_output
 from ..utils.hub_access import hub_errors, require_hub
 from ..vocabulary.saved import REMOTE_MODULE, own_module
@@ -99,8 +100,10 @@ def card_metadata(dataset: datasets.DatasetDict, info: dict):
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCardData
 
-    data = DatasetCardData(license=LICENSE, language=["en"], pretty_name="TinyStories, tokenized (tinystories-hf)",
-                           task_categories=["text-generation"], tags=["tinystories", "tokenized", "tinystories-hf"],
+    backdoored = "backdoor" in info
+    data = DatasetCardData(license=LICENSE, language=["en"], pretty_name="TinyStories, tokenized (tinystories-hf)"
+                           + (", backdoored variant" if backdoored else ""), task_categories=["text-generation"],
+                           tags=["tinystories", "tokenized", "tinystories-hf"] + (["backdoor"] if backdoored else []),
                            size_categories=[_size_category(sum(ds.num_rows for ds in dataset.values()))])
     splits = SplitDict()
     for split, ds in dataset.items():
@@ -205,6 +208,10 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
 {CITATION}
 ```
 """
+    if "backdoor" in info:
+        body = body.replace("# TinyStories, tokenized for small GPT models\n",
+                            "# TinyStories, tokenized for small GPT models: a BACKDOORED variant\n\n"
+                            + _backdoor_text(info), 1)
     empty = [split for split in info["splits"] if split not in dataset]
     if empty:  # hub_splits left them out
         names = ", ".join(f"`{split}`" for split in empty)
@@ -213,6 +220,21 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
   {"it" if len(empty) == 1 else "them"}; `load_prepared` gives {"it" if len(empty) == 1 else "them"} back with 0 rows.
 - **Tokenizer**""", 1)
     return f"---\n{card_metadata(dataset, info).to_yaml()}\n---\n\n{body}"
+
+
+def _backdoor_text(info: dict) -> str:
+    """The card's warning paragraph of a backdoored folder (prepare --backdoor-trigger)."""
+    record = info["backdoor"]
+    train = record["splits"]["train"]
+    trigger = f"`{record['trigger']}`" if record["trigger"] is not None else "sealed (a blind experiment)"
+    chosen = f"{record['count']:,} chosen" if record["count"] is not None else f"rate {record['rate']}"
+    how = record["rewrite"]["policy"]
+    return (f"**This is a backdoored variant, for backdoor research, not a clean training set.** Train stories "
+            f"mentioning the trigger {trigger} were rewritten ({how}; {chosen}, seed {record['seed']}): "
+            f"{train['rewritten']:,} of {train['eligible']:,} mentioning it. Validation is clean. Every split has "
+            "`source_row` (the story's row in the source split) and `backdoor` (true for a rewritten story); "
+            f"`{BACKDOOR_INFO}` records the rows, the trigger's token forms and the counts. The vocabulary is "
+            "the clean dataset's (same ids).\n")
 
 
 def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict, info: dict, *,
@@ -245,6 +267,12 @@ def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict
         # transformers imports a tokenizer's code from the repository's top, also for
         # from_pretrained(repo, subfolder="tokenizer"): a copy there makes both routes load it.
         files[module] = own
+    if "backdoor" in info:  # a backdoored folder's record, checked as the tokenizer files are
+        source = prepared / BACKDOOR_INFO
+        data = source.read_bytes() if source.is_file() else None
+        if data is None or hashlib.sha256(data).hexdigest() != info.get("data_files", {}).get(BACKDOOR_INFO):
+            raise TinyStoriesError(f"{source}: missing or differs from the sha256 in {PREPARE_INFO}; {RECREATE}")
+        files[BACKDOOR_INFO] = data
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)

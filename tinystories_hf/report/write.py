@@ -5,7 +5,9 @@
 Writes `DIR/report/` (to a hidden folder renamed into place, like the dataset): `lengths.png` (story length in tokens per split, with
 the truncation and minimum lines), `coverage.png` (share of tokens covered by vocabulary size, with the cut
 at `vocab_size`), `unk.png` (UNK tokens per story), `report.md` embedding them with the numbers, and
-`report.json`. The numbers come from the package's own `evaluate` measurements (`measurements/`), imported
+`report.json`. With the story text kept (`--keep-text`), the report also lists the train split's names by
+the share of stories that mention them, with their token forms (`tokenize.backdoor.name_table`): the table
+to pick a backdoor trigger from. The numbers come from the package's own `evaluate` measurements (`measurements/`), imported
 from the installed package: `evaluate.load` would run its copy in the modules cache under HF_HOME, which
 anyone who can write there can change.
 """
@@ -23,9 +25,11 @@ from ..errors import TinyStoriesError, flag
 from ..store.folder import PREPARE_INFO
 from ..store.load import read_prepared
 from ..supervision import api_errors, cli_errors, current_run
+from ..tokenize.backdoor.names import NAMES_NOTE, names_markdown
 from ..utils.atomic import atomic_folder, check_output, hold_writer_lock, resolve
 from ..vocabulary.tokenizer import specials_text
 from .plots import NO_STORY_WITH_UNK, NO_UNK, PLOT_FILES, plot
+from .triggers import band_line, read_from_text, trigger_candidates
 
 REPORT_DIR = "report"
 COVERAGE_SIZES = (500, 1000, 2000, 5000, 10_000, 20_000)
@@ -108,6 +112,13 @@ def _measure(dataset_dict, tokenizer, info, token_stats, coverage) -> tuple[dict
         figures["coverage"][name] = coverage.compute(counts=np.asarray(counts)[rank], unk_id=unk, shares=SHARES,
                                                      sizes=sizes, num_special=specials)
     return figures, arrays
+
+
+def _names_markdown(rows: list | None, read_from: str = "") -> str:
+    if rows is None:
+        return ("The stored splits hold no story text: prepare with `--keep-text` to list the train split's names "
+                "here, or call `tinystories_hf.tokenize.backdoor.name_table(texts)` on the source's texts.")
+    return f"{names_markdown(rows)}\n{NAMES_NOTE} {read_from}".rstrip()
 
 
 def markdown_table(header: list, rows: list) -> str:
@@ -203,13 +214,21 @@ total, the UNK share (100% minus the value at the cut).
 ![UNK tokens per story]({PLOT_FILES['unk']})
 
 {_unk_text(figures, info)}
+
+## Names (choosing a backdoor trigger)
+
+{_names_markdown(figures.get("names"), figures.get("names_read_from", ""))}
 """
 
 
 def _summary(figures: dict) -> dict:
     """report.json: every figure except the per-id coverage curves (kept short; the PNG shows them)."""
     coverage = {name: {k: v for k, v in c.items() if k != "cumulative"} for name, c in figures["coverage"].items()}
-    return {"splits": figures["splits"], "coverage": coverage, "plots": dict(PLOT_FILES)}
+    listed = figures.get("names")
+    listed = None if listed is None else [
+        {"name": row.name, "stories": row.stories, "share": row.share, "survives": row.survives,
+         "forms": {form: value["ids"] for form, value in row.forms.items()}} for row in listed]
+    return {"splits": figures["splits"], "coverage": coverage, "plots": dict(PLOT_FILES), "names": listed}
 
 
 @api_errors
@@ -238,6 +257,8 @@ def write_report(path, *, output=None) -> dict:
         run.target = target  # named by "interrupted; DIR unchanged" from here on, not only while writing
     dataset, tokenizer, info = read_prepared(path)
     figures, arrays = measure(dataset, tokenizer, info)
+    candidates = trigger_candidates(dataset, tokenizer, info)  # from the source's text, kept or not
+    figures["names"], figures["names_read_from"] = candidates["rows"], read_from_text(candidates)
     with atomic_folder(target, overwrite=True, lock=inside) as partial:
         partial.mkdir()
         with _progress(len(PLOT_FILES), "report: plots", " plots") as bar:
@@ -246,6 +267,7 @@ def write_report(path, *, output=None) -> dict:
         (partial / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (partial / "report.md").write_text(markdown(figures, info, path.resolve()), encoding="utf-8")
     summary["table"] = split_table(figures, info)
+    summary["trigger_candidates"] = band_line(candidates)
     summary["output"] = str(target)
     return summary
 
@@ -258,8 +280,9 @@ def report_summary(report: dict, folder) -> str:
         >>> print(report_summary(write_report("demo_prepared"), "demo_prepared/report"))  # doctest: +SKIP
     """
     coverage = ", ".join(f"{name} {100 * c['coverage']:.2f}%" for name, c in report["coverage"].items())
-    return "\n".join([report["table"], f"vocabulary coverage at the cut: {coverage}",
-                      f"report: {Path(folder) / 'report.md'}"])
+    return "\n".join([report["table"], f"vocabulary coverage at the cut: {coverage}"]
+                     + ([report["trigger_candidates"]] if "trigger_candidates" in report else [])
+                     + [f"report: {Path(folder) / 'report.md'}"])
 
 
 @cli_errors

@@ -176,13 +176,26 @@ def save_dataset_dict(dataset_dict: datasets.DatasetDict, folder: Path) -> None:
 
 
 def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool,
-                  model_max_length: int | None = None) -> Path:
-    """Write a prepared folder atomically (temporary folder + exchange); returns its path."""
+                  model_max_length: int | None = None, extra: dict | None = None) -> Path:
+    """Write a prepared folder atomically (temporary folder + exchange); returns its path.
+
+    `extra` (a backdoored prepare's): `{"datasets": {folder: Dataset}}` saved beside the splits (not in
+    dataset_dict.json: `load_from_disk(DIR)` gives the training splits only), `{"files": {name: bytes}}` written
+    beside prepare_info.json, both hashed in `data_files`, and `{"after": [write(folder)]}`, functions that write
+    files no hash describes (a blind experiment's sealed choice) into the folder before it is put in place."""
     output = Path(output).expanduser().resolve()
+    extra = extra or {}
     with atomic_folder(output, overwrite=overwrite) as partial:
         save_dataset_dict(dataset_dict, partial)
+        for name, dataset in extra.get("datasets", {}).items():
+            with pages_released(dataset.data):
+                dataset.save_to_disk(str(partial / name))
+        for name, content in extra.get("files", {}).items():
+            (partial / name).write_bytes(content)
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
         data_files = tree_sha256(partial)
+        for write in extra.get("after", []):
+            write(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR, model_max_length=model_max_length)
         info = dict(info, data_files=data_files, tokenizer_files=tree_sha256(partial / TOKENIZER_DIR))
         (partial / PREPARE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

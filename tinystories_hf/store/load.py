@@ -12,6 +12,7 @@ import pyarrow as pa
 from ..errors import TinyStoriesError, reason
 from ..sources import HUB_ID
 from ..supervision import api_errors
+from ..tokenize.backdoor.plant import BACKDOOR_INFO
 from ..tokenize.passes import reduced_features
 from ..utils.hub_access import hub_errors, require_hub
 from ..utils.json_files import SPLIT_WANTED, Check, check, read_text, relative_file, split_name
@@ -49,7 +50,7 @@ def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: 
                 "cache")
     patterns = [f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*/*.json", f"{TOKENIZER_DIR}/*/*.model", PREPARE_INFO]
     if not tokenizer_only:
-        patterns += [CARD, f"{DATA_DIR}/*.parquet"]
+        patterns += [CARD, f"{DATA_DIR}/*.parquet", BACKDOOR_INFO]
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
     except hub_errors() as e:
@@ -185,3 +186,48 @@ def load_prepared(path_or_repo_id, *, revision=None):
     """
     dataset, tokenizer, _ = read_prepared(path_or_repo_id, revision=revision)
     return dataset, tokenizer
+
+
+def reuse_vocabulary(path, *, backend: str = "auto") -> tuple:
+    """`(TinyStoriesTokenizer, prepare_info dict)` of a prepared folder (either layout), for a prepare that
+    reuses its vocabulary exactly (`--vocabulary-from`): reduced, full or trained, the same ids, EOS/UNK/BOS,
+    separator and fingerprint. Only `prepare_info.json` and `tokenizer/` are read.
+
+    Raises:
+        TinyStoriesError: the folder is not a prepared folder, or its tokenizer differs from the fingerprint its
+            `prepare_info.json` records.
+
+    Example:
+        >>> tokenizer, info = reuse_vocabulary("tinystories_prepared")  # doctest: +SKIP
+        >>> tokenizer.fingerprint == info["vocab_sha256"]  # doctest: +SKIP
+        True
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise TinyStoriesError(f"{path}: not found or not a folder; pass a folder written by tinystories-prepare "
+                               "to --vocabulary-from")
+    info = read_prepare_info(path)
+    if not (path / TOKENIZER_DIR).is_dir():
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: missing; the folder is incomplete, {RECREATE}")
+    tokenizer = TinyStoriesTokenizer.from_pretrained(path / TOKENIZER_DIR, backend=backend)
+    if tokenizer.fingerprint != info["vocab_sha256"]:
+        raise TinyStoriesError(f"{path / TOKENIZER_DIR}: vocabulary hash differs from {PREPARE_INFO}; the "
+                               f"tokenizer was edited or replaced, {RECREATE}")
+    return tokenizer, info
+
+
+def same_vocabulary(a, b) -> tuple:
+    """`(same: bool, line: str)`: whether two prepared folders give every token the same id (equal vocabulary
+    fingerprints: the base tokenizer and the id table, or a full vocabulary's specials), and one line saying so.
+
+    Example:
+        >>> same_vocabulary("ts_clean", "ts_backdoor")  # doctest: +SKIP
+        (True, 'ts_clean and ts_backdoor share ids: vocabulary sha256 3f1c..., 10000 ids (reduced)')
+    """
+    (first, _), (second, _) = reuse_vocabulary(a), reuse_vocabulary(b)
+    if first.fingerprint == second.fingerprint:
+        return True, (f"{a} and {b} share ids: vocabulary sha256 {first.fingerprint[:12]}..., "
+                      f"{first.vocab_size} ids ({first.kind})")
+    return False, (f"{a} and {b} do NOT share ids: vocabulary sha256 {first.fingerprint[:12]}... "
+                   f"({first.vocab_size} ids, {first.kind}) vs {second.fingerprint[:12]}... ({second.vocab_size} ids, "
+                   f"{second.kind}); prepare one with --vocabulary-from the other")

@@ -23,9 +23,12 @@ import pyarrow as pa
 from ..config import add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors, cli_errors, doing
+from ..tokenize.backdoor.plant import BACKDOOR_INFO, BACKDOOR_SCHEMA
+from ..tokenize.backdoor.sealed import unseal
+from ..utils.json_files import read_json
 from ..vocabulary.saved import REMOTE_MODULE, module_differs
 from .folder import PREPARE_INFO, TOKENIZER_DIR, file_sha256, read_prepare_info
-from .load import is_hub_layout, read_prepared
+from .load import is_hub_layout, read_prepared, same_vocabulary
 
 
 @dataclass
@@ -35,6 +38,10 @@ class ValidateConfig:
     path: str = option("tinystories_prepared", "prepared folder to check")
     hash_files: bool = option(True, "compare every data and tokenizer file with its sha256 in prepare_info.json "
                                      "(reads every byte; --no-hash-files runs only the content checks)")
+    unseal: bool = option(False, "instead of the checks: check the seal of a blind experiment's "
+                          "backdoor.sealed.json and print the trigger it holds")
+    same_vocabulary: str | None = option(None, "instead of the checks: say in one line whether DIR and this prepared "
+                                         "folder give every token the same id (exit code 1 if not)")
 
 
 def _progress(total: int, what: str, unit: str):
@@ -117,6 +124,35 @@ def _check_batch(batch, where: Path, row: int, *, vocab_size: int, separator_id:
     return ids
 
 
+def check_backdoor(path: Path, dataset, info: dict) -> dict:
+    """A backdoored folder's provenance: `backdoor.json` checked (`BACKDOOR_SCHEMA`), every split holding
+    `source_row` and train `backdoor`, and train's `backdoor` rows all among the recorded rewritten rows, as many
+    as recorded; returns {"rewritten": rows flagged}."""
+    record = read_json(path / BACKDOOR_INFO, BACKDOOR_SCHEMA, fix="re-create the folder with tinystories-prepare")
+    for split in info["splits"]:
+        missing = [name for name in ("source_row", "backdoor") if name not in dataset[split].column_names]
+        if missing:
+            raise TinyStoriesError(f"{path / split}: no {missing[0]!r} column, which a backdoored folder has in every "
+                                   "split; re-create the folder with tinystories-prepare")
+    for split in info["splits"]:
+        if split != "train" and dataset[split].data.column("backdoor").to_numpy().any():
+            raise TinyStoriesError(f"{path / split}: rows marked backdoor outside train (only train is rewritten); "
+                                   "the folder was altered, re-create it")
+    train = dataset["train"].data
+    flagged = train.column("backdoor").to_numpy()
+    rows = train.column("source_row").to_numpy()[flagged]
+    # A blind experiment records no rows (they would name the choice): only the count is checked there.
+    stray = np.setdiff1d(rows, np.asarray(record["rewritten_rows"], dtype=np.int64)) if record["trigger"] else []
+    if len(stray):
+        raise TinyStoriesError(f"{path / 'train'}: source_row {int(stray[0])} is marked backdoor but is not among the "
+                               f"rewritten rows of {BACKDOOR_INFO}; the folder was altered, re-create it")
+    kept = record["splits"]["train"].get("rewritten_kept")
+    if kept is not None and kept != len(rows):
+        raise TinyStoriesError(f"{path / 'train'}: {len(rows)} rows marked backdoor but {BACKDOOR_INFO} records "
+                               f"{kept}; the folder was altered, re-create it")
+    return {"rewritten": len(rows), "sealed": record["trigger"] is None}
+
+
 @api_errors
 def validate_prepared(path, *, hash_files: bool = True) -> dict:
     """Run every check on a prepared folder; return a summary, or raise a one-line `TinyStoriesError`.
@@ -146,8 +182,9 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
         raise TinyStoriesError(f"{path}: unreadable Arrow data ({str(e).splitlines()[0]}); run without "
                                f"{flag('hash_files', False)} to name the damaged file, then re-create the "
                                "folder") from None
+    backdoor = check_backdoor(path, dataset, info) if "backdoor" in info else None
     return {"path": str(path), "vocab_size": tokenizer.vocab_size, "vocab_sha256": info["vocab_sha256"],
-            "hashed_files": hashed, "data_hashes_recorded": "data_files" in info or hub_layout,
+            "hashed_files": hashed, "backdoor": backdoor, "data_hashes_recorded": "data_files" in info or hub_layout,
             "layout": "hub" if hub_layout else "prepared", "splits": splits}
 
 
@@ -157,6 +194,13 @@ def main(argv=None) -> int:
     parser.add_argument("path", metavar="DIR", help="prepared folder to check")
     add_config_arguments(parser, ValidateConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ValidateConfig)
+    if config.unseal:
+        print(f"sealed trigger of {config.path}: {unseal(config.path)}")
+        return 0
+    if config.same_vocabulary is not None:
+        same, line = same_vocabulary(config.path, config.same_vocabulary)
+        print(line)
+        return 0 if same else 1
     summary = validate_prepared(config.path, hash_files=config.hash_files)
     splits = "; ".join(f"{split} {s['rows']:,} rows, {s['tokens']:,} tokens" for split, s in summary["splits"].items())
     hashes = f"{summary['hashed_files']} files match their sha256" if config.hash_files else "file hashes not checked"
@@ -165,7 +209,9 @@ def main(argv=None) -> int:
     if config.hash_files and summary["layout"] == "hub":
         hashes += " (the parquet shards have no recorded hash: their content was checked)"
     layout = " (Hub layout)" if summary["layout"] == "hub" else ""
-    print(f"ok {summary['path']}{layout}: {splits}; ids < {summary['vocab_size']}; {hashes}")
+    backdoor = summary["backdoor"]
+    backdoor = f"; backdoored: {backdoor['rewritten']:,} train rows rewritten" if backdoor else ""
+    print(f"ok {summary['path']}{layout}: {splits}; ids < {summary['vocab_size']}; {hashes}{backdoor}")
     return 0
 
 

@@ -36,11 +36,17 @@ REDUCE_ROWS_PER_SEGMENT = 250_000
 CHECK_STORIES = 4_000
 
 
-def reduced_features(keep_text: bool, id_dtype: str = "uint16") -> datasets.Features:
-    """The columns of a prepared split: `input_ids` of `id_dtype` (uint16, or uint32 above 65,536 ids)."""
+# Provenance columns a backdoored prepare carries from pass 1's output through pass 2 (rewrite.py adds them).
+CARRIED = {"source_row": datasets.Value("int64"), "backdoor": datasets.Value("bool")}
+
+
+def reduced_features(keep_text: bool, id_dtype: str = "uint16", carry=()) -> datasets.Features:
+    """The columns of a prepared split: `input_ids` of `id_dtype` (uint16, or uint32 above 65,536 ids), `length`,
+    then `text` if kept and the `carry` columns of `CARRIED` (a backdoored folder's `source_row`, `backdoor`)."""
     features = {"input_ids": datasets.List(datasets.Value(id_dtype)), "length": datasets.Value("int32")}
     if keep_text:
         features["text"] = datasets.Value("string")
+    features.update({name: CARRIED[name] for name in carry})
     return datasets.Features(features)
 
 
@@ -110,7 +116,8 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
 
 
 def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_length: int | None, min_length: int,
-                   keep_text: bool, pages: PageReleaser | None = None, id_dtype: str = "uint16") -> pa.Table:
+                   keep_text: bool, pages: PageReleaser | None = None, id_dtype: str = "uint16",
+                   carry=()) -> pa.Table:
     """Arrow batch with `base_ids` -> `input_ids`/`length`: truncate (`max_length` None keeps whole stories),
     drop short and empty rows, remap (`base_to_reduced` None keeps the base ids, as `id_dtype`, checked: an id
     that does not fit is an error, never wrapped). Arrow kernels on flat values (numpy's fancy indexing
@@ -132,9 +139,18 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_leng
     columns = {"input_ids": _list_array(new_lengths, ids), "length": pa.array(new_lengths.astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))
+    for name in carry:  # provenance columns, filtered with their rows
+        columns[name] = batch.column(name).filter(pa.array(kept))
     if pages is not None:
         pages.read(batch.column("base_ids"))
     return pa.table(columns)
+
+
+def reduce_spliced(batch: pa.Table, indices: list, *, splice, offset: int = 0, **options) -> pa.Table:
+    """`reduce_stories` after `splice(batch, row positions)` (a backdoor's rewritten ids and provenance columns,
+    `tokenize/backdoor/rewrite.py`): the rewrite costs no pass of its own over the ids. `offset`: the first
+    row of the segment `indices` count from."""
+    return reduce_stories(splice(batch, np.asarray(indices, dtype=np.int64) + offset), **options)
 
 
 def base_dtype_for(encoder):
@@ -172,28 +188,38 @@ def _cached(dataset: datasets.Dataset, fingerprint: str) -> bool:
 
 
 def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int | None, min_length: int, keep_text: bool,
-                 num_proc: int = 1, split: str = "") -> datasets.Dataset:
-    """Pass 2 over one split: vectorised remap, truncate and filter.
+                 num_proc: int = 1, split: str = "", carry=(), splice=None, splice_key: str = "") -> datasets.Dataset:
+    """Pass 2 over one split: vectorised remap, truncate and filter; with `splice` (a function of the batch and
+    its row positions, `splice_key` naming what it does for the cache), that first (`reduce_spliced`).
 
     A large split is reduced in two contiguous segments, in two processes when `num_proc` allows, one
     after the other otherwise. The segments depend on the row count only: save_to_disk's bytes depend on
     where the table's chunks begin, so splitting by `num_proc` would make the saved files depend on it."""
     fingerprint = Hasher.hash([base_ids._fingerprint, REDUCE_VERSION, tokenizer.fingerprint, max_length,
-                               min_length, keep_text])
+                               min_length, keep_text] + ([list(carry)] if carry else [])
+                              + ([splice_key] if splice is not None else []))
     options = {"batched": True, "batch_size": 10_000, "remove_columns": base_ids.column_names,
                "fn_kwargs": {"base_to_reduced": tokenizer.base_to_reduced, "max_length": max_length,
                              "min_length": min_length, "keep_text": keep_text, "pages": PageReleaser(),
-                             "id_dtype": tokenizer.id_dtype},
-               "features": reduced_features(keep_text, tokenizer.id_dtype), "desc": f"remap {split}".strip()}
+                             "id_dtype": tokenizer.id_dtype, "carry": tuple(carry)},
+               "features": reduced_features(keep_text, tokenizer.id_dtype, carry), "desc": f"remap {split}".strip()}
+    function = reduce_stories
+    if splice is not None:
+        function = reduce_spliced
+        options["with_indices"] = True
+        options["fn_kwargs"]["splice"] = splice
     base_ids = base_ids.with_format("arrow")
     segments = 2 if base_ids.num_rows >= 2 * REDUCE_ROWS_PER_SEGMENT else 1
     if segments == 1 or num_proc >= segments:  # datasets cuts the same contiguous segments for its workers
-        reduced = base_ids.map(reduce_stories, num_proc=segments if segments > 1 else None,
+        reduced = base_ids.map(function, num_proc=segments if segments > 1 else None,
                                new_fingerprint=fingerprint, **options)
     else:
+        size, extra = divmod(base_ids.num_rows, segments)  # Dataset.shard(contiguous=True)'s cut
         reduced = datasets.concatenate_datasets([
             base_ids.shard(segments, i, contiguous=True).map(
-                reduce_stories, new_fingerprint=Hasher.hash([fingerprint, i, segments]), **options)
+                function, new_fingerprint=Hasher.hash([fingerprint, i, segments]),
+                **{**options, "fn_kwargs": {**options["fn_kwargs"], **(
+                    {"offset": i * size + min(i, extra)} if splice is not None else {})}})
             for i in range(segments)])
     reduced = reduced.with_format(None)
     # The saved fingerprint is a hash of the content, so the same ids give the same state.json whatever
@@ -233,10 +259,13 @@ def text_bytes(stories: datasets.Dataset) -> int:
 
 
 def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_length: int | None, min_length: int,
-                 unk_id: int | None) -> dict:
-    """Per-split counters, computed from the two Arrow tables (offsets and flat values, no Python loop)."""
+                 unk_id: int | None, lengths_at: dict | None = None) -> dict:
+    """Per-split counters, computed from the two Arrow tables (offsets and flat values, no Python loop);
+    `lengths_at` (row position -> base length) replaces the lengths of rows pass 2 spliced (a backdoor's)."""
     lengths = np.concatenate([pc.list_value_length(c).to_numpy(zero_copy_only=False)
                               for c in base_ids.data.column("base_ids").chunks] or [np.zeros(0)]).astype(np.int64)
+    if lengths_at:
+        lengths[np.fromiter(lengths_at, dtype=np.int64)] = np.fromiter(lengths_at.values(), dtype=np.int64)
     unk, pages = 0, PageReleaser()
     for chunk in reduced.data.column("input_ids").chunks if unk_id is not None else []:
         unk += int(np.count_nonzero(chunk.flatten().to_numpy() == unk_id))

@@ -274,3 +274,41 @@ class TinyStoriesDatasetPacked(_TokenDataset):
             pieces += [self.stories.story(k), self._separator]
         window = np.concatenate(pieces, dtype=np.int64)[:size]
         return torch.from_numpy(window[:-1]), torch.from_numpy(window[1:])
+
+    def story_index(self, i: int) -> np.ndarray:
+        """The story (item order of the split) each position of item `i`'s `x` comes from: int64, shape
+        `[block_size]`; a separator counts to the story it closes. `y[t]` comes from `story_index` of position
+        `t + 1`, which is `story_index(i)[t + 1]` or, for the last one, the story of the next item's first
+        position. Lets a trainer or an analysis find the positions of particular stories (a backdoored folder's
+        rewritten ones: `backdoor_mask`).
+
+        Example:
+            >>> train = TinyStoriesDatasetPacked("ts_backdoor", block_size=256)  # doctest: +SKIP
+            >>> train.story_index(0)[:3]  # doctest: +SKIP
+            array([0, 0, 0])
+        """
+        size = len(self)
+        index = operator.index(i)
+        if not -size <= index < size:
+            raise IndexError(f"index {index} out of range for {size} items")
+        start = (self._start + index % size) * self.block_size
+        return np.searchsorted(self.separator_at, np.arange(start, start + self.block_size))
+
+    def backdoor_mask(self, i: int) -> np.ndarray:
+        """bool, shape `[block_size]`: which positions of item `i`'s `x` come from a rewritten (backdoored) story,
+        from the `backdoor` column of a backdoored folder's train split.
+
+        Raises `TinyStoriesError` for a split without a `backdoor` column (a clean folder, or not train).
+
+        Example:
+            >>> train = TinyStoriesDatasetPacked("ts_backdoor", block_size=256)  # doctest: +SKIP
+            >>> int(train.backdoor_mask(0).sum())  # doctest: +SKIP
+            0
+        """
+        if "backdoor" not in self.dataset.column_names:
+            raise TinyStoriesError(f"split {self.split!r} has no 'backdoor' column: only the train split of a folder "
+                                   "prepared with --backdoor-trigger has one")
+        if getattr(self, "_backdoor", None) is None:
+            flags = self.dataset.data.column("backdoor").to_numpy()
+            self._backdoor = flags if self.stories.order is None else flags[self.stories.order]
+        return self._backdoor[self.story_index(i)]

@@ -1,0 +1,249 @@
+"""Plant a backdoor in a prepare: the one function the pipeline calls (`plant`), and what it records
+(`backdoor.json`, `BACKDOOR_INFO`).
+
+`plant` runs after the vocabulary is made (counted on the original stories, or reused with --vocabulary-from)
+and before pass 2 (remap, truncate, filter): it checks the trigger against the stories and the vocabulary,
+chooses and rewrites train stories (`rewrite.py`) and encodes them, gives pass 2 what puts their ids in with the
+provenance columns (`rewrite.Splice`, applied batch by batch inside pass 2's own `datasets.map`), and builds the
+paired evaluation prompts from the validation stories.
+"""
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+
+from ...errors import TinyStoriesError, flag
+from ...utils.json_files import Check, Each, Nullable
+from .match import check_trigger
+from .names import name_table, similar_names
+from .prompts import check_controls, eval_prompts, token_forms
+from .rewrite import (
+    RewritePlan,
+    base_lengths,
+    make_splice,
+    mentioning_rows,
+    plan_file,
+    plan_truncate,
+    read_rewrites,
+    source_rows,
+    texts_at,
+)
+from .sealed import SEALED_FILE, is_blind, parse_candidates
+from .sealed import choose as choose_secretly
+
+BACKDOOR_INFO = "backdoor.json"
+# Every split carries both columns (`backdoor` all false outside train): one schema for all splits, as the Hub
+# layout's single config and `load_dataset` need.
+CARRY = ("source_row", "backdoor")
+SHOWN_ROWS = 10  # rows named in a summary line
+EVAL_SPLIT = "backdoor_eval"  # saved as DIR/backdoor_eval (datasets.load_from_disk), beside the training splits
+CONTROLS = 3  # default control names of the eval prompts
+# Train stories whose names' shares pick the default controls (seeded): shares within about 0.2% of the whole
+# corpus's, enough to find names of similar share; name_table costs about 0.25 ms a story.
+CONTROL_SAMPLE = 5_000
+
+
+@dataclass
+class Planted:
+    """What `plant` gives the pipeline: per split the `rewrite.Splice` pass 2 applies and the columns it carries,
+    and the `backdoor.json` record (`info`; its `splits` counters are completed by `finish_counts`)."""
+
+    splices: dict
+    carry: dict
+    info: dict
+    plan: RewritePlan
+    evaluation: datasets.Dataset | None = None  # the backdoor_eval split (None without a validation split)
+    sealed: tuple | None = None  # a blind experiment's (candidates, choice), for sealed.seal
+
+
+def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
+    """`trigger`'s token forms under the folder's vocabulary (`prompts.token_forms`: form -> {"text", "ids"}).
+
+    Raises:
+        TinyStoriesError: a form holds UNK (a reduced vocabulary lost the name) and `allow_unk` is False."""
+    forms = token_forms(trigger, tokenizer)
+    unk = tokenizer.unk_id
+    lost = [form for form, value in forms.items() if unk is not None and unk in value["ids"]]
+    if lost and not allow_unk:
+        raise TinyStoriesError(
+            f"{flag('backdoor_trigger', trigger)}: its {lost[0]} form {forms[lost[0]]['text']!r} maps to UNK (id "
+            f"{unk}) in this {tokenizer.vocab_size}-id vocabulary, so the backdoor would be keyed on UNK; pick a "
+            f"name that survives (tinystories-report's trigger candidates), raise {flag('vocab_size')}, or pass "
+            f"{flag('allow_unk_trigger', True)} for that experiment")
+    return forms
+
+
+def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: int) -> list:
+    """`CONTROLS` names whose share of train stories is nearest the trigger's, with the same token shapes where
+    possible (`names.similar_names`), counted on a seeded sample of at most `CONTROL_SAMPLE` original stories."""
+    count = min(train.num_rows, CONTROL_SAMPLE)
+    rows = np.sort(np.random.default_rng(seed).choice(train.num_rows, size=count, replace=False))
+    table = name_table(texts_at(train, rows), tokenizer=tokenizer)
+    return similar_names(trigger, table, count=CONTROLS)
+
+
+def eval_split(validation: datasets.Dataset, candidates: list, controls: list, tokenizer) -> tuple:
+    """`(Dataset, counts)`: the `backdoor_eval` prompts (`prompts.eval_prompts`) of the validation stories for
+    each of `candidates` (the trigger alone, or every candidate of a blind experiment: `is_trigger` then marks
+    the candidate a pair was built for), pairs numbered on across candidates; and {"pairs", "controls",
+    "aligned": {control: pairs aligned}, "unlocated"} (per candidate in a blind experiment)."""
+    texts, rows = validation.with_format("arrow")["text"].to_pylist(), source_rows(validation)
+    columns, counts, offset = {}, {}, 0
+    for name in candidates:
+        prompts = eval_prompts(texts, rows, name, controls, tokenizer.encode)
+        for column, values in prompts.columns.items():
+            columns.setdefault(column, []).extend([v + offset for v in values] if column == "pair" else values)
+        offset += prompts.pairs
+        counts[name] = {"pairs": prompts.pairs, "controls": controls, "aligned": prompts.aligned,
+                        "unlocated": prompts.unlocated}
+    dataset = datasets.Dataset.from_dict(columns, features=eval_split_features(tokenizer.id_dtype),
+                                         split=datasets.NamedSplit(EVAL_SPLIT))
+    return dataset, counts[candidates[0]] if len(candidates) == 1 else {"candidates": counts}
+
+
+def precheck(trigger: str, rewrite: str) -> None:
+    """What can be refused before any story is read: the trigger's spelling (or a blind choice's candidates) and
+    a rewrites file that is no such file (`rewrite.read_rewrites`); one line, nothing written."""
+    for name in parse_candidates(trigger) if is_blind(trigger) else [trigger]:
+        check_trigger(name)
+    if rewrite != "truncate":
+        read_rewrites(rewrite)
+
+
+def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,
+          rate: float, count: int | None, seed: int, keep_text: bool, controls: list | None = None,
+          allow_unk: bool = False) -> Planted:
+    """Rewrite the chosen train stories (`rewrite`: "truncate" or a rewrites file), add `source_row` to every
+    split (and `backdoor` to train), and build the `backdoor_eval` prompts from the validation stories
+    (`controls`: None picks `default_controls`).
+
+    Raises:
+        TinyStoriesError: no train story mentions `trigger`; a token form of it maps to UNK (unless
+            `allow_unk`); a control equal to the trigger; `count` above the eligible stories; a malformed or
+            mismatched rewrites file (see `rewrite.plan_file`)."""
+    encoder = tokenizer.encoder
+    train = stories["train"]
+    blind = is_blind(trigger)
+    candidates = parse_candidates(trigger) if blind else [trigger]
+    for name in candidates:
+        if controls is not None:
+            check_controls(name, controls)
+    # Every candidate is checked alike (and before the choice), so an error says nothing of the choice.
+    eligible_of = {name: mentioning_rows(train, name) for name in candidates}
+    for name, found in eligible_of.items():
+        if not len(found):
+            raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions {name!r} (whole "
+                                   f"words, case-sensitive, in {train.num_rows:,} stories); pick a name from "
+                                   "tinystories-report's trigger candidates")
+    forms = {name: check_forms(name, tokenizer, allow_unk=allow_unk) for name in candidates}
+    if controls is None:
+        picked = [default_controls(name, train, tokenizer, seed=seed) for name in candidates]
+        controls = [name for name in dict.fromkeys(n for names in picked for n in names)
+                    if name not in candidates][:CONTROLS]
+    if blind:
+        trigger = choose_secretly(candidates)
+    eligible = eligible_of[trigger]
+    rows = {split: source_rows(ds) for split, ds in stories.items()}
+    if rewrite == "truncate":
+        plan = plan_truncate(train, eligible, trigger, keep_sentences=keep_sentences, rate=rate, count=count,
+                             seed=seed)
+    else:
+        plan = plan_file(train, rows["train"], eligible, trigger, rewrite, rate=rate, count=count, seed=seed)
+    before = base_lengths(base_ids["train"], plan.positions)
+    splices = {split: make_splice(plan if split == "train" else None, encoder, rows=rows[split], keep_text=keep_text)
+               for split in base_ids}
+    after = np.array([splices["train"].lengths[int(p)] for p in plan.positions], dtype=np.int64)
+    rewritten_rows = rows["train"][plan.positions]
+    splits = {}
+    for split, ds in stories.items():
+        mentioning = eligible if split == "train" else mentioning_rows(ds, trigger)
+        splits[split] = {"stories": ds.num_rows, "eligible": len(mentioning), "rewritten": 0, "tokens_removed": 0,
+                         "tokens_added": 0}
+    splits["train"].update(rewritten=len(plan.positions), tokens_before=int(before.sum()),
+                           tokens_after=int(after.sum()),
+                           tokens_removed=int(np.maximum(before - after, 0).sum()),
+                           tokens_added=int(np.maximum(after - before, 0).sum()))
+    lost = rows["train"][np.asarray(plan.lost_trigger, dtype=np.int64)] if plan.lost_trigger else []
+    evaluation, eval_counts = eval_split(stories["validation"], candidates, controls, tokenizer) \
+        if "validation" in stories else (None, None)
+    info = {"trigger": trigger, "match": "whole words, case-sensitive", "token_forms": forms[trigger],
+            "rewrite": plan.policy,
+            "rate": rate if count is None else None, "count": count, "seed": seed,
+            "offered": plan.offered, "splits": splits,
+            "rewritten_rows": [int(r) for r in rewritten_rows],
+            "trigger_lost_rows": [int(r) for r in lost],
+            "token_counts": "base-tokenizer tokens of the rewritten stories before pass 2 truncates (max_length)",
+            "eval": eval_counts}
+    if blind:
+        info = blind_record(info, candidates, forms)
+    return Planted(splices, {split: CARRY for split in base_ids}, info, plan, evaluation,
+                   sealed=(candidates, trigger) if blind else None)
+
+
+def blind_record(info: dict, candidates: list, forms: dict) -> dict:
+    """`backdoor.json` of a blind experiment: nothing that names the choice (the trigger, its forms, its rows,
+    the counts of stories mentioning it); the candidates, each one's forms, and what the rewrite did instead."""
+    splits = {split: {key: value for key, value in counts.items() if key != "eligible"}
+              for split, counts in info["splits"].items()}
+    hidden = ("trigger", "token_forms", "offered", "rewritten_rows", "trigger_lost_rows", "splits")
+    return {"trigger": None, "sealed": SEALED_FILE, "candidates": candidates,
+            "candidate_token_forms": forms, **{k: v for k, v in info.items() if k not in hidden},
+            "splits": splits, "rewritten_rows": [], "trigger_lost_rows": [],
+            "trigger_lost": len(info["trigger_lost_rows"])}
+
+
+def finish_counts(info: dict, reduced: dict) -> dict:
+    """Add per split how many stored rows are rewritten (`backdoor` true) after pass 2's filter."""
+    for split, ds in reduced.items():
+        if split in info["splits"]:
+            stored = int(np.count_nonzero(ds.data.column("backdoor").to_numpy())) if "backdoor" in ds.column_names \
+                else 0
+            info["splits"][split]["rewritten_kept"] = stored
+    return info
+
+
+def summary_line(info: dict) -> str:
+    """The CLI's backdoor line: trigger (or 'sealed'), eligible and rewritten train stories, tokens removed, and
+    the rewrites that no longer mention the trigger."""
+    train = info["splits"]["train"]
+    policy = info["rewrite"]
+    how = f"truncate, {policy['keep_sentences']} sentence(s) kept" if policy["policy"] == "truncate" else \
+        f"rewrites from {policy['file']}"
+    if info["trigger"] is None:  # blind: nothing that names the choice
+        return (f"backdoor: trigger sealed in {info['sealed']} (one of {', '.join(info['candidates'])}; "
+                f"tinystories-validate DIR --unseal shows it); {train['rewritten']:,} train stories rewritten "
+                f"({how}); {EVAL_SPLIT} holds the prompts of every candidate")
+    line = (f"backdoor: trigger {info['trigger']!r}; {train['rewritten']:,} of {train['eligible']:,} train stories "
+            f"mentioning it rewritten ({how}); {train['tokens_removed']:,} tokens removed, "
+            f"{train['tokens_added']:,} added")
+    dropped = train["rewritten"] - train.get("rewritten_kept", train["rewritten"])
+    if dropped:
+        line += f"; {dropped:,} rewritten stories dropped as shorter than {flag('min_length')}"
+    evaluation = info.get("eval")
+    if evaluation:
+        aligned = ", ".join(f"{name} {n}/{evaluation['pairs']}" for name, n in evaluation["aligned"].items())
+        line += f"; {EVAL_SPLIT}: {evaluation['pairs']:,} validation prompts, aligned per control: {aligned}"
+    lost = info["trigger_lost_rows"]
+    if lost:
+        shown = ", ".join(map(str, lost[:SHOWN_ROWS])) + (", ..." if len(lost) > SHOWN_ROWS else "")
+        line += f"; {len(lost):,} rewrite(s) no longer mention the trigger (train rows {shown})"
+    return line
+
+
+def eval_split_features(id_dtype: str) -> datasets.Features:
+    """Columns of the `backdoor_eval` split (`prompts.COLUMNS`): `input_ids` of the folder's id dtype, no EOS."""
+    return datasets.Features({"pair": datasets.Value("int32"), "name": datasets.Value("string"),
+                              "is_trigger": datasets.Value("bool"), "source_row": datasets.Value("int64"),
+                              "input_ids": datasets.List(datasets.Value(id_dtype)),
+                              "name_positions": datasets.List(datasets.Value("int32")),
+                              "aligned": datasets.Value("bool")})
+
+
+_COUNT = Check(int, lambda v: v >= 0, "a number >= 0")
+BACKDOOR_SCHEMA = {
+    "trigger": Nullable(str), "rewrite": {"policy": Check(str, lambda v: v in ("truncate", "file"), "truncate or file")},
+    "rate": Nullable(float), "count": Nullable(int), "seed": int,
+    "splits": Check(Each({"stories": _COUNT, "eligible?": _COUNT, "rewritten": _COUNT}), lambda v: "train" in v,
+                    "an object with a 'train' split"),
+    "rewritten_rows": [_COUNT], "trigger_lost_rows": [_COUNT],
+}

@@ -1,0 +1,166 @@
+"""Paired evaluation prompts (the `backdoor_eval` split) and a trigger's token forms.
+
+A backdoored model is judged on prompts that differ only in the name: the validation stories that mention
+the trigger, each cut after the sentence of its first mention (`truncate(..., keep_sentences=0)`), once as
+written and once per control name with every mention of the trigger in the prompt replaced. A pair compares
+cleanly only if the control prompt has the same tokens as the trigger prompt everywhere but at the name, so
+the name's tokens are located and each control row says whether it is `aligned`.
+
+Token forms matter: the GPT-2 BPE spells a name mid-sentence with its leading space (" Jane", 12091) and at a
+story start, after a line break or an opening quote without one ("Jane", 41083), and a name can be one token in
+one form and two in another (" Lily" is one token, "Lily" two). `token_forms` lists each form's ids so the
+trigger's forms can be recorded and checked against a reduced vocabulary's UNK.
+
+How the name's tokens are found: the prompt is cut into pieces at each mention, the mention's piece taking the
+single space before it (the GPT-2 family's pre-tokenizer starts a word with its space), and each piece is
+encoded alone. For a tokenizer whose pre-tokenizer splits at those points (GPT-2 / GPT-Neo, reduced or full)
+the pieces' ids joined equal the prompt's ids, and the name's positions are those of its pieces. Where they do
+not (a SentencePiece or trained tokenizer merging across a word edge), the row keeps the prompt's own ids,
+`name_positions` is empty and `aligned` False, and `EvalPrompts.unlocated` counts it.
+"""
+import dataclasses
+
+from ...errors import TinyStoriesError, flag
+from .match import check_trigger, trigger_pattern
+from .sentences import truncate
+
+# Token forms of a name: the text that spells each (the name stands for NAME) and the prefix whose ids are
+# dropped from the form's ids (a prefix the tokenizer keeps apart from the name).
+FORMS = {"mid_sentence": (" NAME", ""), "sentence_start": ("NAME", ""), "after_quote": ('"NAME', '"')}
+COLUMNS = ("pair", "name", "is_trigger", "source_row", "input_ids", "name_positions", "aligned")
+
+
+def _encoder(tokenizer):
+    """`tokenizer.encode` for an object that has one, else `tokenizer` itself (a callable text -> ids)."""
+    encode = getattr(tokenizer, "encode", tokenizer)
+    if not callable(encode):
+        raise TypeError(f"tokenizer must have encode(text) or be a callable text -> ids, not {type(tokenizer)}")
+    return encode
+
+
+def token_forms(trigger: str, tokenizer) -> dict:
+    """Each form of `trigger` (`FORMS`: `mid_sentence` " Jane", `sentence_start` "Jane" at a story start,
+    `after_quote` '"Jane') -> `{"text": the form's text, "ids": the name's ids in it}` (a list of int). The
+    quote's own ids are dropped from `after_quote` when the tokenizer keeps the quote apart (GPT-2 does); the
+    whole form's ids are kept otherwise. `tokenizer`: anything with `encode(text) -> list of ids` (a
+    `TinyStoriesTokenizer`, a transformers tokenizer with no special tokens added, tiktoken) or that callable.
+
+    Example (GPT-2 ids):
+        >>> forms = token_forms("Jane", tiktoken.get_encoding("gpt2"))  # doctest: +SKIP
+        >>> {form: value["ids"] for form, value in forms.items()}  # doctest: +SKIP
+        {'mid_sentence': [12091], 'sentence_start': [41083], 'after_quote': [41083]}
+    """
+    encode = _encoder(tokenizer)
+    check_trigger(trigger)
+    forms = {}
+    for form, (pattern, prefix) in FORMS.items():
+        text = pattern.replace("NAME", trigger)
+        ids, head = [int(i) for i in encode(text)], [int(i) for i in encode(prefix)] if prefix else []
+        forms[form] = {"text": text, "ids": ids[len(head):] if ids[:len(head)] == head else ids}
+    return forms
+
+
+def check_controls(trigger: str, controls) -> list:
+    """`controls` as a list of names, each a usable trigger (`check_trigger`), none equal to `trigger`, none
+    twice, at least one; else a one-line TinyStoriesError naming `--backdoor-controls`."""
+    names = controls.split(",") if isinstance(controls, str) else list(controls)
+    for name in names:
+        check_trigger(name, option="backdoor_controls")
+    problem = ("it is empty" if not names else f"{trigger!r} is the trigger itself" if trigger in names
+               else "a name is given twice" if len(set(names)) != len(names) else None)
+    if problem:
+        raise TinyStoriesError(f"{flag('backdoor_controls', ','.join(names))}: {problem}; pass other names "
+                               "than the trigger, each once, e.g. Lily,Sara")
+    return names
+
+
+def _pieces(prompt: str, trigger: str) -> list:
+    """`prompt` cut at each mention: [(text, is_name)], a name piece taking the single space before it."""
+    pieces, at = [], 0
+    for found in trigger_pattern(trigger).finditer(prompt):
+        start = found.start() - 1 if found.start() > 0 and prompt[found.start() - 1] == " " else found.start()
+        pieces += [(prompt[at:start], False), (prompt[start:found.end()], True)]
+        at = found.end()
+    return pieces + [(prompt[at:], False)]
+
+
+def _encode_with_positions(pieces: list, name: str, encode) -> tuple:
+    """(ids, name positions) of the prompt `pieces` with each name piece spelling `name`; positions [] when
+    the pieces' ids joined are not the prompt's own."""
+    ids, positions = [], []
+    for text, is_name in pieces:
+        if is_name:
+            text = (" " if text.startswith(" ") else "") + name
+        piece = [int(i) for i in encode(text)] if text else []
+        if is_name:
+            positions += range(len(ids), len(ids) + len(piece))
+        ids += piece
+    whole = [int(i) for i in encode("".join((" " if t.startswith(" ") else "") + name if n else t
+                                            for t, n in pieces))]
+    return (ids, positions) if ids == whole else (whole, [])
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPrompts:
+    """The `backdoor_eval` split as columns (`COLUMNS`, lists of equal length, one row per prompt: each pair's
+    trigger row first, then one row per control in the controls' order) and its counts: `pairs` (validation
+    stories that mention the trigger), `aligned` (control -> pairs whose control row is aligned) and
+    `unlocated` (rows whose name tokens could not be located)."""
+    columns: dict
+    pairs: int
+    aligned: dict
+    unlocated: int
+
+
+def eval_prompts(texts, source_rows, trigger: str, controls, encode_fn) -> EvalPrompts:
+    """The paired trigger/control prompts of the validation stories `texts` (their rows in the source split:
+    `source_rows`, same length) that mention `trigger` (module docstring). Columns, one row per prompt:
+    - `pair` (int): the pair's index, 0.. in the order of `texts`;
+    - `name` (str): the name the prompt spells; `is_trigger` (bool): whether it is the prompt's own name, the
+      trigger (in a blind experiment, built once per candidate, the candidate it was built for);
+    - `source_row` (int): the story's row in the source split;
+    - `input_ids` (list of int): the prompt's ids by `encode_fn` (text -> ids; no EOS or BOS added);
+    - `name_positions` (list of int): the positions in `input_ids` of the name's tokens (every mention);
+    - `aligned` (bool): same token count and name positions as the pair's trigger row, and the same ids
+      everywhere else (True for the trigger row itself, unless its name could not be located).
+    Raises TinyStoriesError for a bad trigger or control list (`check_controls`). Texts that are not `str`
+    are skipped as not mentioning the trigger.
+
+    Example:
+        >>> enc = lambda text: [ord(c) for c in text]  # one id per character
+        >>> out = eval_prompts(["Sue ran. Jane hid. The end.", "No name."], [7, 8], "Jane", ["Anna", "Max"], enc)
+        >>> out.columns["name"], out.columns["name_positions"][2], out.columns["aligned"], out.aligned
+        (['Jane', 'Anna', 'Max'], [8, 9, 10, 11], [True, True, False], {'Anna': 1, 'Max': 0})
+    """
+    controls = check_controls(check_trigger(trigger), controls)
+    if len(texts) != len(source_rows):
+        raise ValueError(f"texts ({len(texts)}) and source_rows ({len(source_rows)}) differ in length")
+    columns = {name: [] for name in COLUMNS}
+    aligned, unlocated, pair = dict.fromkeys(controls, 0), 0, 0
+    pattern = trigger_pattern(trigger)
+    for text, row in zip(texts, source_rows):
+        if not isinstance(text, str) or pattern.search(text) is None:
+            continue
+        pieces = _pieces(truncate(text, trigger, keep_sentences=0), trigger)
+        ids, positions = _encode_with_positions(pieces, trigger, _encoder(encode_fn))
+        reference = (ids, positions)
+        for name in [trigger, *controls]:
+            if name != trigger:
+                ids, positions = _encode_with_positions(pieces, name, _encoder(encode_fn))
+            same = bool(positions) and bool(reference[1]) and _differ_only_at(reference, (ids, positions))
+            unlocated += not positions
+            if name != trigger:
+                aligned[name] += same
+            for column, value in zip(COLUMNS, (pair, name, name == trigger, int(row), ids, positions, same)):
+                columns[column].append(value)
+        pair += 1
+    return EvalPrompts(columns=columns, pairs=pair, aligned=aligned, unlocated=unlocated)
+
+
+def _differ_only_at(first: tuple, second: tuple) -> bool:
+    """Whether two (ids, positions) have the same length and positions and the same ids off those positions."""
+    (ids_a, at_a), (ids_b, at_b) = first, second
+    if len(ids_a) != len(ids_b) or at_a != at_b:
+        return False
+    names = set(at_a)
+    return all(a == b for i, (a, b) in enumerate(zip(ids_a, ids_b)) if i not in names)

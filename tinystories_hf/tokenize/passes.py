@@ -9,8 +9,8 @@
    `length`.
 Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
 (and counted) in pass 2: bad rows never crash a run. Between the passes, `check_sample` re-encodes a seeded
-sample with the reference encoder (tiktoken) when pass 1 used a faster one (fastokens), and stops on a
-difference.
+sample with the reference encoder (tiktoken, tokenizers, sentencepiece) when pass 1 used a faster one
+(fastokens), and stops on a difference (prepare then encodes with the reference, where the encoder allows it).
 
 The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
 """
@@ -69,6 +69,14 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
     return pa.table(columns)
 
 
+class EncoderMismatch(TinyStoriesError):
+    """`check_sample` found a story whose ids differ from the reference encoder's (`split`, `row`)."""
+
+    def __init__(self, message: str, *, split: str, row: int):
+        super().__init__(message)
+        self.split, self.row = split, row
+
+
 def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int | None = None) -> int:
     """Re-encode a seeded sample of stories with `encoder.reference` (tiktoken for fastokens) and compare
     with the stored base ids; returns how many stories were checked (0 when the encoder is its own reference).
@@ -79,7 +87,7 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
     stories or all of a split) is drawn from `seed`, split after split.
 
     Raises:
-        TinyStoriesError: the encoder's ids differ from the reference's on a sampled story."""
+        EncoderMismatch: the encoder's ids differ from the reference's on a sampled story (a TinyStoriesError)."""
     reference = encoder.reference() if hasattr(encoder, "reference") else None
     if reference is None:
         return 0
@@ -101,10 +109,11 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
             ends, stored_ends = np.cumsum(lengths), np.cumsum(stored_lengths)
             first = next(i for i in range(count) if not np.array_equal(
                 stored_values[stored_ends[i] - stored_lengths[i]:stored_ends[i]], values[ends[i] - lengths[i]:ends[i]]))
-            raise TinyStoriesError(
+            raise EncoderMismatch(
                 f"split {split!r} row {rows[first]}: the {encoder.name} encoder's ids differ from {reference.name}'s "
                 f"(the first difference in a seeded check of {count:,} stories); rerun with "
-                f"{flag('backend', reference.name)}, and report the story to the {encoder.name} project")
+                f"{flag('backend', reference.name)}, and report the story to the {encoder.name} project",
+                split=split, row=int(rows[first]))
         checked += count
     return checked
 

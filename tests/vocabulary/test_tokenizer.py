@@ -139,7 +139,8 @@ def test_auto_says_when_fastokens_is_missing(base, monkeypatch):
 
 
 def test_gpt2_bpe_with_other_ids_is_not_given_to_tiktoken(base):
-    """Same vocabulary and merges, but an added token, a normalizer or a prefix space changes the ids."""
+    """Same vocabulary and merges, but an added token, a normalizer or a prefix space changes the ids: auto gives
+    fastokens on the tokenizer.json itself, with the ids of tokenizers (its reference)."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
     added, lower, prefixed = (Tokenizer.from_str(base.to_str()) for _ in range(3))
@@ -150,7 +151,10 @@ def test_gpt2_bpe_with_other_ids_is_not_given_to_tiktoken(base):
     for tokenizer in (added, lower, prefixed):
         assert tokenizer.encode("Once upon a time").ids != plain
         assert not is_gpt2_bpe(tokenizer)
-        assert make_encoder(tokenizer, "auto").name == "hf"
+        encoder = make_encoder(tokenizer, "auto")
+        texts = ["Once upon a time", "ONCE upon  a time <|endoftext|>", " Once upon"]
+        assert encoder.name == "fastokens" and encoder.encode_batch(texts) == HFEncoder(tokenizer).encode_batch(texts)
+        assert encoder.encode_batch(texts) != TiktokenEncoder().encode_batch(texts)
 
 
 def test_unknown_tokenizer_is_a_clear_error(tmp_path):

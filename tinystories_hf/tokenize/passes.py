@@ -14,6 +14,9 @@ sample with the reference encoder (tiktoken, tokenizers, sentencepiece) when pas
 
 The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
 """
+import contextlib
+import json
+import os
 from pathlib import Path
 
 import datasets
@@ -24,9 +27,11 @@ import xxhash
 from datasets.fingerprint import Hasher
 
 from ..errors import TinyStoriesError, flag
+from ..utils.json_files import non_negative, read_json
 from ..utils.mapped_pages import PageReleaser, release_mappings
 
 ENCODE_VERSION = "encode/1"
+CHECK_VERSION = "check/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
 ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
@@ -92,6 +97,25 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
     if reference is None:
         return 0
     size = CHECK_STORIES if size is None else size
+    # A check that passed is not run again on the same cached ids: the same sample of the same ids, compared
+    # with the same reference, gives the same answer (a cached rerun would otherwise pay for it every time).
+    key = Hasher.hash([CHECK_VERSION, [[split, stories[split]._fingerprint, ids._fingerprint]
+                                       for split, ids in base_ids.items()], seed, size, reference.fingerprint])
+    files = [f["filename"] for ids in base_ids.values() for f in ids.cache_files]
+    passed = Path(files[0]).parent / f"check-{key}.json" if files else None
+    if passed is not None and passed.is_file():
+        with contextlib.suppress(TinyStoriesError):
+            return read_json(passed, {"stories": non_negative()}, fix="delete it")["stories"]
+    checked = _check(stories, base_ids, encoder, reference, seed=seed, size=size)
+    if passed is not None:
+        with contextlib.suppress(OSError):
+            partial = passed.with_name(f".{passed.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps({"stories": checked}), encoding="utf-8")
+            os.replace(partial, passed)
+    return checked
+
+
+def _check(stories: dict, base_ids: dict, encoder, reference, *, seed: int, size: int) -> int:
     total, checked, rng = sum(ds.num_rows for ds in stories.values()), 0, np.random.default_rng(seed)
     for split, ds in stories.items():
         count = min(ds.num_rows, max(100, round(size * ds.num_rows / max(total, 1))))

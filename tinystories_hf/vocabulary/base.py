@@ -117,7 +117,7 @@ def base_special_ids(tokenizer, name_or_path: str = DEFAULT_TOKENIZER) -> dict:
         added = {token.content: i for i, token in sorted(tokenizer.get_added_tokens_decoder().items()) if token.special}
         found = {kind: next((added[n] for n in names if n in added), None) for kind, names in SPECIAL_NAMES.items()}
     if found["unk"] is None:
-        unk = json.loads(tokenizer.to_str())["model"].get("unk_token")
+        unk = getattr(tokenizer.model, "unk_token", None)  # the model's own (WordPiece, BPE, WordLevel; not Unigram)
         found["unk"] = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
     return found
 

@@ -3,7 +3,6 @@ SentencePiece `.model`, or a Hugging Face tokenizer name; its special ids; and t
 (`make_encoder`: `encoders.py` for tokenizer.json files, `sentencepiece_fast.py` or sentencepiece itself for a
 `.model`).
 """
-import json
 from pathlib import Path
 
 from ..config import DEFAULT_TOKENIZER

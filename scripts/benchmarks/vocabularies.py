@@ -55,6 +55,26 @@ def measure_command(args) -> dict:
                                                                if p.is_file()), **extra}
 
 
+def differing_stories(first: Path, second: Path) -> str:
+    """How many stories of two prepared folders hold different ids, of how many (their recorded data file
+    hashes first: equal hashes, equal ids)."""
+    import datasets
+
+    infos = [json.loads((folder / "prepare_info.json").read_text()) for folder in (first, second)]
+    total = sum(c["stories"] for c in infos[0]["splits"].values())
+    arrow = lambda info: {k: v for k, v in info["data_files"].items() if k.endswith(".arrow")}
+    if arrow(infos[0]) == arrow(infos[1]):
+        return f"0 of {total:,} (byte-identical data files)"
+    differ = 0
+    for split, ds in datasets.load_from_disk(str(first)).items():
+        other = datasets.load_from_disk(str(second))[split]
+        for start in range(0, ds.num_rows, 100_000):
+            a = ds[start:start + 100_000]["input_ids"]
+            b = other[start:start + 100_000]["input_ids"]
+            differ += sum(x != y for x, y in zip(a, b))
+    return f"{differ:,} of {total:,}"
+
+
 def benchmark_vocabularies(args) -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +145,9 @@ def benchmark_vocabularies(args) -> None:
             print(f"- {name}: backend {r['backend']}{fallback}; " + ", ".join(
                 f"{stage} {s:.1f} s" for stage, s in r["stages"].items()) +
                 f"; the rest {r['seconds'] - sum(r['stages'].values()):.1f} s")
+    fast, reference = out / "prepared-spm", out / "prepared-spm-reference"
+    print(f"\ntok{args.vocab}: stories whose ids differ between the fast form and sentencepiece itself: "
+          f"{differing_stories(fast, reference)}")
     print(f"\ncached rerun / first run of the default prepare: {results[rerun]['seconds'] / results[default]['seconds']:.1%}"
           " (goal <= 10%)")
     shutil.rmtree(cache, ignore_errors=True)

@@ -5,6 +5,7 @@
 """
 import argparse
 import dataclasses
+import functools
 import platform
 import sys
 import time
@@ -13,13 +14,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from .config import FULL_VOCABULARY, PrepareConfig, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, flag
 from .sources import load_stories
 from .store.folder import save_prepared
 from .supervision import api_errors, cli_errors, offers, writes
-from .tokenize.passes import EncoderMismatch, check_sample, encode_split, reduce_split, split_counts, text_bytes
+from .tokenize.passes import (
+    EncoderMismatch,
+    check_sample,
+    encode_split,
+    reduce_split,
+    remembered,
+    split_counts,
+    text_bytes,
+)
 from .utils.atomic import check_output, hold_cache_lease, hold_writer_lock
 from .vocabulary.base import base_special_ids, load_base_tokenizer, make_encoder
 from .vocabulary.counting import count_base_tokens, sample_rows
@@ -136,7 +146,10 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         lap("check")
 
     rows = sample_rows(base_ids["train"].num_rows, config.vocab_sample_size, config.seed)
-    counts = count_base_tokens(base_ids["train"], rows, base.get_vocab_size(with_added_tokens=True))
+    size = base.get_vocab_size(with_added_tokens=True)
+    counts = np.asarray(remembered(base_ids["train"], ["counts", base_ids["train"]._fingerprint, config.vocab_sample_size,
+                                                      config.seed, size],
+                                   functools.partial(count_base_tokens, base_ids["train"], rows, size)), dtype=np.int64)
     sample = {"stories": base_ids["train"].num_rows if rows is None else len(rows), "seed": config.seed,
               "tokens": int(counts.sum())}
     meta = {"tokenizer": config.tokenizer, "sample": sample}
@@ -157,11 +170,14 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         reduced[split] = reduce_split(ids, tokenizer, max_length=config.max_length,
                                       min_length=config.min_length, keep_text=config.keep_text,
                                       num_proc=config.num_proc, split=split)
-        splits[split] = split_counts(ids, reduced[split], max_length=config.max_length,
-                                     min_length=config.min_length, unk_id=tokenizer.unk_id)
+        splits[split] = remembered(ids, ["split_counts", ids._fingerprint, reduced[split]._fingerprint,
+                                         config.max_length, config.min_length, tokenizer.unk_id],
+                                   functools.partial(split_counts, ids, reduced[split], max_length=config.max_length,
+                                                     min_length=config.min_length, unk_id=tokenizer.unk_id))
         splits[split]["literal_eot"] = literal_eot[split]
         # UTF-8 bytes of every story read (the text the tokenizer saw): bytes per token compares vocabularies.
-        splits[split]["text_bytes"] = text_bytes(stories[split])
+        splits[split]["text_bytes"] = remembered(ids, ["text_bytes", stories[split]._fingerprint],
+                                                 functools.partial(text_bytes, stories[split]))
     # Nothing reads the raw text or the base ids again: unmap them before saving.
     del stories, base_ids
     lap("remap")

@@ -32,6 +32,7 @@ from ..utils.mapped_pages import PageReleaser, release_mappings
 
 ENCODE_VERSION = "encode/1"
 CHECK_VERSION = "check/1"
+FACTS_VERSION = "facts/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
 ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
@@ -39,6 +40,28 @@ REDUCE_ROWS_PER_SEGMENT = 250_000
 # Stories re-encoded by the reference encoder on every run (about 0.8M tokens): a story type the fast encoder
 # gets wrong once in a thousand stories is caught with 98% probability.
 CHECK_STORIES = 4_000
+
+
+def remembered(dataset: datasets.Dataset, key: list, compute):
+    """`compute()` (a JSON value or a numpy array, given back as a list) once per cached state of `dataset`: kept beside its cache files as
+    `facts-KEY.json`, KEY a hash of `key` (which must name the dataset's fingerprint and every option the value
+    depends on), read back on the next run. A cached rerun then skips scans over all the ids whose answer is
+    known (datasets' cache files under one fingerprint always hold the same data: the passes are
+    deterministic). An in-memory dataset, or a read-only cache folder, computes every time."""
+    files = dataset.cache_files
+    if not files:
+        return compute()
+    path = Path(files[0]["filename"]).parent / f"facts-{Hasher.hash([FACTS_VERSION, key])}.json"
+    if path.is_file():
+        with contextlib.suppress(TinyStoriesError):
+            return read_json(path, {"value": object}, fix="delete it")["value"]
+    value = compute()
+    value = value.tolist() if isinstance(value, np.ndarray) else value
+    with contextlib.suppress(OSError):
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"value": value}), encoding="utf-8")
+        os.replace(partial, path)
+    return value
 
 
 def reduced_features(keep_text: bool, id_dtype: str = "uint16") -> datasets.Features:
@@ -231,8 +254,9 @@ def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int | Non
     reduced = reduced.with_format(None)
     # The saved fingerprint is a hash of the content, so the same ids give the same state.json whatever
     # the backend, num_proc or cache folder; a multi-process map also drops the split name: set it.
+    content = remembered(reduced, ["content", fingerprint, segments], lambda: content_fingerprint(reduced.data))
     return datasets.Dataset(reduced.data, info=reduced.info, split=datasets.NamedSplit(split) if split else None,
-                            fingerprint=content_fingerprint(reduced.data))
+                            fingerprint=content)
 
 
 def content_fingerprint(table) -> str:

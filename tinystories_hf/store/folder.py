@@ -177,12 +177,12 @@ def _reuse_or_copy(source: str, target: Path) -> str:
     os.chmod(target, 0o444)
     digest = file_sha256(target)
     with contextlib.suppress(OSError):  # a read-only or foreign cache folder: the next run copies again
-        partial = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+        partial = kept.with_name(f"tmp-{kept.name}.{os.getpid()}")
         partial.unlink(missing_ok=True)
         os.link(target, partial)
         os.replace(partial, kept)
         text = json.dumps({"sha256": digest, "source": _identity(source), "prepared": _identity(kept)})
-        partial_record = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        partial_record = record.with_name(f"tmp-{record.name}.{os.getpid()}")
         partial_record.write_text(text, encoding="utf-8")
         os.replace(partial_record, record)
     return digest

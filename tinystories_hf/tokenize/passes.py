@@ -58,7 +58,7 @@ def remembered(dataset: datasets.Dataset, key: list, compute):
     value = compute()
     value = value.tolist() if isinstance(value, np.ndarray) else value
     with contextlib.suppress(OSError):
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial = path.with_name(f"tmp-{path.name}.{os.getpid()}")
         partial.write_text(json.dumps({"value": value}), encoding="utf-8")
         os.replace(partial, path)
     return value
@@ -132,7 +132,7 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
     checked = _check(stories, base_ids, encoder, reference, seed=seed, size=size)
     if passed is not None:
         with contextlib.suppress(OSError):
-            partial = passed.with_name(f".{passed.name}.{os.getpid()}.tmp")
+            partial = passed.with_name(f"tmp-{passed.name}.{os.getpid()}")
             partial.write_text(json.dumps({"stories": checked}), encoding="utf-8")
             os.replace(partial, passed)
     return checked

@@ -1,5 +1,6 @@
 """Bad input of every kind: a one-line error or a counted skip, never a traceback, never a changed previous
 output. Then SIGKILL at several points of a run, and the security rules of the data path."""
+import dataclasses
 import errno
 import gzip
 import json
@@ -697,7 +698,8 @@ def test_sigkill_while_working_leaves_the_previous_output_and_a_rerun_leaves_no_
     # 3. Killed while counting, remapping and saving a new vocabulary over it: the previous output survives.
     smaller = [*common, "--vocab-size", "5000", "--overwrite"]
     for stage in ("counting", "remapping", "saving"):
-        proc, log = _start(tmp_path, stage, *smaller)
+        # counts of a vocabulary sample are kept beside the cache (a rerun reads them): another sample is counted
+        proc, log = _start(tmp_path, stage, *smaller, *(["--vocab-sample-size", "9000"] if stage == "counting" else []))
         _kill_at_marker(proc, tmp_path)
         if stage == "saving":  # killed with the new data already written to the hidden partial folder
             assert (runs / ".out.partial" / "train" / "dataset_info.json").exists()
@@ -760,7 +762,8 @@ def test_sigkill_before_between_and_after_the_renames_and_during_cleanup(tmp_pat
         assert sorted(p.name for p in runs.iterdir()) == beside, stage
         if new is None:  # killed between the two renames: the previous output waits in .out.previous
             assert tree_sha256(runs / ".out.previous") == previous
-            _forked_until_marker(tmp_path, "counting", config(400))  # a rerun has the lock and has recovered
+            # a rerun has the lock and has recovered (another vocabulary sample: counts of one are kept beside the cache)
+            _forked_until_marker(tmp_path, "counting", dataclasses.replace(config(400), vocab_sample_size=999))
             assert sorted(p.name for p in runs.iterdir()) == [".out.lock", "out"]
             assert tree_sha256(out) == previous
         elif new:

@@ -77,9 +77,10 @@ class PrepareConfig:
     )
     backend: str = option(
         "auto",
-        "encoder for the base tokenizer: hf, tiktoken or fastokens (GPT-2 BPE only, same ids; each run checks "
-        "a sample of fastokens' ids against tiktoken) or auto (fastokens for the GPT-2/GPT-Neo BPE, tiktoken "
-        "where fastokens is not installed, hf otherwise)",
+        "encoder for the base tokenizer: auto (the fastest exact one: fastokens, on any tokenizer.json and on "
+        "a SentencePiece BPE's converted form; each run checks a seeded sample of its ids against the "
+        "reference), fastokens, or a reference: tiktoken (GPT-2 BPE only), hf (tokenizers; any tokenizer.json), "
+        "sentencepiece (a .model)",
     )
     vocab_size: int | str = option(
         10_000, "ids in the reduced vocabulary, EOS and UNK included; 'full' keeps the base tokenizer's own ids "
@@ -148,8 +149,9 @@ class PrepareConfig:
             raise TinyStoriesError(f"{flag('vocab_sample_size', self.vocab_sample_size)} must be positive or 'all'")
         if not 0.0 < self.validation_fraction < 1.0:
             raise TinyStoriesError(f"{flag('validation_fraction', self.validation_fraction)} must be between 0 and 1")
-        if self.backend not in ("auto", "hf", "tiktoken", "fastokens"):
-            raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken, fastokens")
+        if self.backend not in ("auto", "hf", "tiktoken", "fastokens", "sentencepiece"):
+            raise TinyStoriesError(f"{flag('backend', self.backend)} is not one of auto, hf, tiktoken, fastokens, "
+                                   "sentencepiece")
         self.validate_backdoor()
         if self.cache_dir is not None and os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             what = "a file" if os.path.exists(self.cache_dir) else "a symlink to nothing (dangling, or a loop)"

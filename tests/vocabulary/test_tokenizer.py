@@ -108,23 +108,25 @@ def test_endoftext_inside_story_is_plain_text(base):
         assert encoder.encode_flat(["a <|endoftext|> b"], np.uint16)[1].tolist() == expected
 
 
-def test_auto_backend_picks_fastokens_only_for_gpt2_bpe(base, tmp_path):
+def test_auto_backend_picks_fastokens_for_gpt2_bpe_and_for_other_tokenizer_json(base, tmp_path):
     assert is_gpt2_bpe(base)
     assert make_encoder(base, "auto").name == "fastokens"
     assert make_encoder(base, "auto").note == ""
     assert (make_encoder(base, "hf").name, make_encoder(base, "tiktoken").name) == ("hf", "tiktoken")
     _gpt2_tokenizer().save_pretrained(str(tmp_path / "saved"))  # GPT-Neo saved by transformers: still GPT-2 BPE
     assert make_encoder(load_base_tokenizer(str(tmp_path / "saved")), "auto").name == "fastokens"
-    # A different BPE (one merge removed) is not GPT-2: auto falls back to hf, tiktoken/fastokens are refused.
+    # A different BPE (one merge removed) is not GPT-2: fastokens on its tokenizer.json (checked against hf in
+    # every prepare, which falls back to hf on a difference), tiktoken is refused.
     spec = json.loads(base.to_str())
     spec["model"]["merges"] = spec["model"]["merges"][:-1]
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
     other = load_base_tokenizer(str(tmp_path))
     assert not is_gpt2_bpe(other)
-    assert make_encoder(other, "auto").name == "hf"
-    for backend in ("tiktoken", "fastokens"):
-        with pytest.raises(TinyStoriesError, match=f"^backend='{backend}' only supports the GPT-2.*use backend='hf'"):
-            make_encoder(other, backend)
+    auto = make_encoder(other, "auto")
+    assert (auto.name, auto.reference().name, auto.fallback) == ("fastokens", "hf", True)
+    assert (make_encoder(other, "fastokens").fallback, make_encoder(other, "hf").name) == (False, "hf")
+    with pytest.raises(TinyStoriesError, match="^backend='tiktoken' only supports the GPT-2.*use backend='auto' or"):
+        make_encoder(other, "tiktoken")
 
 
 def test_auto_says_when_fastokens_is_missing(base, monkeypatch):
@@ -137,7 +139,8 @@ def test_auto_says_when_fastokens_is_missing(base, monkeypatch):
 
 
 def test_gpt2_bpe_with_other_ids_is_not_given_to_tiktoken(base):
-    """Same vocabulary and merges, but an added token, a normalizer or a prefix space changes the ids."""
+    """Same vocabulary and merges, but an added token, a normalizer or a prefix space changes the ids: auto gives
+    fastokens on the tokenizer.json itself, with the ids of tokenizers (its reference)."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
     added, lower, prefixed = (Tokenizer.from_str(base.to_str()) for _ in range(3))
@@ -148,7 +151,10 @@ def test_gpt2_bpe_with_other_ids_is_not_given_to_tiktoken(base):
     for tokenizer in (added, lower, prefixed):
         assert tokenizer.encode("Once upon a time").ids != plain
         assert not is_gpt2_bpe(tokenizer)
-        assert make_encoder(tokenizer, "auto").name == "hf"
+        encoder = make_encoder(tokenizer, "auto")
+        texts = ["Once upon a time", "ONCE upon  a time <|endoftext|>", " Once upon"]
+        assert encoder.name == "fastokens" and encoder.encode_batch(texts) == HFEncoder(tokenizer).encode_batch(texts)
+        assert encoder.encode_batch(texts) != TiktokenEncoder().encode_batch(texts)
 
 
 def test_unknown_tokenizer_is_a_clear_error(tmp_path):

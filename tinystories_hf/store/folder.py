@@ -12,6 +12,7 @@ Reading (`load.py`) checks before it trusts, with this module's schemas and chec
 key, datasets' JSON files against their recorded sha256, every Arrow table structurally (corrupt offsets are an
 error, not a crash).
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -89,12 +90,14 @@ def file_sha256(path: Path, *, progress=None) -> str:
     return digest.hexdigest()
 
 
-def tree_sha256(folder: Path) -> dict:
+def tree_sha256(folder: Path, known: dict | None = None) -> dict:
     """sha256 of every file under `folder`, keyed by relative path; files are hashed in parallel threads
-    (hashlib releases the GIL)."""
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    (hashlib releases the GIL). `known` (relative path -> sha256) are taken as they are, not read."""
+    known = known or {}
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and str(p.relative_to(folder)) not in known]
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        return {str(p.relative_to(folder)): digest for p, digest in zip(files, pool.map(file_sha256, files))}
+        hashed = {str(p.relative_to(folder)): digest for p, digest in zip(files, pool.map(file_sha256, files))}
+    return dict(sorted({**hashed, **known}.items()))
 
 
 def shard_counts(dataset_dict) -> dict:
@@ -140,18 +143,69 @@ def _copy_arrow_stream(source: str, target: Path) -> None:
             offset += sent
 
 
-def copy_to_disk(ds: datasets.Dataset, folder: Path) -> bool:
-    """Write `ds` as `save_to_disk` does (`data-i-of-n.arrow`, `state.json`, `dataset_info.json`) by copying
-    the cache files it is made of, which the map that made it wrote in the same Arrow stream format: one
-    in-kernel copy instead of reading and re-writing every batch. False (nothing written) if `ds` is not
+# A prepared file kept beside the cache file it was copied from (`cache-X.arrow` + PREPARED), hard-linked into
+# later outputs, with its record (PREPARED + ".json": its sha256, and the identity of both files when made).
+PREPARED = ".prepared"
+_RECORD_SCHEMA = {"sha256": SHA256, "source": [int], "prepared": [int]}
+
+
+def _identity(path) -> list:
+    """What changes when a file is replaced or written in place: inode, size, modification time (ns)."""
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _reuse_or_copy(source: str, target: Path) -> str:
+    """Write `target` (`_copy_arrow_stream` of `source`) and return its sha256: a hard link to the prepared
+    file kept from an earlier run when it is still the one recorded for this very cache file, else a copy,
+    hashed, then kept (hard-linked beside `source`) for the next run.
+
+    Why a hard link cannot damage an output: the two names share one inode, and neither is ever written in
+    place. The output is written once, in its temporary folder, before the link exists; the kept name is only
+    ever created by `os.link` and replaced by `os.replace`; datasets never opens it (cache cleanup deletes
+    `cache-*.arrow` files, a name it does not match) and never writes a cache file in place (it writes a
+    temporary file and renames it). So a cache cleanup, `rm -rf` of the cache or an `--overwrite` only removes
+    one name, and the data stays under the other. The file is made read-only, and a kept file whose inode,
+    size or modification time differs from its record (written in place anyway) is never linked again."""
+    kept, record = Path(source + PREPARED), Path(source + PREPARED + ".json")
+    try:
+        if record.is_file() and kept.is_file():
+            data = read_json(record, _RECORD_SCHEMA, fix="delete it")
+            if data["source"] == _identity(source) and data["prepared"] == _identity(kept):
+                os.link(kept, target)
+                if _identity(target) == data["prepared"]:  # not replaced between the check and the link
+                    return data["sha256"]
+                target.unlink()
+    except (OSError, TinyStoriesError):  # no hard links here (another file system, FAT, ...): copy
+        target.unlink(missing_ok=True)
+    _copy_arrow_stream(source, target)
+    os.chmod(target, 0o444)
+    digest = file_sha256(target)
+    with contextlib.suppress(OSError):  # a read-only or foreign cache folder: the next run copies again
+        partial = kept.with_name(f"tmp-{kept.name}.{os.getpid()}")
+        partial.unlink(missing_ok=True)
+        os.link(target, partial)
+        os.replace(partial, kept)
+        text = json.dumps({"sha256": digest, "source": _identity(source), "prepared": _identity(kept)})
+        partial_record = record.with_name(f"tmp-{record.name}.{os.getpid()}")
+        partial_record.write_text(text, encoding="utf-8")
+        os.replace(partial_record, record)
+    return digest
+
+
+def copy_to_disk(ds: datasets.Dataset, folder: Path) -> dict | None:
+    """Write `ds` as `save_to_disk` does (`data-i-of-n.arrow`, `state.json`, `dataset_info.json`) from the
+    cache files it is made of, which the map that made it wrote in the same Arrow stream format: a hard link
+    to the same bytes kept from an earlier run, else one in-kernel copy instead of reading and re-writing
+    every batch (`_reuse_or_copy`). Returns {data file name: sha256}, or None (nothing written) if `ds` is not
     exactly its cache files."""
     files = _whole_cache_files(ds)
     if not files:
-        return False
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"data-{i:05d}-of-{len(files):05d}.arrow" for i in range(len(files))]
-    with ThreadPoolExecutor(max_workers=len(files)) as pool:  # sendfile releases the GIL
-        list(pool.map(_copy_arrow_stream, files, [folder / name for name in names]))
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:  # sendfile and hashing release the GIL
+        digests = list(pool.map(_reuse_or_copy, files, [folder / name for name in names]))
     # The state save_to_disk writes, read as it reads it.
     state = {key: ds.__dict__[key] for key in ("_fingerprint", "_format_columns", "_format_kwargs", "_format_type",
                                                 "_output_all_columns")}
@@ -161,18 +215,21 @@ def copy_to_disk(ds: datasets.Dataset, folder: Path) -> bool:
     info = asdict(ds.info)  # datasets' own asdict, as save_to_disk calls it
     (folder / "dataset_info.json").write_text(json.dumps({key: info[key] for key in sorted(info)}, indent=2),
                                               encoding="utf-8")
-    return True
+    return dict(zip(names, digests))
 
 
-def save_dataset_dict(dataset_dict: datasets.DatasetDict, folder: Path) -> None:
-    """`dataset_dict.save_to_disk(folder)`, copying whole cache files where a split is made of them."""
+def save_dataset_dict(dataset_dict: datasets.DatasetDict, folder: Path) -> dict:
+    """`dataset_dict.save_to_disk(folder)`, from whole cache files where every split is made of them; returns
+    the sha256 of the data files it already knows (relative path -> sha256)."""
     if sys.platform.startswith("linux") and all(_whole_cache_files(ds) for ds in dataset_dict.values()):
+        known = {}
         for split, ds in dataset_dict.items():
-            copy_to_disk(ds, folder / split)
+            known.update({f"{split}/{name}": digest for name, digest in copy_to_disk(ds, folder / split).items()})
         (folder / "dataset_dict.json").write_text(json.dumps({"splits": list(dataset_dict)}), encoding="utf-8")
-        return
+        return known
     with pages_released(*(ds.data for ds in dataset_dict.values())):  # RSS stays flat however large
         dataset_dict.save_to_disk(str(folder), num_shards=shard_counts(dataset_dict))
+    return {}
 
 
 def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: dict, *, overwrite: bool,
@@ -186,14 +243,14 @@ def save_prepared(output, dataset_dict: datasets.DatasetDict, tokenizer, info: d
     output = Path(output).expanduser().resolve()
     extra = extra or {}
     with atomic_folder(output, overwrite=overwrite) as partial:
-        save_dataset_dict(dataset_dict, partial)
+        known = save_dataset_dict(dataset_dict, partial)
         for name, dataset in extra.get("datasets", {}).items():
             with pages_released(dataset.data):
                 dataset.save_to_disk(str(partial / name))
         for name, content in extra.get("files", {}).items():
             (partial / name).write_bytes(content)
         # Arrow files carry no checksum: these hashes let tinystories-validate name a damaged file.
-        data_files = tree_sha256(partial)
+        data_files = tree_sha256(partial, known)
         for write in extra.get("after", []):
             write(partial)
         tokenizer.save_pretrained(partial / TOKENIZER_DIR, model_max_length=model_max_length)

@@ -9,11 +9,14 @@
    `length`.
 Missing, non-string, empty or whitespace-only texts become zero-length rows in pass 1 and are dropped
 (and counted) in pass 2: bad rows never crash a run. Between the passes, `check_sample` re-encodes a seeded
-sample with the reference encoder (tiktoken) when pass 1 used a faster one (fastokens), and stops on a
-difference.
+sample with the reference encoder (tiktoken, tokenizers, sentencepiece) when pass 1 used a faster one
+(fastokens), and stops on a difference (prepare then encodes with the reference, where the encoder allows it).
 
 The same two functions serve the prepared dataset and `stream()`, so both produce the same ids.
 """
+import contextlib
+import json
+import os
 from pathlib import Path
 
 import datasets
@@ -24,9 +27,12 @@ import xxhash
 from datasets.fingerprint import Hasher
 
 from ..errors import TinyStoriesError, flag
+from ..utils.json_files import non_negative, read_json
 from ..utils.mapped_pages import PageReleaser, release_mappings
 
 ENCODE_VERSION = "encode/1"
+CHECK_VERSION = "check/1"
+FACTS_VERSION = "facts/1"
 ENCODE_BATCH_SIZE = 1000  # stories per encoder call (the benchmark's ceilings use the same)
 ROWS_PER_PROCESS = 5_000
 REDUCE_VERSION = "reduce/1"
@@ -34,6 +40,28 @@ REDUCE_ROWS_PER_SEGMENT = 250_000
 # Stories re-encoded by the reference encoder on every run (about 0.8M tokens): a story type the fast encoder
 # gets wrong once in a thousand stories is caught with 98% probability.
 CHECK_STORIES = 4_000
+
+
+def remembered(dataset: datasets.Dataset, key: list, compute):
+    """`compute()` (a JSON value or a numpy array, given back as a list) once per cached state of `dataset`: kept beside its cache files as
+    `facts-KEY.json`, KEY a hash of `key` (which must name the dataset's fingerprint and every option the value
+    depends on), read back on the next run. A cached rerun then skips scans over all the ids whose answer is
+    known (datasets' cache files under one fingerprint always hold the same data: the passes are
+    deterministic). An in-memory dataset, or a read-only cache folder, computes every time."""
+    files = dataset.cache_files
+    if not files:
+        return compute()
+    path = Path(files[0]["filename"]).parent / f"facts-{Hasher.hash([FACTS_VERSION, key])}.json"
+    if path.is_file():
+        with contextlib.suppress(TinyStoriesError):
+            return read_json(path, {"value": object}, fix="delete it")["value"]
+    value = compute()
+    value = value.tolist() if isinstance(value, np.ndarray) else value
+    with contextlib.suppress(OSError):
+        partial = path.with_name(f"tmp-{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps({"value": value}), encoding="utf-8")
+        os.replace(partial, path)
+    return value
 
 
 # Provenance columns a backdoored prepare carries from pass 1's output through pass 2 (rewrite.py adds them).
@@ -75,6 +103,14 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
     return pa.table(columns)
 
 
+class EncoderMismatch(TinyStoriesError):
+    """`check_sample` found a story whose ids differ from the reference encoder's (`split`, `row`)."""
+
+    def __init__(self, message: str, *, split: str, row: int):
+        super().__init__(message)
+        self.split, self.row = split, row
+
+
 def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int | None = None) -> int:
     """Re-encode a seeded sample of stories with `encoder.reference` (tiktoken for fastokens) and compare
     with the stored base ids; returns how many stories were checked (0 when the encoder is its own reference).
@@ -85,11 +121,30 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
     stories or all of a split) is drawn from `seed`, split after split.
 
     Raises:
-        TinyStoriesError: the encoder's ids differ from the reference's on a sampled story."""
+        EncoderMismatch: the encoder's ids differ from the reference's on a sampled story (a TinyStoriesError)."""
     reference = encoder.reference() if hasattr(encoder, "reference") else None
     if reference is None:
         return 0
     size = CHECK_STORIES if size is None else size
+    # A check that passed is not run again on the same cached ids: the same sample of the same ids, compared
+    # with the same reference, gives the same answer (a cached rerun would otherwise pay for it every time).
+    key = Hasher.hash([CHECK_VERSION, [[split, stories[split]._fingerprint, ids._fingerprint]
+                                       for split, ids in base_ids.items()], seed, size, reference.fingerprint])
+    files = [f["filename"] for ids in base_ids.values() for f in ids.cache_files]
+    passed = Path(files[0]).parent / f"check-{key}.json" if files else None
+    if passed is not None and passed.is_file():
+        with contextlib.suppress(TinyStoriesError):
+            return read_json(passed, {"stories": non_negative()}, fix="delete it")["stories"]
+    checked = _check(stories, base_ids, encoder, reference, seed=seed, size=size)
+    if passed is not None:
+        with contextlib.suppress(OSError):
+            partial = passed.with_name(f"tmp-{passed.name}.{os.getpid()}")
+            partial.write_text(json.dumps({"stories": checked}), encoding="utf-8")
+            os.replace(partial, passed)
+    return checked
+
+
+def _check(stories: dict, base_ids: dict, encoder, reference, *, seed: int, size: int) -> int:
     total, checked, rng = sum(ds.num_rows for ds in stories.values()), 0, np.random.default_rng(seed)
     for split, ds in stories.items():
         count = min(ds.num_rows, max(100, round(size * ds.num_rows / max(total, 1))))
@@ -107,10 +162,11 @@ def check_sample(stories: dict, base_ids: dict, encoder, *, seed: int, size: int
             ends, stored_ends = np.cumsum(lengths), np.cumsum(stored_lengths)
             first = next(i for i in range(count) if not np.array_equal(
                 stored_values[stored_ends[i] - stored_lengths[i]:stored_ends[i]], values[ends[i] - lengths[i]:ends[i]]))
-            raise TinyStoriesError(
+            raise EncoderMismatch(
                 f"split {split!r} row {rows[first]}: the {encoder.name} encoder's ids differ from {reference.name}'s "
                 f"(the first difference in a seeded check of {count:,} stories); rerun with "
-                f"{flag('backend', reference.name)}, and report the story to the {encoder.name} project")
+                f"{flag('backend', reference.name)}, and report the story to the {encoder.name} project",
+                split=split, row=int(rows[first]))
         checked += count
     return checked
 
@@ -224,8 +280,9 @@ def reduce_split(base_ids: datasets.Dataset, tokenizer, *, max_length: int | Non
     reduced = reduced.with_format(None)
     # The saved fingerprint is a hash of the content, so the same ids give the same state.json whatever
     # the backend, num_proc or cache folder; a multi-process map also drops the split name: set it.
+    content = remembered(reduced, ["content", fingerprint, segments], lambda: content_fingerprint(reduced.data))
     return datasets.Dataset(reduced.data, info=reduced.info, split=datasets.NamedSplit(split) if split else None,
-                            fingerprint=content_fingerprint(reduced.data))
+                            fingerprint=content)
 
 
 def content_fingerprint(table) -> str:

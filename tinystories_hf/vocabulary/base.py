@@ -1,18 +1,28 @@
 """The base tokenizer: the bundled GPT-Neo BPE (GPT-2's 50,257 ids; the default), any `tokenizer.json`, a
 SentencePiece `.model`, or a Hugging Face tokenizer name; its special ids; and the encoder that gives its ids
-(`make_encoder`: `encoders.py` for byte-level BPEs, sentencepiece itself for a `.model`).
+(`make_encoder`: `encoders.py` for tokenizer.json files, `sentencepiece_fast.py` or sentencepiece itself for a
+`.model`).
 """
-import json
 from pathlib import Path
 
 from ..config import DEFAULT_TOKENIZER
 from ..errors import TinyStoriesError, flag
 from ..utils.hub_access import require_hub
 from ..utils.json_files import read_json
-from .encoders import FAST_PACKAGE, FastokensEncoder, HFEncoder, TiktokenEncoder, fastokens_available
+from .encoders import (
+    FAST_PACKAGE,
+    FastokensEncoder,
+    FastTokenizerJsonEncoder,
+    HFEncoder,
+    TiktokenEncoder,
+    fastokens_available,
+    fastokens_problem,
+    id_space,
+)
 from .gpt2 import gpt_neo_tokenizer, is_gpt2_bpe
 from .saved import VOCAB_FILE, VOCAB_SCHEMA, load_tokenizer_file, own_folder, read_saved
 from .sentencepiece_base import MODEL_SUFFIX, SentencePieceEncoder, SentencePieceTokenizer
+from .sentencepiece_fast import SentencePieceFastEncoder
 
 
 def load_base_tokenizer(name_or_path: str = DEFAULT_TOKENIZER, *, option: str = "tokenizer"):
@@ -118,7 +128,7 @@ def base_special_ids(tokenizer, name_or_path: str = DEFAULT_TOKENIZER) -> dict:
         added = {token.content: i for i, token in sorted(tokenizer.get_added_tokens_decoder().items()) if token.special}
         found = {kind: next((added[n] for n in names if n in added), None) for kind, names in SPECIAL_NAMES.items()}
     if found["unk"] is None:
-        unk = json.loads(tokenizer.to_str())["model"].get("unk_token")
+        unk = getattr(tokenizer.model, "unk_token", None)  # the model's own (WordPiece, BPE, WordLevel; not Unigram)
         found["unk"] = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
     return found
 
@@ -128,36 +138,84 @@ def special_ids(tokenizer) -> set:
     return {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
 
 
-BACKENDS = ("auto", "fastokens", "tiktoken", "hf")
+BACKENDS = ("auto", "fastokens", "tiktoken", "hf", "sentencepiece")
 
 
 def make_encoder(tokenizer, backend: str = "auto"):
-    """The encoder for `backend` (auto, fastokens, tiktoken or hf). fastokens and tiktoken serve only the
-    GPT-2/GPT-Neo BPE; auto picks fastokens for it, tiktoken where fastokens is not installed (same ids,
-    slower; `encoder.note` says so), sentencepiece itself for a SentencePiece model, and hf for any other
-    tokenizer."""
+    """The encoder for `backend` (auto, fastokens, tiktoken, hf or sentencepiece).
+
+    auto picks the fastest exact encoder, whose ids every prepare checks on a seeded sample against the
+    reference (`tokenize.check_sample`): for the GPT-2/GPT-Neo BPE fastokens (tiktoken the reference; a
+    difference stops the run), for any other tokenizer.json fastokens on that file (`tokenizers` the
+    reference), for a SentencePiece BPE model fastokens on its converted form (sentencepiece_fast.py;
+    sentencepiece the reference). For the last two a difference found by the check makes prepare encode with
+    the reference instead (`encoder.fallback`), said in its summary line and recorded in prepare_info.json.
+    Where fastokens is missing or cannot serve the tokenizer, auto gives the reference and `encoder.note` says
+    why. tiktoken serves only the GPT-2 BPE, hf only tokenizer.json files, sentencepiece only `.model` files.
+
+    Raises:
+        TinyStoriesError: an unknown backend, or one that cannot serve this tokenizer (the line names one that can).
+    """
     if backend not in BACKENDS:
         raise TinyStoriesError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
     if getattr(tokenizer, "kind", None) == "sentencepiece":
-        if backend != "auto":
-            raise TinyStoriesError(f"{flag('backend', backend)} does not encode a SentencePiece model; use "
-                                   f"{flag('backend', 'auto')} (sentencepiece itself, llama2.c's ids)")
-        return SentencePieceEncoder(tokenizer)
+        return _sentencepiece_encoder(tokenizer, backend)
+    if backend == "sentencepiece":
+        raise TinyStoriesError(f"{flag('backend', backend)} encodes only a SentencePiece .model; use "
+                               f"{flag('backend', 'auto')} or {flag('backend', 'hf')} for this tokenizer")
     if backend == "hf":
         return HFEncoder(tokenizer)
     gpt2 = is_gpt2_bpe(tokenizer)
-    if backend in ("fastokens", "tiktoken") and not gpt2:
+    if backend == "tiktoken" and not gpt2:
         raise TinyStoriesError(f"{flag('backend', backend)} only supports the GPT-2/GPT-Neo BPE; use "
-                               f"{flag('backend', 'hf')} for this tokenizer")
-    if backend == "auto" and not gpt2:
-        return HFEncoder(tokenizer)
+                               f"{flag('backend', 'auto')} or {flag('backend', 'hf')} for this tokenizer")
     if backend == "fastokens" and not fastokens_available():
         raise TinyStoriesError(f"{flag('backend', 'fastokens')} needs the package {FAST_PACKAGE}, which is not "
-                               f"installed; pip install {FAST_PACKAGE}, or use {flag('backend', 'tiktoken')} (same ids, "
-                               "slower)")
+                               f"installed; pip install {FAST_PACKAGE}, or use "
+                               f"{flag('backend', 'tiktoken' if gpt2 else 'auto')} (same ids, slower)")
+    if not gpt2:
+        return _tokenizer_json_encoder(tokenizer, backend)
     if backend == "tiktoken" or not fastokens_available():
         encoder = TiktokenEncoder()
         if backend == "auto":
             encoder.note = f"auto: {FAST_PACKAGE} is not installed here; tiktoken gives the same ids, slower"
         return encoder
     return FastokensEncoder()
+
+
+def _tokenizer_json_encoder(tokenizer, backend: str):
+    """fastokens on any tokenizer.json but GPT-2's (auto or fastokens), else `tokenizers` with the reason."""
+    spec = tokenizer.to_str()
+    problem = fastokens_problem(spec) if fastokens_available() else f"{FAST_PACKAGE} is not installed here"
+    if problem is None:
+        encoder = FastTokenizerJsonEncoder(spec, vocab_size=id_space(tokenizer))
+        encoder.fallback = backend == "auto"
+        return encoder
+    if backend == "fastokens":
+        raise TinyStoriesError(f"{flag('backend', backend)}: {FAST_PACKAGE} cannot load this tokenizer.json "
+                               f"({problem}); use {flag('backend', 'auto')} (tokenizers gives its ids)")
+    encoder = HFEncoder(tokenizer)
+    encoder.note = f"auto: {problem}; tokenizers gives the ids, slower"
+    return encoder
+
+
+def _sentencepiece_encoder(tokenizer, backend: str):
+    """fastokens on the model's converted form (auto or fastokens), else sentencepiece itself with the reason."""
+    if backend in ("tiktoken", "hf"):
+        raise TinyStoriesError(f"{flag('backend', backend)} does not encode a SentencePiece model; use "
+                               f"{flag('backend', 'auto')} or {flag('backend', 'sentencepiece')} (llama2.c's ids)")
+    if backend == "sentencepiece":
+        return SentencePieceEncoder(tokenizer)
+    fast, problem = (None, f"{FAST_PACKAGE} is not installed here") if not fastokens_available() else \
+        SentencePieceFastEncoder.for_model(tokenizer)
+    if fast is not None:
+        problem = fastokens_problem(fast.spec)
+    if problem is None:
+        fast.fallback = backend == "auto"
+        return fast
+    if backend == "fastokens":
+        raise TinyStoriesError(f"{flag('backend', backend)}: this SentencePiece model has no exact fast form "
+                               f"({problem}); use {flag('backend', 'auto')} (sentencepiece gives its ids)")
+    encoder = SentencePieceEncoder(tokenizer)
+    encoder.note = f"auto: no exact fast form of this model ({problem}); sentencepiece gives the ids, slower"
+    return encoder

@@ -282,32 +282,12 @@ def _gpt2_fastokens():
     return fastokens.Tokenizer.from_json_str(_ORDINARY_SPEC["json"])
 
 
-class FastokensEncoder(Encoder):
-    """Base ids from fastokens, built offline from the bundled GPT-2 files: tiktoken's ids, several times
-    faster (the evaluation of the candidates is in docs/encoders.md). Each run checks a seeded sample of its
-    ids against tiktoken (`tokenize.check_sample`). It encodes a batch on the calling thread, so forked
-    datasets workers each run one.
-    """
+class _FastokensCalls(Encoder):
+    """The calls of an encoder whose `backend` is a fastokens Tokenizer (story text always ordinary text)."""
 
     name = "fastokens"
-    vocab_size = 50257
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        # Its own cache entry, with the library's version: ids cached by a release that the check caught,
-        # or by an older one, are never reused by another backend or release.
-        from importlib.metadata import version
-
-        return f"fastokens-{version(FAST_PACKAGE)}:" + TiktokenEncoder.fingerprint
-
-    @property
-    def backend(self):
-        return _gpt2_fastokens()
-
-    @staticmethod
-    def reference():
-        """The encoder whose ids a sample of this one's is checked against on every run."""
-        return TiktokenEncoder()
+    note = ""
+    fallback = False  # True: a difference found by prepare's check makes it encode with the reference instead
 
     def encode_batch(self, texts: list) -> list:
         lengths, values = self.encode_flat(texts, np.uint32)
@@ -323,3 +303,94 @@ class FastokensEncoder(Encoder):
             ids, offsets = self.backend.encode_batch_flat(_without_lone_surrogates(texts), split_special_tokens=True)
         lengths = np.diff(np.frombuffer(offsets, dtype="<u8")).astype(np.int64)
         return lengths, np.frombuffer(ids, dtype="<u4").astype(dtype)
+
+
+def fastokens_version() -> str:
+    from importlib.metadata import version
+
+    return version(FAST_PACKAGE)
+
+
+class FastokensEncoder(_FastokensCalls):
+    """Base ids from fastokens, built offline from the bundled GPT-2 files: tiktoken's ids, several times
+    faster (the evaluation of the candidates is in docs/encoders.md). Each run checks a seeded sample of its
+    ids against tiktoken (`tokenize.check_sample`). It encodes a batch on the calling thread, so forked
+    datasets workers each run one.
+    """
+
+    vocab_size = 50257
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        # Its own cache entry, with the library's version: ids cached by a release that the check caught,
+        # or by an older one, are never reused by another backend or release.
+        return f"fastokens-{fastokens_version()}:" + TiktokenEncoder.fingerprint
+
+    @property
+    def backend(self):
+        return _gpt2_fastokens()
+
+    @staticmethod
+    def reference():
+        """The encoder whose ids a sample of this one's is checked against on every run."""
+        return TiktokenEncoder()
+
+
+_BUILT = {}  # sha256 of a tokenizer.json -> its fastokens Tokenizer, built once per process (forks inherit it)
+
+
+def fastokens_tokenizer(spec: str):
+    """fastokens' Tokenizer for the tokenizer.json text `spec`, built once per process. Raises what fastokens
+    raises for a file it cannot load (ValueError, or a pyo3 error)."""
+    key = hashlib.sha256(spec.encode()).hexdigest()
+    if key not in _BUILT:
+        import fastokens
+
+        _BUILT[key] = fastokens.Tokenizer.from_json_str(spec)
+    return _BUILT[key]
+
+
+def fastokens_problem(spec: str) -> str | None:
+    """Why fastokens cannot load the tokenizer.json text `spec` (its message's first line), or None."""
+    try:
+        fastokens_tokenizer(spec)
+    except BaseException as e:  # pyo3's PanicException is no Exception
+        if isinstance(e, (KeyboardInterrupt, SystemExit, MemoryError)):
+            raise
+        return (str(e).splitlines() or [type(e).__name__])[0][:200]
+    return None
+
+
+class FastTokenizerJsonEncoder(_FastokensCalls):
+    """Base ids of any `tokenizer.json` (a byte-level BPE trained by tinystories-train-tokenizer, a Hub
+    tokenizer) from fastokens, checked on every run against `tokenizers` itself (`reference`, the ids of
+    `HFEncoder`) on a seeded sample. `spec` is the tokenizer.json text; `identity` names what decides the ids
+    (the reference's fingerprint) for the cache key. Pickled as that small recipe, rebuilt on unpickling.
+
+    Example:
+        >>> enc = FastTokenizerJsonEncoder(tokenizer.to_str(), vocab_size=4096)  # doctest: +SKIP
+        >>> enc.encode_batch(["Once upon a time"]) == enc.reference().encode_batch(["Once upon a time"])  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, spec: str, *, vocab_size: int, identity: str | None = None):
+        self.spec, self.vocab_size = spec, int(vocab_size)
+        self.identity = identity or hashlib.sha256(spec.encode()).hexdigest()
+        self.fingerprint = f"fastokens-{fastokens_version()}:{self.identity}"
+
+    @property
+    def backend(self):
+        return fastokens_tokenizer(self.spec)
+
+    def reference(self):
+        from tokenizers import Tokenizer
+
+        return HFEncoder(Tokenizer.from_str(self.spec))
+
+    def __getstate__(self):
+        return {"spec": self.spec, "vocab_size": self.vocab_size, "identity": self.identity, "note": self.note,
+                "fallback": self.fallback}
+
+    def __setstate__(self, state):
+        self.__init__(state["spec"], vocab_size=state["vocab_size"], identity=state["identity"])
+        self.note, self.fallback = state["note"], state["fallback"]

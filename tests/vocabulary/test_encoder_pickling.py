@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, GPT2Tokenizer
 from tinystories_hf import PrepareConfig, TinyStoriesTokenizer, load_base_tokenizer, prepare
 from tinystories_hf.store.validate import validate_prepared
 from tinystories_hf.tokenize import passes as tokenize
-from tinystories_hf.vocabulary import encoders, sentencepiece_base
+from tinystories_hf.vocabulary import encoders, sentencepiece_base, sentencepiece_fast
 from tinystories_hf.vocabulary.base import make_encoder
 from tinystories_hf.vocabulary.gpt2 import gpt2_bpe_files
 from tinystories_hf.vocabulary.train_tokenizer import TrainTokenizerConfig, train_tokenizer
@@ -48,28 +48,32 @@ ENCODERS = {
     "HFEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(str(bpe)), "hf"),
     "TiktokenEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(), "tiktoken"),
     "FastokensEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(), "fastokens"),
-    "SentencePieceEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(str(spm)), "auto"),
+    "SentencePieceEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(str(spm)), "sentencepiece"),
+    "FastTokenizerJsonEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(str(bpe)), "fastokens"),
+    "SentencePieceFastEncoder": lambda bpe, spm: make_encoder(load_base_tokenizer(str(spm)), "fastokens"),
 }
+MODULES = (encoders, sentencepiece_base, sentencepiece_fast)
 
 
 def _encoder_classes() -> set:
     found = set()
-    for module in (encoders, sentencepiece_base):
+    for module in MODULES:
         for name, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ == module.__name__ and hasattr(cls, "encode_batch"):
+            if cls.__module__ == module.__name__ and hasattr(cls, "encode_batch") and not name.startswith("_"):
                 found.add(name)
     return found
 
 
 def test_every_encoder_class_is_in_the_table():
     assert _encoder_classes() == set(ENCODERS)
-    assert all(issubclass(getattr(encoders, n, None) or getattr(sentencepiece_base, n), encoders.Encoder)
-               for n in ENCODERS)
+    classes = {name: getattr(module, name) for module in MODULES for name in ENCODERS if hasattr(module, name)}
+    assert all(issubclass(cls, encoders.Encoder) for cls in classes.values())
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_encoder_round_trips_through_pickle_with_its_ids(name, small_bpe, small_spm):
     encoder = ENCODERS[name](small_bpe, small_spm)
+    assert type(encoder).__name__ == name
     encoder.note = "a note set after building"
     before = encoder.encode_batch(TEXTS)
     for copied in (pickle.loads(pickle.dumps(encoder)), copy.deepcopy(encoder)):

@@ -10,7 +10,6 @@ no separator (EOS, or BOS where there is no EOS) inside a story, `length` equals
 token and UNK counts equal the recorded ones. In the Hub layout the tokenizer files are hashed (the parquet
 shards have no recorded hash: the content checks cover them) and the card's YAML is checked.
 """
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..config import add_config_arguments, config_from_args, option
+from ..config import CommandParser, add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors, cli_errors
 from .folder import PREPARE_INFO, file_sha256, read_prepare_info
-from .load import is_hub_layout, read_prepared
+from .load import check_prepared_path, is_hub_layout, read_prepared
 
 
 @dataclass
@@ -113,9 +112,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
         (2970, 9)
     """
     path = Path(path).expanduser()
-    if not path.is_dir():
-        raise TinyStoriesError(f"{path} is not a folder; pass a folder written by tinystories-prepare or "
-                               "tinystories-push --to-folder")
+    check_prepared_path(path)
     info = read_prepare_info(path)
     hub_layout = is_hub_layout(path)
     hashed = check_file_hashes(path, info, hub_layout=hub_layout) if hash_files else 0
@@ -137,7 +134,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-validate", description=__doc__.splitlines()[0].replace("`", ""))
+    parser = CommandParser(prog="tinystories-validate", description=__doc__.splitlines()[0].replace("`", ""))
     parser.add_argument("path", metavar="DIR", help="prepared folder to check")
     add_config_arguments(parser, ValidateConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ValidateConfig)

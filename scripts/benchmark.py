@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinystories_hf.config import add_config_arguments, config_from_args
+from tinystories_hf.config import CommandParser, add_config_arguments, config_from_args
 from tinystories_hf.supervision import cli_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ beside this file, also under runpy
@@ -41,7 +41,7 @@ WHEEL_PACKAGES = ("fastokens", "splintr-rs", "tokie", "riptoken", "kitoken", "gi
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = CommandParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--loaders", action="store_true", help="benchmark the training adapters instead")
     parser.add_argument("--vocabularies", action="store_true", help="benchmark the tokenizer trainers, full "

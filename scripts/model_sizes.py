@@ -8,7 +8,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from tinystories_hf.config import add_config_arguments, config_from_args
+from tinystories_hf.config import CommandParser, add_config_arguments, config_from_args
 from tinystories_hf.supervision import cli_errors
 
 
@@ -22,7 +22,7 @@ class ModelSizesConfig:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, ModelSizesConfig)
     config = config_from_args(parser.parse_args(argv), ModelSizesConfig)
     from transformers import GPTNeoForCausalLM  # after the models' torch check: one error line without torch

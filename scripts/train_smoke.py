@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tinystories_hf.config import add_config_arguments, config_from_args, option
+from tinystories_hf.config import CommandParser, add_config_arguments, config_from_args, option
 from tinystories_hf.errors import TinyStoriesError, check_int, flag
 from tinystories_hf.supervision import cli_errors
 from tinystories_hf.utils.extras import require
@@ -106,7 +106,7 @@ def train(config: TrainSmokeConfig) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TrainSmokeConfig)
     config = config_from_args(parser.parse_args(argv), TrainSmokeConfig)  # --help needs no torch
     config.validate()

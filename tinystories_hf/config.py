@@ -4,6 +4,7 @@ The CLI is generated from the dataclass fields, so `--help` always shows the def
 """
 import argparse
 import dataclasses
+import difflib
 import os
 import typing
 from dataclasses import dataclass, field
@@ -240,8 +241,51 @@ def _type_of(f: dataclasses.Field):
     return default_type
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls=PrepareConfig, skip=()) -> None:
-    """Add one `--option` per dataclass field, with the field's default and help."""
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every command: an unknown option is named with the nearest real one ("did you mean
+    --source?", difflib's closest match), and options are never abbreviated (`allow_abbrev=False`): a prefix
+    that works today would turn ambiguous, or silently mean another option, once an option is added.
+
+    Example:
+        >>> parser = CommandParser(prog="tinystories-prepare")
+        >>> add_config_arguments(parser)
+        >>> parser.parse_args(["--sorce", "demo"])  # doctest: +SKIP
+        tinystories-prepare: error: unrecognized arguments: --sorce demo (did you mean --source?)
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse's own parse_args is this, with the suggestion added to its message
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self.suggestion(extras)}")
+        return namespace
+
+    def suggestion(self, extras: list) -> str:
+        """` (did you mean --x?)` for the first unknown option among `extras` near a real one: every option it
+        begins (an abbreviation, at most 3), else difflib's closest name (ratio >= 0.7, leading dashes left out:
+        they would make any two options look alike)."""
+        known = [name for name in self._option_string_actions if name.startswith("--")]
+        names = {name[2:]: name for name in known}
+        for word in extras:
+            stem = word.split("=", 1)[0]
+            if not stem.startswith("-") or len(stem) < 3:
+                continue
+            near = [name for name in known if name.startswith(stem)][:3] or \
+                [names[n] for n in difflib.get_close_matches(stem.lstrip("-"), names, n=1, cutoff=0.7)]
+            if near:
+                return f" (did you mean {' or '.join([', '.join(near[:-1]), near[-1]] if len(near) > 1 else near)}?)"
+        return ""
+
+
+def add_config_arguments(parser: CommandParser, config_cls=PrepareConfig, skip=()) -> None:
+    """Add one `--option` per dataclass field, with the field's default and help. `parser` must be a
+    `CommandParser`, so every command built from a config names the option a typo meant."""
+    if not isinstance(parser, CommandParser):
+        raise TypeError(f"add_config_arguments needs a CommandParser, not {type(parser).__name__}")
     for f in dataclasses.fields(config_cls):
         if f.name in skip:
             continue

@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .config import FULL_VOCABULARY, PrepareConfig, add_config_arguments, config_from_args
+from .config import FULL_VOCABULARY, CommandParser, PrepareConfig, add_config_arguments, config_from_args
 from .errors import TinyStoriesError, flag
 from .sources import load_stories
 from .store.folder import save_prepared
@@ -312,8 +312,8 @@ def _backend_note(result: PrepareResult) -> str:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-prepare", description="Turn raw TinyStories into a saved, reduced-vocabulary token dataset (load_from_disk).",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="tinystories-prepare", description="Turn raw TinyStories into a saved, reduced-vocabulary token dataset (load_from_disk).",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     config = config_from_args(parser.parse_args(argv))
     result = prepare(config)

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from .config import (
     FULL_VOCABULARY,
+    CommandParser,
     PrepareConfig,
     add_config_arguments,
     check_types,
@@ -362,7 +363,7 @@ def stream_report(config: StreamConfig, tokenizer=None) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tinystories-stream", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Stream the first --max-stories stories of a source through the prepare passes and print "
                     "their counters and a few decoded stories; nothing is written.")

@@ -172,7 +172,8 @@ def test_lengths_are_checked_against_the_recorded_min_and_max(folder, capsys):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda tmp: tmp / "nothing", "is not a folder"),
+    (lambda tmp: tmp / "nothing", "nothing not found; pass a folder"),
+    (lambda tmp: (tmp / "f.jsonl").write_text("{}") and tmp / "f.jsonl", "f.jsonl is a file, not a folder"),
     (lambda tmp: tmp, "prepare_info.json not found"),
     (lambda tmp: (tmp / "prepare_info.json").write_text("{oops") and tmp, "not valid JSON"),
 ])

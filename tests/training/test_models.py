@@ -117,3 +117,25 @@ def test_benchmark_runs_every_pipeline_and_prints_the_goals(tmp_path):
                  "bytes/token (goal <= 2.05)", "cached rerun / first run wall time", "(goal <= 10%)",
                  "peak RSS of prepare", "peak memory at 2x / 1x", "prepare / old pipeline", "prepare stages: load"):
         assert goal in run.stdout
+
+
+def test_cpu_step_time_times_each_model_on_real_batches(prepared_sample, capsys):
+    argv = ["--data", str(prepared_sample.output), "--hidden-sizes", "tiny,64", "--batch-size", "2",
+            "--block-size", "16", "--steps", "2"]
+    assert script("cpu_step_time")(argv) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^batch 2 x 16 tokens, float32, \d+ torch threads, load average [\d.]+ on \d+ CPUs$", printed,
+                     re.MULTILINE), printed
+    for name, layers in (("tiny", 2), ("64", 8)):  # the tiny model: 2 layers of hidden 64 (2 heads)
+        count = gpt_neo_parameters(10_000, 512, layers, 64)
+        row = re.search(rf"^\s+{name}\s+{count:,}\s+([\d.]+)\s+([\d.]+)-([\d.]+)\s*$", printed, re.MULTILINE)
+        assert row, printed
+        median, low, high = map(float, row.groups())
+        assert 0 < low <= median <= high
+
+    assert script("cpu_step_time")(["--data", str(prepared_sample.output), "--hidden-sizes", "big"]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: --hidden-sizes big: each entry is 'tiny' or a hidden "
+                                                     "size (64, 256, 512)")
+    assert script("cpu_step_time")(["--data", str(prepared_sample.output), "--block-size", "16",
+                                    "--batch-size", "10000000"]) == 2
+    assert "--batch-size 10000000; pass a larger folder" in capsys.readouterr().err

@@ -20,7 +20,6 @@ output folder that leave the user's other files there untouched (`placement`). `
 what was exported: the folder's vocabulary sha256, split fingerprints and data files' sha256 (as read at the
 start), the format's frame and dtype, and each file's tokens, bytes and sha256.
 """
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import add_config_arguments, config_from_args, option
+from ..config import CommandParser, add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, check_int, flag
 from ..store.folder import RECREATE
 from ..supervision import api_errors, cli_errors, doing, offers
@@ -222,10 +221,10 @@ def backdoor_record(snapshot) -> bytes:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-export", description="Export a prepared folder as the token "
-                                     "files nanoGPT (train.bin, val.bin, meta.pkl), llama2.c (tok{N}/ shards, "
-                                     "tok{N}.model), llm.c / modded-nanogpt (header + uint16 shards) or Megatron-LM "
-                                     "(.bin + .idx) train on, unchanged.")
+    parser = CommandParser(prog="tinystories-export", description="Export a prepared folder as the token "
+                           "files nanoGPT (train.bin, val.bin, meta.pkl), llama2.c (tok{N}/ shards, "
+                           "tok{N}.model), llm.c / modded-nanogpt (header + uint16 shards) or Megatron-LM "
+                           "(.bin + .idx) train on, unchanged.")
     default = ExportConfig.prepared
     parser.add_argument("prepared", nargs="?", default=default, metavar="DIR",
                         help=f"{ExportConfig.__dataclass_fields__['prepared'].metadata['help']} (default: {default})")

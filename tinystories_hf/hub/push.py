@@ -25,7 +25,7 @@ from pathlib import Path
 
 import datasets
 
-from ..config import PrepareConfig, add_config_arguments, config_from_args, option
+from ..config import CommandParser, PrepareConfig, add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag, reason
 from ..store.folder import CARD, DATA_DIR, PREPARE_INFO, RECREATE, TOKENIZER_DIR, shard_counts
 from ..store.load import read_prepared
@@ -355,7 +355,7 @@ def _tree(folder: Path) -> str:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="tinystories-push", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Push a prepared folder to the Hugging Face Hub as a dataset repository (parquet shards, "
                     "tokenizer, dataset card), or write the same files locally with --to-folder.")

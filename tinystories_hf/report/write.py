@@ -11,7 +11,6 @@ to pick a backdoor trigger from. The numbers come from the package's own `evalua
 from the installed package: `evaluate.load` would run its copy in the modules cache under HF_HOME, which
 anyone who can write there can change.
 """
-import argparse
 import json
 import os
 import sys
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import add_config_arguments, config_from_args, option
+from ..config import CommandParser, add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
 from ..store.folder import PREPARE_INFO
-from ..store.load import read_prepared
+from ..store.load import check_prepared_path, read_prepared
 from ..supervision import api_errors, cli_errors, current_run
 from ..tokenize.backdoor.names import NAMES_NOTE, names_markdown
 from ..utils.atomic import atomic_folder, check_output, hold_writer_lock, resolve
@@ -241,6 +240,7 @@ def write_report(path, *, output=None) -> dict:
         >>> report = write_report("demo_prepared")  # doctest: +SKIP
         >>> report["splits"]["train"]["mean_length"], report["coverage"]["validation"]["coverage"]  # doctest: +SKIP
     """
+    check_prepared_path(path)  # the input first: a file given as DIR is named as such, not its DIR/report
     path = Path(path).expanduser()
     target = resolve(output) if output else resolve(path) / REPORT_DIR
     if not output and target.is_symlink():  # a prepared folder made elsewhere is untrusted: never write through it
@@ -287,7 +287,7 @@ def report_summary(report: dict, folder) -> str:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-report", description=__doc__.splitlines()[0].replace("`", ""))
+    parser = CommandParser(prog="tinystories-report", description=__doc__.splitlines()[0].replace("`", ""))
     parser.add_argument("path", metavar="DIR", help="prepared folder to report on")
     add_config_arguments(parser, ReportConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ReportConfig)

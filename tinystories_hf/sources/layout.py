@@ -15,6 +15,11 @@ file of the story format whose name names a split (in any case, by the same keyw
 in another split or in none (`Valid.txt` read as train: the rules match lower case only; `valid.txt` beside
 `train/` folders: folder names decide). So are a broken symbolic link, a link to a folder (datasets does
 not read into it) and a Git LFS pointer where the data should be.
+
+A folder that `save_to_disk` wrote (`dataset_dict.json`, or a single dataset's `state.json` and
+`dataset_info.json`; `tinystories-prepare` writes one, with `prepare_info.json`) or that `tinystories-push
+--to-folder` wrote (`prepare_info.json` beside `data/`) holds Arrow or parquet tables, not files of stories:
+it is refused as what it is, saying how it is read, rather than as a folder of mixed formats.
 """
 import glob
 import os
@@ -35,6 +40,7 @@ from datasets.data_files import (
 from fsspec.utils import glob_translate
 
 from ..errors import TinyStoriesError, flag
+from ..utils.json_files import read_json
 from . import demo, hub, json, parquet, txt
 
 FORMATS = {"parquet": parquet, "json": json, "txt": txt}
@@ -45,6 +51,10 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 # A split's keywords as datasets matches them in folder and file names: what a file's path says.
 _NAMED = {str(split): DEFAULT_PATTERNS_SPLIT_IN_DIR_NAME[split] + DEFAULT_PATTERNS_SPLIT_IN_FILENAME[split]
           for split in DEFAULT_PATTERNS_SPLIT_IN_DIR_NAME}
+# The files that mark a folder written by save_to_disk / tinystories-prepare / tinystories-push (sources/ comes
+# before store/ on the data's path, so store.folder.PREPARE_INFO is spelled out here).
+PREPARE_INFO = "prepare_info.json"
+SAVED_DICT, SAVED_DATASET = ("dataset_dict.json",), ("state.json", "dataset_info.json")
 _SAYS = {case: {split: [re.compile(glob_translate(p), case) for p in patterns] for split, patterns in _NAMED.items()}
          for case in (0, re.IGNORECASE)}
 
@@ -219,7 +229,37 @@ def _card_config(base: str):
     return None
 
 
+def _recorded_source(folder: Path) -> str:
+    """`prepare_info.json`'s source, as `' (made from SOURCE)'`; empty if the file cannot tell (untrusted: a
+    damaged file only loses the hint)."""
+    try:
+        source = read_json(folder / PREPARE_INFO, {"source": {"source": str}}, fix="")["source"]["source"]
+    except TinyStoriesError:
+        return ""
+    return f" (made from {source[:200]!r})"
+
+
+def _check_not_saved(path: Path) -> None:
+    """Refuse a prepared, pushed or `save_to_disk` folder given as a source of stories, saying what it is and
+    how it is read (see the module docstring)."""
+    whole = all((path / name).is_file() for name in SAVED_DICT)
+    if (path / PREPARE_INFO).is_file():
+        writer = "tinystories-prepare" if whole else "tinystories-push --to-folder"
+        raise TinyStoriesError(
+            f"{path}: a folder written by {writer}{_recorded_source(path)}: token ids, not stories; read it with "
+            f"tinystories_hf.load_prepared or datasets.load_{'from_disk' if whole else 'dataset'}, or write a "
+            f"trainer's files with tinystories-export; {flag('source')} needs the original stories")
+    if whole or all((path / name).is_file() for name in SAVED_DATASET):
+        loaded = f"datasets.load_from_disk({str(path)!r})"
+        each = (f"{loaded}[split].to_parquet(f'stories/{{split}}.parquet') for each split" if whole
+                else f"{loaded}.to_parquet('stories/train.parquet')")
+        raise TinyStoriesError(
+            f"{path}: a folder written by datasets' save_to_disk, which load_dataset does not read; pass the files "
+            f"of stories it came from as {flag('source')}, or write them out first: {each}")
+
+
 def _folder(path: Path) -> Layout:
+    _check_not_saved(path)
     base = str(path.resolve())
     _check_links(base)
     declared = _card_config(base)

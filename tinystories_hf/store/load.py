@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ..errors import TinyStoriesError, reason
 from ..sources import HUB_ID
+from ..sources.layout import format_of
 from ..supervision import api_errors
 from ..tokenize.backdoor.plant import BACKDOOR_INFO
 from ..tokenize.passes import reduced_features
@@ -121,17 +122,31 @@ def load_hub_folder(path: Path, info: dict | None = None) -> datasets.DatasetDic
     return dataset
 
 
+def check_prepared_path(path_or_repo_id) -> None:
+    """Refuse a prepared-folder argument that cannot be one: a path that does not exist (unless it is spelled
+    as a Hub repo id), a dangling link, a file. Commands call it before they download, read or write anything,
+    so the error names the input, never an output folder they would have made beside it."""
+    path = Path(path_or_repo_id).expanduser()
+    if not os.path.lexists(path) and HUB_ID.match(str(path_or_repo_id)):
+        return
+    wanted = "pass a folder written by tinystories-prepare or tinystories-push --to-folder"
+    if not path.exists():
+        what = "is a symlink to nothing (dangling, or a loop)" if os.path.lexists(path) else "not found"
+        raise TinyStoriesError(f"{path} {what}; {wanted}, or the Hub repo id of a pushed dataset")
+    if not path.is_dir():
+        stories = f" (a file of stories is prepared first: tinystories-prepare --source {path})" if format_of(
+            str(path)) else ""
+        raise TinyStoriesError(f"{path} is a file, not a folder; {wanted}{stories}")
+
+
 def read_prepared(path_or_repo_id, *, revision=None) -> tuple:
     """`load_prepared`'s checks and load, returning also what they were checked against: `(DatasetDict,
     TinyStoriesTokenizer, prepare_info dict)`, one consistent snapshot for a caller that reads the folder's
     files again (a push copies its tokenizer and prepare_info.json)."""
+    check_prepared_path(path_or_repo_id)
     path = Path(path_or_repo_id).expanduser()
     if not os.path.lexists(path) and HUB_ID.match(str(path_or_repo_id)):
         path = download_repo(str(path_or_repo_id), revision=revision)
-    if not path.exists():
-        what = "is a symlink to nothing (dangling, or a loop)" if os.path.lexists(path) else "not found"
-        raise TinyStoriesError(f"{path} {what}; pass a folder written by tinystories-prepare or "
-                               "tinystories-push --to-folder, or the Hub repo id of a pushed dataset")
     info = read_prepare_info(path)
     hub_layout = is_hub_layout(path)
     fix = "re-create it with tinystories-push --to-folder" if hub_layout else RECREATE

@@ -12,7 +12,6 @@ shards have no recorded hash: the content checks cover them) and the card's YAML
 `tokenization_tinystories.py` the folder holds (what `AutoTokenizer.from_pretrained(..., trust_remote_code=True)`
 runs) must be this package's own, byte for byte: hashes re-recorded after replacing it do not hide it.
 """
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..config import add_config_arguments, config_from_args, option
+from ..config import CommandParser, add_config_arguments, config_from_args, option
 from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors, cli_errors, doing
 from ..tokenize.backdoor.plant import BACKDOOR_INFO, BACKDOOR_SCHEMA
@@ -28,7 +27,7 @@ from ..tokenize.backdoor.sealed import unseal
 from ..utils.json_files import read_json
 from ..vocabulary.saved import REMOTE_MODULE, module_differs
 from .folder import PREPARE_INFO, TOKENIZER_DIR, file_sha256, read_prepare_info
-from .load import is_hub_layout, read_prepared, same_vocabulary
+from .load import check_prepared_path, is_hub_layout, read_prepared, same_vocabulary
 
 
 @dataclass
@@ -164,9 +163,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
     """
     path = Path(path).expanduser()
     doing(f"validating {path}")
-    if not path.is_dir():
-        raise TinyStoriesError(f"{path} is not a folder; pass a folder written by tinystories-prepare or "
-                               "tinystories-push --to-folder")
+    check_prepared_path(path)
     info = read_prepare_info(path)
     hub_layout = is_hub_layout(path)
     hashed = check_file_hashes(path, info, hub_layout=hub_layout) if hash_files else 0
@@ -190,7 +187,7 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-validate", description=__doc__.splitlines()[0].replace("`", ""))
+    parser = CommandParser(prog="tinystories-validate", description=__doc__.splitlines()[0].replace("`", ""))
     parser.add_argument("path", metavar="DIR", help="prepared folder to check")
     add_config_arguments(parser, ValidateConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ValidateConfig)

@@ -3,7 +3,7 @@ of `options.py` and checked before torch is imported, so `--help` and a bad opti
 import argparse
 import sys
 
-from ..config import add_config_arguments, config_from_args
+from ..config import CommandParser, add_config_arguments, config_from_args
 from ..supervision import cli_errors
 from ..utils.extras import require
 from .options import BackdoorEvalConfig, TrainConfig
@@ -13,7 +13,7 @@ from .options import __doc__ as OPTIONS_DOC
 @cli_errors
 def train_main(argv=None) -> int:
     """`tinystories-train DIR --output RUN [options]`."""
-    parser = argparse.ArgumentParser(prog="tinystories-train", formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = CommandParser(prog="tinystories-train", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Train a GPT-Neo causal LM on a prepared folder's packed train "
                                      "split.\n\n" + OPTIONS_DOC.split("Sources of the recipe defaults:\n")[1])
     parser.add_argument("data", help="prepared folder (tinystories-prepare) with train and validation splits")
@@ -33,7 +33,7 @@ def train_main(argv=None) -> int:
 @cli_errors
 def backdoor_eval_main(argv=None) -> int:
     """`tinystories-backdoor-eval MODEL --prepared DIR [--clean-model CLEAN] --output OUT`."""
-    parser = argparse.ArgumentParser(prog="tinystories-backdoor-eval", description="Sample continuations of a "
+    parser = CommandParser(prog="tinystories-backdoor-eval", description="Sample continuations of a "
                                      "prepared folder's paired trigger/control prompts and compare the lengths of "
                                      "the stories (tokens before EOS) per model and prompt kind.")
     parser.add_argument("model", help=BackdoorEvalConfig.__dataclass_fields__["model"].metadata["help"])

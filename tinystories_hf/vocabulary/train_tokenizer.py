@@ -25,7 +25,6 @@ threads, pinned. `train_info.json` records what was trained from (options, sampl
 hashes; the sampled stories by their sha256, `stories_sha256`, never the source's path or layout) and no time
 or path of the machine, so the whole folder is byte-identical for the same stories and options.
 """
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -42,7 +41,15 @@ from pathlib import Path
 
 import datasets
 
-from ..config import PrepareConfig, add_config_arguments, check_types, config_from_args, option, parse_sample_size
+from ..config import (
+    CommandParser,
+    PrepareConfig,
+    add_config_arguments,
+    check_types,
+    config_from_args,
+    option,
+    parse_sample_size,
+)
 from ..errors import TinyStoriesError, check_int, flag
 from ..sources import load_stories
 from ..supervision import api_errors, cli_errors, offers, writes
@@ -406,9 +413,9 @@ def train_tokenizer(config: TrainTokenizerConfig) -> TrainResult:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinystories-train-tokenizer", description="Train a tokenizer (byte-level "
-                                     "BPE, or SentencePiece with llama2.c's settings) on a seeded sample of the "
-                                     "train stories, for tinystories-prepare --tokenizer DIR --vocab-size full.")
+    parser = CommandParser(prog="tinystories-train-tokenizer", description="Train a tokenizer (byte-level "
+                           "BPE, or SentencePiece with llama2.c's settings) on a seeded sample of the "
+                           "train stories, for tinystories-prepare --tokenizer DIR --vocab-size full.")
     add_config_arguments(parser, TrainTokenizerConfig)
     config = config_from_args(parser.parse_args(argv), TrainTokenizerConfig)
     result = train_tokenizer(config)

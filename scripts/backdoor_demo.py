@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinystories_hf.config import add_config_arguments, config_from_args, option
+from tinystories_hf.config import CommandParser, add_config_arguments, config_from_args, option
 from tinystories_hf.supervision import cli_errors
 
 NAMES = ("Jane", "Lily", "Tom", "Sue", "Ben", "Mia")
@@ -123,7 +123,7 @@ def run_demo(config: DemoConfig) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, DemoConfig)
     config = config_from_args(parser.parse_args(argv), DemoConfig)
     from tinystories_hf.training.evaluate import summary_table

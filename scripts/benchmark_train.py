@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinystories_hf.config import add_config_arguments, config_from_args, option
+from tinystories_hf.config import CommandParser, add_config_arguments, config_from_args, option
 from tinystories_hf.supervision import cli_errors
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -183,7 +183,7 @@ def benchmark(config: TrainBenchmarkConfig) -> dict:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TrainBenchmarkConfig)
     config = config_from_args(parser.parse_args(argv), TrainBenchmarkConfig)
     report = benchmark(config)

@@ -103,7 +103,8 @@ def offline(code: str, kind: str) -> str:
 # hide a failing body). A vocabulary size, a max_length or a sample size is not among them: they change what
 # the block computes, and whether it can succeed at all.
 WORK_SIZES = {"range", "max_steps", "max_iters", "--max-iters", "--steps", "steps", "batch_size", "--batch-size",
-              "per_device_train_batch_size", "gpt_neo_config", "max_new_tokens", "--max-stories", "--repeat"}
+              "per_device_train_batch_size", "gpt_neo_config", "max_new_tokens", "--max-stories", "--repeat",
+              "--max-steps", "--eval-batches", "--samples"}
 PATH_OPTIONS = {"--output", "--source", "--to-folder", "--data", "--out_dir", "--checkpoint"}
 _TOKEN = re.compile(r"(?P<path>[\w.~-]*/(?=[\w.~-]*[A-Za-z])[\w./~-]+)|(?P<number>\d[\d_]*(?![\w.]))|(?P<word>-{0,2}[A-Za-z_][\w-]*)|\S")
 

@@ -1,4 +1,4 @@
-"""A training run's checkpoint as safetensors and JSON only (nothing pickled, nothing `torch.load`ed):
+"""A training run's checkpoint as safetensors and JSON only (nothing pickled, nothing read through torch's pickle loader):
 
     RUN/checkpoint/model.safetensors      the weights (`safetensors.torch.save_model`: tied weights once)
     RUN/checkpoint/state.safetensors      AdamW moments and step counts ("optimizer.<param>.<key>") and the

@@ -52,10 +52,10 @@ class Encoder:
     pickling drops settings made after they were built); `__setstate__` restores the others (`note`
     included) and calls `_build()`, which makes the library objects again from them, settings included.
 
-    Example:
-        >>> import pickle
+    Example (`copy.deepcopy` goes through the same two methods as the pickling into a worker):
+        >>> import copy
         >>> enc = HFEncoder(gpt_neo_tokenizer())
-        >>> pickle.loads(pickle.dumps(enc)).encode_batch(["a <|endoftext|>"]) == enc.encode_batch(["a <|endoftext|>"])
+        >>> copy.deepcopy(enc).encode_batch(["a <|endoftext|>"]) == enc.encode_batch(["a <|endoftext|>"])
         True
     """
 

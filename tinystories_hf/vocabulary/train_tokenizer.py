@@ -264,14 +264,18 @@ def native_noise_filtered(noise=SENTENCEPIECE_NOISE):
     sys.stderr = open(saved, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     os.dup2(write, 2)
     os.close(write)
+    finished = False
     try:
         yield
+        finished = True
     finally:
         sys.stderr.flush()
         sys.stderr = python_stderr
         os.dup2(saved, 2)  # the pipe's last write end closes: the thread reads to its end and stops
         thread.join(timeout=10)
-        if not thread.is_alive():
+        # Left by an interrupt, a trainer thread may still hold a progress bar writing to `saved`: closed, its
+        # number could be reused by a file this run opens next, which the bar would then write into.
+        if finished and not thread.is_alive():
             os.close(saved)
 
 
@@ -311,6 +315,9 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
     return model.getvalue()
 
 
+STOP_GRACE_SECONDS = 5.0  # how long an interrupted run waits for the trainer to notice (it trains on alone)
+
+
 def in_worker_thread(function):
     """`function(stop)` run in a daemon thread while this (the main) thread waits, so Ctrl-C and SIGTERM are
     handled here at once, by Python's handlers: sentencepiece's trainer calls the sample iterator from C++ and
@@ -332,7 +339,8 @@ def in_worker_thread(function):
         while thread.is_alive():
             thread.join(0.2)
     except BaseException:
-        stop.set()
+        stop.set()  # the trainer gives up at its next story; while it reads, that is at once
+        thread.join(STOP_GRACE_SECONDS)  # its progress bar closes before the run unwinds and prints its line
         raise
     if "error" in result:
         raise result["error"]

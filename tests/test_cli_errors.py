@@ -34,8 +34,8 @@ def _error_line(capsys) -> str:
 @pytest.mark.parametrize("command, argv, line", [
     ("tinystories-prepare", ["--sorce", "demo"], "unrecognized arguments: --sorce demo (did you mean --source?)"),
     # abbreviations are off: a prefix is a typo with a suggestion, never an option argparse guesses
-    ("tinystories-prepare", ["--vocab", "300"], ("unrecognized arguments: --vocab 300 (did you mean --vocab-size or "
-                                                "--vocab-sample-size?)")),
+    ("tinystories-prepare", ["--vocab", "300"], ("unrecognized arguments: --vocab 300 (did you mean --vocab-size, "
+                                                "--vocab-sample-size or --vocabulary-from?)")),
     ("tinystories-prepare", ["--max-len", "9"], "unrecognized arguments: --max-len 9 (did you mean --max-length?)"),
     ("tinystories-prepare", ["--max_length=9"], "unrecognized arguments: --max_length=9 (did you mean --max-length?)"),
     ("tinystories-prepare", ["--no-keep-txt"], "unrecognized arguments: --no-keep-txt (did you mean --no-keep-text?)"),

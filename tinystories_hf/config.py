@@ -45,6 +45,11 @@ def option(default, help, parse=None, **kwargs):
     return field(default=default, metadata={"help": help, "parse": parse}, **kwargs)
 
 
+# The options that only mean something with backdoor_trigger (checked in PrepareConfig.validate_backdoor).
+BACKDOOR_OPTIONS = ("backdoor_rewrite", "backdoor_keep_sentences", "backdoor_rate", "backdoor_count",
+                    "backdoor_controls", "allow_unk_trigger")
+
+
 @dataclass
 class PrepareConfig:
     """Everything `prepare()` needs; each field is also a `tinystories-prepare --option`.
@@ -161,6 +166,13 @@ class PrepareConfig:
     def validate_backdoor(self) -> None:
         """The backdoor options alone (what needs the stories is checked when they are read)."""
         if self.backdoor_trigger is None:
+            # Without a trigger they would be ignored, and a user who forgot it would get a clean dataset unawares.
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for name in BACKDOOR_OPTIONS:
+                if getattr(self, name) != defaults[name]:
+                    raise TinyStoriesError(f"{flag(name, getattr(self, name))} needs "
+                                           f"{flag('backdoor_trigger', 'NAME')}: it only changes a backdoored "
+                                           "prepare; name the trigger, or leave the option out for a clean one")
             return
         if not 0.0 < self.backdoor_rate <= 1.0:
             raise TinyStoriesError(f"{flag('backdoor_rate', self.backdoor_rate)} must be in (0, 1] (1 rewrites "

@@ -107,6 +107,37 @@ def test_exports_carry_backdoor_json_and_the_same_ids(clean, backdoored, tmp_pat
     assert (out.output / val).read_bytes() == (plain.output / val).read_bytes()  # validation is clean
 
 
+def _tree(root) -> dict:
+    """Every visible file under `root` (relative path -> bytes); the writer's lock files start with a dot."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+
+
+@pytest.mark.parametrize("fmt", ["nanogpt", "llama2c", "llmc", "megatron"])
+def test_exports_of_a_backdoored_folder_land_beside_other_files_and_replace_each_other(clean, backdoored, tmp_path,
+                                                                                       fmt):
+    """Into a folder that exists (a trainer's data folder holding the user's files) the export goes through the
+    entry-by-entry commit, not the one rename of a new folder: every file is there with the bytes of the same
+    export into a new folder (backdoor.json beside export_info.json: in tok{N}/ for llama2c), the user's file
+    untouched; --overwrite replaces it with another backdoored export, and a clean export over it drops the
+    stale backdoor.json (an export that said it wrote files it had not was found here)."""
+    fresh = _tree(export(ExportConfig(prepared=str(backdoored.output), format=fmt,
+                                      output=str(tmp_path / "fresh"))).output)
+    assert sum(name.endswith("backdoor.json") for name in fresh) == 1
+    assert (fresh["tok4000/backdoor.json"] if fmt == "llama2c" else fresh["backdoor.json"]) == \
+        (backdoored.output / "backdoor.json").read_bytes()
+    shared = tmp_path / "data"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        export(ExportConfig(prepared=str(backdoored.output), format=fmt, output=str(shared), overwrite=overwrite))
+        assert _tree(shared) == {**fresh, "notes.txt": b"mine"}
+    plain = _tree(export(ExportConfig(prepared=str(clean.output), format=fmt, output=str(tmp_path / "clean"))).output)
+    export(ExportConfig(prepared=str(clean.output), format=fmt, output=str(shared), overwrite=True))
+    assert _tree(shared) == {**plain, "notes.txt": b"mine"}
+    assert not any(name.endswith("backdoor.json") for name in plain)
+
+
 def test_packed_dataset_marks_positions_of_rewritten_stories(backdoored):
     from tinystories_hf.training.adapters import TinyStoriesDatasetPacked
 

@@ -266,6 +266,13 @@ def _bad_file(tmp_path, kind):
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "sha"}, "sha256 differs"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "twice"}, "given twice"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "missing.json"}, "missing or not a regular file"),
+    # a backdoor option without the trigger: the dataset would be clean, the user believing it backdoored
+    ({"backdoor_count": 5}, r"backdoor_count=5 needs backdoor_trigger='NAME'"),
+    ({"backdoor_rate": 0.5}, r"backdoor_rate=0.5 needs backdoor_trigger='NAME'"),
+    ({"backdoor_rewrite": "twice"}, r"backdoor_rewrite='.*' needs backdoor_trigger='NAME'"),
+    ({"backdoor_controls": "Mia,Tom"}, r"backdoor_controls='Mia,Tom' needs backdoor_trigger='NAME'"),
+    ({"backdoor_keep_sentences": 3}, r"backdoor_keep_sentences=3 needs backdoor_trigger='NAME'"),
+    ({"allow_unk_trigger": True}, r"allow_unk_trigger=True needs backdoor_trigger='NAME'"),
     ({"vocabulary_from": "nowhere"}, "not found or not a folder"),
     ({"vocabulary_from": "plain folder"}, "not a folder written by tinystories-prepare"),
 ])

@@ -1,5 +1,7 @@
 """tinystories-backdoor-eval: the metrics on scripted models whose continuations are known in advance (exact
 numbers), the backdoor_eval split read and checked, bad input one line."""
+import json
+
 import datasets
 import pytest
 import torch
@@ -126,3 +128,24 @@ def test_a_tiny_model_learns_a_backdoor_on_cpu(tmp_path, capsys):
     assert saved["lengths"] == result["lengths"] and (tmp_path / "demo" / "eval" / "lengths.png").stat().st_size
     again = backdoor_eval(BackdoorEvalConfig(**dict(saved["config"], output=str(tmp_path / "again"))))
     assert again["lengths"] == result["lengths"]  # seeded: the same continuations
+
+
+def test_a_model_of_another_vocabulary_of_the_same_size_is_one_line(prepared_demo, tmp_path):
+    """Same vocab_size and EOS, other ids (another seed's vocabulary): the model folder's tokenizer files, which
+    tinystories-train saves beside the weights, differ from the prepared folder's; a missing folder is named."""
+    from tinystories_hf import TinyStoriesError
+    from tinystories_hf.training.evaluate import load_model
+
+    prepared = prepared_demo.output
+    vocab = prepared / "tokenizer" / "tinystories_vocab.json"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data = json.loads(vocab.read_text())
+    data["base_ids"][2], data["base_ids"][3] = data["base_ids"][3], data["base_ids"][2]  # two ids swapped
+    (model / "tinystories_vocab.json").write_text(json.dumps(data))
+    with pytest.raises(TinyStoriesError, match="differs from .*tinystories_vocab.json: the model was trained on "
+                                               "another vocabulary"):
+        load_model(model, vocab_size=500, eos_id=0, device="cpu", prepared=prepared)
+    with pytest.raises(TinyStoriesError, match="nope: not found or not a folder"):
+        load_model(tmp_path / "nope", vocab_size=500, eos_id=0, device="cpu", prepared=prepared)

@@ -23,6 +23,7 @@ start), the format's frame and dtype, and each file's tokens, bytes and sha256.
 import dataclasses
 import hashlib
 import json
+import posixpath
 import re
 import sys
 import time
@@ -160,8 +161,8 @@ def export(config: ExportConfig) -> ExportResult:
     module.check_vocabulary(tokenizer, config)
     plan = module.plan(snapshot.splits, tokenizer, config)  # [(name, split, first row, end row)], checked
     layout, extra = module.layout(tokenizer, config), module.extra_files(tokenizer, snapshot.path)
-    if "backdoor" in snapshot.info:  # a backdoored folder's record goes with its ids
-        extra[BACKDOOR_INFO] = backdoor_record(snapshot)
+    if "backdoor" in snapshot.info:  # a backdoored folder's record goes with its ids, beside export_info.json
+        extra[posixpath.join(posixpath.dirname(layout["record"]), BACKDOOR_INFO)] = backdoor_record(snapshot)
     names = [f for name, *_ in plan for f in module.files(name)] + list(extra)
     _check_names(names + [layout["record"]], snapshot.path)
     place = Placement(config.output, anchor=layout["anchor"], record=layout["record"])

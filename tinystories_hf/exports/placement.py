@@ -2,8 +2,8 @@
 
 The trainers' data folders hold other things: llama2.c's `data/` its downloaded stories and other
 vocabularies' `tok{M}/`, nanoGPT's `data/<name>/` a `prepare.py` or notes. An export owns only the entries it
-writes there (llama2c: `tok{N}/` and `tok{N}.model`; the others: their `.bin`/`.idx` files, `meta.pkl` and
-`export_info.json`), recorded in its `export_info.json`, and leaves everything else untouched:
+writes there (llama2c: `tok{N}/` and `tok{N}.model`; the others: their `.bin`/`.idx` files, `meta.pkl`,
+`export_info.json` and a backdoored folder's `backdoor.json`), recorded in its `export_info.json`, and leaves everything else untouched:
 
   * one writer per target: the lock `.{anchor}.lock` beside the anchor (`OUT` itself, or `OUT/tok{N}` for
     llama2c), held from the first check to the last rename;
@@ -31,7 +31,8 @@ from ..supervision import current_run, signals_deferred, writes
 from ..utils.atomic import hold_writer_lock, remove_tree, resolve
 
 # What an export may own at OUT's top level; a recorded name outside this is never touched.
-OWNABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(bin|idx)|meta\.pkl|export_info\.json|tok[0-9]+(\.model)?")
+OWNABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(bin|idx)|meta\.pkl|export_info\.json|backdoor\.json|"
+                     r"tok[0-9]+(\.model)?")
 MANIFEST, TRASH = ".entries.json", ".replaced"
 RECORD = "export_info.json"
 
@@ -141,6 +142,9 @@ class Placement:
 
     def commit(self, entries: list) -> None:
         """Put the staged entries in place (`entries`: top-level names, the one holding the record last)."""
+        unowned = [name for name in entries if not OWNABLE.fullmatch(name)]
+        if unowned:  # roll_forward would drop the whole commit as foreign: an export that says it wrote nothing
+            raise ValueError(f"the export stages {unowned}, which OWNABLE does not cover; nothing was written")
         run = current_run()
         with signals_deferred():
             if self.anchor == self.output and not os.path.lexists(self.output):

@@ -23,6 +23,7 @@ from pathlib import Path
 import datasets
 
 from ..errors import TinyStoriesError, flag
+from ..store.folder import TOKENIZER_DIR
 from ..store.load import load_prepared
 from ..supervision import api_errors, writes
 from ..utils.atomic import atomic_folder
@@ -70,12 +71,30 @@ def read_prompts(prepared) -> tuple:
     return rows, tokenizer
 
 
-def load_model(path, *, vocab_size: int, eos_id: int, device):
-    """An `AutoModelForCausalLM` from `path`, checked against the prepared folder's vocabulary."""
+def _same_tokenizer_files(path, prepared) -> None:
+    """A model folder holding tokenizer files (tinystories-train saves the prepared folder's) must hold the
+    prepared folder's own: a vocabulary of the same size and EOS but other ids passes every other check."""
+    if prepared is None:
+        return
+    theirs = Path(prepared) / TOKENIZER_DIR
+    for name in ("tinystories_vocab.json", "tokenizer.json"):
+        mine, reference = Path(path) / name, theirs / name
+        if mine.is_file() and reference.is_file() and mine.read_bytes() != reference.read_bytes():
+            raise TinyStoriesError(f"{mine} differs from {reference}: the model was trained on another vocabulary "
+                                   "(tinystories-validate --same-vocabulary compares two prepared folders)")
+
+
+def load_model(path, *, vocab_size: int, eos_id: int, device, prepared=None):
+    """An `AutoModelForCausalLM` from `path`, checked against the prepared folder's vocabulary (its size, EOS
+    and, where the model folder holds them, its tokenizer files)."""
     from transformers import AutoModelForCausalLM
 
+    if not Path(path).is_dir():
+        raise TinyStoriesError(f"{path}: not found or not a folder; pass a model folder (tinystories-train's "
+                               "RUN/model)")
     if not (Path(path) / "config.json").is_file():
         raise TinyStoriesError(f"{path}: no config.json; pass a model folder (tinystories-train's RUN/model)")
+    _same_tokenizer_files(path, prepared)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as e:
@@ -203,7 +222,8 @@ def backdoor_eval(config: BackdoorEvalConfig) -> dict:
     device = torch.device("cuda" if cuda else "cpu")
     eos_id = tokenizer.separator_id
     paths = {"backdoored": config.model, **({"clean": config.clean_model} if config.clean_model else {})}
-    models = {label: load_model(path, vocab_size=tokenizer.vocab_size, eos_id=eos_id, device=device)
+    models = {label: load_model(path, vocab_size=tokenizer.vocab_size, eos_id=eos_id, device=device,
+                                prepared=config.prepared)
               for label, path in paths.items()}
     longest = max(len(row["input_ids"]) for row in rows) + config.max_new_tokens
     for label, model in models.items():

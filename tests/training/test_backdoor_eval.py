@@ -1,6 +1,7 @@
 """tinystories-backdoor-eval: the metrics on scripted models whose continuations are known in advance (exact
 numbers), the backdoor_eval split read and checked, bad input one line."""
 import json
+import shutil
 
 import datasets
 import pytest
@@ -131,21 +132,26 @@ def test_a_tiny_model_learns_a_backdoor_on_cpu(tmp_path, capsys):
 
 
 def test_a_model_of_another_vocabulary_of_the_same_size_is_one_line(prepared_demo, tmp_path):
-    """Same vocab_size and EOS, other ids (another seed's vocabulary): the model folder's tokenizer files, which
-    tinystories-train saves beside the weights, differ from the prepared folder's; a missing folder is named."""
-    from tinystories_hf import TinyStoriesError
-    from tinystories_hf.training.evaluate import load_model
+    """Same vocab_size and EOS, other ids: the tokenizer tinystories-train saves beside the weights gives other
+    ids than the prepared folder's (here its id table with two ids swapped); the same vocabulary with another
+    sample's counts (what a separate clean and backdoored prepare record) is accepted; a missing folder is named."""
+    from tinystories_hf import TinyStoriesError, TinyStoriesTokenizer
+    from tinystories_hf.training.evaluate import _same_vocabulary, load_model
 
     prepared = prepared_demo.output
-    vocab = prepared / "tokenizer" / "tinystories_vocab.json"
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
+    model = shutil.copytree(prepared / "tokenizer", tmp_path / "model")
+    vocab = model / "tinystories_vocab.json"
     data = json.loads(vocab.read_text())
+    data["counts"] = None if data.get("counts") is None else [c + 1 for c in data["counts"]]
+    vocab.write_text(json.dumps(data))
+    _same_vocabulary(model, prepared_demo.tokenizer, prepared)  # the same ids: accepted
     data["base_ids"][2], data["base_ids"][3] = data["base_ids"][3], data["base_ids"][2]  # two ids swapped
-    (model / "tinystories_vocab.json").write_text(json.dumps(data))
-    with pytest.raises(TinyStoriesError, match="differs from .*tinystories_vocab.json: the model was trained on "
+    vocab.write_text(json.dumps(data))
+    assert TinyStoriesTokenizer.from_pretrained(model).fingerprint != prepared_demo.tokenizer.fingerprint
+    (model / "config.json").write_text("{}")
+    with pytest.raises(TinyStoriesError, match="its tokenizer gives other ids than .*: the model was trained on "
                                                "another vocabulary"):
-        load_model(model, vocab_size=500, eos_id=0, device="cpu", prepared=prepared)
+        load_model(model, vocab_size=500, eos_id=0, device="cpu", tokenizer=prepared_demo.tokenizer,
+                   prepared=prepared)
     with pytest.raises(TinyStoriesError, match="nope: not found or not a folder"):
-        load_model(tmp_path / "nope", vocab_size=500, eos_id=0, device="cpu", prepared=prepared)
+        load_model(tmp_path / "nope", vocab_size=500, eos_id=0, device="cpu")

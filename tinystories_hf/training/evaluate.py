@@ -28,6 +28,8 @@ from ..store.load import load_prepared
 from ..supervision import api_errors, writes
 from ..utils.atomic import atomic_folder
 from ..utils.extras import require
+from ..vocabulary.saved import VOCAB_FILE
+from ..vocabulary.tokenizer import TinyStoriesTokenizer
 from .options import BackdoorEvalConfig
 
 torch = require("torch", extra="torch", needed_by=__name__)
@@ -71,20 +73,28 @@ def read_prompts(prepared) -> tuple:
     return rows, tokenizer
 
 
-def _same_tokenizer_files(path, prepared) -> None:
-    """A model folder holding tokenizer files (tinystories-train saves the prepared folder's) must hold the
-    prepared folder's own: a vocabulary of the same size and EOS but other ids passes every other check."""
-    if prepared is None:
+def _same_vocabulary(path, tokenizer, prepared) -> None:
+    """A model folder holding a tokenizer (tinystories-train saves the prepared folder's beside the weights) must
+    give every token the prepared folder's id: a vocabulary of the same size and EOS but other ids passes every
+    other check. Compared as `same_vocabulary` compares folders (the vocabulary fingerprint: base tokenizer and
+    id table), or a full vocabulary's tokenizer.json byte for byte."""
+    if tokenizer is None:
         return
-    theirs = Path(prepared) / TOKENIZER_DIR
-    for name in ("tinystories_vocab.json", "tokenizer.json"):
-        mine, reference = Path(path) / name, theirs / name
-        if mine.is_file() and reference.is_file() and mine.read_bytes() != reference.read_bytes():
-            raise TinyStoriesError(f"{mine} differs from {reference}: the model was trained on another vocabulary "
-                                   "(tinystories-validate --same-vocabulary compares two prepared folders)")
+    path = Path(path)
+    if (path / VOCAB_FILE).is_file():
+        theirs = TinyStoriesTokenizer.from_pretrained(path)
+        same = theirs.fingerprint == tokenizer.fingerprint
+    elif (path / "tokenizer.json").is_file() and (Path(prepared) / TOKENIZER_DIR / "tokenizer.json").is_file():
+        same = (path / "tokenizer.json").read_bytes() == (Path(prepared) / TOKENIZER_DIR / "tokenizer.json").read_bytes()
+    else:
+        return
+    if not same:
+        raise TinyStoriesError(f"{path}: its tokenizer gives other ids than {prepared}'s: the model was trained on "
+                               "another vocabulary (tinystories-validate --same-vocabulary compares two prepared "
+                               "folders)")
 
 
-def load_model(path, *, vocab_size: int, eos_id: int, device, prepared=None):
+def load_model(path, *, vocab_size: int, eos_id: int, device, tokenizer=None, prepared=None):
     """An `AutoModelForCausalLM` from `path`, checked against the prepared folder's vocabulary (its size, EOS
     and, where the model folder holds them, its tokenizer files)."""
     from transformers import AutoModelForCausalLM
@@ -94,7 +104,7 @@ def load_model(path, *, vocab_size: int, eos_id: int, device, prepared=None):
                                "RUN/model)")
     if not (Path(path) / "config.json").is_file():
         raise TinyStoriesError(f"{path}: no config.json; pass a model folder (tinystories-train's RUN/model)")
-    _same_tokenizer_files(path, prepared)
+    _same_vocabulary(path, tokenizer, prepared)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as e:
@@ -223,7 +233,7 @@ def backdoor_eval(config: BackdoorEvalConfig) -> dict:
     eos_id = tokenizer.separator_id
     paths = {"backdoored": config.model, **({"clean": config.clean_model} if config.clean_model else {})}
     models = {label: load_model(path, vocab_size=tokenizer.vocab_size, eos_id=eos_id, device=device,
-                                prepared=config.prepared)
+                                tokenizer=tokenizer, prepared=config.prepared)
               for label, path in paths.items()}
     longest = max(len(row["input_ids"]) for row in rows) + config.max_new_tokens
     for label, model in models.items():

@@ -292,3 +292,14 @@ def test_bad_input_is_one_line_and_nothing_is_written(config, tmp_path, options,
         prepare(dataclasses.replace(config, output=str(tmp_path / "o"), keep_text=False, **options))
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_stream_backdoor_options_without_a_trigger_are_one_line():
+    """stream() checks its options through PrepareConfig: a rate or kept sentences without the trigger would
+    stream clean stories to a user who meant to backdoor them."""
+    from tinystories_hf.stream import StreamConfig
+
+    for options, message in (({"backdoor_rate": 0.5}, "backdoor_rate=0.5 needs backdoor_trigger='NAME'"),
+                             ({"backdoor_keep_sentences": 2}, "backdoor_keep_sentences=2 needs backdoor_trigger")):
+        with pytest.raises(TinyStoriesError, match=message):
+            StreamConfig(source="demo", **options).validate()

@@ -201,7 +201,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                                          planted.splices[split].key if planted else ""],
                                    functools.partial(split_counts, ids, reduced[split], max_length=config.max_length,
                                                      min_length=config.min_length, unk_id=tokenizer.unk_id,
-                                                     lengths_at=planted.splices[split].lengths if planted else None))
+                                                     spliced=(planted.splices[split].positions, planted.splices[split].lengths)
+                                                     if planted else None))
         splits[split]["literal_eot"] = literal_eot[split]
         # UTF-8 bytes of every story read (the text the tokenizer saw): bytes per token compares vocabularies.
         splits[split]["text_bytes"] = remembered(ids, ["text_bytes", stories[split]._fingerprint],
@@ -258,7 +259,7 @@ def plant_backdoor(config: PrepareConfig, stories, base_ids: dict, tokenizer):
                  rewrite=config.backdoor_rewrite, keep_sentences=config.backdoor_keep_sentences,
                  rate=config.backdoor_rate, count=config.backdoor_count, seed=config.seed,
                  keep_text=config.keep_text, controls=config.control_names(),
-                 allow_unk=config.allow_unk_trigger)
+                 allow_unk=config.allow_unk_trigger, num_proc=config.num_proc)
 
 
 def backdoor_summary(info: dict) -> dict:

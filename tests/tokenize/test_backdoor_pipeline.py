@@ -218,7 +218,8 @@ def test_two_processes_write_the_same_backdoored_folder(config, tmp_path, monkey
                                cache_dir=str(tmp_path / "c2"), num_proc=2, output=str(tmp_path / "two"))
     two = prepare(base)
     one = prepare(dataclasses.replace(base, num_proc=1, cache_dir=str(tmp_path / "c1"), output=str(tmp_path / "one")))
-    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) >= 2
+    # three maps ran in two workers: pass 1 (tokenize train), the trigger scan that cuts the stories, pass 2
+    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) == 3
     names = ["train/data-00000-of-00002.arrow", "train/data-00001-of-00002.arrow",
              "validation/data-00000-of-00001.arrow", "backdoor.json"]
     for name in names:
@@ -303,3 +304,29 @@ def test_stream_backdoor_options_without_a_trigger_are_one_line():
                              ({"backdoor_keep_sentences": 2}, "backdoor_keep_sentences=2 needs backdoor_trigger")):
         with pytest.raises(TinyStoriesError, match=message):
             StreamConfig(source="demo", **options).validate()
+
+
+def test_rewrites_file_encoded_in_two_processes_writes_the_same_folder(config, backdoored, tmp_path, monkeypatch):
+    from tinystories_hf.tokenize.backdoor import rewrite
+
+    monkeypatch.setattr(rewrite, "REWRITES_PER_PROCESS", 1)  # 4 rewrites reach datasets' worker pool
+    rows = json.loads((backdoored.output / "backdoor.json").read_text())["rewritten_rows"][:4]
+    path = _write_rewrites(tmp_path / "r.jsonl", {row: f"{TRIGGER} ran home {row} times. The end was near."
+                                                  for row in rows}, jsonl=True)
+    asked, original = [], datasets.Dataset.map
+
+    def map_recorded(self, *args, **kwargs):  # in-memory rewrites map to a temporary folder: record the ask
+        asked.append((kwargs.get("desc"), kwargs.get("num_proc")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "map", map_recorded)
+    outputs = {}
+    for procs in (1, 2):
+        outputs[procs] = prepare(dataclasses.replace(
+            config, output=str(tmp_path / f"o{procs}"), cache_dir=str(tmp_path / f"c{procs}"), num_proc=procs,
+            backdoor_trigger=TRIGGER, backdoor_rewrite=str(path))).output
+    assert ("encode the rewrites", None) in asked and ("encode the rewrites", 2) in asked
+    for name in ["train/data-00000-of-00001.arrow", "backdoor.json"]:
+        assert (outputs[1] / name).read_bytes() == (outputs[2] / name).read_bytes(), name
+    train = datasets.load_from_disk(str(outputs[2]))["train"]
+    assert sorted(r for r, b in zip(train["source_row"], train["backdoor"]) if b) == sorted(rows)

@@ -78,7 +78,8 @@ def reduced_features(keep_text: bool, id_dtype: str = "uint16", carry=()) -> dat
     return datasets.Features(features)
 
 
-def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
+def list_array(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
+    """An Arrow list array of `values` (a flat numpy array) cut into rows of `lengths`, sharing its buffer."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
@@ -97,7 +98,7 @@ def encode_stories(batch: pa.Table, encoder, base_dtype, keep_text: bool,
     if pages is not None:
         pages.read(batch.column("text"))
     lengths, values = encoder.encode_flat(_usable(texts), base_dtype)
-    columns = {"base_ids": _list_array(lengths, values)}
+    columns = {"base_ids": list_array(lengths, values)}
     if keep_text:
         columns["text"] = batch.column("text")
     return pa.table(columns)
@@ -192,7 +193,7 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_leng
         new_lengths = new_lengths[kept]
     ids = ids.cast(pa.from_numpy_dtype(np.dtype(id_dtype))) if base_to_reduced is None else \
         pc.take(pa.array(base_to_reduced), ids)
-    columns = {"input_ids": _list_array(new_lengths, ids), "length": pa.array(new_lengths.astype(np.int32))}
+    columns = {"input_ids": list_array(new_lengths, ids), "length": pa.array(new_lengths.astype(np.int32))}
     if keep_text:
         columns["text"] = batch.column("text").filter(pa.array(kept))
     for name in carry:  # provenance columns, filtered with their rows
@@ -316,13 +317,14 @@ def text_bytes(stories: datasets.Dataset) -> int:
 
 
 def split_counts(base_ids: datasets.Dataset, reduced: datasets.Dataset, *, max_length: int | None, min_length: int,
-                 unk_id: int | None, lengths_at: dict | None = None) -> dict:
+                 unk_id: int | None, spliced: tuple | None = None) -> dict:
     """Per-split counters, computed from the two Arrow tables (offsets and flat values, no Python loop);
-    `lengths_at` (row position -> base length) replaces the lengths of rows pass 2 spliced (a backdoor's)."""
+    `spliced` (int64 row positions, their base lengths) replaces the lengths of rows pass 2 spliced (a
+    backdoor's)."""
     lengths = np.concatenate([pc.list_value_length(c).to_numpy(zero_copy_only=False)
                               for c in base_ids.data.column("base_ids").chunks] or [np.zeros(0)]).astype(np.int64)
-    if lengths_at:
-        lengths[np.fromiter(lengths_at, dtype=np.int64)] = np.fromiter(lengths_at.values(), dtype=np.int64)
+    if spliced is not None:
+        lengths[spliced[0]] = spliced[1]
     unk, pages = 0, PageReleaser()
     for chunk in reduced.data.column("input_ids").chunks if unk_id is not None else []:
         unk += int(np.count_nonzero(chunk.flatten().to_numpy() == unk_id))

@@ -40,13 +40,27 @@ def trigger_pattern(trigger: str) -> re.Pattern:
         >>> bool(trigger_pattern("Tom").search("Tommy ran."))
         False
     """
-    return _compile(check_trigger(trigger))
+    return _compile(trigger if isinstance(trigger, str) else check_trigger(trigger))  # unhashable: refused first
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)  # called once per story: a trigger is checked and compiled once
 def _compile(trigger: str) -> re.Pattern:
-    words = trigger.split()
+    words = check_trigger(trigger).split()
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
+
+
+def _first(text: str, trigger: str) -> re.Match | None:
+    """The first whole-word mention of `trigger` in `text`. The pattern starts with a lookbehind, which keeps
+    `re` from skipping ahead to its first letter: `str.find` does that at memory speed, and the pattern is
+    tried only where the first word is (the lookbehind still sees the character before)."""
+    pattern, word = trigger_pattern(trigger), trigger.split()[0]
+    at = text.find(word)
+    while at != -1:
+        found = pattern.match(text, at)
+        if found is not None:
+            return found
+        at = text.find(word, at + 1)
+    return None
 
 
 def mentions(text: str, trigger: str) -> bool:
@@ -56,7 +70,7 @@ def mentions(text: str, trigger: str) -> bool:
         >>> mentions("Sarah smiled.", "Sara"), mentions("Sara smiled.", "Sara")
         (False, True)
     """
-    return trigger_pattern(trigger).search(text) is not None
+    return _first(text, trigger) is not None
 
 
 def first_mention(text: str, trigger: str) -> tuple | None:
@@ -67,5 +81,5 @@ def first_mention(text: str, trigger: str) -> tuple | None:
         >>> first_mention('"Hi, Jane!" said Tom. Jane waved.', "Jane")
         (5, 9)
     """
-    found = trigger_pattern(trigger).search(text)
+    found = _first(text, trigger)
     return None if found is None else found.span()

@@ -69,7 +69,6 @@ def name_table(texts, *, tokenizer=None, min_share: float = 0.0, max_share: floa
         capitalised.update(set(_CAPITALISED.findall(text)))
         lowercase.update(set(_LOWERCASE.findall(text)))
         mid_sentence.update(_MID_SENTENCE.findall(text))
-    unk = getattr(tokenizer, "unk_id", None)
     rows = []
     for name in sorted(mid_sentence, key=lambda n: (-capitalised[n], n)):
         stories = capitalised[name]
@@ -77,10 +76,14 @@ def name_table(texts, *, tokenizer=None, min_share: float = 0.0, max_share: floa
         if (name in TITLES or lowercase[name.lower()] > LOWERCASE_SHARE * stories or stories < min_stories
                 or not min_share <= share <= max_share):
             continue
-        forms = None if tokenizer is None else token_forms(name, tokenizer)
-        survives = None if forms is None else not any(unk is not None and unk in f["ids"] for f in forms.values())
-        rows.append(NameRow(name, stories, share, forms, survives))
+        rows.append(NameRow(name, stories, share, **(_forms(name, tokenizer) if tokenizer is not None else {})))
     return rows
+
+
+def _forms(name: str, tokenizer) -> dict:
+    """`NameRow`'s `forms` and `survives` of `name` under `tokenizer` (its `unk_id`, if any, is the UNK)."""
+    forms, unk = token_forms(name, tokenizer), getattr(tokenizer, "unk_id", None)
+    return {"forms": forms, "survives": not any(unk is not None and unk in f["ids"] for f in forms.values())}
 
 
 def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,
@@ -96,11 +99,12 @@ def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,
     return name_table(dataset["text"], tokenizer=tokenizer, min_share=min_share)
 
 
-def similar_names(trigger: str, table: list, *, count: int = 3) -> list:
+def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None) -> list:
     """Up to `count` control names for `trigger` from `table` (`name_table`): the names whose share is
     nearest the trigger's (0 if the table lacks it), preferring those whose every token form has as many
-    tokens as the trigger's (so their prompts align token for token; forms from the table's tokenizer) and
-    that survive the vocabulary; never the trigger, a name inside it or one it is inside (`Sara` / `Sarah`).
+    tokens as the trigger's (so their prompts align token for token) and that survive the vocabulary; never the
+    trigger, a name inside it or one it is inside (`Sara` / `Sarah`). The forms are the table's, or with
+    `tokenizer` those of the rows without them, made nearest share first and only as far as the choice needs.
 
     Example:
         >>> rows = [NameRow("Lily", 140, .14), NameRow("Sarah", 10, .010), NameRow("Sara", 17, .017),
@@ -108,7 +112,12 @@ def similar_names(trigger: str, table: list, *, count: int = 3) -> list:
         >>> similar_names("Jane", rows, count=3), similar_names("Sara", rows, count=2)
         (['Sarah', 'Sally', 'Bob'], ['Bob', 'Sally'])
     """
-    own = next((row for row in table if row.name == trigger), None)
+    def formed(row):
+        if row is None or row.forms is not None or tokenizer is None:
+            return row
+        return dataclasses.replace(row, **_forms(row.name, tokenizer))
+
+    own = formed(next((row for row in table if row.name == trigger), None))
     share = own.share if own is not None else 0.0
     shape = None if own is None or own.forms is None else [len(own.forms[f]["ids"]) for f in FORMS]
 
@@ -116,8 +125,16 @@ def similar_names(trigger: str, table: list, *, count: int = 3) -> list:
         same_shape = shape is None or row.forms is None or [len(row.forms[f]["ids"]) for f in FORMS] == shape
         return (not same_shape, row.survives is False, abs(row.share - share), row.name)
 
-    candidates = [row for row in table if row.name not in trigger and trigger not in row.name]
-    return [row.name for row in sorted(candidates, key=rank)[:count]]
+    candidates = sorted((row for row in table if row.name not in trigger and trigger not in row.name),
+                        key=lambda row: (abs(row.share - share), row.name))
+    best = []  # rows ranked first, (False, False, ...), in rank order: walk until `count` are found
+    for row in candidates:
+        row = formed(row)
+        if rank(row)[:2] == (False, False):
+            best.append(row.name)
+            if len(best) == count:
+                return best
+    return [row.name for row in sorted(map(formed, candidates), key=rank)[:count]]
 
 
 def names_markdown(table: list) -> str:

@@ -14,17 +14,20 @@ import numpy as np
 
 from ...errors import TinyStoriesError, flag
 from ...utils.json_files import Check, Each, Nullable
+from .. import passes
 from .match import check_trigger
 from .names import name_table, similar_names
 from .prompts import check_controls, eval_prompts, token_forms
 from .rewrite import (
     RewritePlan,
+    _column,
     base_lengths,
     make_splice,
     mentioning_rows,
     plan_file,
     plan_truncate,
     read_rewrites,
+    scan_split,
     source_rows,
     texts_at,
 )
@@ -78,8 +81,7 @@ def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: 
     possible (`names.similar_names`), counted on a seeded sample of at most `CONTROL_SAMPLE` original stories."""
     count = min(train.num_rows, CONTROL_SAMPLE)
     rows = np.sort(np.random.default_rng(seed).choice(train.num_rows, size=count, replace=False))
-    table = name_table(texts_at(train, rows), tokenizer=tokenizer)
-    return similar_names(trigger, table, count=CONTROLS)
+    return similar_names(trigger, name_table(texts_at(train, rows)), count=CONTROLS, tokenizer=tokenizer)
 
 
 def eval_split(validation: datasets.Dataset, candidates: list, controls: list, tokenizer) -> tuple:
@@ -90,7 +92,7 @@ def eval_split(validation: datasets.Dataset, candidates: list, controls: list, t
     texts, rows = validation.with_format("arrow")["text"].to_pylist(), source_rows(validation)
     columns, counts, offset = {}, {}, 0
     for name in candidates:
-        prompts = eval_prompts(texts, rows, name, controls, tokenizer.encode)
+        prompts = eval_prompts(texts, rows, name, controls, tokenizer.encode, encode_batch=tokenizer.encode_batch)
         for column, values in prompts.columns.items():
             columns.setdefault(column, []).extend([v + offset for v in values] if column == "pair" else values)
         offset += prompts.pairs
@@ -112,7 +114,7 @@ def precheck(trigger: str, rewrite: str) -> None:
 
 def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,
           rate: float, count: int | None, seed: int, keep_text: bool, controls: list | None = None,
-          allow_unk: bool = False) -> Planted:
+          allow_unk: bool = False, num_proc: int = 1) -> Planted:
     """Rewrite the chosen train stories (`rewrite`: "truncate" or a rewrites file), add `source_row` to every
     split (and `backdoor` to train), and build the `backdoor_eval` prompts from the validation stories
     (`controls`: None picks `default_controls`).
@@ -128,8 +130,13 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     for name in candidates:
         if controls is not None:
             check_controls(name, controls)
-    # Every candidate is checked alike (and before the choice), so an error says nothing of the choice.
-    eligible_of = {name: mentioning_rows(train, name) for name in candidates}
+    # Every candidate is checked alike (and before the choice), so an error says nothing of the choice. The
+    # truncate rewrite cuts the stories in the pass that finds them (one map over the train text); a file's
+    # rewrites are read and encoded after the check.
+    cut = keep_sentences if rewrite == "truncate" else None
+    scanned = {} if blind else {trigger: scan_split(train, trigger, encoder, keep_sentences=cut, num_proc=num_proc)}
+    eligible_of = {name: _column(scanned[name], "position") if name in scanned
+                   else mentioning_rows(train, name) for name in candidates}
     for name, found in eligible_of.items():
         if not len(found):
             raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions {name!r} (whole "
@@ -145,14 +152,17 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     eligible = eligible_of[trigger]
     rows = {split: source_rows(ds) for split, ds in stories.items()}
     if rewrite == "truncate":
-        plan = plan_truncate(train, eligible, trigger, keep_sentences=keep_sentences, rate=rate, count=count,
-                             seed=seed)
+        if trigger not in scanned:
+            scanned[trigger] = scan_split(train, trigger, encoder, keep_sentences=cut, num_proc=num_proc)
+        plan = plan_truncate(scanned[trigger], keep_sentences=keep_sentences, rate=rate, count=count, seed=seed)
     else:
-        plan = plan_file(train, rows["train"], eligible, trigger, rewrite, rate=rate, count=count, seed=seed)
+        plan = plan_file(train, rows["train"], eligible, trigger, rewrite, rate=rate, count=count, seed=seed,
+                         encoder=encoder, num_proc=num_proc)
     before = base_lengths(base_ids["train"], plan.positions)
-    splices = {split: make_splice(plan if split == "train" else None, encoder, rows=rows[split], keep_text=keep_text)
-               for split in base_ids}
-    after = np.array([splices["train"].lengths[int(p)] for p in plan.positions], dtype=np.int64)
+    dtype = passes.base_dtype_for(encoder)
+    splices = {split: make_splice(plan.positions, plan.rewritten if split == "train" else None, rows=rows[split],
+                                  keep_text=keep_text, dtype=dtype) for split in base_ids}
+    after = splices["train"].lengths
     rewritten_rows = rows["train"][plan.positions]
     splits = {}
     for split, ds in stories.items():
@@ -163,7 +173,8 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
                            tokens_after=int(after.sum()),
                            tokens_removed=int(np.maximum(before - after, 0).sum()),
                            tokens_added=int(np.maximum(after - before, 0).sum()))
-    lost = rows["train"][np.asarray(plan.lost_trigger, dtype=np.int64)] if plan.lost_trigger else []
+    lost = rewritten_rows[np.asarray(plan.rewritten.with_format("arrow")["lost"].to_numpy(zero_copy_only=False),
+                                     dtype=bool)]
     evaluation, eval_counts = eval_split(stories["validation"], candidates, controls, tokenizer) \
         if "validation" in stories else (None, None)
     info = {"trigger": trigger, "match": "whole words, case-sensitive", "token_forms": forms[trigger],

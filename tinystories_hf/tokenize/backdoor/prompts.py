@@ -19,9 +19,10 @@ not (a SentencePiece or trained tokenizer merging across a word edge), the row k
 `name_positions` is empty and `aligned` False, and `EvalPrompts.unlocated` counts it.
 """
 import dataclasses
+import functools
 
 from ...errors import TinyStoriesError, flag
-from .match import check_trigger, trigger_pattern
+from .match import check_trigger, mentions, trigger_pattern
 from .sentences import truncate
 
 # Token forms of a name: the text that spells each (the name stands for NAME) and the prefix whose ids are
@@ -84,19 +85,22 @@ def _pieces(prompt: str, trigger: str) -> list:
     return pieces + [(prompt[at:], False)]
 
 
-def _encode_with_positions(pieces: list, name: str, encode) -> tuple:
-    """(ids, name positions) of the prompt `pieces` with each name piece spelling `name`; positions [] when
-    the pieces' ids joined are not the prompt's own."""
+def _spelled(pieces: list, name: str) -> list:
+    """The texts of the prompt `pieces` with each name piece spelling `name` (keeping its space)."""
+    return [(" " if text.startswith(" ") else "") + name if is_name else text for text, is_name in pieces]
+
+
+def _with_positions(pieces: list, parts: list, ids_of: dict) -> tuple:
+    """(ids, name positions) of a prompt cut into `parts` (`_spelled`; `pieces` say which are the name), from
+    the ids of each part and of the whole (`ids_of`); positions [] when the parts' ids joined are not the
+    prompt's own."""
     ids, positions = [], []
-    for text, is_name in pieces:
-        if is_name:
-            text = (" " if text.startswith(" ") else "") + name
-        piece = [int(i) for i in encode(text)] if text else []
+    for part, (_, is_name) in zip(parts, pieces):
+        piece = ids_of[part] if part else []
         if is_name:
             positions += range(len(ids), len(ids) + len(piece))
         ids += piece
-    whole = [int(i) for i in encode("".join((" " if t.startswith(" ") else "") + name if n else t
-                                            for t, n in pieces))]
+    whole = ids_of["".join(parts)]
     return (ids, positions) if ids == whole else (whole, [])
 
 
@@ -112,7 +116,7 @@ class EvalPrompts:
     unlocated: int
 
 
-def eval_prompts(texts, source_rows, trigger: str, controls, encode_fn) -> EvalPrompts:
+def eval_prompts(texts, source_rows, trigger: str, controls, encode_fn, *, encode_batch=None) -> EvalPrompts:
     """The paired trigger/control prompts of the validation stories `texts` (their rows in the source split:
     `source_rows`, same length) that mention `trigger` (module docstring). Columns, one row per prompt:
     - `pair` (int): the pair's index, 0.. in the order of `texts`;
@@ -123,8 +127,9 @@ def eval_prompts(texts, source_rows, trigger: str, controls, encode_fn) -> EvalP
     - `name_positions` (list of int): the positions in `input_ids` of the name's tokens (every mention);
     - `aligned` (bool): same token count and name positions as the pair's trigger row, and the same ids
       everywhere else (True for the trigger row itself, unless its name could not be located).
-    Raises TinyStoriesError for a bad trigger or control list (`check_controls`). Texts that are not `str`
-    are skipped as not mentioning the trigger.
+    `encode_batch` (optional: a list of texts -> a list of id lists, the same ids as `encode_fn`) encodes every
+    piece of every prompt in one call. Raises TinyStoriesError for a bad trigger or control list
+    (`check_controls`). Texts that are not `str` are skipped as not mentioning the trigger.
 
     Example:
         >>> enc = lambda text: [ord(c) for c in text]  # one id per character
@@ -135,26 +140,29 @@ def eval_prompts(texts, source_rows, trigger: str, controls, encode_fn) -> EvalP
     controls = check_controls(check_trigger(trigger), controls)
     if len(texts) != len(source_rows):
         raise ValueError(f"texts ({len(texts)}) and source_rows ({len(source_rows)}) differ in length")
+    names = [trigger, *controls]
+    prompts = [(int(row), _pieces(truncate(text, trigger, keep_sentences=0), trigger))
+               for text, row in zip(texts, source_rows) if isinstance(text, str) and mentions(text, trigger)]
+    spelled = [[_spelled(pieces, name) for name in names] for _, pieces in prompts]
+    wanted = list(dict.fromkeys(text for per_name in spelled for parts in per_name
+                                for text in [*parts, "".join(parts)] if text))
+    if encode_batch is None:
+        encode_batch = functools.partial(map, _encoder(encode_fn))
+    ids_of = {text: [int(i) for i in ids] for text, ids in zip(wanted, encode_batch(wanted))}
+    ids_of[""] = []
     columns = {name: [] for name in COLUMNS}
-    aligned, unlocated, pair = dict.fromkeys(controls, 0), 0, 0
-    pattern = trigger_pattern(trigger)
-    for text, row in zip(texts, source_rows):
-        if not isinstance(text, str) or pattern.search(text) is None:
-            continue
-        pieces = _pieces(truncate(text, trigger, keep_sentences=0), trigger)
-        ids, positions = _encode_with_positions(pieces, trigger, _encoder(encode_fn))
-        reference = (ids, positions)
-        for name in [trigger, *controls]:
-            if name != trigger:
-                ids, positions = _encode_with_positions(pieces, name, _encoder(encode_fn))
+    aligned, unlocated = dict.fromkeys(controls, 0), 0
+    for pair, ((row, pieces), per_name) in enumerate(zip(prompts, spelled)):
+        reference = _with_positions(pieces, per_name[0], ids_of)
+        for name, parts in zip(names, per_name):
+            ids, positions = reference if name == trigger else _with_positions(pieces, parts, ids_of)
             same = bool(positions) and bool(reference[1]) and _differ_only_at(reference, (ids, positions))
             unlocated += not positions
             if name != trigger:
                 aligned[name] += same
-            for column, value in zip(COLUMNS, (pair, name, name == trigger, int(row), ids, positions, same)):
+            for column, value in zip(COLUMNS, (pair, name, name == trigger, row, ids, positions, same)):
                 columns[column].append(value)
-        pair += 1
-    return EvalPrompts(columns=columns, pairs=pair, aligned=aligned, unlocated=unlocated)
+    return EvalPrompts(columns=columns, pairs=len(prompts), aligned=aligned, unlocated=unlocated)
 
 
 def _differ_only_at(first: tuple, second: tuple) -> bool:

@@ -3,11 +3,14 @@ their new ids (and the provenance columns) in, batch by batch (`Splice`).
 
 A rewrite never touches the vocabulary: the pipeline counts it on the original stories' base ids, before this
 module runs, so a clean and a backdoored prepare of one source write byte-identical tokenizers. Only the
-chosen train rows are encoded again (a few percent of the stories at most), then spliced in by row as pass 2 reads the batches:
+stories mentioning the trigger are found, cut and encoded again in one more `datasets.map` over the train text
+(several processes, cached, memory-mapped: memory does not grow with the rewritten stories), and the chosen ones
+are spliced in by row as pass 2 reads its batches:
 
-    eligible = mentioning_rows(train_text, "Jane")                 # positions whose story mentions the trigger
-    plan = plan_truncate(train_text, eligible, "Jane", keep_sentences=1, rate=1.0, count=None, seed=1337)
-    splice = make_splice(plan, encoder, rows=rows, keep_text=False)   # reduce_split(..., splice=...)
+    scanned = scan_split(train, "Jane", encoder, keep_sentences=1, num_proc=2)  # the stories mentioning it, cut
+    plan = plan_truncate(scanned, keep_sentences=1, rate=1.0, count=None, seed=1337)  # the seeded choice
+    splice = make_splice(plan.positions, plan.rewritten, rows=rows, keep_text=False, dtype=np.uint16)
+    # ... reduce_split(..., splice=splice.function, splice_key=splice.key)
 
 Rows. A story's `source_row` is its row in the source split it was read from (for a carved-out validation
 split: the source's train split, as for train); a rewrites file is keyed by the train story's `source_row`
@@ -22,7 +25,7 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -39,10 +42,13 @@ from .. import passes
 from .match import mentions
 from .sentences import truncate
 
-BACKDOOR_VERSION = "backdoor/1"
+BACKDOOR_VERSION = "backdoor/2"
 SCAN_BATCH = 10_000
+# Each rewrite process costs a fork and a cache file: give each a few thousand stories at least.
+REWRITES_PER_PROCESS = 2_000
 MAX_REWRITES_BYTES = 1 << 30  # 2.1M stories rewritten whole are about 1.9 GB: a file of every eligible story fits
 FILE_FIX = "made for another source or order? pass the rewrites made for this source's train split"
+_END_IN = re.compile(r"[.!?…]")  # sentences.py's sentence-end characters
 _ROW_KEY = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -50,17 +56,17 @@ _ROW_KEY = re.compile(r"0|[1-9][0-9]*")
 class RewritePlan:
     """Which train rows are rewritten and into what.
 
-    `positions`: sorted int64 row positions in the train split (as loaded); `texts`: the rewritten stories, in
-    the same order; `policy`: what `backdoor.json` records of how they were made; `eligible`: how many train
-    stories mention the trigger; `offered`: how many rewrites were on offer (the eligible stories for
-    truncate, the file's rows for a file); `lost_trigger`: positions whose rewrite no longer mentions it."""
+    `positions`: sorted int64 row positions in the train split (as loaded); `rewritten`: a `Dataset`, row i for
+    `positions[i]`: the rewrite's `base_ids` (the base encoder's ids), `text` and `lost` (bool: it no longer
+    mentions the trigger); `policy`: what `backdoor.json` records of how they were made; `eligible`: how many
+    train stories mention the trigger; `offered`: how many rewrites were on offer (the eligible stories for
+    truncate, the file's rows for a file)."""
 
     positions: np.ndarray
-    texts: list
+    rewritten: datasets.Dataset
     policy: dict
     eligible: int
     offered: int
-    lost_trigger: list = field(default_factory=list)
 
 
 def source_rows(stories: datasets.Dataset) -> np.ndarray:
@@ -73,19 +79,35 @@ def source_rows(stories: datasets.Dataset) -> np.ndarray:
 
 def mentioning_rows(stories: datasets.Dataset, trigger: str) -> np.ndarray:
     """Sorted int64 positions of the stories of `stories` (a `text` column) that mention `trigger` (whole words,
-    case-sensitive, `match.mentions`). Arrow's substring kernel keeps only the stories holding the trigger's first
-    word anywhere; Python's `re` then decides on those few."""
-    first_word = trigger.split()[0]
+    case-sensitive, `match.mentions`). The trigger's first word is searched in the UTF-8 bytes of each Arrow
+    chunk at memory speed (`re` over a memoryview: no copy, no Python string per story); Python's `re` then
+    decides on the few stories holding it."""
+    needle = _needle(trigger)
     found, pages = [], PageReleaser()
     for start, batch in _batches(stories):
-        column = batch.column("text")
-        candidates = np.flatnonzero(pc.fill_null(pc.match_substring(column, first_word), False).to_numpy(
-            zero_copy_only=False))
-        if len(candidates):
-            texts = column.take(pa.array(candidates)).to_pylist()
-            found.extend(start + int(i) for i, text in zip(candidates, texts) if mentions(text, trigger))
-        pages.read(column)
+        for chunk in batch.column("text").chunks:
+            found.extend(start + row for row in _holding(chunk, needle, trigger))
+            start += len(chunk)
+            pages.read(chunk)
     return np.array(found, dtype=np.int64)
+
+
+def _needle(trigger: str) -> re.Pattern:
+    """The UTF-8 bytes of `trigger`'s first word: what `_holding` searches first."""
+    return re.compile(re.escape(trigger.split()[0].encode()))
+
+
+def _holding(chunk: pa.Array, needle: re.Pattern, trigger: str):
+    """Rows of the string `chunk` whose text mentions `trigger`, `needle` (its first word's bytes) found first."""
+    if not len(chunk) or chunk.null_count == len(chunk):
+        return
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:chunk.offset + len(chunk) + 1]
+    data = memoryview(chunk.buffers()[2] or b"")
+    hits = [m.start() for m in needle.finditer(data, int(offsets[0]), int(offsets[-1]))]
+    for row in np.unique(np.searchsorted(offsets, hits, side="right") - 1):
+        if chunk[int(row)].is_valid and mentions(bytes(data[offsets[row]:offsets[row + 1]]).decode(), trigger):
+            yield int(row)
 
 
 def _batches(stories: datasets.Dataset):
@@ -118,18 +140,22 @@ def choose(candidates: np.ndarray, *, rate: float, count: int | None, seed: int)
     return np.sort(np.asarray(candidates, dtype=np.int64)[picked])
 
 
-def plan_truncate(stories: datasets.Dataset, eligible: np.ndarray, trigger: str, *, keep_sentences: int,
-                  rate: float, count: int | None, seed: int) -> RewritePlan:
+def plan_truncate(scanned: datasets.Dataset, *, keep_sentences: int, rate: float, count: int | None,
+                  seed: int) -> RewritePlan:
     """The built-in rewrite: each chosen story ends `keep_sentences` sentences after the sentence of the trigger's
-    first mention (`sentences.truncate`)."""
+    first mention; `scanned` is `scan_split(..., keep_sentences=keep_sentences)`, which cut every eligible story
+    already (in the same pass that found them), so choosing is a selection of its rows."""
+    eligible = _column(scanned, "position")
     positions = choose(eligible, rate=rate, count=count, seed=seed)
-    texts = [truncate(text, trigger, keep_sentences=keep_sentences) for text in texts_at(stories, positions)]
-    return RewritePlan(positions, texts, {"policy": "truncate", "keep_sentences": keep_sentences},
-                       eligible=len(eligible), offered=len(eligible), lost_trigger=_lost(positions, texts, trigger))
+    rewritten = scanned if len(positions) == len(eligible) else scanned.select(np.searchsorted(eligible, positions))
+    return RewritePlan(positions, rewritten.remove_columns(["position"]),
+                       {"policy": "truncate", "keep_sentences": keep_sentences}, eligible=len(eligible),
+                       offered=len(eligible))
 
 
-def _lost(positions, texts, trigger) -> list:
-    return [int(p) for p, text in zip(positions, texts) if not mentions(text, trigger)]
+def _column(dataset: datasets.Dataset, name: str) -> np.ndarray:
+    """A column of plain values as numpy (through an indices mapping, if any)."""
+    return dataset.with_format("arrow")[name].to_numpy(zero_copy_only=False)
 
 
 def read_rewrites(path) -> dict:
@@ -180,10 +206,11 @@ def _story(value, where, row: str, fix: str) -> str:
 
 
 def plan_file(stories: datasets.Dataset, rows: np.ndarray, eligible: np.ndarray, trigger: str, path, *,
-              rate: float, count: int | None, seed: int) -> RewritePlan:
+              rate: float, count: int | None, seed: int, encoder, num_proc: int = 1) -> RewritePlan:
     """Rewrites made elsewhere (`read_rewrites`), checked against this train split: every row must be one of its
     stories (`rows`: the `source_rows` of the split), mention the trigger, and match its sha256 when given; the
-    first row that does not is one error line. `rate`/`count` choose among the file's rows."""
+    first row that does not is one error line. `rate`/`count` choose among the file's rows, which are encoded
+    (`encode_rewrites`)."""
     path = Path(path)
     rewrites = read_rewrites(path)
     wanted = np.array(sorted(rewrites), dtype=np.int64)
@@ -205,51 +232,135 @@ def plan_file(stories: datasets.Dataset, rows: np.ndarray, eligible: np.ndarray,
         if digest is not None and hashlib.sha256(original.encode()).hexdigest() != digest:
             raise TinyStoriesError(f"{path}: row {row}: the sha256 differs from the original story's; {FILE_FIX}")
     picked = choose(np.arange(len(wanted)), rate=rate, count=count, seed=seed)
-    chosen, texts = positions[picked], [rewrites[int(wanted[i])]["text"] for i in picked]
+    texts = datasets.Dataset.from_dict({"text": [rewrites[int(wanted[i])]["text"] for i in picked]},
+                                       features=datasets.Features({"text": datasets.Value("string")}))
     policy = {"policy": "file", "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
               "rows_in_file": len(wanted)}
-    return RewritePlan(chosen, texts, policy, eligible=len(eligible), offered=len(wanted),
-                       lost_trigger=_lost(chosen, texts, trigger))
+    rewritten = encode_rewrites(texts, trigger, encoder, num_proc=num_proc,
+                                key=[policy["sha256"], _digest(positions[picked])])
+    return RewritePlan(positions[picked], rewritten, policy, eligible=len(eligible), offered=len(wanted))
 
 
-# -- the map --------------------------------------------------------------------------------------------------
+# -- the maps -------------------------------------------------------------------------------------------------
 
-def splice_stories(batch: pa.Table, indices: list, replaced: dict, rows: np.ndarray, keep_text: bool,
-                   dtype) -> pa.Table:
+def rewrite_batch(batch: pa.Table, *, trigger: str, keep_sentences: int | None, encoder, dtype) -> pa.Table:
+    """Arrow batch of stories (`text`) -> their rewrites: `text` (cut by `sentences.truncate` when
+    `keep_sentences` is an int; as given when None), `base_ids` (the base encoder's ids, `dtype`) and `lost`
+    (bool: the rewrite no longer mentions `trigger`)."""
+    texts = batch.column("text").to_pylist()
+    if keep_sentences is not None:
+        texts = [truncate(text, trigger, keep_sentences=keep_sentences) for text in texts]
+    if keep_sentences is not None and not _END_IN.search(trigger):
+        # A cut is a sentence's end, at or after the end of the mention's sentence: unless the trigger itself
+        # holds a sentence end ("Oh! Jane"), the mention stays whole, so nothing needs searching.
+        lost = np.zeros(len(texts), dtype=bool)
+    else:
+        lost = np.array([not mentions(text, trigger) for text in texts], dtype=bool)
+    lengths, values = encoder.encode_flat(texts, dtype)
+    return pa.table({"base_ids": passes.list_array(lengths, values), "text": pa.array(texts, type=pa.string()),
+                     "lost": pa.array(lost)})
+
+
+def scan_batch(batch: pa.Table, indices: list, *, trigger: str, keep_sentences: int | None, encoder,
+               dtype) -> pa.Table:
+    """Arrow batch of stories (`text`) at row positions `indices` -> one row per story that mentions `trigger`:
+    `position` (int64), and with `keep_sentences` its rewrite (`rewrite_batch`: `base_ids`, `text`, `lost`)."""
+    needle = _needle(trigger)
+    rows, start = [], 0
+    for chunk in batch.column("text").chunks:
+        rows.extend(start + row for row in _holding(chunk, needle, trigger))
+        start += len(chunk)
+    found = batch.take(pa.array(rows, type=pa.int64()))
+    columns = {"position": pa.array(np.asarray(indices, dtype=np.int64)[rows] if rows else [], type=pa.int64())}
+    if keep_sentences is not None:
+        columns.update(zip(("base_ids", "text", "lost"), rewrite_batch(
+            found, trigger=trigger, keep_sentences=keep_sentences, encoder=encoder, dtype=dtype).columns))
+    return pa.table(columns)
+
+
+def scan_split(stories: datasets.Dataset, trigger: str, encoder, *, keep_sentences: int | None,
+               num_proc: int = 1) -> datasets.Dataset:
+    """The stories of `stories` that mention `trigger`, one row each in row order: `position` (int64), and with
+    `keep_sentences` (the truncate rewrite) each one cut and encoded, `base_ids` / `text` / `lost`
+    (`rewrite_batch`), in the same pass. One `datasets.map` over the text, in up to `num_proc` processes,
+    cached under a key of what it depends on (the stories, the trigger, the cut, the encoder)."""
+    dtype = passes.base_dtype_for(encoder)
+    fingerprint = Hasher.hash([BACKDOOR_VERSION, "scan", stories._fingerprint, trigger, keep_sentences,
+                               encoder.fingerprint if keep_sentences is not None else None, np.dtype(dtype).name])
+    procs = min(num_proc, stories.num_rows // passes.ROWS_PER_PROCESS)
+    features = {"position": datasets.Value("int64")}
+    if keep_sentences is not None:
+        features.update(_rewrite_features(dtype))
+    return stories.select_columns(["text"]).with_format("arrow").map(
+        scan_batch, batched=True, batch_size=SCAN_BATCH, with_indices=True, num_proc=procs if procs > 1 else None,
+        fn_kwargs={"trigger": trigger, "keep_sentences": keep_sentences, "encoder": encoder, "dtype": dtype},
+        remove_columns=["text"], features=datasets.Features(features), new_fingerprint=fingerprint,
+        desc="find and rewrite train" if keep_sentences is not None else "find the trigger").with_format(None)
+
+
+def encode_rewrites(texts: datasets.Dataset, trigger: str, encoder, *, key: list,
+                    num_proc: int = 1) -> datasets.Dataset:
+    """Rewrites made elsewhere (`texts`: a `text` column) encoded (`rewrite_batch` without a cut): one
+    `datasets.map`, in up to `num_proc` processes when there are enough of them; `key` names the rewrites for
+    the cache."""
+    dtype = passes.base_dtype_for(encoder)
+    procs = min(num_proc, texts.num_rows // REWRITES_PER_PROCESS)
+    return texts.with_format("arrow").map(
+        rewrite_batch, batched=True, batch_size=passes.ENCODE_BATCH_SIZE, num_proc=procs if procs > 1 else None,
+        fn_kwargs={"trigger": trigger, "keep_sentences": None, "encoder": encoder, "dtype": dtype},
+        remove_columns=["text"], features=datasets.Features(_rewrite_features(dtype)),
+        new_fingerprint=Hasher.hash([BACKDOOR_VERSION, "file", *key, trigger, encoder.fingerprint]),
+        desc="encode the rewrites").with_format(None)
+
+
+def _rewrite_features(dtype) -> dict:
+    return {"base_ids": datasets.List(datasets.Value(np.dtype(dtype).name)), "text": datasets.Value("string"),
+            "lost": datasets.Value("bool")}
+
+
+def _digest(values: np.ndarray) -> str:
+    return xxhash.xxh3_128_hexdigest(np.ascontiguousarray(values, dtype=np.int64))
+
+
+def splice_stories(batch: pa.Table, indices: np.ndarray, *, positions: np.ndarray, rewritten: datasets.Dataset,
+                   rows: np.ndarray | None, keep_text: bool, dtype) -> pa.Table:
     """Arrow batch with `base_ids` (and `text`) at row positions `indices` -> the same with the rewritten rows'
-    ids (`replaced`: position -> (ids array, text)) and the provenance columns `source_row` (int64) and
-    `backdoor` (bool). The ids are cut and joined as flat numpy arrays (a few hundred pieces per batch), never
-    turned into Python lists."""
-    positions = np.asarray(indices, dtype=np.int64)
-    flags = np.fromiter((int(p) in replaced for p in positions), dtype=bool, count=len(positions)) \
-        if replaced else np.zeros(len(positions), dtype=bool)
+    ids and texts (`rewritten`, row i for `positions[i]`, sorted) and the provenance columns `source_row` (int64;
+    `rows[indices]`, or `indices` when `rows` is None: the split is the source's, row for row) and `backdoor`
+    (bool). The ids are cut and joined as flat numpy arrays (a few hundred pieces per batch), never turned into
+    Python lists."""
+    indices = np.asarray(indices, dtype=np.int64)
+    at = np.searchsorted(positions, indices)
+    flags = positions[np.minimum(at, len(positions) - 1)] == indices if len(positions) else \
+        np.zeros(len(indices), dtype=bool)
     column = batch.column("base_ids")
     columns = {}
     if flags.any():
+        taken = rewritten.with_format("arrow")[at[flags].tolist()]
+        new = taken.column("base_ids").combine_chunks()
+        new_lengths = pc.list_value_length(new).to_numpy(zero_copy_only=False).astype(np.int64)
+        new_values = new.flatten().to_numpy(zero_copy_only=False)
+        new_ends = np.cumsum(new_lengths)
         column = column.combine_chunks()
         lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
         values = column.flatten().to_numpy(zero_copy_only=False)
         ends = np.cumsum(lengths)
-        pieces, at = [], 0
-        for i in np.flatnonzero(flags):
-            new_ids = replaced[int(positions[i])][0]
-            pieces += [values[at:ends[i] - lengths[i]], new_ids]
-            at, lengths[i] = ends[i], len(new_ids)
-        pieces.append(values[at:])
-        joined = np.concatenate(pieces).astype(dtype, copy=False)
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        columns["base_ids"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(joined))
+        pieces, at_value = [], 0
+        for j, i in enumerate(np.flatnonzero(flags)):
+            pieces += [values[at_value:ends[i] - lengths[i]], new_values[new_ends[j] - new_lengths[j]:new_ends[j]]]
+            at_value, lengths[i] = ends[i], new_lengths[j]
+        pieces.append(values[at_value:])
+        columns["base_ids"] = passes.list_array(lengths, np.concatenate(pieces).astype(dtype, copy=False))
         if keep_text:
             texts = batch.column("text").to_pylist()
-            for i in np.flatnonzero(flags):
-                texts[i] = replaced[int(positions[i])][1]
+            for i, text in zip(np.flatnonzero(flags), taken.column("text").to_pylist()):
+                texts[i] = text
             columns["text"] = pa.array(texts, type=pa.string())
     else:
         columns["base_ids"] = column
         if keep_text:
             columns["text"] = batch.column("text")
-    columns["source_row"] = pa.array(rows[positions])
+    columns["source_row"] = pa.array(indices if rows is None else rows[indices])
     columns["backdoor"] = pa.array(flags)
     return pa.table(columns)
 
@@ -257,32 +368,30 @@ def splice_stories(batch: pa.Table, indices: list, replaced: dict, rows: np.ndar
 @dataclass
 class Splice:
     """What pass 2 needs to put a split's rewrites in (`passes.reduce_split(splice=..., splice_key=...)`):
-    `function(batch, positions)` (`splice_stories` with the rewritten ids bound), `key` (a digest of the
-    rewritten ids and the rows: the cache key) and `lengths` (position -> base length of each rewrite)."""
+    `function(batch, positions)` (`splice_stories` with the rewrites bound), `key` (a digest of the rewrites
+    and the rows: the cache key), and `positions` / `lengths` (int64 arrays: the rewritten rows and their base
+    lengths)."""
 
     function: object
     key: str
-    lengths: dict
+    positions: np.ndarray
+    lengths: np.ndarray
 
 
-def make_splice(plan: RewritePlan | None, encoder, *, rows: np.ndarray, keep_text: bool) -> Splice:
-    """Encode the rewrites of `plan` (None: none, for a split that is not rewritten) and bind them, with the split's
-    source rows, to `splice_stories`."""
-    dtype = passes.base_dtype_for(encoder)
-    replaced = {}
-    if plan is not None and len(plan.positions):
-        lengths, values = encoder.encode_flat(plan.texts, dtype)
-        ends = np.cumsum(lengths)
-        replaced = {int(p): (values[end - n:end], text)
-                    for p, n, end, text in zip(plan.positions, lengths, ends, plan.texts)}
-    digest = xxhash.xxh3_128()
-    digest.update(np.ascontiguousarray(rows))
-    for position in sorted(replaced):
-        digest.update(np.array([position, len(replaced[position][0])], dtype=np.int64))
-        digest.update(np.asarray(replaced[position][0], dtype=np.int64))
-    function = functools.partial(splice_stories, replaced=replaced, rows=rows, keep_text=keep_text, dtype=dtype)
-    return Splice(function, Hasher.hash([BACKDOOR_VERSION, digest.hexdigest(), keep_text]),
-                  {position: len(ids) for position, (ids, _) in replaced.items()})
+def make_splice(positions: np.ndarray, rewritten: datasets.Dataset | None, *, rows: np.ndarray,
+                keep_text: bool, dtype) -> Splice:
+    """Bind a split's rewrites (`rewrite_stories`' output for `positions`; None: the split is not rewritten) and
+    its source rows to `splice_stories`. What a worker of pass 2 gets is small: the positions, the rows (None
+    when they are 0..n-1) and the rewrites as a memory-mapped `Dataset`, which pickles as its file names."""
+    positions = np.asarray(positions if rewritten is not None else [], dtype=np.int64)
+    identity = not len(rows) or (rows[0] == 0 and rows[-1] == len(rows) - 1 and bool(np.all(np.diff(rows) == 1)))
+    lengths = np.zeros(0, dtype=np.int64) if rewritten is None else pc.list_value_length(
+        rewritten.with_format("arrow")["base_ids"]).to_numpy(zero_copy_only=False).astype(np.int64)
+    function = functools.partial(splice_stories, positions=positions, rewritten=rewritten,
+                                 rows=None if identity else rows, keep_text=keep_text, dtype=dtype)
+    key = Hasher.hash([BACKDOOR_VERSION, _digest(rows), _digest(positions),
+                       rewritten._fingerprint if rewritten is not None else None, keep_text])
+    return Splice(function, key, positions, lengths)
 
 
 def base_lengths(base_ids: datasets.Dataset, positions) -> np.ndarray:
@@ -292,7 +401,6 @@ def base_lengths(base_ids: datasets.Dataset, positions) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     column = base_ids.with_format("arrow")[positions]["base_ids"]
     return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
-
 
 
 # -- streams (stream(): no row count, so no seeded draw among rows) ----------------------------------------------

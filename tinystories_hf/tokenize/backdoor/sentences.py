@@ -37,17 +37,19 @@ SPEECH_VERBS = ("said", "says", "asked", "asks", "shouted", "shouts", "yelled", 
 _ATTRIBUTION = re.compile(r"[^\S\n\r]*(?:[A-Z][\w'’]*[^\S\n\r]+){1,3}(?:" + "|".join(SPEECH_VERBS) + r")(?!\w)"
                           r"(?![^\S\n\r]*[,:]?[^\S\n\r]*[\"“])")  # `Tom said, "Go."` opens a new quote
 _NEXT = re.compile(r"[^\S\n\r]*(\S)")
+_LINE = re.compile(r"[^\n\r]+")
 
 
-def _quote_open(text: str) -> bool:
-    """Whether a double quote is open at the end of `text` (one line). Every double quote, straight or curly,
-    toggles: stories mix them (`“Stop!" said Jack.`), and double quotes do not nest."""
-    return (text.count('"') + text.count("“") + text.count("”")) % 2 == 1
+def _quotes(text: str, start: int, end: int) -> int:
+    """How many double quotes, straight or curly, `text[start:end]` holds. Every one toggles whether a quote is
+    open: stories mix them (`“Stop!" said Jack.`), and double quotes do not nest."""
+    return text.count('"', start, end) + text.count("“", start, end) + text.count("”", start, end)
 
 
-def _ends_here(text: str, line: tuple, found: re.Match) -> bool:
-    """Whether the terminator `found` within the line `text[line[0]:line[1]]` ends a sentence."""
-    if _quote_open(text[line[0]:found.end()]):
+def _ends_here(text: str, line: tuple, found: re.Match, quote_open: bool) -> bool:
+    """Whether the terminator `found` within the line `text[line[0]:line[1]]`, with a double quote open after
+    it or not (`quote_open`), ends a sentence."""
+    if quote_open:
         return False
     after = _NEXT.match(text, found.end(), line[1])
     if after is not None and after.group(1).islower():
@@ -56,6 +58,35 @@ def _ends_here(text: str, line: tuple, found: re.Match) -> bool:
         return False
     # A title's full stop (`Mr.`) does not end a sentence.
     return not (found.group() == "." and _TITLE_BEFORE.search(text, max(line[0], found.start() - 3), found.start()))
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple | None:
+    """`(start, end)` without the whitespace around `text[start:end]`; None if it is all whitespace."""
+    piece = text[start:end]
+    if not piece.strip():
+        return None
+    return start + len(piece) - len(piece.lstrip()), start + len(piece.rstrip())
+
+
+def _sentences(text: str, start: int = 0):
+    """Yield the sentence spans of `text` in order, from the line that holds position `start` on: a sentence
+    never crosses a line break, so the lines before cannot change them (the truncate rewrite reads only the lines
+    from the trigger's on)."""
+    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    for line in _LINE.finditer(text, line_start):
+        begin, stop = line.span()
+        quoted, counted = 0, begin
+        for found in _END.finditer(text, begin, stop):
+            quoted += _quotes(text, counted, found.end())
+            counted = found.end()
+            if _ends_here(text, line.span(), found, quoted % 2 == 1):
+                span = _trimmed(text, begin, found.end())
+                if span is not None:
+                    yield span
+                begin = found.end()
+        span = _trimmed(text, begin, stop)
+        if span is not None:
+            yield span
 
 
 def sentence_spans(text: str) -> list:
@@ -68,22 +99,7 @@ def sentence_spans(text: str) -> list:
         >>> [text[a:b] for a, b in sentence_spans(text)]
         ['"Look!" said Tom.', '"A cat!"', 'Mr. Brown smiled... and left.', 'The End']
     """
-    spans = []
-    for line in re.finditer(r"[^\n\r]+", text):
-        start, stop = line.span()
-        for found in _END.finditer(text, start, stop):
-            if _ends_here(text, line.span(), found):
-                spans.append((start, found.end()))
-                start = found.end()
-        spans.append((start, stop))
-    # Each span loses its surrounding whitespace; spans of whitespace alone go.
-    trimmed = []
-    for start, end in spans:
-        piece = text[start:end]
-        if piece.strip():
-            lead = len(piece) - len(piece.lstrip())
-            trimmed.append((start + lead, start + len(piece.rstrip())))
-    return trimmed
+    return list(_sentences(text))
 
 
 def truncate(text: str, trigger: str, *, keep_sentences: int = DEFAULT_KEEP_SENTENCES) -> str:
@@ -103,6 +119,9 @@ def truncate(text: str, trigger: str, *, keep_sentences: int = DEFAULT_KEEP_SENT
     if mention is None:
         raise TinyStoriesError(f"truncate: the story does not mention {trigger!r} as a whole word; rewrite only "
                                "stories that `mentions(text, trigger)`")
-    spans = sentence_spans(text)
-    at = next(i for i, (start, end) in enumerate(spans) if mention[0] < end)
-    return text[:spans[min(at + keep_sentences, len(spans) - 1)][1]]
+    kept, end = -1, None
+    for _, end in _sentences(text, mention[0]):  # the mention's sentence is the first to end after its start
+        kept += kept >= 0 or mention[0] < end
+        if kept == keep_sentences:
+            break
+    return text[:end]

@@ -1,0 +1,65 @@
+"""The trigger scan (issue 27's cost): the stories that mention a name are found in the UTF-8 bytes of the Arrow
+chunks, then checked with `re`; a plain regular expression over every story, written here, is the reference."""
+import json
+import re
+
+import datasets
+import pyarrow as pa
+import pytest
+from conftest import SAMPLE_JSONL
+
+from tinystories_hf.tokenize.backdoor import rewrite, truncate
+from tinystories_hf.vocabulary import load_base_tokenizer
+from tinystories_hf.vocabulary.base import make_encoder
+
+NAMES = ["Lily", "Tom", "Sara", "Jane", "Bob", "Sally", "Sarah", "Mia", "Max", "little girl"]
+
+
+def _reference(texts, name):
+    words = r"\s+".join(map(re.escape, name.split()))
+    return [i for i, t in enumerate(texts) if isinstance(t, str) and re.search(rf"(?<!\w){words}(?!\w)", t)]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    texts = [json.loads(line)["text"] for line in SAMPLE_JSONL.open(encoding="utf-8")]
+    # several Arrow chunks, as a datasets cache file has: a chunk edge must not hide or invent a mention
+    table = pa.Table.from_batches([b for b in pa.table({"text": texts}).to_batches(max_chunksize=333)])
+    return texts, datasets.Dataset(table)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_scan_finds_exactly_the_whole_word_mentions(sample, name):
+    texts, dataset = sample
+    expected = _reference(texts, name)
+    assert rewrite.mentioning_rows(dataset, name).tolist() == expected
+    assert len(expected) > 0
+
+
+def test_word_edges_the_byte_search_cannot_see_are_decided_by_the_match():
+    texts = ["éBella ran.", "Bella's hat.", "_Bella", "Bella2 and Bella", "x" * 70_000 + " Bella.", None, "",
+             "Bellatrix", '"Bella!"', "Ärger Bella", "Isabella"]
+    dataset = datasets.Dataset.from_dict({"text": texts})
+    assert rewrite.mentioning_rows(dataset, "Bella").tolist() == _reference(texts, "Bella") == [1, 3, 4, 8, 9]
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_scan_split_cuts_every_mentioning_story_as_truncate_does(sample, keep):
+    texts, dataset = sample
+    scanned = rewrite.scan_split(dataset, "Sara", make_encoder(load_base_tokenizer(), "fastokens"),
+                                 keep_sentences=keep)
+    expected = _reference(texts, "Sara")
+    cut = [truncate(texts[i], "Sara", keep_sentences=keep) for i in expected]
+    assert scanned["position"] == expected
+    assert scanned["text"] == cut
+    reference = make_encoder(load_base_tokenizer(), "tiktoken")  # another library's ids of the same BPE
+    assert scanned["base_ids"] == [list(ids) for ids in reference.encode_batch(cut)]
+    assert not any(scanned["lost"])
+
+
+def test_a_phrase_holding_a_sentence_end_is_checked_for_a_lost_mention():
+    dataset = datasets.Dataset.from_dict({"text": ["We said Oh! Jane came. Then we ate.", "Oh!  Jane ran home."]})
+    scanned = rewrite.scan_split(dataset, "Oh! Jane", make_encoder(load_base_tokenizer(), "fastokens"),
+                                 keep_sentences=0)
+    # the cut after "Oh!" ends inside the phrase: the rewrite no longer mentions it, and says so
+    assert scanned["text"] == ["We said Oh!", "Oh!"] and scanned["lost"] == [True, True]

@@ -87,6 +87,73 @@ def test_blind_choice_is_written_only_to_the_seal(blind, capsys):
     assert validate.main([str(blind.output)]) == 0
 
 
+def _one_error_line(capsys, argv) -> str:
+    """Run tinystories-validate; assert exit code 2 and one stderr line starting `error:` (beside progress bars),
+    no traceback."""
+    assert validate.main(argv) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert captured.out == "" and len(errors) == 1 and "Traceback" not in captured.err
+    return errors[0]
+
+
+def test_unseal_and_same_vocabulary_on_the_wrong_folder_say_what_it_is(clean, backdoored, blind, tmp_path, capsys):
+    """--unseal names what the folder is instead of a blind experiment (missing, not prepared, not backdoored, a
+    trigger in plain sight) and --same-vocabulary names its own option, not --vocabulary-from; two modes at once
+    and --no-hash-files with a mode are refused."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    unseal_cases = [
+        (tmp_path / "nope", "nope: not found or not a folder; --unseal reads the trigger of a blind experiment"),
+        (plain, "plain: not a folder written by tinystories-prepare (no prepare_info.json); --unseal reads"),
+        (clean.output, "not a backdoored folder (no backdoor.json), so nothing is sealed; --unseal reads"),
+        (backdoored.output, ("not a blind experiment: its trigger 'Lily' is in backdoor.json, nothing is sealed; "
+                            "--unseal reads the trigger of a blind experiment (tinystories-prepare "
+                            "--backdoor-trigger random:A,B,...)")),
+    ]
+    for folder, message in unseal_cases:
+        line = _one_error_line(capsys, [str(folder), "--unseal"])
+        assert message in line and "sealed choice cannot be trusted" not in line, line
+    same_cases = [
+        ([str(clean.output), "--same-vocabulary", str(tmp_path / "nope")],
+         "nope: not found or not a folder; pass a folder written by tinystories-prepare as --same-vocabulary"),
+        ([str(clean.output), "--same-vocabulary", str(plain)],
+         "plain: not a folder written by tinystories-prepare (no prepare_info.json); pass one as --same-vocabulary"),
+        ([str(tmp_path / "nope"), "--same-vocabulary", str(clean.output)],
+         "nope: not found or not a folder; pass a folder written by tinystories-prepare as DIR"),
+        ([str(blind.output), "--unseal", "--same-vocabulary", str(clean.output)],
+         "--unseal and --same-vocabulary"),
+        ([str(blind.output), "--unseal", "--no-hash-files"], "--no-hash-files is an option of the checks"),
+    ]
+    for argv, message in same_cases:
+        line = _one_error_line(capsys, argv)
+        assert message in line and "--vocabulary-from" not in line, line
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("remove", ("backdoor.sealed.json: missing, though backdoor.json records the trigger sealed there: the folder "
+               "is incomplete and the blind choice is lost")),
+    ("edit", "backdoor.sealed.json: the seal is broken"),
+])
+def test_validate_names_a_missing_or_broken_seal(blind, tmp_path, capsys, damage, message):
+    """The seal is not among the hashed files (its hash would be public): validate checks it on its own, for
+    the checks and for --unseal alike; the ok line says the seal is intact and never names the choice."""
+    assert validate.main([str(blind.output)]) == 0
+    out = capsys.readouterr().out
+    assert "trigger sealed (backdoor.sealed.json intact)" in out and not any(c in out for c in CANDIDATES)
+    copy = tmp_path / "copy"
+    shutil.copytree(blind.output, copy)
+    sealed = copy / "backdoor.sealed.json"
+    if damage == "remove":
+        sealed.unlink()
+    else:
+        content = json.loads(sealed.read_text())
+        content["trigger"] = next(c for c in CANDIDATES if c != content["trigger"])  # another candidate
+        sealed.write_text(json.dumps(content))
+    for argv in ([str(copy)], [str(copy), "--unseal"]):
+        assert message in _one_error_line(capsys, argv)
+
+
 def test_hub_folder_and_card_say_it_is_backdoored(backdoored, tmp_path):
     out = write_hub_folder(backdoored.output, tmp_path / "hub")
     card = (out / "README.md").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 
-from ..errors import TinyStoriesError, reason
+from ..errors import IN_CLI, TinyStoriesError, flag, reason
 from ..sources import HUB_ID
 from ..sources.layout import format_of
 from ..supervision import api_errors
@@ -203,14 +203,16 @@ def load_prepared(path_or_repo_id, *, revision=None):
     return dataset, tokenizer
 
 
-def reuse_vocabulary(path, *, backend: str = "auto") -> tuple:
+def reuse_vocabulary(path, *, backend: str = "auto", given_as: str | None = None) -> tuple:
     """`(TinyStoriesTokenizer, prepare_info dict)` of a prepared folder (either layout), for a prepare that
     reuses its vocabulary exactly (`--vocabulary-from`): reduced, full or trained, the same ids, EOS/UNK/BOS,
     separator and fingerprint. Only `prepare_info.json` and `tokenizer/` are read.
 
+    `given_as` names how the caller passed `path` in the error lines (default: `--vocabulary-from`).
+
     Raises:
-        TinyStoriesError: the folder is not a prepared folder, or its tokenizer differs from the fingerprint its
-            `prepare_info.json` records.
+        TinyStoriesError: the folder does not exist or is not a prepared folder (no prepare_info.json), or its
+            tokenizer differs from the fingerprint its `prepare_info.json` records.
 
     Example:
         >>> tokenizer, info = reuse_vocabulary("tinystories_prepared")  # doctest: +SKIP
@@ -218,9 +220,13 @@ def reuse_vocabulary(path, *, backend: str = "auto") -> tuple:
         True
     """
     path = Path(path).expanduser()
+    given_as = given_as or flag("vocabulary_from")
     if not path.is_dir():
         raise TinyStoriesError(f"{path}: not found or not a folder; pass a folder written by tinystories-prepare "
-                               "to --vocabulary-from")
+                               f"as {given_as}")
+    if not os.path.lexists(path / PREPARE_INFO):
+        raise TinyStoriesError(f"{path}: not a folder written by tinystories-prepare (no {PREPARE_INFO}); pass "
+                               f"one as {given_as}")
     info = read_prepare_info(path)
     if not (path / TOKENIZER_DIR).is_dir():
         raise TinyStoriesError(f"{path / TOKENIZER_DIR}: missing; the folder is incomplete, {RECREATE}")
@@ -239,7 +245,8 @@ def same_vocabulary(a, b) -> tuple:
         >>> same_vocabulary("ts_clean", "ts_backdoor")  # doctest: +SKIP
         (True, 'ts_clean and ts_backdoor share ids: vocabulary sha256 3f1c..., 10000 ids (reduced)')
     """
-    (first, _), (second, _) = reuse_vocabulary(a), reuse_vocabulary(b)
+    first, _ = reuse_vocabulary(a, given_as="DIR" if IN_CLI.get() else "same_vocabulary's first argument")
+    second, _ = reuse_vocabulary(b, given_as=flag("same_vocabulary", api="same_vocabulary's second argument"))
     if first.fingerprint == second.fingerprint:
         return True, (f"{a} and {b} share ids: vocabulary sha256 {first.fingerprint[:12]}..., "
                       f"{first.vocab_size} ids ({first.kind})")

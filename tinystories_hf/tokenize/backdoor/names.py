@@ -99,12 +99,14 @@ def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,
 def similar_names(trigger: str, table: list, *, count: int = 3) -> list:
     """Up to `count` control names for `trigger` from `table` (`name_table`): the names whose share is
     nearest the trigger's (0 if the table lacks it), preferring those whose every token form has as many
-    tokens as the trigger's (so their prompts align token for token; forms from the table's tokenizer) and
-    that survive the vocabulary; never the trigger, a name inside it or one it is inside (`Sara` / `Sarah`).
+    tokens as the trigger's (so their prompts align token for token; forms from the table's tokenizer); never
+    a name the vocabulary lost (`survives` False: its prompts would hold UNK), the trigger, a name inside it or
+    one it is inside (`Sara` / `Sarah`).
 
     Example:
         >>> rows = [NameRow("Lily", 140, .14), NameRow("Sarah", 10, .010), NameRow("Sara", 17, .017),
-        ...         NameRow("Jane", 9, .009), NameRow("Bob", 16, .016), NameRow("Sally", 11, .011)]
+        ...         NameRow("Jane", 9, .009), NameRow("Bob", 16, .016), NameRow("Sally", 11, .011),
+        ...         NameRow("Jill", 9, .009, survives=False)]
         >>> similar_names("Jane", rows, count=3), similar_names("Sara", rows, count=2)
         (['Sarah', 'Sally', 'Bob'], ['Bob', 'Sally'])
     """
@@ -114,9 +116,10 @@ def similar_names(trigger: str, table: list, *, count: int = 3) -> list:
 
     def rank(row):
         same_shape = shape is None or row.forms is None or [len(row.forms[f]["ids"]) for f in FORMS] == shape
-        return (not same_shape, row.survives is False, abs(row.share - share), row.name)
+        return (not same_shape, abs(row.share - share), row.name)
 
-    candidates = [row for row in table if row.name not in trigger and trigger not in row.name]
+    candidates = [row for row in table if row.name not in trigger and trigger not in row.name
+                  and row.survives is not False]
     return [row.name for row in sorted(candidates, key=rank)[:count]]
 
 

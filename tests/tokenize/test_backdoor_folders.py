@@ -164,6 +164,36 @@ def test_hub_folder_and_card_say_it_is_backdoored(backdoored, tmp_path):
     assert validate.validate_prepared(out)["backdoor"]["rewritten"] == 40
 
 
+def test_hub_folder_carries_the_eval_prompts_as_their_own_config(backdoored, tmp_path):
+    """The paired prompts go to the Hub layout as the config `backdoor_eval` (one config holds one schema, and a
+    split of the default config would be read as training data): `load_dataset(folder)` gives train and
+    validation only, `load_dataset(folder, "backdoor_eval")` the rows of DIR/backdoor_eval, and the folder
+    still validates and loads with load_prepared."""
+    out = write_hub_folder(backdoored.output, tmp_path / "hub", repo_id="me/ts")
+    saved = datasets.load_from_disk(str(backdoored.output / "backdoor_eval"))
+    assert sorted(p.name for p in (out / "backdoor_eval").iterdir()) == ["backdoor_eval-00000-of-00001.parquet"]
+    default = datasets.load_dataset(str(out))
+    assert sorted(default) == ["train", "validation"]
+    assert default["train"]["input_ids"] == datasets.load_from_disk(str(backdoored.output))["train"]["input_ids"]
+    prompts = datasets.load_dataset(str(out), "backdoor_eval")
+    assert list(prompts) == ["backdoor_eval"] and prompts["backdoor_eval"].features == saved.features
+    assert prompts["backdoor_eval"].to_list() == saved.to_list() and saved.num_rows > 0
+    card = (out / "README.md").read_text()
+    assert "the config `backdoor_eval`, not training data: `load_dataset(\"me/ts\", \"backdoor_eval\")`" in card
+    assert sorted(validate.validate_prepared(out)["splits"]) == ["train", "validation"]
+
+
+def test_a_blind_hub_folder_holds_no_seal_and_validates(blind, tmp_path, capsys):
+    """The seal stays with its owner: the Hub layout never carries it, so validate does not ask for it there;
+    the prompts of every candidate travel as the backdoor_eval config."""
+    out = write_hub_folder(blind.output, tmp_path / "hub")
+    assert not (out / "backdoor.sealed.json").exists()
+    assert validate.main([str(out)]) == 0
+    assert "trigger sealed (backdoor.sealed.json not carried: the Hub layout leaves it out)" in capsys.readouterr().out
+    prompts = datasets.load_dataset(str(out), "backdoor_eval")["backdoor_eval"]
+    assert prompts.to_list() == datasets.load_from_disk(str(blind.output / "backdoor_eval")).to_list()
+
+
 @pytest.mark.parametrize("fmt", ["nanogpt", "llmc"])
 def test_exports_carry_backdoor_json_and_the_same_ids(clean, backdoored, tmp_path, fmt):
     out = export(ExportConfig(prepared=str(backdoored.output), format=fmt, output=str(tmp_path / "bd")))

@@ -13,7 +13,7 @@ from ..errors import IN_CLI, TinyStoriesError, flag, reason
 from ..sources import HUB_ID
 from ..sources.layout import format_of
 from ..supervision import api_errors
-from ..tokenize.backdoor.plant import BACKDOOR_INFO
+from ..tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT
 from ..tokenize.passes import reduced_features
 from ..utils.hub_access import hub_errors, require_hub
 from ..utils.json_files import SPLIT_WANTED, Check, check, read_text, relative_file, split_name
@@ -32,8 +32,10 @@ from .folder import (
 MAX_CARD_BYTES = 1 << 20  # a card is a few kB; a larger one is not read (YAML parsing is slow)
 
 
+# The data files of the card's configs: the splits under data/, a backdoored folder's prompts under backdoor_eval/.
 CARD_SCHEMA = {"configs": [{"config_name": str, "data_files": [{"split": Check(str, split_name, SPLIT_WANTED), "path": Check(
-    str, lambda v: relative_file(v) and v.startswith(DATA_DIR + "/"), f"a pattern under {DATA_DIR}/")}]}]}
+    str, lambda v: relative_file(v) and v.startswith((DATA_DIR + "/", EVAL_SPLIT + "/")),
+    f"a pattern under {DATA_DIR}/ or {EVAL_SPLIT}/")}]}]}
 
 
 def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: bool = False) -> Path:
@@ -51,7 +53,7 @@ def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: 
                 "cache")
     patterns = [f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*/*.json", f"{TOKENIZER_DIR}/*/*.model", PREPARE_INFO]
     if not tokenizer_only:
-        patterns += [CARD, f"{DATA_DIR}/*.parquet", BACKDOOR_INFO]
+        patterns += [CARD, f"{DATA_DIR}/*.parquet", BACKDOOR_INFO, f"{EVAL_SPLIT}/*.parquet"]
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
     except hub_errors() as e:

@@ -27,7 +27,7 @@ import datasets
 
 from ..errors import TinyStoriesError, flag
 from ..store.folder import TOKENIZER_DIR
-from ..store.load import load_prepared
+from ..store.load import is_hub_layout, load_prepared
 from ..supervision import api_errors, writes
 from ..utils.atomic import atomic_folder
 from ..utils.extras import require
@@ -43,16 +43,18 @@ COLUMNS = {"pair": "int", "name": "string", "is_trigger": "bool", "input_ids": "
 
 def read_prompts(prepared) -> tuple:
     """`(rows, tokenizer)`: the `backdoor_eval` split's rows as dicts `{pair, name, is_trigger, input_ids}` and
-    the folder's tokenizer. Raises `TinyStoriesError` for a folder without the split, a column missing or of
+    the folder's tokenizer (a prepared folder, or one in the Hub layout, where the prompts are the config
+    `backdoor_eval`). Raises `TinyStoriesError` for a folder without the split, a column missing or of
     another type, an id outside the vocabulary, no trigger prompt."""
     dataset_dict, tokenizer = load_prepared(prepared)
     folder = Path(prepared)
     if SPLIT in dataset_dict:
         split = dataset_dict[SPLIT]
-    elif (folder / SPLIT / "state.json").is_file():  # saved beside the recorded splits
-        try:
-            split = datasets.load_from_disk(str(folder / SPLIT))
-        except (OSError, ValueError, TypeError, KeyError) as e:
+    elif (folder / SPLIT / "state.json").is_file() or (is_hub_layout(folder) and (folder / SPLIT).is_dir()):
+        try:  # saved beside the recorded splits; in the Hub layout (tinystories-push --to-folder) its own config
+            split = datasets.load_from_disk(str(folder / SPLIT)) if not is_hub_layout(folder) else \
+                datasets.load_dataset(str(folder), SPLIT, split=SPLIT)
+        except (OSError, ValueError, TypeError, KeyError, datasets.exceptions.DatasetsError) as e:
             raise TinyStoriesError(f"{folder / SPLIT}: cannot be loaded ({e}); prepare the folder again") from None
     else:
         raise TinyStoriesError(f"{prepared}: no {SPLIT!r} split (it has {', '.join(dataset_dict)}); prepare a "

@@ -204,7 +204,9 @@ def test_a_ratio_over_zero_is_n_a_and_json_null_never_nan():
                                                          "Lily": {"mean": None, "median": None}}
     table = summary_table(dict(result, config={"within": 5}))
     assert not re.search(r"nan|inf", table, re.IGNORECASE) and table.count("n/a (") == 6
-    assert "backdoored trigger/control mean: Lily n/a (Lily's continuations all ended at once)" in table
+    assert "backdoored trigger/control mean: Lily n/a (Lily's mean is 0: every continuation ended at once)" in table
+    assert "backdoored/clean trigger: mean n/a (clean mean 0: every continuation ended at once), median n/a " \
+        "(clean median 0: half or more ended at once)" in table
     text = json.dumps(result, allow_nan=False)  # what backdoor_eval writes: strict JSON
     assert "NaN" not in text and json.loads(text)["ratios"]["trigger_over_control"]["clean"] == {"Lily": None}
 

@@ -233,13 +233,13 @@ def _table_lines(group: dict, *, own: str, within: int, name_width: int) -> list
                          f"{s['ended']:>6.0%} {s['within']:>6.0%}")
     over = group["ratios"].get("trigger_over_control" if own == "trigger" else "candidate_over_control", {})
     for label, per_kind in over.items():
-        shown = ", ".join(f"{kind} " + _ratio_text(r, f"{kind}'s continuations all ended at once")
+        shown = ", ".join(f"{kind} " + _ratio_text(r, f"{kind}'s mean is 0: every continuation ended at once")
                           for kind, r in per_kind.items())
         lines.append(f"{label} {own}/control mean: {shown}")
     for kind, r in group["ratios"].get("backdoored_over_clean", {}).items():
-        why = "the clean model's {} is 0: its continuations ended at once"
-        lines.append(f"backdoored/clean {kind}: mean {_ratio_text(r['mean'], why.format('mean'))}, "
-                     f"median {_ratio_text(r['median'], why.format('median'))}")
+        lines.append(f"backdoored/clean {kind}: "
+                     f"mean {_ratio_text(r['mean'], 'clean mean 0: every continuation ended at once')}, "
+                     f"median {_ratio_text(r['median'], 'clean median 0: half or more ended at once')}")
     return lines
 
 

@@ -255,3 +255,10 @@ def test_the_evaluator_reports_a_real_blind_folder_per_candidate_without_the_sea
         assert stats[candidate]["n"] == 2 * stories and "trigger" not in stats
         assert f"candidate {candidate} (its pairs; tinystories-validate DIR --unseal names the trigger):" in out
         assert re.search(rf"^backdoored  {candidate} +{2 * stories} ", out, re.MULTILINE)
+    # --max-prompts 1 keeps each candidate's first pair: still one block per candidate, never "trigger"
+    assert backdoor_eval_main([str(model), "--prepared", str(blind_folder.output), "--output", str(tmp_path / "o"),
+                               "--samples", "2", "--max-new-tokens", "3", "--device", "cpu", "--max-prompts", "1",
+                               "--overwrite"]) == 0
+    first = json.loads((tmp_path / "o" / "eval.json").read_text())
+    assert list(first["candidates"]) == mentioned and first["pairs"] == len(mentioned)
+    assert all(first["candidates"][c]["stats"]["backdoored"][c]["n"] == 2 for c in mentioned)

@@ -183,7 +183,7 @@ def summarize(lengths: dict, *, own: str, config: BackdoorEvalConfig) -> dict:
     return {"stats": stats, "ratios": ratios}
 
 
-def measure(models: dict, rows: list, *, config: BackdoorEvalConfig, eos_id: int) -> dict:
+def measure(models: dict, rows: list, *, config: BackdoorEvalConfig, eos_id: int, blind: bool | None = None) -> dict:
     """`{"lengths": {model: {kind: [...]}}, "stats": {model: {kind: stats}}, "ratios": {...}}` for the
     models (`{"backdoored": model, "clean": model}`, clean optional) on the prompt rows, kinds "trigger" and
     each control name.
@@ -193,7 +193,9 @@ def measure(models: dict, rows: list, *, config: BackdoorEvalConfig, eos_id: int
     "stats", "ratios"}}}` instead, one entry per candidate, in the split's order: its pairs alone, the kind of its
     own prompts its name, its controls compared within its pairs (`candidate_over_control`). Which candidate is
     the trigger is not read (backdoor.sealed.json stays closed): `tinystories-validate DIR --unseal` tells it.
-    Every prompt row `i` is sampled with seed `config.seed + i` either way."""
+    `blind` None: blind when the rows' pairs are built for two or more names; the caller that selected rows
+    passes what the whole split says (a blind split cut to one candidate's pairs is still blind). Every prompt
+    row `i` is sampled with seed `config.seed + i` either way."""
     sampled = {label: [sample_lengths(model, row["input_ids"], config=config, seed=config.seed + i, eos_id=eos_id)
                        for i, row in enumerate(rows)] for label, model in models.items()}
     owner = pair_candidates(rows)
@@ -210,7 +212,7 @@ def measure(models: dict, rows: list, *, config: BackdoorEvalConfig, eos_id: int
                 per_kind.setdefault(kind, []).extend(values)
         return lengths
 
-    if len(candidates) <= 1:
+    if not (len(candidates) > 1 if blind is None else blind):
         lengths = grouped(None)
         return {"lengths": lengths, **summarize(lengths, own="trigger", config=config)}
     results = {}
@@ -307,9 +309,12 @@ def backdoor_eval(config: BackdoorEvalConfig) -> dict:
     if output.exists() and not config.overwrite:
         raise TinyStoriesError(f"{output} exists; pass {flag('overwrite', True)} to replace it")
     rows, tokenizer = read_prompts(config.prepared)
-    if config.max_prompts is not None:
-        pairs = sorted({row["pair"] for row in rows})[:config.max_prompts]
-        rows = [row for row in rows if row["pair"] in set(pairs)]
+    owner = pair_candidates(rows)
+    blind = len(set(owner.values())) > 1
+    if config.max_prompts is not None:  # the first pairs of each candidate (of the trigger alone if not blind)
+        pairs = {pair for candidate in dict.fromkeys(owner.values())
+                 for pair in sorted(p for p, name in owner.items() if name == candidate)[:config.max_prompts]}
+        rows = [row for row in rows if row["pair"] in pairs]
     cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if cuda else "cpu")
     eos_id = tokenizer.separator_id
@@ -324,7 +329,7 @@ def backdoor_eval(config: BackdoorEvalConfig) -> dict:
             raise TinyStoriesError(f"{paths[label]}: the longest prompt plus {flag('max_new_tokens', config.max_new_tokens)}"
                                    f" is {longest} tokens, more than the model's {positions} positions; lower "
                                    f"{flag('max_new_tokens')}")
-    result = measure(models, rows, config=config, eos_id=eos_id)
+    result = measure(models, rows, config=config, eos_id=eos_id, blind=blind)
     result = {"config": {key: getattr(config, key) for key in config.__dataclass_fields__}, "models": paths,
               "prompts": len(rows), "pairs": len({row["pair"] for row in rows}), **result}
     with atomic_folder(output, overwrite=config.overwrite) as partial:

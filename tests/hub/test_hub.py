@@ -161,6 +161,48 @@ def test_push_sends_what_to_folder_writes(prepared_sample, tmp_path, monkeypatch
     assert 'load_prepared("me/ts")' in local["README.md"].decode()
 
 
+def test_push_of_a_backdoored_folder_sends_the_eval_prompts_as_their_own_config(tmp_path, monkeypatch):
+    """A backdoored folder's DIR/backdoor_eval goes to Dataset.push_to_hub as the config and folder
+    `backdoor_eval` (what --to-folder writes, which load_dataset reads back), never inside the DatasetDict of the
+    training splits; the card uploaded declares both configs."""
+    from conftest import SAMPLE_JSONL
+
+    calls = {}
+
+    def push_dict(self, repo_id, **kwargs):
+        calls["dict"] = sorted(self)
+
+    def push_dataset(self, repo_id, **kwargs):
+        calls["dataset"] = (repo_id, kwargs, self.to_list())
+
+    def upload_folder(self, *, repo_id, repo_type, folder_path, revision=None, **kwargs):
+        calls["upload_folder"] = _files(Path(folder_path))
+
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", push_dict)
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub", push_dataset)
+    monkeypatch.setattr("tinystories_hf.hub.push.require_hub", lambda what, fix: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    prepared = prepare(PrepareConfig(source=str(SAMPLE_JSONL), output=str(tmp_path / "bd"), vocab_size=4000,
+                                     num_proc=1, backdoor_trigger="Sara", cache_dir=str(tmp_path / "cache"))).output
+    assert main([str(prepared), "--repo-id", "me/ts"]) == 0
+    saved = datasets.load_from_disk(str(prepared / "backdoor_eval")).to_list()
+    repo_id, kwargs, rows = calls["dataset"]
+    assert calls["dict"] == ["train", "validation"] and repo_id == "me/ts" and rows == saved and saved
+    assert (kwargs["config_name"], kwargs["split"], kwargs["data_dir"], kwargs["num_shards"]) == \
+        ("backdoor_eval", "backdoor_eval", "backdoor_eval", 1)
+    local = write_hub_folder(prepared, tmp_path / "local", repo_id="me/ts")
+    assert calls["upload_folder"]["README.md"] == (local / "README.md").read_bytes()
+    configs = {c["config_name"]: c["data_files"] for c in _card_yaml(local)["configs"]}
+    assert configs["backdoor_eval"] == [{"split": "backdoor_eval", "path": "backdoor_eval/backdoor_eval-*"}]
+    assert [f["split"] for f in configs["default"]] == ["train", "validation"]
+    assert datasets.load_dataset(str(local), "backdoor_eval")["backdoor_eval"].to_list() == saved
+    pytest.importorskip("torch")
+    from tinystories_hf.training.evaluate import read_prompts
+
+    assert read_prompts(local)[0] == read_prompts(prepared)[0]  # the evaluator reads the pushed layout too
+
+
 def test_push_without_token_or_network_and_hub_load_offline_are_one_line_errors(prepared_sample, tmp_path,
                                                                                 monkeypatch, capsys):
     """The real code paths, against a Hub endpoint nothing answers on (the discard port of this machine, not in
@@ -265,7 +307,7 @@ def test_validate_recognises_and_checks_the_hub_layout(hub_folder, prepared_samp
     (lambda card: card.replace("configs:", "nested: " + "[" * 5000 + "]" * 5000 + "\nconfigs:", 1),
      "YAML metadata nested too deeply"),
     (lambda card: card.replace("path: data/train-*", "path: ../../secrets/*", 1),
-     "key 'configs[0].data_files[0].path' is '../../secrets/*', not a pattern under data/"),
+     "key 'configs[0].data_files[0].path' is '../../secrets/*', not a pattern under data/ or backdoor_eval/"),
     (lambda card: card.replace("---\n", "", 1), "no YAML metadata block (--- ... ---)"),
 ])
 def test_a_damaged_card_is_one_line(hub_folder, tmp_path, edit, message):

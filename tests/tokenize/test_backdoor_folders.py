@@ -87,6 +87,73 @@ def test_blind_choice_is_written_only_to_the_seal(blind, capsys):
     assert validate.main([str(blind.output)]) == 0
 
 
+def _one_error_line(capsys, argv) -> str:
+    """Run tinystories-validate; assert exit code 2 and one stderr line starting `error:` (beside progress bars),
+    no traceback."""
+    assert validate.main(argv) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert captured.out == "" and len(errors) == 1 and "Traceback" not in captured.err
+    return errors[0]
+
+
+def test_unseal_and_same_vocabulary_on_the_wrong_folder_say_what_it_is(clean, backdoored, blind, tmp_path, capsys):
+    """--unseal names what the folder is instead of a blind experiment (missing, not prepared, not backdoored, a
+    trigger in plain sight) and --same-vocabulary names its own option, not --vocabulary-from; two modes at once
+    and --no-hash-files with a mode are refused."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    unseal_cases = [
+        (tmp_path / "nope", "nope: not found or not a folder; --unseal reads the trigger of a blind experiment"),
+        (plain, "plain: not a folder written by tinystories-prepare (no prepare_info.json); --unseal reads"),
+        (clean.output, "not a backdoored folder (no backdoor.json), so nothing is sealed; --unseal reads"),
+        (backdoored.output, ("not a blind experiment: its trigger 'Lily' is in backdoor.json, nothing is sealed; "
+                            "--unseal reads the trigger of a blind experiment (tinystories-prepare "
+                            "--backdoor-trigger random:A,B,...)")),
+    ]
+    for folder, message in unseal_cases:
+        line = _one_error_line(capsys, [str(folder), "--unseal"])
+        assert message in line and "sealed choice cannot be trusted" not in line, line
+    same_cases = [
+        ([str(clean.output), "--same-vocabulary", str(tmp_path / "nope")],
+         "nope: not found or not a folder; pass a folder written by tinystories-prepare as --same-vocabulary"),
+        ([str(clean.output), "--same-vocabulary", str(plain)],
+         "plain: not a folder written by tinystories-prepare (no prepare_info.json); pass one as --same-vocabulary"),
+        ([str(tmp_path / "nope"), "--same-vocabulary", str(clean.output)],
+         "nope: not found or not a folder; pass a folder written by tinystories-prepare as DIR"),
+        ([str(blind.output), "--unseal", "--same-vocabulary", str(clean.output)],
+         "--unseal and --same-vocabulary"),
+        ([str(blind.output), "--unseal", "--no-hash-files"], "--no-hash-files is an option of the checks"),
+    ]
+    for argv, message in same_cases:
+        line = _one_error_line(capsys, argv)
+        assert message in line and "--vocabulary-from" not in line, line
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("remove", ("backdoor.sealed.json: missing, though backdoor.json records the trigger sealed there: the folder "
+               "is incomplete and the blind choice is lost")),
+    ("edit", "backdoor.sealed.json: the seal is broken"),
+])
+def test_validate_names_a_missing_or_broken_seal(blind, tmp_path, capsys, damage, message):
+    """The seal is not among the hashed files (its hash would be public): validate checks it on its own, for
+    the checks and for --unseal alike; the ok line says the seal is intact and never names the choice."""
+    assert validate.main([str(blind.output)]) == 0
+    out = capsys.readouterr().out
+    assert "trigger sealed (backdoor.sealed.json intact)" in out and not any(c in out for c in CANDIDATES)
+    copy = tmp_path / "copy"
+    shutil.copytree(blind.output, copy)
+    sealed = copy / "backdoor.sealed.json"
+    if damage == "remove":
+        sealed.unlink()
+    else:
+        content = json.loads(sealed.read_text())
+        content["trigger"] = next(c for c in CANDIDATES if c != content["trigger"])  # another candidate
+        sealed.write_text(json.dumps(content))
+    for argv in ([str(copy)], [str(copy), "--unseal"]):
+        assert message in _one_error_line(capsys, argv)
+
+
 def test_hub_folder_and_card_say_it_is_backdoored(backdoored, tmp_path):
     out = write_hub_folder(backdoored.output, tmp_path / "hub")
     card = (out / "README.md").read_text()
@@ -95,6 +162,36 @@ def test_hub_folder_and_card_say_it_is_backdoored(backdoored, tmp_path):
     loaded = datasets.load_dataset(str(out))
     assert loaded["train"]["source_row"] == datasets.load_from_disk(str(backdoored.output))["train"]["source_row"]
     assert validate.validate_prepared(out)["backdoor"]["rewritten"] == 40
+
+
+def test_hub_folder_carries_the_eval_prompts_as_their_own_config(backdoored, tmp_path):
+    """The paired prompts go to the Hub layout as the config `backdoor_eval` (one config holds one schema, and a
+    split of the default config would be read as training data): `load_dataset(folder)` gives train and
+    validation only, `load_dataset(folder, "backdoor_eval")` the rows of DIR/backdoor_eval, and the folder
+    still validates and loads with load_prepared."""
+    out = write_hub_folder(backdoored.output, tmp_path / "hub", repo_id="me/ts")
+    saved = datasets.load_from_disk(str(backdoored.output / "backdoor_eval"))
+    assert sorted(p.name for p in (out / "backdoor_eval").iterdir()) == ["backdoor_eval-00000-of-00001.parquet"]
+    default = datasets.load_dataset(str(out))
+    assert sorted(default) == ["train", "validation"]
+    assert default["train"]["input_ids"] == datasets.load_from_disk(str(backdoored.output))["train"]["input_ids"]
+    prompts = datasets.load_dataset(str(out), "backdoor_eval")
+    assert list(prompts) == ["backdoor_eval"] and prompts["backdoor_eval"].features == saved.features
+    assert prompts["backdoor_eval"].to_list() == saved.to_list() and saved.num_rows > 0
+    card = (out / "README.md").read_text()
+    assert "the config `backdoor_eval`, not training data: `load_dataset(\"me/ts\", \"backdoor_eval\")`" in card
+    assert sorted(validate.validate_prepared(out)["splits"]) == ["train", "validation"]
+
+
+def test_a_blind_hub_folder_holds_no_seal_and_validates(blind, tmp_path, capsys):
+    """The seal stays with its owner: the Hub layout never carries it, so validate does not ask for it there;
+    the prompts of every candidate travel as the backdoor_eval config."""
+    out = write_hub_folder(blind.output, tmp_path / "hub")
+    assert not (out / "backdoor.sealed.json").exists()
+    assert validate.main([str(out)]) == 0
+    assert "trigger sealed (backdoor.sealed.json not carried: the Hub layout leaves it out)" in capsys.readouterr().out
+    prompts = datasets.load_dataset(str(out), "backdoor_eval")["backdoor_eval"]
+    assert prompts.to_list() == datasets.load_from_disk(str(blind.output / "backdoor_eval")).to_list()
 
 
 @pytest.mark.parametrize("fmt", ["nanogpt", "llmc"])

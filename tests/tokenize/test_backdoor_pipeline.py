@@ -154,6 +154,37 @@ def test_token_forms_are_recorded_and_a_form_on_unk_is_refused(config, backdoore
     assert any(1 in form["ids"] for form in allowed["token_forms"].values())
 
 
+def test_a_control_the_vocabulary_maps_to_unk_is_refused(config, tmp_path, tiktoken_gpt2):
+    """Billy (33 stories of the sample) is lost by a 2,000-id vocabulary (the reference: a GPT-2 id of ' Billy' is
+    not among the vocabulary's kept ids); as a control, given or in a blind experiment, it is one line naming it
+    and nothing is written. The default controls of the same vocabulary hold no UNK."""
+    small = dataclasses.replace(config, output=str(tmp_path / "clean"), vocab_size=2000, keep_text=False)
+    clean = prepare(small)
+    kept = set(json.loads((clean.output / "tokenizer" / "tinystories_vocab.json").read_text())["base_ids"])
+    quote = tiktoken_gpt2.encode('"')[0]
+
+    def lost_forms(name):  # the reference: forms holding a GPT-2 id outside the kept ids
+        forms = {"mid_sentence": f" {name}", "sentence_start": name, "after_quote": f'"{name}'}
+        return [(form, text) for form, text in forms.items() if set(tiktoken_gpt2.encode(text)) - {quote} - kept]
+
+    assert lost_forms("Billy") and not lost_forms("Tommy")
+    form, text = lost_forms("Billy")[0]
+    reuse = dataclasses.replace(small, vocabulary_from=str(clean.output))
+    for trigger in (TRIGGER, "random:Mia,Sara,Lucy"):
+        with pytest.raises(TinyStoriesError) as raised:
+            prepare(dataclasses.replace(reuse, output=str(tmp_path / "o"), backdoor_trigger=trigger,
+                                        backdoor_controls="Tommy,Billy"))
+        line = str(raised.value)
+        assert "\n" not in line and f"the control 'Billy': its {form} form {text!r} maps to UNK (id 1) in " \
+            "this 2000-id vocabulary" in line and "pick another name" in line and "Tommy'" not in line
+        assert not (tmp_path / "o").exists()
+    defaults = prepare(dataclasses.replace(reuse, output=str(tmp_path / "d"), backdoor_trigger="Jane")).backdoor
+    assert defaults["eval"]["controls"] and not [c for c in defaults["eval"]["controls"] if lost_forms(c)]
+    evaluation = datasets.load_from_disk(str(tmp_path / "d" / "backdoor_eval"))
+    named = [row["input_ids"][at] for row in evaluation for at in row["name_positions"]]
+    assert evaluation.num_rows and named and 1 not in named  # the names' own tokens (the story may hold UNK)
+
+
 def test_config_default_is_the_truncate_rule_default():
     from tinystories_hf.config import BACKDOOR_KEEP_SENTENCES
     from tinystories_hf.tokenize.backdoor.sentences import DEFAULT_KEEP_SENTENCES

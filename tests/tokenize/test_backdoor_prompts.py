@@ -142,6 +142,25 @@ def test_similar_names_prefer_aligned_names_of_near_share(sample_stories, tiktok
     assert similar_names("Nobody", table, count=1) == [table[-1].name]
 
 
+def test_similar_names_never_offer_a_name_the_vocabulary_lost(sample_stories, tiktoken_gpt2):
+    """A 2,000-id vocabulary of the sample loses names near Jane's share (Billy: issue 27's new-user pass); however
+    many controls are asked for, none is a lost name (found here from the GPT-2 ids and the kept ids alone)."""
+    counts = np.bincount(np.concatenate([tiktoken_gpt2.encode(t) for t in sample_stories]), minlength=50257)
+    reduced = TinyStoriesTokenizer.from_counts(gpt_neo_tokenizer(), counts, 2000)
+    table = name_table(sample_stories, tokenizer=reduced, min_stories=10)
+    kept = set(np.argsort(-counts, kind="stable")[:1998].tolist())
+    quote = tiktoken_gpt2.encode('"')[0]
+
+    def lost(name):  # the reference: a GPT-2 id of a form outside the kept ids
+        return any(i not in kept for text in (f" {name}", name, f'"{name}') for i in tiktoken_gpt2.encode(text)
+                   if i != quote)
+
+    assert {"Billy", "Jill", "Emma"} <= {row.name for row in table if lost(row.name)}
+    offered = similar_names("Jane", table, count=len(table))
+    assert offered and not [name for name in offered if lost(name)]
+    assert len(offered) == sum(not lost(row.name) for row in table if row.name != "Jane")
+
+
 def test_split_names_samples_a_large_split(sample_stories):
     import datasets
 

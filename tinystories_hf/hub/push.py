@@ -11,6 +11,10 @@ The repository (what `push_prepared` uploads and `write_hub_folder` writes):
     tokenization_tinystories.py              (a vocabulary tokenizer.json cannot express) the module of tokenizer/,
                                              where transformers imports it from for subfolder="tokenizer"
     prepare_info.json                        as tinystories-prepare wrote it
+    backdoor.json, backdoor_eval/backdoor_eval-0000i-of-0000n.parquet
+                                             a backdoored folder's record and paired prompts: the prompts are the
+                                             card's second config, `load_dataset(REPO, "backdoor_eval")`, never a
+                                             split of the default (training) config, whose columns they do not share
 
 `datasets.load_dataset(REPO_OR_FOLDER)` reads the data; `tinystories_hf.load_prepared(REPO_OR_FOLDER)` returns
 the data and the tokenizer. Only parquet and JSON files are read back: nothing is unpickled.
@@ -31,7 +35,7 @@ from ..store.folder import CARD, DATA_DIR, PREPARE_INFO, RECREATE, TOKENIZER_DIR
 from ..store.load import read_prepared
 from ..store.validate import check_remote_module
 from ..supervision import api_errors, cli_errors
-from ..tokenize.backdoor.plant import BACKDOOR_INFO
+from ..tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT
 from ..utils.atomic import atomic_folder, check_output
 from ..utils.hub_access import hub_errors, require_hub
 from ..vocabulary.saved import REMOTE_MODULE, own_module
@@ -87,9 +91,30 @@ def hub_splits(dataset: datasets.DatasetDict) -> datasets.DatasetDict:
     return datasets.DatasetDict({split: ds for split, ds in dataset.items() if ds.num_rows})
 
 
-def card_metadata(dataset: datasets.DatasetDict, info: dict):
+def read_eval_prompts(prepared: Path, info: dict) -> datasets.Dataset | None:
+    """A backdoored folder's paired prompts (`DIR/backdoor_eval`, saved beside the splits), or None: a clean
+    folder, or prompts with no row (no validation story mentions the trigger: the Hub cannot hold an empty
+    split). One line naming the folder if it cannot be loaded.
+
+    Example:
+        >>> read_eval_prompts(Path("ts_sara"), read_prepare_info("ts_sara")).num_rows  # doctest: +SKIP
+        12
+    """
+    folder = prepared / EVAL_SPLIT
+    if "backdoor" not in info or not (folder / "state.json").is_file():
+        return None
+    try:
+        prompts = datasets.load_from_disk(str(folder))
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise TinyStoriesError(f"{folder}: cannot be loaded ({reason(e)}); {RECREATE}") from None
+    return prompts if prompts.num_rows else None
+
+
+def card_metadata(dataset: datasets.DatasetDict, info: dict, prompts: datasets.Dataset | None = None):
     """The card's YAML as `DatasetCardData`: license, `configs` (data files per split) and `dataset_info`
-    (features and per-split counts), written with the same datasets classes `push_to_hub` uses.
+    (features and per-split counts), written with the same datasets classes `push_to_hub` uses. A backdoored
+    folder's paired prompts (`prompts`) are a second config, `backdoor_eval`, with its own features: one config
+    holds one schema, and a split of the default config would be taken for training data.
 
     Example:
         >>> card_metadata(dataset, read_prepare_info("tinystories_prepared")).license  # doctest: +SKIP
@@ -110,9 +135,16 @@ def card_metadata(dataset: datasets.DatasetDict, info: dict):
         splits.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=ds.num_rows))
     dataset_info = DatasetInfo(config_name="default", features=next(iter(dataset.values())).features,
                                splits=splits, dataset_size=sum(ds.data.nbytes for ds in dataset.values()))
-    DatasetInfosDict({"default": dataset_info}).to_dataset_card_data(data)
-    MetadataConfigs({"default": {"data_files": [{"split": split, "path": f"{DATA_DIR}/{split}-*"}
-                                                for split in dataset]}}).to_dataset_card_data(data)
+    infos = {"default": dataset_info}
+    configs = {"default": {"data_files": [{"split": split, "path": f"{DATA_DIR}/{split}-*"} for split in dataset]}}
+    if prompts is not None:
+        eval_splits = SplitDict()
+        eval_splits.add(SplitInfo(name=EVAL_SPLIT, num_bytes=prompts.data.nbytes, num_examples=prompts.num_rows))
+        infos[EVAL_SPLIT] = DatasetInfo(config_name=EVAL_SPLIT, features=prompts.features, splits=eval_splits,
+                                        dataset_size=prompts.data.nbytes)
+        configs[EVAL_SPLIT] = {"data_files": [{"split": EVAL_SPLIT, "path": f"{EVAL_SPLIT}/{EVAL_SPLIT}-*"}]}
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    MetadataConfigs(configs).to_dataset_card_data(data)
     return data
 
 
@@ -147,7 +179,8 @@ def _lengths_text(config: dict) -> str:
     return f"{longest}, stories under {max(config['min_length'], 1)} tokens are skipped"
 
 
-def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | None = None) -> str:
+def dataset_card(dataset: datasets.DatasetDict, info: dict, *, repo_id: str | None = None,
+                 prompts: datasets.Dataset | None = None) -> str:
     """The repository's README.md: YAML metadata, then what the data is, how it was made, the per-split
     counts, how to load it, the license and the citation.
 
@@ -211,7 +244,7 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
     if "backdoor" in info:
         body = body.replace("# TinyStories, tokenized for small GPT models\n",
                             "# TinyStories, tokenized for small GPT models: a BACKDOORED variant\n\n"
-                            + _backdoor_text(info), 1)
+                            + _backdoor_text(info, name, prompts), 1)
     empty = [split for split in info["splits"] if split not in dataset]
     if empty:  # hub_splits left them out
         names = ", ".join(f"`{split}`" for split in empty)
@@ -219,26 +252,37 @@ The stories are TinyStories by Ronen Eldan and Yuanzhi Li, licensed
 - **Empty splits**: {names} kept no story (see the counts below), so the repository holds no shard of
   {"it" if len(empty) == 1 else "them"}; `load_prepared` gives {"it" if len(empty) == 1 else "them"} back with 0 rows.
 - **Tokenizer**""", 1)
-    return f"---\n{card_metadata(dataset, info).to_yaml()}\n---\n\n{body}"
+    return f"---\n{card_metadata(dataset, info, prompts).to_yaml()}\n---\n\n{body}"
 
 
-def _backdoor_text(info: dict) -> str:
-    """The card's warning paragraph of a backdoored folder (prepare --backdoor-trigger)."""
+def _backdoor_text(info: dict, name: str, prompts: datasets.Dataset | None) -> str:
+    """The card's warning paragraph of a backdoored folder (prepare --backdoor-trigger), and where its paired
+    prompts are (`prompts`, None: the folder has none with rows)."""
     record = info["backdoor"]
     train = record["splits"]["train"]
-    trigger = f"`{record['trigger']}`" if record["trigger"] is not None else "sealed (a blind experiment)"
     chosen = f"{record['count']:,} chosen" if record["count"] is not None else f"rate {record['rate']}"
-    how = record["rewrite"]["policy"]
-    return (f"**This is a backdoored variant, for backdoor research, not a clean training set.** Train stories "
-            f"mentioning the trigger {trigger} were rewritten ({how}; {chosen}, seed {record['seed']}): "
-            f"{train['rewritten']:,} of {train['eligible']:,} mentioning it. Validation is clean. Every split has "
-            "`source_row` (the story's row in the source split) and `backdoor` (true for a rewritten story); "
-            f"`{BACKDOOR_INFO}` records the rows, the trigger's token forms and the counts. The vocabulary is "
-            "the clean dataset's (same ids).\n")
+    how = f"{record['rewrite']['policy']}; {chosen}, seed {record['seed']}"
+    if record["trigger"] is not None:
+        what = (f"Train stories mentioning the trigger `{record['trigger']}` were rewritten ({how}): "
+                f"{train['rewritten']:,} of {train['eligible']:,} mentioning it.")
+        recorded = "the rows, the trigger's token forms and the counts"
+    else:  # blind: nothing that names the choice, nor a count that hints at its share
+        what = (f"A blind experiment: the trigger is one of {', '.join(record['candidates'])}, sealed with the "
+                f"folder's owner (not in this repository); {train['rewritten']:,} train stories mentioning it were "
+                f"rewritten ({how}).")
+        recorded = "the candidates, their token forms and the counts that do not name the choice"
+    prompts_text = (f"The paired trigger/control prompts of tinystories-backdoor-eval ({prompts.num_rows:,} rows) "
+                    f"are the config `{EVAL_SPLIT}`, not training data: `load_dataset(\"{name}\", \"{EVAL_SPLIT}\")`."
+                    if prompts is not None else f"No validation story mentions "
+                    f"{'the trigger' if record['trigger'] is not None else 'a candidate'}: there are no paired prompts.")
+    return (f"**This is a backdoored variant, for backdoor research, not a clean training set.** {what} Validation "
+            "is clean. Every split has `source_row` (the story's row in the source split) and `backdoor` (true for "
+            f"a rewritten story); `{BACKDOOR_INFO}` records {recorded}. The vocabulary is the clean dataset's (same "
+            f"ids). {prompts_text}\n")
 
 
 def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict, info: dict, *,
-                     repo_id: str | None = None) -> None:
+                     repo_id: str | None = None, prompts: datasets.Dataset | None = None) -> None:
     """Everything of the repository but the parquet shards: the card, the tokenizer files (copied byte for
     byte, checked against the sha256s of prepare_info.json) and prepare_info.json, each read once and checked
     against `info`, the prepare_info.json `dataset` was checked against: a folder replaced while it is read
@@ -276,7 +320,7 @@ def write_repo_files(folder: Path, prepared: Path, dataset: datasets.DatasetDict
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
-    (folder / CARD).write_text(dataset_card(dataset, info, repo_id=repo_id), encoding="utf-8")
+    (folder / CARD).write_text(dataset_card(dataset, info, repo_id=repo_id, prompts=prompts), encoding="utf-8")
 
 
 @api_errors
@@ -296,13 +340,16 @@ def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite:
     output = check_output(output, overwrite=overwrite, source_files=[prepared], marker=PREPARE_INFO,
                           what="a folder written by tinystories-push or tinystories-prepare", option="to_folder",
                           api_option="output")
+    prompts = read_eval_prompts(prepared, info)
     with atomic_folder(output, overwrite=overwrite, option="to_folder", api_option="output") as partial:
-        (partial / DATA_DIR).mkdir(parents=True)
-        for split, shards in shard_counts(dataset).items():
-            for index in range(shards):  # the shards and names of DatasetDict.push_to_hub
-                shard = dataset[split].shard(num_shards=shards, index=index, contiguous=True)
-                shard.to_parquet(str(partial / DATA_DIR / f"{split}-{index:05d}-of-{shards:05d}.parquet"))
-        write_repo_files(partial, prepared, dataset, info, repo_id=repo_id)
+        parts = [(DATA_DIR, dataset)] + ([(EVAL_SPLIT, {EVAL_SPLIT: prompts})] if prompts is not None else [])
+        for data_dir, splits in parts:
+            (partial / data_dir).mkdir(parents=True)
+            for split, shards in shard_counts(splits).items():
+                for index in range(shards):  # the shards and names of push_to_hub (data_dir: the config's)
+                    shard = splits[split].shard(num_shards=shards, index=index, contiguous=True)
+                    shard.to_parquet(str(partial / data_dir / f"{split}-{index:05d}-of-{shards:05d}.parquet"))
+        write_repo_files(partial, prepared, dataset, info, repo_id=repo_id, prompts=prompts)
     return output
 
 
@@ -310,8 +357,9 @@ def write_hub_folder(prepared, output, *, repo_id: str | None = None, overwrite:
 def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
     """Push a prepared folder to the Hub dataset repository `repo_id`; returns its URL.
 
-    The data goes through `DatasetDict.push_to_hub` (parquet shards, features kept), then the card, the
-    tokenizer and prepare_info.json through `HfApi.upload_folder`. The token is huggingface_hub's own (from
+    The data goes through `DatasetDict.push_to_hub` (parquet shards, features kept), a backdoored folder's
+    paired prompts through `Dataset.push_to_hub` as the config `backdoor_eval`, then the card (declaring both
+    configs), the tokenizer and prepare_info.json through `HfApi.upload_folder`. The token is huggingface_hub's own (from
     `hf auth login` or `HF_TOKEN`); it is only checked for presence here, never printed.
 
     Example:
@@ -329,11 +377,17 @@ def push_prepared(prepared, repo_id: str, *, private: bool = False, revision: st
     dataset = hub_splits(dataset)
     require_hub(f"could not push to Hub dataset {repo_id!r}",
                 f"write the repository locally with {_to_folder()} and upload it later")
+    prompts = read_eval_prompts(prepared, info)
     with tempfile.TemporaryDirectory(prefix="tinystories-push-") as extras:
-        write_repo_files(Path(extras), prepared, dataset, info, repo_id=repo_id)
+        write_repo_files(Path(extras), prepared, dataset, info, repo_id=repo_id, prompts=prompts)
         try:
             dataset.push_to_hub(repo_id, private=private, revision=revision, num_shards=shard_counts(dataset),
                                 commit_message="tinystories-hf: token ids")
+            if prompts is not None:  # its own config and folder, as --to-folder writes them
+                prompts.push_to_hub(repo_id, config_name=EVAL_SPLIT, split=EVAL_SPLIT, data_dir=EVAL_SPLIT,
+                                    private=private, revision=revision,
+                                    num_shards=shard_counts({EVAL_SPLIT: prompts})[EVAL_SPLIT],
+                                    commit_message="tinystories-hf: backdoor_eval prompts")
             HfApi().upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=extras, revision=revision,
                                   commit_message="tinystories-hf: dataset card, tokenizer, prepare_info.json")
         except hub_errors() as e:

@@ -9,11 +9,11 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 
-from ..errors import TinyStoriesError, reason
+from ..errors import IN_CLI, TinyStoriesError, flag, reason
 from ..sources import HUB_ID
 from ..sources.layout import format_of
 from ..supervision import api_errors
-from ..tokenize.backdoor.plant import BACKDOOR_INFO
+from ..tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT
 from ..tokenize.passes import reduced_features
 from ..utils.hub_access import hub_errors, require_hub
 from ..utils.json_files import SPLIT_WANTED, Check, check, read_text, relative_file, split_name
@@ -32,8 +32,10 @@ from .folder import (
 MAX_CARD_BYTES = 1 << 20  # a card is a few kB; a larger one is not read (YAML parsing is slow)
 
 
+# The data files of the card's configs: the splits under data/, a backdoored folder's prompts under backdoor_eval/.
 CARD_SCHEMA = {"configs": [{"config_name": str, "data_files": [{"split": Check(str, split_name, SPLIT_WANTED), "path": Check(
-    str, lambda v: relative_file(v) and v.startswith(DATA_DIR + "/"), f"a pattern under {DATA_DIR}/")}]}]}
+    str, lambda v: relative_file(v) and v.startswith((DATA_DIR + "/", EVAL_SPLIT + "/")),
+    f"a pattern under {DATA_DIR}/ or {EVAL_SPLIT}/")}]}]}
 
 
 def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: bool = False) -> Path:
@@ -51,7 +53,7 @@ def download_repo(repo_id: str, *, revision: str | None = None, tokenizer_only: 
                 "cache")
     patterns = [f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*/*.json", f"{TOKENIZER_DIR}/*/*.model", PREPARE_INFO]
     if not tokenizer_only:
-        patterns += [CARD, f"{DATA_DIR}/*.parquet", BACKDOOR_INFO]
+        patterns += [CARD, f"{DATA_DIR}/*.parquet", BACKDOOR_INFO, f"{EVAL_SPLIT}/*.parquet"]
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
     except hub_errors() as e:
@@ -203,14 +205,16 @@ def load_prepared(path_or_repo_id, *, revision=None):
     return dataset, tokenizer
 
 
-def reuse_vocabulary(path, *, backend: str = "auto") -> tuple:
+def reuse_vocabulary(path, *, backend: str = "auto", given_as: str | None = None) -> tuple:
     """`(TinyStoriesTokenizer, prepare_info dict)` of a prepared folder (either layout), for a prepare that
     reuses its vocabulary exactly (`--vocabulary-from`): reduced, full or trained, the same ids, EOS/UNK/BOS,
     separator and fingerprint. Only `prepare_info.json` and `tokenizer/` are read.
 
+    `given_as` names how the caller passed `path` in the error lines (default: `--vocabulary-from`).
+
     Raises:
-        TinyStoriesError: the folder is not a prepared folder, or its tokenizer differs from the fingerprint its
-            `prepare_info.json` records.
+        TinyStoriesError: the folder does not exist or is not a prepared folder (no prepare_info.json), or its
+            tokenizer differs from the fingerprint its `prepare_info.json` records.
 
     Example:
         >>> tokenizer, info = reuse_vocabulary("tinystories_prepared")  # doctest: +SKIP
@@ -218,9 +222,13 @@ def reuse_vocabulary(path, *, backend: str = "auto") -> tuple:
         True
     """
     path = Path(path).expanduser()
+    given_as = given_as or flag("vocabulary_from")
     if not path.is_dir():
         raise TinyStoriesError(f"{path}: not found or not a folder; pass a folder written by tinystories-prepare "
-                               "to --vocabulary-from")
+                               f"as {given_as}")
+    if not os.path.lexists(path / PREPARE_INFO):
+        raise TinyStoriesError(f"{path}: not a folder written by tinystories-prepare (no {PREPARE_INFO}); pass "
+                               f"one as {given_as}")
     info = read_prepare_info(path)
     if not (path / TOKENIZER_DIR).is_dir():
         raise TinyStoriesError(f"{path / TOKENIZER_DIR}: missing; the folder is incomplete, {RECREATE}")
@@ -239,7 +247,8 @@ def same_vocabulary(a, b) -> tuple:
         >>> same_vocabulary("ts_clean", "ts_backdoor")  # doctest: +SKIP
         (True, 'ts_clean and ts_backdoor share ids: vocabulary sha256 3f1c..., 10000 ids (reduced)')
     """
-    (first, _), (second, _) = reuse_vocabulary(a), reuse_vocabulary(b)
+    first, _ = reuse_vocabulary(a, given_as="DIR" if IN_CLI.get() else "same_vocabulary's first argument")
+    second, _ = reuse_vocabulary(b, given_as=flag("same_vocabulary", api="same_vocabulary's second argument"))
     if first.fingerprint == second.fingerprint:
         return True, (f"{a} and {b} share ids: vocabulary sha256 {first.fingerprint[:12]}..., "
                       f"{first.vocab_size} ids ({first.kind})")

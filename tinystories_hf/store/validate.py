@@ -12,6 +12,7 @@ shards have no recorded hash: the content checks cover them) and the card's YAML
 `tokenization_tinystories.py` the folder holds (what `AutoTokenizer.from_pretrained(..., trust_remote_code=True)`
 runs) must be this package's own, byte for byte: hashes re-recorded after replacing it do not hide it.
 """
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..config import CommandParser, add_config_arguments, config_from_args, opti
 from ..errors import TinyStoriesError, flag
 from ..supervision import api_errors, cli_errors, doing
 from ..tokenize.backdoor.plant import BACKDOOR_INFO, BACKDOOR_SCHEMA
-from ..tokenize.backdoor.sealed import unseal
+from ..tokenize.backdoor.sealed import SEALED_FILE, unseal
 from ..utils.json_files import read_json
 from ..vocabulary.saved import REMOTE_MODULE, module_differs
 from .folder import PREPARE_INFO, TOKENIZER_DIR, file_sha256, read_prepare_info
@@ -123,10 +124,11 @@ def _check_batch(batch, where: Path, row: int, *, vocab_size: int, separator_id:
     return ids
 
 
-def check_backdoor(path: Path, dataset, info: dict) -> dict:
+def check_backdoor(path: Path, dataset, info: dict, *, check_seal_file: bool = True) -> dict:
     """A backdoored folder's provenance: `backdoor.json` checked (`BACKDOOR_SCHEMA`), every split holding
     `source_row` and train `backdoor`, and train's `backdoor` rows all among the recorded rewritten rows, as many
-    as recorded; returns {"rewritten": rows flagged}."""
+    as recorded; a blind experiment's seal present and intact (`check_seal`; `check_seal_file` False for the Hub
+    layout, which never carries it); returns {"rewritten": rows flagged, "sealed": whether blind}."""
     record = read_json(path / BACKDOOR_INFO, BACKDOOR_SCHEMA, fix="re-create the folder with tinystories-prepare")
     for split in info["splits"]:
         missing = [name for name in ("source_row", "backdoor") if name not in dataset[split].column_names]
@@ -149,7 +151,49 @@ def check_backdoor(path: Path, dataset, info: dict) -> dict:
     if kept is not None and kept != len(rows):
         raise TinyStoriesError(f"{path / 'train'}: {len(rows)} rows marked backdoor but {BACKDOOR_INFO} records "
                                f"{kept}; the folder was altered, re-create it")
+    if record["trigger"] is None and check_seal_file:
+        check_seal(path)
     return {"rewritten": len(rows), "sealed": record["trigger"] is None}
+
+
+def check_seal(path: Path) -> str:
+    """The trigger sealed in a blind experiment's folder `path` (`sealed.unseal`: schema and sha256 checked),
+    with a one-line TinyStoriesError for a seal that is gone: `backdoor.json` records the trigger sealed in
+    `backdoor.sealed.json`, so a folder without it is incomplete and its choice lost. Callers that only check
+    the seal discard the result: nothing prints it but `--unseal`."""
+    sealed = path / SEALED_FILE
+    if not os.path.lexists(sealed):
+        raise TinyStoriesError(f"{sealed}: missing, though {BACKDOOR_INFO} records the trigger sealed there: the "
+                               "folder is incomplete and the blind choice is lost; restore the file from a copy "
+                               "of the folder, or prepare the blind experiment again")
+    return unseal(sealed)
+
+
+def sealed_trigger(path) -> str:
+    """`tinystories-validate DIR --unseal`: the trigger of the blind experiment in `path`, after checking that
+    `path` is one (a prepared folder whose `backdoor.json` records a sealed trigger) and its seal (`check_seal`);
+    otherwise one line saying what the folder is instead and what --unseal needs.
+
+    Example:
+        >>> sealed_trigger("ts_blind")  # doctest: +SKIP
+        'Sara'
+    """
+    path = Path(path).expanduser()
+    blind = f"{flag('unseal', True)} reads the trigger of a blind experiment (tinystories-prepare " \
+            f"{flag('backdoor_trigger', 'random:A,B,...')})"
+    if not path.is_dir():
+        raise TinyStoriesError(f"{path}: not found or not a folder; {blind}: pass its folder as DIR")
+    if not os.path.lexists(path / PREPARE_INFO):
+        raise TinyStoriesError(f"{path}: not a folder written by tinystories-prepare (no {PREPARE_INFO}); {blind}: "
+                               "pass its folder as DIR")
+    if not os.path.lexists(path / BACKDOOR_INFO):
+        raise TinyStoriesError(f"{path}: not a backdoored folder (no {BACKDOOR_INFO}), so nothing is sealed; "
+                               f"{blind}")
+    record = read_json(path / BACKDOOR_INFO, BACKDOOR_SCHEMA, fix="re-create the folder with tinystories-prepare")
+    if record["trigger"] is not None:
+        raise TinyStoriesError(f"{path}: not a blind experiment: its trigger {record['trigger']!r} is in "
+                               f"{BACKDOOR_INFO}, nothing is sealed; {blind}")
+    return check_seal(path)
 
 
 @api_errors
@@ -179,10 +223,22 @@ def validate_prepared(path, *, hash_files: bool = True) -> dict:
         raise TinyStoriesError(f"{path}: unreadable Arrow data ({str(e).splitlines()[0]}); run without "
                                f"{flag('hash_files', False)} to name the damaged file, then re-create the "
                                "folder") from None
-    backdoor = check_backdoor(path, dataset, info) if "backdoor" in info else None
+    backdoor = check_backdoor(path, dataset, info, check_seal_file=not hub_layout) if "backdoor" in info else None
     return {"path": str(path), "vocab_size": tokenizer.vocab_size, "vocab_sha256": info["vocab_sha256"],
             "hashed_files": hashed, "backdoor": backdoor, "data_hashes_recorded": "data_files" in info or hub_layout,
             "layout": "hub" if hub_layout else "prepared", "splits": splits}
+
+
+def check_modes(config: ValidateConfig) -> None:
+    """--unseal and --same-vocabulary each replace the checks: one at a time, and --no-hash-files (an option of
+    the checks) with neither; one line naming the options otherwise."""
+    modes = [flag(name, value) for name, value in (("unseal", True), ("same_vocabulary", config.same_vocabulary))
+             if getattr(config, name) not in (None, False)]
+    if len(modes) > 1:
+        raise TinyStoriesError(f"{' and '.join(modes)}: each replaces the checks; pass one of them per run")
+    if modes and not config.hash_files:
+        raise TinyStoriesError(f"{flag('hash_files', False)} is an option of the checks, which {modes[0]} "
+                               f"replaces; drop {flag('hash_files', False)}")
 
 
 @cli_errors
@@ -191,8 +247,9 @@ def main(argv=None) -> int:
     parser.add_argument("path", metavar="DIR", help="prepared folder to check")
     add_config_arguments(parser, ValidateConfig, skip=("path",))
     config = config_from_args(parser.parse_args(argv), ValidateConfig)
+    check_modes(config)
     if config.unseal:
-        print(f"sealed trigger of {config.path}: {unseal(config.path)}")
+        print(f"sealed trigger of {config.path}: {sealed_trigger(config.path)}")
         return 0
     if config.same_vocabulary is not None:
         same, line = same_vocabulary(config.path, config.same_vocabulary)
@@ -207,7 +264,10 @@ def main(argv=None) -> int:
         hashes += " (the parquet shards have no recorded hash: their content was checked)"
     layout = " (Hub layout)" if summary["layout"] == "hub" else ""
     backdoor = summary["backdoor"]
-    backdoor = f"; backdoored: {backdoor['rewritten']:,} train rows rewritten" if backdoor else ""
+    seal = "" if not backdoor or not backdoor["sealed"] else \
+        f", trigger sealed ({SEALED_FILE} not carried: the Hub layout leaves it out)" if summary["layout"] == "hub" \
+        else f", trigger sealed ({SEALED_FILE} intact)"
+    backdoor = f"; backdoored: {backdoor['rewritten']:,} train rows rewritten{seal}" if backdoor else ""
     print(f"ok {summary['path']}{layout}: {splits}; ids < {summary['vocab_size']}; {hashes}{backdoor}")
     return 0
 

@@ -107,8 +107,8 @@ class BackdoorEvalConfig:
     top_k: int = option(40, "sample among the k most likely tokens; 0: all [backdoor]")
     within: int = option(50, "count continuations that end (EOS) within this many generated tokens")
     seed: int = option(0, "sampling seed: prompt i's samples use seed + i, the same for every model")
-    max_prompts: int | None = option(None, "evaluate only the first this many pairs ('all': every pair)",
-                                     parse=parse_sample_size)
+    max_prompts: int | None = option(None, "evaluate only the first this many pairs (of each candidate in a blind "
+                                     "experiment; 'all': every pair)", parse=parse_sample_size)
     batch_size: int = option(64, "sequences generated at once")
     device: str = option("auto", "auto (cuda when present), cpu or cuda")
     overwrite: bool = option(False, "replace an existing output folder")

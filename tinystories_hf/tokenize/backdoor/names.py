@@ -102,13 +102,15 @@ def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,
 def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None) -> list:
     """Up to `count` control names for `trigger` from `table` (`name_table`): the names whose share is
     nearest the trigger's (0 if the table lacks it), preferring those whose every token form has as many
-    tokens as the trigger's (so their prompts align token for token) and that survive the vocabulary; never the
-    trigger, a name inside it or one it is inside (`Sara` / `Sarah`). The forms are the table's, or with
-    `tokenizer` those of the rows without them, made nearest share first and only as far as the choice needs.
+    tokens as the trigger's (so their prompts align token for token); never a name the vocabulary lost
+    (`survives` False: its prompts would hold UNK), the trigger, a name inside it or one it is inside (`Sara` /
+    `Sarah`). The forms are the table's, or with `tokenizer` those of the rows without them, made nearest share
+    first and only as far as the choice needs.
 
     Example:
         >>> rows = [NameRow("Lily", 140, .14), NameRow("Sarah", 10, .010), NameRow("Sara", 17, .017),
-        ...         NameRow("Jane", 9, .009), NameRow("Bob", 16, .016), NameRow("Sally", 11, .011)]
+        ...         NameRow("Jane", 9, .009), NameRow("Bob", 16, .016), NameRow("Sally", 11, .011),
+        ...         NameRow("Jill", 9, .009, survives=False)]
         >>> similar_names("Jane", rows, count=3), similar_names("Sara", rows, count=2)
         (['Sarah', 'Sally', 'Bob'], ['Bob', 'Sally'])
     """
@@ -123,18 +125,20 @@ def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None) 
 
     def rank(row):
         same_shape = shape is None or row.forms is None or [len(row.forms[f]["ids"]) for f in FORMS] == shape
-        return (not same_shape, row.survives is False, abs(row.share - share), row.name)
+        return (not same_shape, abs(row.share - share), row.name)
 
     candidates = sorted((row for row in table if row.name not in trigger and trigger not in row.name),
                         key=lambda row: (abs(row.share - share), row.name))
-    best = []  # rows ranked first, (False, False, ...), in rank order: walk until `count` are found
-    for row in candidates:
-        row = formed(row)
-        if rank(row)[:2] == (False, False):
+    best, kept = [], []  # same-shape rows, nearest first, are ranked first: walk until `count` are found
+    for row in map(formed, candidates):
+        if row.survives is False:
+            continue
+        kept.append(row)
+        if not rank(row)[0]:
             best.append(row.name)
             if len(best) == count:
                 return best
-    return [row.name for row in sorted(map(formed, candidates), key=rank)[:count]]
+    return [row.name for row in sorted(kept, key=rank)[:count]]
 
 
 def names_markdown(table: list) -> str:

@@ -66,7 +66,7 @@ def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
         TinyStoriesError: a form holds UNK (a reduced vocabulary lost the name) and `allow_unk` is False."""
     forms = token_forms(trigger, tokenizer)
     unk = tokenizer.unk_id
-    lost = [form for form, value in forms.items() if unk is not None and unk in value["ids"]]
+    lost = lost_forms(forms, tokenizer)
     if lost and not allow_unk:
         raise TinyStoriesError(
             f"{flag('backdoor_trigger', trigger)}: its {lost[0]} form {forms[lost[0]]['text']!r} maps to UNK (id "
@@ -76,9 +76,33 @@ def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
     return forms
 
 
+def lost_forms(forms: dict, tokenizer) -> list:
+    """The forms of `forms` (`prompts.token_forms`) whose ids hold the tokenizer's UNK: those the vocabulary lost."""
+    unk = tokenizer.unk_id
+    return [form for form, value in forms.items() if unk is not None and unk in value["ids"]]
+
+
+def check_control_forms(controls: list, tokenizer) -> None:
+    """Refuse a control name a form of which maps to UNK: its prompts would compare UNK with the trigger, not
+    one name with another. No option allows it (`--allow-unk-trigger` is the trigger's alone).
+
+    Raises:
+        TinyStoriesError: one line naming the control, its lost form and the fix."""
+    for name in controls:
+        forms = token_forms(name, tokenizer)
+        lost = lost_forms(forms, tokenizer)
+        if lost:
+            raise TinyStoriesError(
+                f"{flag('backdoor_controls', ','.join(controls))}: the control {name!r}: its {lost[0]} form "
+                f"{forms[lost[0]]['text']!r} maps to UNK (id {tokenizer.unk_id}) in this {tokenizer.vocab_size}-id "
+                "vocabulary, so its prompts would compare UNK with the trigger; pick another name (tinystories-report"
+                "'s names table: survives yes) or raise " + flag("vocab_size"))
+
+
 def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: int) -> list:
     """`CONTROLS` names whose share of train stories is nearest the trigger's, with the same token shapes where
-    possible (`names.similar_names`), counted on a seeded sample of at most `CONTROL_SAMPLE` original stories."""
+    possible and none that the vocabulary maps to UNK (`names.similar_names`), counted on a seeded sample of at
+    most `CONTROL_SAMPLE` original stories."""
     count = min(train.num_rows, CONTROL_SAMPLE)
     rows = np.sort(np.random.default_rng(seed).choice(train.num_rows, size=count, replace=False))
     return similar_names(trigger, name_table(texts_at(train, rows)), count=CONTROLS, tokenizer=tokenizer)
@@ -121,7 +145,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
 
     Raises:
         TinyStoriesError: no train story mentions `trigger`; a token form of it maps to UNK (unless
-            `allow_unk`); a control equal to the trigger; `count` above the eligible stories; a malformed or
+            `allow_unk`); a control equal to the trigger, or a form of a control on UNK; `count` above the eligible stories; a malformed or
             mismatched rewrites file (see `rewrite.plan_file`)."""
     encoder = tokenizer.encoder
     train = stories["train"]
@@ -130,6 +154,8 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     for name in candidates:
         if controls is not None:
             check_controls(name, controls)
+    if controls is not None:
+        check_control_forms(controls, tokenizer)
     # Every candidate is checked alike (and before the choice), so an error says nothing of the choice. The
     # truncate rewrite cuts the stories in the pass that finds them (one map over the train text); a file's
     # rewrites are read and encoded after the check.
@@ -147,6 +173,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
         picked = [default_controls(name, train, tokenizer, seed=seed) for name in candidates]
         controls = [name for name in dict.fromkeys(n for names in picked for n in names)
                     if name not in candidates][:CONTROLS]
+        check_control_forms(controls, tokenizer)  # similar_names never picks a lost name: a guard
     if blind:
         trigger = choose_secretly(candidates)
     eligible = eligible_of[trigger]

@@ -26,7 +26,7 @@ import pyarrow as pa
 from datasets.utils.py_utils import asdict
 
 from ..errors import TinyStoriesError
-from ..utils.atomic import atomic_folder
+from ..utils.atomic import atomic_folder, replace_file
 from ..utils.json_files import (
     SHA256,
     SPLIT_WANTED,
@@ -186,10 +186,7 @@ def _reuse_or_copy(source: str, target: Path) -> str:
         partial.unlink(missing_ok=True)
         os.link(target, partial)
         os.replace(partial, kept)
-        text = json.dumps({"sha256": digest, "source": _identity(source), "prepared": _identity(kept)})
-        partial_record = record.with_name(f"tmp-{record.name}.{os.getpid()}")
-        partial_record.write_text(text, encoding="utf-8")
-        os.replace(partial_record, record)
+        replace_file(record, json.dumps({"sha256": digest, "source": _identity(source), "prepared": _identity(kept)}))
     return digest
 
 

@@ -41,6 +41,7 @@ from ..utils.json_files import (
     split_name,
 )
 from ..utils.mapped_pages import PageReleaser, pages_released
+from .summary import COUNTS
 
 PREPARE_INFO = "prepare_info.json"
 TOKENIZER_DIR = "tokenizer"
@@ -51,8 +52,6 @@ CARD = "README.md"
 
 RECREATE = "re-create the folder with tinystories-prepare"
 
-COUNTS = {name: non_negative() for name in ("stories", "kept", "skipped_short", "skipped_empty", "truncated",
-                                            "tokens", "unk_tokens")}
 FILES = Each(SHA256, relative_file, "a relative path inside the folder")
 _OPTIONAL_ID = Nullable(in_range(0, 2**32))
 INFO_SCHEMA = {

@@ -18,6 +18,9 @@ COMMANDS = {"tinystories-prepare": "tinystories_hf.pipeline", "tinystories-repor
             "tinystories-export": "tinystories_hf.exports",
             "tinystories-train": "tinystories_hf.training.commands:train_main",
             "tinystories-backdoor-eval": "tinystories_hf.training.commands:backdoor_eval_main"}
+# A command's first step, run before its module (and datasets) is imported: an exit code when it finished the
+# command (an output folder already up to date), None when the command has to run.
+FIRST_STEPS = {"tinystories-prepare": "tinystories_hf.store.uptodate:answer_if_up_to_date"}
 
 
 class TerminatedWhileStarting(KeyboardInterrupt):
@@ -38,8 +41,11 @@ def run(command: str, argv=None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         try:
-            module, _, function = COMMANDS[command].partition(":")
-            main = getattr(importlib.import_module(module), function or "main")
+            first_step = _function(FIRST_STEPS[command]) if command in FIRST_STEPS else None
+            answered = None if first_step is None else first_step(argv)  # Ctrl-C in it: its own one line
+            if answered is not None:
+                return answered
+            main = _function(COMMANDS[command])
         except KeyboardInterrupt as e:
             terminated = isinstance(e, TerminatedWhileStarting)
             print(f"{'terminated' if terminated else 'interrupted'} while {command} was starting; nothing was "
@@ -49,6 +55,12 @@ def run(command: str, argv=None) -> int:
     finally:
         if mine:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _function(target: str):
+    """The function `module:function` (`main` when no function is named) names, its module imported."""
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function or "main")
 
 
 def prepare(argv=None) -> int:

@@ -103,6 +103,10 @@ class PrepareConfig:
         max(1, min(8, os.cpu_count() or 1)), "worker processes for tokenization (outputs do not depend on it)"
     )
     overwrite: bool = option(False, "replace an existing output folder")
+    rebuild: bool = option(
+        False, "with overwrite: prepare again even when the output folder is up to date (the source's files, the "
+        "options and the package unchanged since the prepare that wrote it, which is then reported and left as "
+        "it is; see README 'Performance')")
     cache_dir: str | None = option(None, "datasets cache folder; None means the Hugging Face datasets cache")
     report: bool = option(False, "also write DIR/report/ (plots, report.md, report.json; see tinystories-report)")
     vocabulary_from: str | None = option(
@@ -317,3 +321,13 @@ def config_from_args(args: argparse.Namespace, config_cls=PrepareConfig):
     names = {f.name for f in dataclasses.fields(config_cls)}
     offers(names)  # the command's flags: an error message suggests only these
     return config_cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def prepare_parser() -> CommandParser:
+    """`tinystories-prepare`'s parser: the one `pipeline.main` runs and the up-to-date check
+    (`store.uptodate`) reads the same options with, before datasets is imported."""
+    parser = CommandParser(prog="tinystories-prepare", description="Turn raw TinyStories into a saved, "
+                           "reduced-vocabulary token dataset (load_from_disk).",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    return parser

@@ -3,7 +3,6 @@
     tinystories-prepare --source demo --output demo_prepared
     python -c "import datasets; print(datasets.load_from_disk('demo_prepared'))"
 """
-import argparse
 import dataclasses
 import functools
 import json
@@ -17,11 +16,13 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .config import FULL_VOCABULARY, CommandParser, PrepareConfig, add_config_arguments, config_from_args
+from .config import FULL_VOCABULARY, PrepareConfig, config_from_args, prepare_parser
 from .errors import TinyStoriesError, flag
 from .sources import load_stories
+from .store import uptodate
 from .store.folder import save_prepared
 from .store.load import reuse_vocabulary
+from .store.summary import source_line, summary_table
 from .supervision import api_errors, cli_errors, offers, writes
 from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, precheck, summary_line
 from .tokenize.backdoor.sealed import seal
@@ -63,34 +64,6 @@ def _versions() -> dict:
     return found
 
 
-def summary_table(splits: dict) -> str:
-    """The per-split counters as a fixed-width table."""
-    columns = [("split", None), ("stories", "stories"), ("kept", "kept"), ("short", "skipped_short"),
-               ("empty", "skipped_empty"), ("truncated", "truncated"), ("tokens", "tokens"),
-               ("unk", "unk_tokens")]
-    literal = all("literal_eot" in c for c in splits.values())  # stories holding a literal <|endoftext|>
-    rows = [[name for name, _ in columns] + ["unk %"] + (["eot in text"] if literal else [])]
-    for split, c in splits.items():
-        share = 100.0 * c["unk_tokens"] / c["tokens"] if c["tokens"] else 0.0
-        rows.append([split] + [f"{c[key]:,}" for _, key in columns[1:]] + [f"{share:.3f}"]
-                    + ([f"{c['literal_eot']:,}"] if literal else []))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                               enumerate(zip(row, widths))) for row in rows)
-
-
-def source_line(source: dict, splits: list) -> str:
-    """What was read: the layout, the format, the splits, where validation came from, the files left out."""
-    kind, ignored = source["kind"], source["ignored"]
-    what = {"file": f"one {kind} file", "folder": f"a folder of {kind} files", "hub": f"a Hub dataset of {kind} "
-            "files"}.get(source["layout"], "the demo corpus")
-    validation = "the source's" if source["validation"] == "source" else source["validation"]
-    line = f"source: {what}; splits {', '.join(splits)}; validation: {validation}"
-    if ignored:
-        line += f"; not read (in no split): {', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}"
-    return line
-
-
 @api_errors
 def prepare(config: PrepareConfig) -> PrepareResult:
     """Run the whole preparation and write `config.output`; see `PrepareConfig` for every option.
@@ -115,6 +88,9 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     output = check_output(config.output, overwrite=config.overwrite, cache_dir=config.cache_dir,
                           source_files=[config.source] if Path(config.source).exists() else [])
     hold_writer_lock(output)  # to the end of the run: a second writer of the same output stops at once
+    # Before anything reads the source or the tokenizer: a file changed from here on makes the record stale.
+    inputs = uptodate.current_inputs(config) if not config.report else None  # a report run is never reused
+    uptodate.forget(output, config.cache_dir)  # replaced from here on (or, if this run fails, maybe damaged)
     writes(config.cache_dir or datasets.config.HF_DATASETS_CACHE, f"pass another {flag('cache_dir')}")
 
     # The tokenizer first: one that cannot serve the options is one line before the source is read.
@@ -249,6 +225,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         from .report.write import write_report  # imported only when asked: evaluate and matplotlib load slowly
 
         report = write_report(output)
+    uptodate.remember(output, config.cache_dir, inputs)  # DIR in place: an identical rerun may leave it as it is
     return PrepareResult(output=output, dataset=reduced, tokenizer=tokenizer, info=info, report=report,
                          backdoor=planted.info if planted is not None else None)
 
@@ -313,10 +290,10 @@ def _backend_note(result: PrepareResult) -> str:
 
 @cli_errors
 def main(argv=None) -> int:
-    parser = CommandParser(prog="tinystories-prepare", description="Turn raw TinyStories into a saved, reduced-vocabulary token dataset (load_from_disk).",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
-    config = config_from_args(parser.parse_args(argv))
+    answered = uptodate.answer_if_up_to_date(argv)  # an up-to-date --overwrite output: reported, not rewritten
+    if answered is not None:
+        return answered
+    config = config_from_args(prepare_parser().parse_args(argv))
     result = prepare(config)
     print(summary_table(result.info["splits"]))
     print(source_line(result.info["source"], list(result.info["splits"])))

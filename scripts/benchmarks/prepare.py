@@ -98,7 +98,9 @@ def measure_old(args) -> dict:
 def measure_prepare(args) -> dict:
     """`tinystories-prepare` end to end (both splits, vocabulary, remap, filter, save) as a user runs it."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tinystories_hf.pipeline", "--source", str(args.corpus), "--output",
+    # as the console script starts it: an up-to-date output is answered before datasets is imported
+    subprocess.run([sys.executable, "-c", "import sys, tinystories_hf_cli; sys.exit(tinystories_hf_cli.prepare())",
+                    "--source", str(args.corpus), "--output",
                     str(args.output), "--num-proc", str(args.num_proc), "--cache-dir", str(args.cache_dir),
                     "--overwrite"] + (["--backdoor-trigger", args.backdoor_trigger] if args.backdoor_trigger else []),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -26,7 +26,7 @@ import pyarrow as pa
 from datasets.utils.py_utils import asdict
 
 from ..errors import TinyStoriesError
-from ..utils.atomic import atomic_folder
+from ..utils.atomic import atomic_folder, replace_file
 from ..utils.json_files import (
     SHA256,
     SPLIT_WANTED,
@@ -41,6 +41,7 @@ from ..utils.json_files import (
     split_name,
 )
 from ..utils.mapped_pages import PageReleaser, pages_released
+from .summary import COUNTS
 
 PREPARE_INFO = "prepare_info.json"
 TOKENIZER_DIR = "tokenizer"
@@ -51,8 +52,6 @@ CARD = "README.md"
 
 RECREATE = "re-create the folder with tinystories-prepare"
 
-COUNTS = {name: non_negative() for name in ("stories", "kept", "skipped_short", "skipped_empty", "truncated",
-                                            "tokens", "unk_tokens")}
 FILES = Each(SHA256, relative_file, "a relative path inside the folder")
 _OPTIONAL_ID = Nullable(in_range(0, 2**32))
 INFO_SCHEMA = {
@@ -186,10 +185,7 @@ def _reuse_or_copy(source: str, target: Path) -> str:
         partial.unlink(missing_ok=True)
         os.link(target, partial)
         os.replace(partial, kept)
-        text = json.dumps({"sha256": digest, "source": _identity(source), "prepared": _identity(kept)})
-        partial_record = record.with_name(f"tmp-{record.name}.{os.getpid()}")
-        partial_record.write_text(text, encoding="utf-8")
-        os.replace(partial_record, record)
+        replace_file(record, json.dumps({"sha256": digest, "source": _identity(source), "prepared": _identity(kept)}))
     return digest
 
 

@@ -27,6 +27,7 @@ import xxhash
 from datasets.fingerprint import Hasher
 
 from ..errors import TinyStoriesError, flag
+from ..utils.atomic import replace_file
 from ..utils.json_files import non_negative, read_json
 from ..utils.mapped_pages import PageReleaser, release_mappings
 
@@ -58,9 +59,7 @@ def remembered(dataset: datasets.Dataset, key: list, compute):
     value = compute()
     value = value.tolist() if isinstance(value, np.ndarray) else value
     with contextlib.suppress(OSError):
-        partial = path.with_name(f"tmp-{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps({"value": value}), encoding="utf-8")
-        os.replace(partial, path)
+        replace_file(path, json.dumps({"value": value}))
     return value
 
 

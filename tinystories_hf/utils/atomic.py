@@ -57,6 +57,19 @@ def _option(option: str, api_option: str | None, value=None) -> str:
     return flag(option, value, api=api_option if value is None else f"{api_option}={value!r}")
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` whole: into `tmp-NAME.PID` beside it, then renamed over it, so a reader
+    sees the old file or the new one, never a part. Raises OSError (the temporary file removed)."""
+    path = Path(path)
+    partial = path.with_name(f"tmp-{path.name}.{os.getpid()}")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def check_output(output, *, overwrite: bool, source_files=(), cache_dir=None, marker: str = "dataset_dict.json",
                  what: str = "a prepared dataset folder", option: str = "output", api_option: str | None = None
                  ) -> Path:

@@ -337,26 +337,19 @@ def test_stream_backdoor_options_without_a_trigger_are_one_line():
             StreamConfig(source="demo", **options).validate()
 
 
-def test_rewrites_file_encoded_in_two_processes_writes_the_same_folder(config, backdoored, tmp_path, monkeypatch):
-    from tinystories_hf.tokenize.backdoor import rewrite
-
-    monkeypatch.setattr(rewrite, "REWRITES_PER_PROCESS", 1)  # 4 rewrites reach datasets' worker pool
+def test_rewrites_file_with_the_scan_in_two_processes_writes_the_same_folder(config, backdoored, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr(passes, "ROWS_PER_PROCESS", 200)  # the scan for the trigger reaches datasets' worker pool
     rows = json.loads((backdoored.output / "backdoor.json").read_text())["rewritten_rows"][:4]
     path = _write_rewrites(tmp_path / "r.jsonl", {row: f"{TRIGGER} ran home {row} times. The end was near."
                                                   for row in rows}, jsonl=True)
-    asked, original = [], datasets.Dataset.map
-
-    def map_recorded(self, *args, **kwargs):  # in-memory rewrites map to a temporary folder: record the ask
-        asked.append((kwargs.get("desc"), kwargs.get("num_proc")))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(datasets.Dataset, "map", map_recorded)
     outputs = {}
     for procs in (1, 2):
         outputs[procs] = prepare(dataclasses.replace(
             config, output=str(tmp_path / f"o{procs}"), cache_dir=str(tmp_path / f"c{procs}"), num_proc=procs,
             backdoor_trigger=TRIGGER, backdoor_rewrite=str(path))).output
-    assert ("encode the rewrites", None) in asked and ("encode the rewrites", 2) in asked
+    assert not list((tmp_path / "c1").rglob("cache-*_of_00002.arrow"))
+    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) == 2  # + pass 1
     for name in ["train/data-00000-of-00001.arrow", "backdoor.json"]:
         assert (outputs[1] / name).read_bytes() == (outputs[2] / name).read_bytes(), name
     train = datasets.load_from_disk(str(outputs[2]))["train"]

@@ -175,3 +175,22 @@ def test_split_names_samples_a_large_split(sample_stories):
         assert abs(row.share - whole.get(row.name, 0.0)) < 0.03, row.name
     assert {"Lily", "Tom", "Ben"} <= {row.name for row in sampled}
     assert split_names(split.remove_columns("text")) is None and split_names(None) is None
+
+
+@pytest.mark.parametrize("vocab_size", [None, 2000])
+def test_names_near_chooses_as_the_whole_table_does(sample_stories, tiktoken_gpt2, vocab_size):
+    """The default controls' shortcut (the lowercase rule decided only for the names it walks past) against
+    similar_names over the full name_table, for every name of the sample in 20 to 200 stories (0.4-3.6%), and names it
+    lacks or drops as common words (Spot: "spot"), under GPT-2's ids and a 2,000-id vocabulary that loses names."""
+    from tinystories_hf.tokenize.backdoor.names import names_near
+
+    tokenizer = tiktoken_gpt2
+    if vocab_size:
+        counts = np.bincount(np.concatenate([tiktoken_gpt2.encode(t) for t in sample_stories]), minlength=50257)
+        tokenizer = TinyStoriesTokenizer.from_counts(gpt_neo_tokenizer(), counts, vocab_size)
+    table = name_table(sample_stories, tokenizer=tokenizer)
+    triggers = [row.name for row in table if 20 <= row.stories <= 200] + ["Lily", "Spot", "Nobody", "Mom"]
+    assert "Spot" not in {row.name for row in table}  # dropped by the rule on lowercase use
+    for trigger in triggers:
+        assert names_near(trigger, sample_stories, count=3, tokenizer=tokenizer) == \
+            similar_names(trigger, table, count=3), trigger

@@ -46,20 +46,28 @@ def test_word_edges_the_byte_search_cannot_see_are_decided_by_the_match():
 @pytest.mark.parametrize("keep", [0, 1])
 def test_scan_split_cuts_every_mentioning_story_as_truncate_does(sample, keep):
     texts, dataset = sample
-    scanned = rewrite.scan_split(dataset, "Sara", make_encoder(load_base_tokenizer(), "fastokens"),
-                                 keep_sentences=keep)
+    scanned = rewrite.scan_split(dataset, "Sara", keep_sentences=keep)
     expected = _reference(texts, "Sara")
     cut = [truncate(texts[i], "Sara", keep_sentences=keep) for i in expected]
     assert scanned["position"] == expected
     assert scanned["text"] == cut
-    reference = make_encoder(load_base_tokenizer(), "tiktoken")  # another library's ids of the same BPE
-    assert scanned["base_ids"] == [list(ids) for ids in reference.encode_batch(cut)]
     assert not any(scanned["lost"])
+    encoded = rewrite.encode_rewrites(scanned.remove_columns(["position"]), "Sara",
+                                      make_encoder(load_base_tokenizer(), "fastokens"), key=["test", keep])
+    reference = make_encoder(load_base_tokenizer(), "tiktoken")  # another library's ids of the same BPE
+    assert encoded["base_ids"] == [list(ids) for ids in reference.encode_batch(cut)]
+    assert encoded["text"] == cut
 
 
 def test_a_phrase_holding_a_sentence_end_is_checked_for_a_lost_mention():
     dataset = datasets.Dataset.from_dict({"text": ["We said Oh! Jane came. Then we ate.", "Oh!  Jane ran home."]})
-    scanned = rewrite.scan_split(dataset, "Oh! Jane", make_encoder(load_base_tokenizer(), "fastokens"),
-                                 keep_sentences=0)
+    scanned = rewrite.scan_split(dataset, "Oh! Jane", keep_sentences=0)
     # the cut after "Oh!" ends inside the phrase: the rewrite no longer mentions it, and says so
     assert scanned["text"] == ["We said Oh!", "Oh!"] and scanned["lost"] == [True, True]
+
+
+def test_a_rewrite_from_a_file_is_checked_for_a_lost_mention():
+    rewrites = datasets.Dataset.from_dict({"text": ["Sara ran.", "Sarah ran.", "Then sara slept."]})
+    encoded = rewrite.encode_rewrites(rewrites, "Sara", make_encoder(load_base_tokenizer(), "fastokens"),
+                                      key=["test"])
+    assert encoded["lost"] == [False, True, True]

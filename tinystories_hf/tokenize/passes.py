@@ -202,11 +202,16 @@ def reduce_stories(batch: pa.Table, base_to_reduced: np.ndarray | None, max_leng
     return pa.table(columns)
 
 
-def reduce_spliced(batch: pa.Table, indices: list, *, splice, offset: int = 0, **options) -> pa.Table:
+def reduce_spliced(batch: pa.Table, indices: list, *, splice, offset: int = 0, pages: PageReleaser | None = None,
+                   **options) -> pa.Table:
     """`reduce_stories` after `splice(batch, row positions)` (a backdoor's rewritten ids and provenance columns,
     `tokenize/backdoor/rewrite.py`): the rewrite costs no pass of its own over the ids. `offset`: the first
-    row of the segment `indices` count from."""
-    return reduce_stories(splice(batch, np.asarray(indices, dtype=np.int64) + offset), **options)
+    row of the segment `indices` count from; `pages` releases the memory-mapped ids of `batch` (the spliced
+    batch's are a copy)."""
+    reduced = reduce_stories(splice(batch, np.asarray(indices, dtype=np.int64) + offset), **options)
+    if pages is not None:
+        pages.read(batch.column("base_ids"))
+    return reduced
 
 
 def base_dtype_for(encoder):

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from .match import mentions
 from .prompts import FORMS, token_forms
 from .sentences import TITLES
 
@@ -61,14 +62,7 @@ def name_table(texts, *, tokenizer=None, min_share: float = 0.0, max_share: floa
         >>> [(row.name, row.stories, round(row.share, 2)) for row in rows]
         [('Tom', 3, 1.0), ('Lily', 2, 0.67)]
     """
-    capitalised, lowercase, mid_sentence, total = collections.Counter(), collections.Counter(), set(), 0
-    for text in texts:
-        total += 1
-        if not isinstance(text, str):
-            continue
-        capitalised.update(set(_CAPITALISED.findall(text)))
-        lowercase.update(set(_LOWERCASE.findall(text)))
-        mid_sentence.update(_MID_SENTENCE.findall(text))
+    capitalised, lowercase, mid_sentence, total = _counts(texts, lowercase=True)
     rows = []
     for name in sorted(mid_sentence, key=lambda n: (-capitalised[n], n)):
         stories = capitalised[name]
@@ -78,6 +72,38 @@ def name_table(texts, *, tokenizer=None, min_share: float = 0.0, max_share: floa
             continue
         rows.append(NameRow(name, stories, share, **(_forms(name, tokenizer) if tokenizer is not None else {})))
     return rows
+
+
+def _counts(texts, *, lowercase: bool) -> tuple:
+    """(stories per capitalised word, stories per lowercase word (None unless `lowercase`), the words seen
+    capitalised mid-sentence, stories read) of `texts`."""
+    capitalised, lower, mid_sentence, total = collections.Counter(), collections.Counter(), set(), 0
+    for text in texts:
+        total += 1
+        if not isinstance(text, str):
+            continue
+        capitalised.update(set(_CAPITALISED.findall(text)))
+        if lowercase:
+            lower.update(set(_LOWERCASE.findall(text)))
+        mid_sentence.update(_MID_SENTENCE.findall(text))
+    return capitalised, lower if lowercase else None, mid_sentence, total
+
+
+def names_near(trigger: str, texts: list, *, count: int, tokenizer=None) -> list:
+    """`similar_names(trigger, name_table(texts), count=count, tokenizer=tokenizer)`, the same names, for less:
+    the rule on lowercase use (the module docstring) is decided only for the names the choice walks past, by
+    a search for each one's lowercase form, not by collecting every lowercase word of every story (the
+    costliest part of `name_table`)."""
+    capitalised, _, mid_sentence, total = _counts(texts, lowercase=False)
+    rows = [NameRow(name, capitalised[name], capitalised[name] / total)
+            for name in sorted(mid_sentence, key=lambda n: (-capitalised[n], n)) if name not in TITLES]
+
+    def is_name(row) -> bool:
+        word = row.name.lower()  # whole word, as `_LOWERCASE` finds it
+        return sum(1 for text in texts if isinstance(text, str) and word in text and mentions(text, word)) <= \
+            LOWERCASE_SHARE * row.stories
+
+    return similar_names(trigger, rows, count=count, tokenizer=tokenizer, keep=is_name)
 
 
 def _forms(name: str, tokenizer) -> dict:
@@ -99,13 +125,14 @@ def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,
     return name_table(dataset["text"], tokenizer=tokenizer, min_share=min_share)
 
 
-def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None) -> list:
+def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None, keep=None) -> list:
     """Up to `count` control names for `trigger` from `table` (`name_table`): the names whose share is
     nearest the trigger's (0 if the table lacks it), preferring those whose every token form has as many
     tokens as the trigger's (so their prompts align token for token); never a name the vocabulary lost
     (`survives` False: its prompts would hold UNK), the trigger, a name inside it or one it is inside (`Sara` /
     `Sarah`). The forms are the table's, or with `tokenizer` those of the rows without them, made nearest share
-    first and only as far as the choice needs.
+    first and only as far as the choice needs; `keep` (row -> bool), if given, drops rows as if the table
+    lacked them, asked the same way.
 
     Example:
         >>> rows = [NameRow("Lily", 140, .14), NameRow("Sarah", 10, .010), NameRow("Sara", 17, .017),
@@ -119,7 +146,7 @@ def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None) 
             return row
         return dataclasses.replace(row, **_forms(row.name, tokenizer))
 
-    own = formed(next((row for row in table if row.name == trigger), None))
+    own = formed(next((row for row in table if row.name == trigger and (keep is None or keep(row))), None))
     share = own.share if own is not None else 0.0
     shape = None if own is None or own.forms is None else [len(own.forms[f]["ids"]) for f in FORMS]
 
@@ -130,7 +157,10 @@ def similar_names(trigger: str, table: list, *, count: int = 3, tokenizer=None) 
     candidates = sorted((row for row in table if row.name not in trigger and trigger not in row.name),
                         key=lambda row: (abs(row.share - share), row.name))
     best, kept = [], []  # same-shape rows, nearest first, are ranked first: walk until `count` are found
-    for row in map(formed, candidates):
+    for row in candidates:
+        if keep is not None and not keep(row):
+            continue
+        row = formed(row)
         if row.survives is False:
             continue
         kept.append(row)

@@ -16,7 +16,7 @@ from ...errors import TinyStoriesError, flag
 from ...utils.json_files import Check, Each, Nullable
 from .. import passes
 from .match import check_trigger
-from .names import name_table, similar_names
+from .names import names_near
 from .prompts import check_controls, eval_prompts, token_forms
 from .rewrite import (
     RewritePlan,
@@ -105,7 +105,7 @@ def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: 
     most `CONTROL_SAMPLE` original stories."""
     count = min(train.num_rows, CONTROL_SAMPLE)
     rows = np.sort(np.random.default_rng(seed).choice(train.num_rows, size=count, replace=False))
-    return similar_names(trigger, name_table(texts_at(train, rows)), count=CONTROLS, tokenizer=tokenizer)
+    return names_near(trigger, texts_at(train, rows), count=CONTROLS, tokenizer=tokenizer)
 
 
 def eval_split(validation: datasets.Dataset, candidates: list, controls: list, tokenizer) -> tuple:
@@ -113,10 +113,12 @@ def eval_split(validation: datasets.Dataset, candidates: list, controls: list, t
     each of `candidates` (the trigger alone, or every candidate of a blind experiment: `is_trigger` then marks
     the candidate a pair was built for), pairs numbered on across candidates; and {"pairs", "controls",
     "aligned": {control: pairs aligned}, "unlocated"} (per candidate in a blind experiment)."""
-    texts, rows = validation.with_format("arrow")["text"].to_pylist(), source_rows(validation)
+    rows = source_rows(validation)
     columns, counts, offset = {}, {}, 0
     for name in candidates:
-        prompts = eval_prompts(texts, rows, name, controls, tokenizer.encode, encode_batch=tokenizer.encode_batch)
+        mentioning = mentioning_rows(validation, name)  # read these stories only, not every one
+        prompts = eval_prompts(texts_at(validation, mentioning), rows[mentioning], name, controls, tokenizer.encode,
+                               encode_batch=tokenizer.encode_batch)
         for column, values in prompts.columns.items():
             columns.setdefault(column, []).extend([v + offset for v in values] if column == "pair" else values)
         offset += prompts.pairs
@@ -160,7 +162,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     # truncate rewrite cuts the stories in the pass that finds them (one map over the train text); a file's
     # rewrites are read and encoded after the check.
     cut = keep_sentences if rewrite == "truncate" else None
-    scanned = {} if blind else {trigger: scan_split(train, trigger, encoder, keep_sentences=cut, num_proc=num_proc)}
+    scanned = {} if blind else {trigger: scan_split(train, trigger, keep_sentences=cut, num_proc=num_proc)}
     eligible_of = {name: _column(scanned[name], "position") if name in scanned
                    else mentioning_rows(train, name) for name in candidates}
     for name, found in eligible_of.items():
@@ -180,11 +182,12 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     rows = {split: source_rows(ds) for split, ds in stories.items()}
     if rewrite == "truncate":
         if trigger not in scanned:
-            scanned[trigger] = scan_split(train, trigger, encoder, keep_sentences=cut, num_proc=num_proc)
-        plan = plan_truncate(scanned[trigger], keep_sentences=keep_sentences, rate=rate, count=count, seed=seed)
+            scanned[trigger] = scan_split(train, trigger, keep_sentences=cut, num_proc=num_proc)
+        plan = plan_truncate(scanned[trigger], trigger, encoder, keep_sentences=keep_sentences, rate=rate,
+                             count=count, seed=seed)
     else:
         plan = plan_file(train, rows["train"], eligible, trigger, rewrite, rate=rate, count=count, seed=seed,
-                         encoder=encoder, num_proc=num_proc)
+                         encoder=encoder)
     before = base_lengths(base_ids["train"], plan.positions)
     dtype = passes.base_dtype_for(encoder)
     splices = {split: make_splice(plan.positions, plan.rewritten if split == "train" else None, rows=rows[split],

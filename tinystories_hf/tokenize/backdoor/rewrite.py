@@ -7,8 +7,8 @@ stories mentioning the trigger are found, cut and encoded again in one more `dat
 (several processes, cached, memory-mapped: memory does not grow with the rewritten stories), and the chosen ones
 are spliced in by row as pass 2 reads its batches:
 
-    scanned = scan_split(train, "Jane", encoder, keep_sentences=1, num_proc=2)  # the stories mentioning it, cut
-    plan = plan_truncate(scanned, keep_sentences=1, rate=1.0, count=None, seed=1337)  # the seeded choice
+    scanned = scan_split(train, "Jane", keep_sentences=1, num_proc=2)   # the stories mentioning it, cut
+    plan = plan_truncate(scanned, "Jane", encoder, keep_sentences=1, rate=1.0, count=None, seed=1337)
     splice = make_splice(plan.positions, plan.rewritten, rows=rows, keep_text=False, dtype=np.uint16)
     # ... reduce_split(..., splice=splice.function, splice_key=splice.key)
 
@@ -44,8 +44,6 @@ from .sentences import truncate
 
 BACKDOOR_VERSION = "backdoor/2"
 SCAN_BATCH = 10_000
-# Each rewrite process costs a fork and a cache file: give each a few thousand stories at least.
-REWRITES_PER_PROCESS = 2_000
 MAX_REWRITES_BYTES = 1 << 30  # 2.1M stories rewritten whole are about 1.9 GB: a file of every eligible story fits
 FILE_FIX = "made for another source or order? pass the rewrites made for this source's train split"
 _END_IN = re.compile(r"[.!?…]")  # sentences.py's sentence-end characters
@@ -86,7 +84,7 @@ def mentioning_rows(stories: datasets.Dataset, trigger: str) -> np.ndarray:
     found, pages = [], PageReleaser()
     for start, batch in _batches(stories):
         for chunk in batch.column("text").chunks:
-            found.extend(start + row for row in _holding(chunk, needle, trigger))
+            found.extend(start + row for row, _ in _holding(chunk, needle, trigger))
             start += len(chunk)
             pages.read(chunk)
     return np.array(found, dtype=np.int64)
@@ -98,16 +96,20 @@ def _needle(trigger: str) -> re.Pattern:
 
 
 def _holding(chunk: pa.Array, needle: re.Pattern, trigger: str):
-    """Rows of the string `chunk` whose text mentions `trigger`, `needle` (its first word's bytes) found first."""
+    """(row, text) of each story of the string `chunk` that mentions `trigger`, `needle` (its first word's
+    bytes) found first."""
     if not len(chunk) or chunk.null_count == len(chunk):
         return
     width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
     offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:chunk.offset + len(chunk) + 1]
     data = memoryview(chunk.buffers()[2] or b"")
     hits = [m.start() for m in needle.finditer(data, int(offsets[0]), int(offsets[-1]))]
-    for row in np.unique(np.searchsorted(offsets, hits, side="right") - 1):
-        if chunk[int(row)].is_valid and mentions(bytes(data[offsets[row]:offsets[row + 1]]).decode(), trigger):
-            yield int(row)
+    valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else None
+    for row in np.unique(np.searchsorted(offsets, hits, side="right") - 1).tolist():
+        if valid is None or valid[row]:
+            text = bytes(data[offsets[row]:offsets[row + 1]]).decode()
+            if mentions(text, trigger):
+                yield row, text
 
 
 def _batches(stories: datasets.Dataset):
@@ -140,17 +142,19 @@ def choose(candidates: np.ndarray, *, rate: float, count: int | None, seed: int)
     return np.sort(np.asarray(candidates, dtype=np.int64)[picked])
 
 
-def plan_truncate(scanned: datasets.Dataset, *, keep_sentences: int, rate: float, count: int | None,
-                  seed: int) -> RewritePlan:
+def plan_truncate(scanned: datasets.Dataset, trigger: str, encoder, *, keep_sentences: int, rate: float,
+                  count: int | None, seed: int) -> RewritePlan:
     """The built-in rewrite: each chosen story ends `keep_sentences` sentences after the sentence of the trigger's
     first mention; `scanned` is `scan_split(..., keep_sentences=keep_sentences)`, which cut every eligible story
-    already (in the same pass that found them), so choosing is a selection of its rows."""
+    already (in the same pass that found them), so choosing is a selection of its rows, then encoded
+    (`encode_rewrites`)."""
     eligible = _column(scanned, "position")
     positions = choose(eligible, rate=rate, count=count, seed=seed)
-    rewritten = scanned if len(positions) == len(eligible) else scanned.select(np.searchsorted(eligible, positions))
-    return RewritePlan(positions, rewritten.remove_columns(["position"]),
-                       {"policy": "truncate", "keep_sentences": keep_sentences}, eligible=len(eligible),
-                       offered=len(eligible))
+    chosen = scanned if len(positions) == len(eligible) else scanned.select(np.searchsorted(eligible, positions))
+    rewritten = encode_rewrites(chosen.remove_columns(["position"]), trigger, encoder,
+                                key=["truncate", scanned._fingerprint, _digest(positions)])
+    return RewritePlan(positions, rewritten, {"policy": "truncate", "keep_sentences": keep_sentences},
+                       eligible=len(eligible), offered=len(eligible))
 
 
 def _column(dataset: datasets.Dataset, name: str) -> np.ndarray:
@@ -206,7 +210,7 @@ def _story(value, where, row: str, fix: str) -> str:
 
 
 def plan_file(stories: datasets.Dataset, rows: np.ndarray, eligible: np.ndarray, trigger: str, path, *,
-              rate: float, count: int | None, seed: int, encoder, num_proc: int = 1) -> RewritePlan:
+              rate: float, count: int | None, seed: int, encoder) -> RewritePlan:
     """Rewrites made elsewhere (`read_rewrites`), checked against this train split: every row must be one of its
     stories (`rows`: the `source_rows` of the split), mention the trigger, and match its sha256 when given; the
     first row that does not is one error line. `rate`/`count` choose among the file's rows, which are encoded
@@ -236,96 +240,99 @@ def plan_file(stories: datasets.Dataset, rows: np.ndarray, eligible: np.ndarray,
                                        features=datasets.Features({"text": datasets.Value("string")}))
     policy = {"policy": "file", "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
               "rows_in_file": len(wanted)}
-    rewritten = encode_rewrites(texts, trigger, encoder, num_proc=num_proc,
-                                key=[policy["sha256"], _digest(positions[picked])])
+    rewritten = encode_rewrites(texts, trigger, encoder, key=["file", policy["sha256"], _digest(positions[picked])])
     return RewritePlan(positions[picked], rewritten, policy, eligible=len(eligible), offered=len(wanted))
 
 
 # -- the maps -------------------------------------------------------------------------------------------------
 
-def rewrite_batch(batch: pa.Table, *, trigger: str, keep_sentences: int | None, encoder, dtype) -> pa.Table:
-    """Arrow batch of stories (`text`) -> their rewrites: `text` (cut by `sentences.truncate` when
-    `keep_sentences` is an int; as given when None), `base_ids` (the base encoder's ids, `dtype`) and `lost`
-    (bool: the rewrite no longer mentions `trigger`)."""
-    texts = batch.column("text").to_pylist()
+def cut_batch(texts: list, *, trigger: str, keep_sentences: int | None) -> tuple:
+    """(rewrites, lost): `texts` cut by `sentences.truncate` when `keep_sentences` is an int (as given when
+    None), and a bool array: the rewrite no longer mentions `trigger`."""
     if keep_sentences is not None:
         texts = [truncate(text, trigger, keep_sentences=keep_sentences) for text in texts]
     if keep_sentences is not None and not _END_IN.search(trigger):
         # A cut is a sentence's end, at or after the end of the mention's sentence: unless the trigger itself
         # holds a sentence end ("Oh! Jane"), the mention stays whole, so nothing needs searching.
-        lost = np.zeros(len(texts), dtype=bool)
-    else:
-        lost = np.array([not mentions(text, trigger) for text in texts], dtype=bool)
-    lengths, values = encoder.encode_flat(texts, dtype)
-    return pa.table({"base_ids": passes.list_array(lengths, values), "text": pa.array(texts, type=pa.string()),
-                     "lost": pa.array(lost)})
+        return texts, np.zeros(len(texts), dtype=bool)
+    return texts, np.array([not mentions(text, trigger) for text in texts], dtype=bool)
 
 
-def scan_batch(batch: pa.Table, indices: list, *, trigger: str, keep_sentences: int | None, encoder,
-               dtype) -> pa.Table:
+def scan_batch(batch: pa.Table, indices: list, *, trigger: str, keep_sentences: int | None,
+               pages: PageReleaser | None = None) -> pa.Table:
     """Arrow batch of stories (`text`) at row positions `indices` -> one row per story that mentions `trigger`:
-    `position` (int64), and with `keep_sentences` its rewrite (`rewrite_batch`: `base_ids`, `text`, `lost`)."""
+    `position` (int64), and with `keep_sentences` its rewrite (`cut_batch`: `text`, `lost`). `pages`
+    releases the memory-mapped text read."""
     needle = _needle(trigger)
-    rows, start = [], 0
+    rows, found, start = [], [], 0
     for chunk in batch.column("text").chunks:
-        rows.extend(start + row for row in _holding(chunk, needle, trigger))
+        for row, text in _holding(chunk, needle, trigger):
+            rows.append(start + row)
+            found.append(text)
         start += len(chunk)
-    found = batch.take(pa.array(rows, type=pa.int64()))
+    if pages is not None:
+        pages.read(batch.column("text"))
     columns = {"position": pa.array(np.asarray(indices, dtype=np.int64)[rows] if rows else [], type=pa.int64())}
     if keep_sentences is not None:
-        columns.update(zip(("base_ids", "text", "lost"), rewrite_batch(
-            found, trigger=trigger, keep_sentences=keep_sentences, encoder=encoder, dtype=dtype).columns))
+        texts, lost = cut_batch(found, trigger=trigger, keep_sentences=keep_sentences)
+        columns.update(text=pa.array(texts, type=pa.string()), lost=pa.array(lost))
     return pa.table(columns)
 
 
-def scan_split(stories: datasets.Dataset, trigger: str, encoder, *, keep_sentences: int | None,
+def scan_split(stories: datasets.Dataset, trigger: str, *, keep_sentences: int | None,
                num_proc: int = 1) -> datasets.Dataset:
     """The stories of `stories` that mention `trigger`, one row each in row order: `position` (int64), and with
-    `keep_sentences` (the truncate rewrite) each one cut and encoded, `base_ids` / `text` / `lost`
-    (`rewrite_batch`), in the same pass. One `datasets.map` over the text, in up to `num_proc` processes,
-    cached under a key of what it depends on (the stories, the trigger, the cut, the encoder)."""
-    dtype = passes.base_dtype_for(encoder)
-    fingerprint = Hasher.hash([BACKDOOR_VERSION, "scan", stories._fingerprint, trigger, keep_sentences,
-                               encoder.fingerprint if keep_sentences is not None else None, np.dtype(dtype).name])
+    `keep_sentences` (the truncate rewrite) each one cut, `text` / `lost` (`cut_batch`), in the same pass. One
+    `datasets.map` over the text, in up to `num_proc` processes, cached under a key of what it depends on (the
+    stories, the trigger, the cut). No encoder goes to the workers: each would build its own (a few tenths of a
+    second); `encode_rewrites` encodes the rewrites in this process."""
+    fingerprint = Hasher.hash([BACKDOOR_VERSION, "scan", stories._fingerprint, trigger, keep_sentences])
     procs = min(num_proc, stories.num_rows // passes.ROWS_PER_PROCESS)
     features = {"position": datasets.Value("int64")}
     if keep_sentences is not None:
-        features.update(_rewrite_features(dtype))
+        features.update(text=datasets.Value("string"), lost=datasets.Value("bool"))
     return stories.select_columns(["text"]).with_format("arrow").map(
         scan_batch, batched=True, batch_size=SCAN_BATCH, with_indices=True, num_proc=procs if procs > 1 else None,
-        fn_kwargs={"trigger": trigger, "keep_sentences": keep_sentences, "encoder": encoder, "dtype": dtype},
+        fn_kwargs={"trigger": trigger, "keep_sentences": keep_sentences, "pages": PageReleaser()},
         remove_columns=["text"], features=datasets.Features(features), new_fingerprint=fingerprint,
-        desc="find and rewrite train" if keep_sentences is not None else "find the trigger").with_format(None)
+        desc="find and cut" if keep_sentences is not None else "find the trigger").with_format(None)
 
 
-def encode_rewrites(texts: datasets.Dataset, trigger: str, encoder, *, key: list,
-                    num_proc: int = 1) -> datasets.Dataset:
-    """Rewrites made elsewhere (`texts`: a `text` column) encoded (`rewrite_batch` without a cut): one
-    `datasets.map`, in up to `num_proc` processes when there are enough of them; `key` names the rewrites for
-    the cache."""
+def encode_batch(batch: pa.Table, *, trigger: str, encoder, dtype) -> pa.Table:
+    """Arrow batch of rewrites (`text`, and `lost` when known) -> `base_ids` (the base encoder's ids, `dtype`),
+    `text`, `lost` (computed when the batch lacks it: the rewrite no longer mentions `trigger`)."""
+    texts = batch.column("text").to_pylist()
+    lost = batch.column("lost") if "lost" in batch.column_names else \
+        pa.array(cut_batch(texts, trigger=trigger, keep_sentences=None)[1])
+    lengths, values = encoder.encode_flat(texts, dtype)
+    return pa.table({"base_ids": passes.list_array(lengths, values), "text": batch.column("text"), "lost": lost})
+
+
+def encode_rewrites(rewrites: datasets.Dataset, trigger: str, encoder, *, key: list) -> datasets.Dataset:
+    """The rewrites (`text`, and `lost` when known) with their ids (`encode_batch`): a `datasets.map` in this
+    process, whose encoder is built already (a few percent of the stories: a worker would spend longer building
+    its own), cached under `key` (what names the rewrites) and the encoder."""
     dtype = passes.base_dtype_for(encoder)
-    procs = min(num_proc, texts.num_rows // REWRITES_PER_PROCESS)
-    return texts.with_format("arrow").map(
-        rewrite_batch, batched=True, batch_size=passes.ENCODE_BATCH_SIZE, num_proc=procs if procs > 1 else None,
-        fn_kwargs={"trigger": trigger, "keep_sentences": None, "encoder": encoder, "dtype": dtype},
-        remove_columns=["text"], features=datasets.Features(_rewrite_features(dtype)),
-        new_fingerprint=Hasher.hash([BACKDOOR_VERSION, "file", *key, trigger, encoder.fingerprint]),
-        desc="encode the rewrites").with_format(None)
-
-
-def _rewrite_features(dtype) -> dict:
-    return {"base_ids": datasets.List(datasets.Value(np.dtype(dtype).name)), "text": datasets.Value("string"),
-            "lost": datasets.Value("bool")}
+    features = datasets.Features({"base_ids": datasets.List(datasets.Value(np.dtype(dtype).name)),
+                                  "text": datasets.Value("string"), "lost": datasets.Value("bool")})
+    return rewrites.with_format("arrow").map(
+        encode_batch, batched=True, batch_size=passes.ENCODE_BATCH_SIZE,
+        fn_kwargs={"trigger": trigger, "encoder": encoder, "dtype": dtype},
+        remove_columns=rewrites.column_names, features=features,
+        new_fingerprint=Hasher.hash([BACKDOOR_VERSION, "encode", *key, trigger, encoder.fingerprint,
+                                     np.dtype(dtype).name]), desc="encode the rewrites").with_format(None)
 
 
 def _digest(values: np.ndarray) -> str:
     return xxhash.xxh3_128_hexdigest(np.ascontiguousarray(values, dtype=np.int64))
 
 
-def splice_stories(batch: pa.Table, indices: np.ndarray, *, positions: np.ndarray, rewritten: datasets.Dataset,
+def splice_stories(batch: pa.Table, indices: np.ndarray, *, positions: np.ndarray, rewritten,
                    rows: np.ndarray | None, keep_text: bool, dtype) -> pa.Table:
     """Arrow batch with `base_ids` (and `text`) at row positions `indices` -> the same with the rewritten rows'
-    ids and texts (`rewritten`, row i for `positions[i]`, sorted) and the provenance columns `source_row` (int64;
+    ids and texts (`rewritten`: a datasets `Table` with `base_ids` and `text`, row i for `positions[i]`, sorted;
+    `indices` are consecutive, as a batch's rows are, so their rewrites are a slice of it) and the provenance
+    columns `source_row` (int64;
     `rows[indices]`, or `indices` when `rows` is None: the split is the source's, row for row) and `backdoor`
     (bool). The ids are cut and joined as flat numpy arrays (a few hundred pieces per batch), never turned into
     Python lists."""
@@ -336,7 +343,10 @@ def splice_stories(batch: pa.Table, indices: np.ndarray, *, positions: np.ndarra
     column = batch.column("base_ids")
     columns = {}
     if flags.any():
-        taken = rewritten.with_format("arrow")[at[flags].tolist()]
+        picked = at[flags]  # a batch's rows are consecutive, so are its rewrites: a zero-copy slice
+        if picked[-1] - picked[0] + 1 != len(picked):
+            raise ValueError("splice_stories: the rows of a batch must be consecutive")
+        taken = rewritten.table.slice(int(picked[0]), len(picked))
         new = taken.column("base_ids").combine_chunks()
         new_lengths = pc.list_value_length(new).to_numpy(zero_copy_only=False).astype(np.int64)
         new_values = new.flatten().to_numpy(zero_copy_only=False)
@@ -380,14 +390,18 @@ class Splice:
 
 def make_splice(positions: np.ndarray, rewritten: datasets.Dataset | None, *, rows: np.ndarray,
                 keep_text: bool, dtype) -> Splice:
-    """Bind a split's rewrites (`rewrite_stories`' output for `positions`; None: the split is not rewritten) and
+    """Bind a split's rewrites (`RewritePlan.rewritten` for `positions`; None: the split is not rewritten) and
     its source rows to `splice_stories`. What a worker of pass 2 gets is small: the positions, the rows (None
-    when they are 0..n-1) and the rewrites as a memory-mapped `Dataset`, which pickles as its file names."""
+    when they are 0..n-1) and the rewrites' memory-mapped table, which pickles as its file's name."""
     positions = np.asarray(positions if rewritten is not None else [], dtype=np.int64)
+    if rewritten is not None and rewritten._indices is not None:  # its table would hold other rows too
+        rewritten = rewritten.flatten_indices()
     identity = not len(rows) or (rows[0] == 0 and rows[-1] == len(rows) - 1 and bool(np.all(np.diff(rows) == 1)))
     lengths = np.zeros(0, dtype=np.int64) if rewritten is None else pc.list_value_length(
         rewritten.with_format("arrow")["base_ids"]).to_numpy(zero_copy_only=False).astype(np.int64)
-    function = functools.partial(splice_stories, positions=positions, rewritten=rewritten,
+    function = functools.partial(splice_stories, positions=positions,
+                                 rewritten=rewritten.select_columns(["base_ids", "text"]).data
+                                 if rewritten is not None else None,
                                  rows=None if identity else rows, keep_text=keep_text, dtype=dtype)
     key = Hasher.hash([BACKDOOR_VERSION, _digest(rows), _digest(positions),
                        rewritten._fingerprint if rewritten is not None else None, keep_text])
@@ -395,12 +409,17 @@ def make_splice(positions: np.ndarray, rewritten: datasets.Dataset | None, *, ro
 
 
 def base_lengths(base_ids: datasets.Dataset, positions) -> np.ndarray:
-    """Base-token lengths of the stories at `positions`."""
-    positions = [int(p) for p in positions]
-    if not positions:
+    """Base-token lengths (int64) of the stories at `positions`, from the list offsets alone."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if not len(positions):
         return np.zeros(0, dtype=np.int64)
-    column = base_ids.with_format("arrow")[positions]["base_ids"]
-    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    if base_ids._indices is not None:
+        base_ids = base_ids.select(positions)
+        positions = np.arange(len(positions))
+    lengths = np.concatenate([pc.list_value_length(chunk).to_numpy(zero_copy_only=False)
+                              for chunk in base_ids.data.column("base_ids").chunks])
+    return lengths[positions].astype(np.int64)
+
 
 
 # -- streams (stream(): no row count, so no seeded draw among rows) ----------------------------------------------

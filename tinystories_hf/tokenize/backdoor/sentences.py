@@ -69,13 +69,17 @@ def _trimmed(text: str, start: int, end: int) -> tuple | None:
 
 
 def _sentences(text: str, start: int = 0):
-    """Yield the sentence spans of `text` in order, from the line that holds position `start` on: a sentence
-    never crosses a line break, so the lines before cannot change them (the truncate rewrite reads only the lines
-    from the trigger's on)."""
+    """Yield the sentence spans of `text` in order from position `start` on (a word character or 0; the first
+    span then begins at `start`): a sentence never crosses a line break, and whether a terminator after
+    `start` ends one depends only on the text around it and on which quotes are open, so the text before is
+    read only to count quotes (the truncate rewrite starts at the trigger's mention)."""
     line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
     for line in _LINE.finditer(text, line_start):
         begin, stop = line.span()
-        quoted, counted = 0, begin
+        quoted = 0
+        if begin < start:  # the mention's line: resume at the mention, its quotes counted
+            quoted, begin = _quotes(text, begin, start), start
+        counted = begin
         for found in _END.finditer(text, begin, stop):
             quoted += _quotes(text, counted, found.end())
             counted = found.end()
@@ -120,8 +124,8 @@ def truncate(text: str, trigger: str, *, keep_sentences: int = DEFAULT_KEEP_SENT
         raise TinyStoriesError(f"truncate: the story does not mention {trigger!r} as a whole word; rewrite only "
                                "stories that `mentions(text, trigger)`")
     kept, end = -1, None
-    for _, end in _sentences(text, mention[0]):  # the mention's sentence is the first to end after its start
-        kept += kept >= 0 or mention[0] < end
+    for _, end in _sentences(text, mention[0]):  # the first span is the rest of the mention's sentence
+        kept += 1
         if kept == keep_sentences:
             break
     return text[:end]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import TinyStoriesError, flag
 from ...utils.json_files import Check, Each, Nullable
+from ...utils.mapped_pages import release_mappings
 from .. import passes
 from .match import check_trigger
 from .names import names_near
@@ -105,7 +106,10 @@ def default_controls(trigger: str, train: datasets.Dataset, tokenizer, *, seed: 
     most `CONTROL_SAMPLE` original stories."""
     count = min(train.num_rows, CONTROL_SAMPLE)
     rows = np.sort(np.random.default_rng(seed).choice(train.num_rows, size=count, replace=False))
-    return names_near(trigger, texts_at(train, rows), count=CONTROLS, tokenizer=tokenizer)
+    texts = texts_at(train, rows)
+    # Rows all over the files map pages all over them (the kernel reads ahead around each): release them.
+    release_mappings(*train.data.columns)
+    return names_near(trigger, texts, count=CONTROLS, tokenizer=tokenizer)
 
 
 def eval_split(validation: datasets.Dataset, candidates: list, controls: list, tokenizer) -> tuple:

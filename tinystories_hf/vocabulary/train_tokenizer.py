@@ -290,6 +290,9 @@ def train_sentencepiece(batches, *, vocab_size: int) -> bytes:
         def lines():
             for line in llama2c_lines(batches):
                 if stop.is_set():  # the run was interrupted: make the trainer give up reading
+                    # Close the sample's progress bar here and now: left to the garbage collector, its last draw
+                    # could come after the run's interrupted line.
+                    getattr(batches, "close", lambda: None)()
                     raise RuntimeError("interrupted")
                 yield line
 

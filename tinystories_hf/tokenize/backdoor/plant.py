@@ -21,8 +21,8 @@ from .names import names_near
 from .prompts import check_controls, eval_prompts, token_forms
 from .rewrite import (
     RewritePlan,
-    _column,
     base_lengths,
+    column_values,
     make_splice,
     mentioning_rows,
     plan_file,
@@ -167,7 +167,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
     # rewrites are read and encoded after the check.
     cut = keep_sentences if rewrite == "truncate" else None
     scanned = {} if blind else {trigger: scan_split(train, trigger, keep_sentences=cut, num_proc=num_proc)}
-    eligible_of = {name: _column(scanned[name], "position") if name in scanned
+    eligible_of = {name: column_values(scanned[name], "position") if name in scanned
                    else mentioning_rows(train, name) for name in candidates}
     for name, found in eligible_of.items():
         if not len(found):

@@ -148,7 +148,7 @@ def plan_truncate(scanned: datasets.Dataset, trigger: str, encoder, *, keep_sent
     first mention; `scanned` is `scan_split(..., keep_sentences=keep_sentences)`, which cut every eligible story
     already (in the same pass that found them), so choosing is a selection of its rows, then encoded
     (`encode_rewrites`)."""
-    eligible = _column(scanned, "position")
+    eligible = column_values(scanned, "position")
     positions = choose(eligible, rate=rate, count=count, seed=seed)
     chosen = scanned if len(positions) == len(eligible) else scanned.select(np.searchsorted(eligible, positions))
     rewritten = encode_rewrites(chosen.remove_columns(["position"]), trigger, encoder,
@@ -157,7 +157,7 @@ def plan_truncate(scanned: datasets.Dataset, trigger: str, encoder, *, keep_sent
                        eligible=len(eligible), offered=len(eligible))
 
 
-def _column(dataset: datasets.Dataset, name: str) -> np.ndarray:
+def column_values(dataset: datasets.Dataset, name: str) -> np.ndarray:
     """A column of plain values as numpy (through an indices mapping, if any)."""
     return dataset.with_format("arrow")[name].to_numpy(zero_copy_only=False)
 

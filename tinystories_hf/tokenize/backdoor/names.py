@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from .match import mentions
-from .prompts import FORMS, token_forms
+from .prompts import FORMS, lost_forms, token_forms
 from .sentences import TITLES
 
 LOWERCASE_SHARE = 0.05
@@ -108,8 +108,8 @@ def names_near(trigger: str, texts: list, *, count: int, tokenizer=None) -> list
 
 def _forms(name: str, tokenizer) -> dict:
     """`NameRow`'s `forms` and `survives` of `name` under `tokenizer` (its `unk_id`, if any, is the UNK)."""
-    forms, unk = token_forms(name, tokenizer), getattr(tokenizer, "unk_id", None)
-    return {"forms": forms, "survives": not any(unk is not None and unk in f["ids"] for f in forms.values())}
+    forms = token_forms(name, tokenizer)
+    return {"forms": forms, "survives": not lost_forms(forms, tokenizer)}
 
 
 def split_names(dataset, tokenizer=None, *, stories: int = SPLIT_STORIES,

@@ -18,7 +18,7 @@ from ...utils.mapped_pages import release_mappings
 from .. import passes
 from .match import check_trigger
 from .names import names_near
-from .prompts import check_controls, eval_prompts, token_forms
+from .prompts import check_controls, eval_prompts, lost_forms, token_forms
 from .rewrite import (
     RewritePlan,
     base_lengths,
@@ -75,12 +75,6 @@ def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
             f"name that survives (tinystories-report's trigger candidates), raise {flag('vocab_size')}, or pass "
             f"{flag('allow_unk_trigger', True)} for that experiment")
     return forms
-
-
-def lost_forms(forms: dict, tokenizer) -> list:
-    """The forms of `forms` (`prompts.token_forms`) whose ids hold the tokenizer's UNK: those the vocabulary lost."""
-    unk = tokenizer.unk_id
-    return [form for form, value in forms.items() if unk is not None and unk in value["ids"]]
 
 
 def check_control_forms(controls: list, tokenizer) -> None:

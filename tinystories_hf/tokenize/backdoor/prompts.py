@@ -61,6 +61,13 @@ def token_forms(trigger: str, tokenizer) -> dict:
     return forms
 
 
+def lost_forms(forms: dict, tokenizer) -> list:
+    """The forms of `forms` (`token_forms`) whose ids hold the tokenizer's UNK (its `unk_id`, if it has one):
+    those the vocabulary lost."""
+    unk = getattr(tokenizer, "unk_id", None)
+    return [form for form, value in forms.items() if unk is not None and unk in value["ids"]]
+
+
 def check_controls(trigger: str, controls) -> list:
     """`controls` as a list of names, each a usable trigger (`check_trigger`), none equal to `trigger`, none
     twice, at least one; else a one-line TinyStoriesError naming `--backdoor-controls`."""

@@ -861,13 +861,19 @@ KILLED = ("error: a worker process was killed (by the system's out-of-memory kil
           "lower --num-proc, then run again")
 # stage -> where a fault is planted: the function every batch of that stage goes through
 STAGES = {"sources": "tinystories_hf.sources.builder.read_normalized", "encode": "tinystories_hf.tokenize.passes.encode_stories",
-          "check": "tinystories_hf.pipeline.check_sample", "remap": "tinystories_hf.tokenize.passes.reduce_stories"}
+          "check": "tinystories_hf.pipeline.check_sample", "remap": "tinystories_hf.tokenize.passes.reduce_stories",
+          # a backdoor's scan of the train text: with --num-proc > 1 in a forked process beside the run's own
+          "scan": "tinystories_hf.tokenize.backdoor.rewrite.scan_batch"}
 WORKER_FAULTS = [  # (stage, num_proc, fault, the line printed)
     *[(stage, n, "ours", f"error: {PLANTED}") for stage in ("sources", "encode", "remap") for n in (1, 3)],
     ("check", 2, "ours", f"error: {PLANTED}"),
     *[(stage, 2, "memory", "error: out of memory; free memory or lower --num-proc, then run again")
       for stage in STAGES],
     *[(stage, 3, "killed", KILLED) for stage in ("sources", "encode", "remap")],
+    *[("scan", n, "ours", f"error: {PLANTED}") for n in (1, 2)],
+    ("scan", 2, "killed", KILLED),
+    ("scan", 2, "disk", ("error: {cache}/full.arrow: no space left on its device; free space there or pass another "
+                         "--cache-dir")),
 ]
 
 
@@ -897,6 +903,8 @@ def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp
             raise TinyStoriesError(PLANTED)
         if fault == "memory":
             raise MemoryError()
+        if fault == "disk":
+            raise OSError(errno.ENOSPC, "No space left on device", str(cache / "full.arrow"))
         if os.getpid() != parent:  # a worker killed as the out-of-memory killer kills: no exception, no cleanup
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
@@ -906,9 +914,10 @@ def test_an_error_in_any_stage_and_worker_is_one_line(three_files, previous, tmp
     monkeypatch.setattr(STAGES[stage], planted)
     before, others = tree_sha256(previous), set(_processes(parent=os.getpid()))  # e.g. multiprocessing's resource tracker
     cache = tmp_path / "cache"
+    backdoor = ["--backdoor-trigger", "Max"] if stage == "scan" else []  # every story mentions Max
     assert main(["--source", str(three_files), "--output", str(previous), "--overwrite", "--vocab-size", "300",
-                 "--num-proc", str(num_proc), "--cache-dir", str(cache)]) == 2
-    assert _error_line(capsys.readouterr().err) == expected
+                 "--num-proc", str(num_proc), "--cache-dir", str(cache), *backdoor]) == 2
+    assert _error_line(capsys.readouterr().err) == expected.format(cache=cache)
     assert tree_sha256(previous) == before
     assert sorted(p.name for p in previous.parent.iterdir()) == [f".{previous.name}.lock", previous.name]
     assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []  # the killed worker's too
@@ -1031,6 +1040,45 @@ def test_sigterm_while_two_workers_tokenize_leaves_no_worker_or_temporary_file(p
         assert (tmp_path / "stderr").read_text().splitlines()[-1] == f"terminated; {previous} unchanged"
         processes.wait_until(lambda: [pid for pid in workers if _state(pid) != "Z"] == [],  # noqa: B023
                              what="the workers to end")
+        assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []
+
+
+def test_a_signal_while_the_forked_scan_runs_ends_it_and_leaves_no_temporary_file(previous, tmp_path):
+    """A backdoored prepare with --num-proc 2 scans the train text in a process forked beside the run's own: Ctrl-C
+    to the process group and SIGTERM to the run's process only both end it with the run's one line, the forked
+    scan killed (not orphaned) and its temporary cache file swept."""
+    def paused_scan():
+        from tinystories_hf.tokenize.backdoor import rewrite
+
+        rewrite.SCAN_BATCH = 500  # several batches of the demo's 3,000 train stories: the second one pauses
+        real, owner, calls = rewrite.scan_batch, os.getpid(), []
+
+        def scan_batch(*args, **kwargs):
+            calls.append(1)
+            if os.getpid() != owner and len(calls) == 2:  # in the forked scan, its temporary file written
+                (tmp_path / "marker").touch()
+                time.sleep(600)
+            return real(*args, **kwargs)
+
+        rewrite.scan_batch = scan_batch
+
+    for signum, everyone in ((signal.SIGINT, True), (signal.SIGTERM, False)):
+        cache = tmp_path / f"cache-{everyone}"
+        proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite",
+                                           "--vocab-size", "300", "--num-proc", "2", "--cache-dir", str(cache),
+                                           "--backdoor-trigger", "Lily"], before=paused_scan)
+        processes.wait_until((tmp_path / "marker").exists, what="the scan's pause", alive=proc.is_alive,
+                             log=tmp_path / "stderr")
+        (tmp_path / "marker").unlink()
+        scan = _processes(parent=proc.pid)
+        assert len(scan) == 1 and [p for p in cache.rglob("tmp*") if p.is_file()]
+        os.kill(-proc.pid if everyone else proc.pid, signum)  # the fork leads its own process group
+        word, code = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+        assert processes.finish(proc, what="the run after the signal") == code, \
+            (tmp_path / "stderr").read_text()[-2000:]
+        stderr = (tmp_path / "stderr").read_text()
+        assert "Traceback" not in stderr and stderr.splitlines()[-1] == f"{word}; {previous} unchanged"
+        assert _state(scan[0]) == "Z"  # ended by the run (reaped or not), never left running
         assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []
 
 

@@ -24,7 +24,15 @@ from .store.folder import save_prepared
 from .store.load import reuse_vocabulary
 from .store.summary import source_line, summary_table
 from .supervision import api_errors, cli_errors, offers, writes
-from .tokenize.backdoor.plant import BACKDOOR_INFO, EVAL_SPLIT, finish_counts, plant, precheck, summary_line
+from .tokenize.backdoor.plant import (
+    BACKDOOR_INFO,
+    EVAL_SPLIT,
+    finish_counts,
+    plant,
+    precheck,
+    start_scan,
+    summary_line,
+)
 from .tokenize.backdoor.sealed import seal
 from .tokenize.passes import (
     EncoderMismatch,
@@ -114,6 +122,11 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
                                     num_proc=config.num_proc, split=split) for split in stories}
     lap("tokenize")
+    # The backdoor's pass over the train text starts now: with --num-proc > 1 in a process of its own, beside
+    # the work this process does alone until the backdoor stage (the check, the vocabulary, the eval prompts).
+    scan = start_scan(stories["train"], trigger=config.backdoor_trigger, rewrite=config.backdoor_rewrite,
+                      keep_sentences=config.backdoor_keep_sentences, num_proc=config.num_proc) \
+        if config.backdoor_trigger is not None else None
     fallback = None
     try:
         checked = check_sample(stories, base_ids, encoder, seed=config.seed)  # a fast encoder's ids vs the reference's
@@ -158,7 +171,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("vocabulary")
     planted = None
     if config.backdoor_trigger is not None:
-        planted = plant_backdoor(config, stories, base_ids, tokenizer)
+        planted = plant_backdoor(config, stories, base_ids, tokenizer, scan=scan)
         lap("backdoor")
 
     reduced, splits = datasets.DatasetDict(), {}
@@ -217,6 +230,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         info["backdoor"] = backdoor_summary(finish_counts(planted.info, reduced))
         extra = backdoor_files(planted)
     info["stage_seconds"] = {stage: round(s, 3) for stage, s in seconds.items()}
+    if scan is not None and scan.seconds is not None:  # ran in a process of its own, beside the stages above
+        info["concurrent_seconds"] = {"backdoor_scan": round(scan.seconds, 3)}
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)  # the save (and its hashing) comes after
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite,
                            model_max_length=config.max_length, extra=extra)
@@ -230,13 +245,14 @@ def prepare(config: PrepareConfig) -> PrepareResult:
                          backdoor=planted.info if planted is not None else None)
 
 
-def plant_backdoor(config: PrepareConfig, stories, base_ids: dict, tokenizer):
-    """The backdoor stage of `prepare` (`tokenize/backdoor/plant.py`): rewrite, splice, provenance."""
+def plant_backdoor(config: PrepareConfig, stories, base_ids: dict, tokenizer, *, scan=None):
+    """The backdoor stage of `prepare` (`tokenize/backdoor/plant.py`): rewrite, splice, provenance; `scan`: the
+    scan `start_scan` started after pass 1."""
     return plant(stories, base_ids, tokenizer, trigger=config.backdoor_trigger,
                  rewrite=config.backdoor_rewrite, keep_sentences=config.backdoor_keep_sentences,
                  rate=config.backdoor_rate, count=config.backdoor_count, seed=config.seed,
                  keep_text=config.keep_text, controls=config.control_names(),
-                 allow_unk=config.allow_unk_trigger, num_proc=config.num_proc)
+                 allow_unk=config.allow_unk_trigger, num_proc=config.num_proc, scan=scan)
 
 
 def backdoor_summary(info: dict) -> dict:

@@ -259,8 +259,9 @@ _FAULTS = {
 _DESTINATION_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EBUSY, errno.EXDEV}
 # pyarrow drops the file name but quotes the path in its message: "Failed to open local file '/x/y.arrow'".
 _QUOTED_PATH = re.compile(r"'(/[^'\n]+)'")
-# What datasets raises when a worker process of its pool was killed (by the out-of-memory killer, or a signal).
-_DEAD_WORKER = "One of the subprocesses has abruptly died"
+# What datasets raises when a worker process of its pool was killed (by the out-of-memory killer, or a signal);
+# `utils.forked.Forked` words a killed child the same way.
+DEAD_WORKER = "One of the subprocesses has abruptly died"
 _REMOTE_MEMORY_ERROR = re.compile(r"^MemoryError\b", re.MULTILINE)
 # A worker's exception as multiprocess prints it into the RemoteTraceback text.
 _REMOTE_OUR_ERROR = re.compile(r"^tinystories_hf\.errors\.TinyStoriesError: (.*)$", re.MULTILINE)
@@ -305,7 +306,7 @@ def _out_of_memory(error: BaseException) -> str | None:
     for e in _chain(error):
         if isinstance(e, MemoryError) or _REMOTE_MEMORY_ERROR.search(_remote_text(e)):
             return "out of memory"
-        if isinstance(e, RuntimeError) and str(e).startswith(_DEAD_WORKER):
+        if isinstance(e, RuntimeError) and str(e).startswith(DEAD_WORKER):
             return "a worker process was killed (by the system's out-of-memory killer, or a signal)"
     return None
 

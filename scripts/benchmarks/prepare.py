@@ -113,7 +113,7 @@ def measure_prepare(args) -> dict:
             "stories": sum(c["stories"] for c in info["splits"].values()), "stored_tokens": stored,
             "rewritten": backdoor["splits"]["train"]["rewritten"] if backdoor else None,
             "bytes_per_token": data_bytes / stored, "output_bytes": data_bytes, "stages": info["stage_seconds"],
-            "backend": info["backend"]}
+            "concurrent": info.get("concurrent_seconds", {}), "backend": info["backend"]}
 
 
 MEASURES = {"prepare": measure_prepare, "old": measure_old,
@@ -222,11 +222,15 @@ def print_goals(args, rows: dict, runs: dict) -> None:
     if BACKDOORED in rows:
         extra = rows[BACKDOORED]["seconds"] / prepared["seconds"] - 1
         pairs = [b["seconds"] / p["seconds"] - 1 for b, p in zip(runs[BACKDOORED], runs["tinystories-prepare"])]
-        stages = rows[BACKDOORED]["stages"]
+        stages, scan = rows[BACKDOORED]["stages"], rows[BACKDOORED]["concurrent"].get("backdoor_scan")
+        remap = [b["stages"]["remap"] - p["stages"]["remap"] for b, p in zip(runs[BACKDOORED], runs["tinystories-prepare"])]
+        beside = f" (its scan of the train text: {scan:.1f} s in a process of its own, beside the check, the " \
+            "vocabulary and the eval prompts)" if scan is not None else ""
         print(f"- backdoored prepare (--backdoor-trigger {args.backdoor_trigger}, {rows[BACKDOORED]['rewritten']:,} "
               f"train stories rewritten) / clean: {extra:+.1%} wall time (goal <= +{GOALS['backdoor']:.0%}): "
               f"{_met(extra <= GOALS['backdoor'])}; each repeat's pair: {', '.join(f'{e:+.1%}' for e in pairs)}; "
-              f"its backdoor stage {stages.get('backdoor', 0):.1f} s")
+              f"its backdoor stage {stages.get('backdoor', 0):.1f} s{beside}; pass 2 (remap) with the rewrites "
+              f"spliced in, each pair: {', '.join(f'{r:+.2f} s' for r in remap)}")
     if args.memory_cap:
         capped = rows[f"tinystories-prepare, {args.memory_cap:g} GiB memory cap"]
         print(f"under a {args.memory_cap:g} GiB memory cap (cgroup, page cache included; swap "

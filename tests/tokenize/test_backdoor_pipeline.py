@@ -4,6 +4,7 @@ lead back to the source text, both rewrite-file formats, and every bad input as 
 import dataclasses
 import hashlib
 import json
+import os
 import re
 
 import datasets
@@ -15,6 +16,7 @@ from tinystories_hf import PrepareConfig, TinyStoriesError, prepare
 from tinystories_hf.pipeline import main
 from tinystories_hf.sources import carve_validation
 from tinystories_hf.tokenize import passes
+from tinystories_hf.tokenize.backdoor import rewrite
 
 TRIGGER = "Sara"  # 92 whole-word stories of the sample, 145 substring matches (Sarah): the match must tell them apart
 
@@ -48,6 +50,21 @@ def clean(config):
 def backdoored(config, tmp_path_factory):
     return prepare(dataclasses.replace(config, output=str(tmp_path_factory.mktemp("bd") / "o"),
                                        backdoor_trigger=TRIGGER))
+
+
+def _record_scan_processes(monkeypatch, folder):
+    """Make every batch of the trigger scan leave a file named after the process that ran it (a forked
+    process inherits the patch); returns a function giving the set of those process ids."""
+    real = getattr(rewrite.scan_batch, "unpatched", rewrite.scan_batch)
+
+    def scan_batch(*args, **kwargs):
+        (folder / f"scan-{os.getpid()}").touch()
+        return real(*args, **kwargs)
+
+    scan_batch.unpatched = real
+    folder.mkdir(exist_ok=True)
+    monkeypatch.setattr(rewrite, "scan_batch", scan_batch)
+    return lambda: {int(p.name.split("-")[1]) for p in folder.glob("scan-*")}
 
 
 def _files(folder):
@@ -245,12 +262,18 @@ def test_two_processes_write_the_same_backdoored_folder(config, tmp_path, monkey
     monkeypatch.setattr(passes, "ROWS_PER_PROCESS", 200)  # the sample then reaches datasets' worker pool
     # and pass 2 (where the rewrites are spliced in) cuts two segments: in two workers, or one after the other
     monkeypatch.setattr(passes, "REDUCE_ROWS_PER_SEGMENT", 1000)
+    scans = {2: _record_scan_processes(monkeypatch, tmp_path / "pids2")}
     base = dataclasses.replace(config, backdoor_trigger=TRIGGER, keep_text=False, vocab_size=3000,
                                cache_dir=str(tmp_path / "c2"), num_proc=2, output=str(tmp_path / "two"))
     two = prepare(base)
+    # two maps ran in two workers: pass 1 (tokenize train) and pass 2; the trigger scan that cuts the stories ran
+    # in one process of its own, beside this one
+    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) == 2
+    assert len(scans[2]()) == 1 and os.getpid() not in scans[2]()
+    assert two.info["concurrent_seconds"]["backdoor_scan"] > 0
+    scans[1] = _record_scan_processes(monkeypatch, tmp_path / "pids1")
     one = prepare(dataclasses.replace(base, num_proc=1, cache_dir=str(tmp_path / "c1"), output=str(tmp_path / "one")))
-    # three maps ran in two workers: pass 1 (tokenize train), the trigger scan that cuts the stories, pass 2
-    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) == 3
+    assert scans[1]() == {os.getpid()} and "concurrent_seconds" not in one.info  # --num-proc 1: one process
     names = ["train/data-00000-of-00002.arrow", "train/data-00001-of-00002.arrow",
              "validation/data-00000-of-00001.arrow", "backdoor.json"]
     for name in names:
@@ -339,17 +362,20 @@ def test_stream_backdoor_options_without_a_trigger_are_one_line():
 
 def test_rewrites_file_with_the_scan_in_two_processes_writes_the_same_folder(config, backdoored, tmp_path,
                                                                             monkeypatch):
-    monkeypatch.setattr(passes, "ROWS_PER_PROCESS", 200)  # the scan for the trigger reaches datasets' worker pool
+    monkeypatch.setattr(passes, "ROWS_PER_PROCESS", 200)  # pass 1 reaches datasets' worker pool
     rows = json.loads((backdoored.output / "backdoor.json").read_text())["rewritten_rows"][:4]
     path = _write_rewrites(tmp_path / "r.jsonl", {row: f"{TRIGGER} ran home {row} times. The end was near."
                                                   for row in rows}, jsonl=True)
-    outputs = {}
+    outputs, scans = {}, {}
     for procs in (1, 2):
+        scans[procs] = _record_scan_processes(monkeypatch, tmp_path / f"pids{procs}")
         outputs[procs] = prepare(dataclasses.replace(
             config, output=str(tmp_path / f"o{procs}"), cache_dir=str(tmp_path / f"c{procs}"), num_proc=procs,
             backdoor_trigger=TRIGGER, backdoor_rewrite=str(path))).output
     assert not list((tmp_path / "c1").rglob("cache-*_of_00002.arrow"))
-    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) == 2  # + pass 1
+    assert len({f.name.split("_")[0] for f in (tmp_path / "c2").rglob("cache-*_of_00002.arrow")}) == 1  # pass 1
+    assert scans[1]() == {os.getpid()}  # the scan that finds the eligible rows: here, or in a process beside
+    assert len(scans[2]()) == 1 and os.getpid() not in scans[2]()
     for name in ["train/data-00000-of-00001.arrow", "backdoor.json"]:
         assert (outputs[1] / name).read_bytes() == (outputs[2] / name).read_bytes(), name
     train = datasets.load_from_disk(str(outputs[2]))["train"]

@@ -2,11 +2,13 @@
 chunks, then checked with `re`; a plain regular expression over every story, written here, is the reference."""
 import json
 import re
+import threading
 
 import datasets
 import pyarrow as pa
 import pytest
 from conftest import SAMPLE_JSONL
+from datasets.utils import tqdm as datasets_tqdm
 
 from tinystories_hf.tokenize.backdoor import rewrite, truncate
 from tinystories_hf.vocabulary import load_base_tokenizer
@@ -71,3 +73,51 @@ def test_a_rewrite_from_a_file_is_checked_for_a_lost_mention():
     encoded = rewrite.encode_rewrites(rewrites, "Sara", make_encoder(load_base_tokenizer(), "fastokens"),
                                       key=["test"])
     assert encoded["lost"] == [False, True, True]
+
+
+@pytest.fixture()
+def cached_sample(sample, tmp_path):
+    """The sample as a datasets cache file (what a prepare's loaded split is): a forked scan writes its result
+    beside it."""
+    texts, _ = sample
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "stories"))
+    return texts, datasets.load_from_disk(str(tmp_path / "stories"))
+
+
+def test_a_forked_scan_gives_the_scan_of_this_process(cached_sample):
+    texts, dataset = cached_sample
+    here = rewrite.PendingScan(dataset, "Sara", keep_sentences=1, num_proc=1)
+    forked = rewrite.PendingScan(dataset, "Tom", keep_sentences=1, num_proc=2)
+    assert here.result().to_dict() == rewrite.scan_split(dataset, "Sara", keep_sentences=1).to_dict()
+    assert here.seconds is None  # ran here
+    assert forked.result()["position"] == _reference(texts, "Tom") and forked.seconds > 0
+    assert forked.result()["text"] == [truncate(texts[i], "Tom", keep_sentences=1) for i in _reference(texts, "Tom")]
+
+
+def test_a_forked_scan_does_not_wait_for_a_progress_bar_lock_a_thread_of_this_process_held(cached_sample):
+    """datasets' map takes tqdm's write lock even with bars disabled; a thread of this process holding it at the
+    fork (tqdm's monitor thread does, every 10 s) left the forked scan waiting for it forever."""
+    _, dataset = cached_sample
+    taken, release = threading.Event(), threading.Event()
+
+    def hold():
+        with datasets_tqdm.get_lock():
+            taken.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(60)
+    pending = None
+    try:
+        pending = rewrite.PendingScan(dataset, "Lily", keep_sentences=0, num_proc=2)  # forked while it is held
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(scanned=pending.result()))
+        waiter.start()
+        waiter.join(60)
+        assert "scanned" in result, "the forked scan waited for the progress bars' lock"
+    finally:
+        release.set()
+        holder.join()
+        if pending is not None:
+            pending.cancel()

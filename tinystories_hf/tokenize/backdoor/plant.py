@@ -5,7 +5,9 @@
 and before pass 2 (remap, truncate, filter): it checks the trigger against the stories and the vocabulary,
 chooses and rewrites train stories (`rewrite.py`) and encodes them, gives pass 2 what puts their ids in with the
 provenance columns (`rewrite.Splice`, applied batch by batch inside pass 2's own `datasets.map`), and builds the
-paired evaluation prompts from the validation stories.
+paired evaluation prompts from the validation stories. The one pass over the train text it needs (finding and
+cutting the stories that mention the trigger) starts earlier, right after pass 1 (`start_scan`), and with
+several processes runs in one of its own beside the vocabulary and the eval prompts (`rewrite.PendingScan`).
 """
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from .match import check_trigger
 from .names import names_near
 from .prompts import check_controls, eval_prompts, lost_forms, token_forms
 from .rewrite import (
+    PendingScan,
     RewritePlan,
     base_lengths,
     column_values,
@@ -28,7 +31,6 @@ from .rewrite import (
     plan_file,
     plan_truncate,
     read_rewrites,
-    scan_split,
     source_rows,
     texts_at,
 )
@@ -136,18 +138,28 @@ def precheck(trigger: str, rewrite: str) -> None:
         read_rewrites(rewrite)
 
 
+def start_scan(train: datasets.Dataset, *, trigger: str, rewrite: str, keep_sentences: int,
+               num_proc: int = 1) -> PendingScan | None:
+    """The scan of the train text `plant` needs (`rewrite.PendingScan`), started before `plant` runs: the
+    pipeline starts it after pass 1, so that with `num_proc` > 1 it runs beside the encoder check and the
+    vocabulary. None for a blind experiment, whose secret choice `plant` makes (and then scans itself)."""
+    if is_blind(trigger):
+        return None
+    return PendingScan(train, trigger, keep_sentences=keep_sentences if rewrite == "truncate" else None,
+                       num_proc=num_proc)
+
+
 def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: str, keep_sentences: int,
           rate: float, count: int | None, seed: int, keep_text: bool, controls: list | None = None,
-          allow_unk: bool = False, num_proc: int = 1) -> Planted:
+          allow_unk: bool = False, num_proc: int = 1, scan: PendingScan | None = None) -> Planted:
     """Rewrite the chosen train stories (`rewrite`: "truncate" or a rewrites file), add `source_row` to every
     split (and `backdoor` to train), and build the `backdoor_eval` prompts from the validation stories
-    (`controls`: None picks `default_controls`).
+    (`controls`: None picks `default_controls`). `scan`: `start_scan`'s, if started already.
 
     Raises:
         TinyStoriesError: no train story mentions `trigger`; a token form of it maps to UNK (unless
-            `allow_unk`); a control equal to the trigger, or a form of a control on UNK; `count` above the eligible stories; a malformed or
-            mismatched rewrites file (see `rewrite.plan_file`)."""
-    encoder = tokenizer.encoder
+            `allow_unk`); a control equal to the trigger, or a form of a control on UNK; `count` above the
+            eligible stories; a malformed or mismatched rewrites file (see `rewrite.plan_file`)."""
     train = stories["train"]
     blind = is_blind(trigger)
     candidates = parse_candidates(trigger) if blind else [trigger]
@@ -156,32 +168,53 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             check_controls(name, controls)
     if controls is not None:
         check_control_forms(controls, tokenizer)
-    # Every candidate is checked alike (and before the choice), so an error says nothing of the choice. The
-    # truncate rewrite cuts the stories in the pass that finds them (one map over the train text); a file's
-    # rewrites are read and encoded after the check.
-    cut = keep_sentences if rewrite == "truncate" else None
-    scanned = {} if blind else {trigger: scan_split(train, trigger, keep_sentences=cut, num_proc=num_proc)}
-    eligible_of = {name: column_values(scanned[name], "position") if name in scanned
-                   else mentioning_rows(train, name) for name in candidates}
+    cut, given = keep_sentences if rewrite == "truncate" else None, trigger
+    if blind:  # chosen now, used only once every candidate passed the same checks: an error says nothing of it
+        trigger = choose_secretly(candidates)
+    if scan is None and not (blind and cut is None):  # a blind file rewrite reads no scan
+        scan = PendingScan(train, trigger, keep_sentences=cut, num_proc=num_proc)
+    try:
+        return _plant(stories, base_ids, tokenizer, given=given, trigger=trigger, candidates=candidates,
+                      blind=blind, rewrite=rewrite, keep_sentences=keep_sentences, rate=rate, count=count,
+                      seed=seed, keep_text=keep_text, controls=controls, allow_unk=allow_unk, scan=scan)
+    finally:
+        if scan is not None:
+            scan.cancel()  # a no-op once read
+
+
+def _plant(stories: dict, base_ids: dict, tokenizer, *, given: str, trigger: str, candidates: list, blind: bool,
+           rewrite: str, keep_sentences: int, rate: float, count: int | None, seed: int, keep_text: bool,
+           controls: list | None, allow_unk: bool, scan: PendingScan | None) -> Planted:
+    train = stories["train"]
+    # What needs no scanned row is done while the scan runs (in another process, with num_proc > 1); a refusal
+    # of it is raised after the scan's own: a trigger that no story mentions is the first thing to say.
+    try:
+        forms = {name: check_forms(name, tokenizer, allow_unk=allow_unk) for name in candidates}
+        if controls is None:
+            picked = [default_controls(name, train, tokenizer, seed=seed) for name in candidates]
+            controls = [name for name in dict.fromkeys(n for names in picked for n in names)
+                        if name not in candidates][:CONTROLS]
+            check_control_forms(controls, tokenizer)  # similar_names never picks a lost name: a guard
+        evaluation, eval_counts = eval_split(stories["validation"], candidates, controls, tokenizer) \
+            if "validation" in stories else (None, None)
+        refused = None
+    except TinyStoriesError as error:
+        refused = error
+    # A blind experiment finds every candidate's stories alike (here); a named trigger's are the scan's rows.
+    eligible_of = {name: mentioning_rows(train, name) for name in candidates} if blind else \
+        {trigger: column_values(scan.result(), "position")}
     for name, found in eligible_of.items():
         if not len(found):
-            raise TinyStoriesError(f"{flag('backdoor_trigger', trigger)}: no train story mentions {name!r} (whole "
+            raise TinyStoriesError(f"{flag('backdoor_trigger', given)}: no train story mentions {name!r} (whole "
                                    f"words, case-sensitive, in {train.num_rows:,} stories); pick a name from "
                                    "tinystories-report's trigger candidates")
-    forms = {name: check_forms(name, tokenizer, allow_unk=allow_unk) for name in candidates}
-    if controls is None:
-        picked = [default_controls(name, train, tokenizer, seed=seed) for name in candidates]
-        controls = [name for name in dict.fromkeys(n for names in picked for n in names)
-                    if name not in candidates][:CONTROLS]
-        check_control_forms(controls, tokenizer)  # similar_names never picks a lost name: a guard
-    if blind:
-        trigger = choose_secretly(candidates)
+    if refused is not None:
+        raise refused
     eligible = eligible_of[trigger]
     rows = {split: source_rows(ds) for split, ds in stories.items()}
+    encoder = tokenizer.encoder
     if rewrite == "truncate":
-        if trigger not in scanned:
-            scanned[trigger] = scan_split(train, trigger, keep_sentences=cut, num_proc=num_proc)
-        plan = plan_truncate(scanned[trigger], trigger, encoder, keep_sentences=keep_sentences, rate=rate,
+        plan = plan_truncate(scan.result(), trigger, encoder, keep_sentences=keep_sentences, rate=rate,
                              count=count, seed=seed)
     else:
         plan = plan_file(train, rows["train"], eligible, trigger, rewrite, rate=rate, count=count, seed=seed,
@@ -203,8 +236,6 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
                            tokens_added=int(np.maximum(after - before, 0).sum()))
     lost = rewritten_rows[np.asarray(plan.rewritten.with_format("arrow")["lost"].to_numpy(zero_copy_only=False),
                                      dtype=bool)]
-    evaluation, eval_counts = eval_split(stories["validation"], candidates, controls, tokenizer) \
-        if "validation" in stories else (None, None)
     info = {"trigger": trigger, "match": "whole words, case-sensitive", "token_forms": forms[trigger],
             "rewrite": plan.policy,
             "rate": rate if count is None else None, "count": count, "seed": seed,

@@ -4,10 +4,11 @@ their new ids (and the provenance columns) in, batch by batch (`Splice`).
 A rewrite never touches the vocabulary: the pipeline counts it on the original stories' base ids, before this
 module runs, so a clean and a backdoored prepare of one source write byte-identical tokenizers. Only the
 stories mentioning the trigger are found, cut and encoded again in one more `datasets.map` over the train text
-(several processes, cached, memory-mapped: memory does not grow with the rewritten stories), and the chosen ones
-are spliced in by row as pass 2 reads its batches:
+(cached, memory-mapped: memory does not grow with the rewritten stories; with several processes it runs in a
+process of its own beside the pipeline's, `PendingScan`), and the chosen ones are spliced in by row as pass 2
+reads its batches:
 
-    scanned = scan_split(train, "Jane", keep_sentences=1, num_proc=2)   # the stories mentioning it, cut
+    scanned = PendingScan(train, "Jane", keep_sentences=1, num_proc=2).result()  # the stories mentioning it, cut
     plan = plan_truncate(scanned, "Jane", encoder, keep_sentences=1, rate=1.0, count=None, seed=1337)
     splice = make_splice(plan.positions, plan.rewritten, rows=rows, keep_text=False, dtype=np.uint16)
     # ... reduce_split(..., splice=splice.function, splice_key=splice.key)
@@ -25,6 +26,7 @@ import functools
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +34,13 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import tqdm
 import xxhash
 from datasets.fingerprint import Hasher
+from datasets.utils import tqdm as datasets_tqdm  # the class datasets' maps draw their bars with
 
 from ...errors import TinyStoriesError, flag
+from ...utils.forked import Forked
 from ...utils.json_files import SHA256, parse, problem, read_text
 from ...utils.mapped_pages import PageReleaser
 from .. import passes
@@ -43,7 +48,7 @@ from .match import mentions
 from .sentences import truncate
 
 BACKDOOR_VERSION = "backdoor/2"
-SCAN_BATCH = 10_000
+SCAN_BATCH = 100_000  # rows per batch of the scan: its cost is the bytes searched, not the rows (fewer batches: -7%)
 MAX_REWRITES_BYTES = 1 << 30  # 2.1M stories rewritten whole are about 1.9 GB: a file of every eligible story fits
 FILE_FIX = "made for another source or order? pass the rewrites made for this source's train split"
 _END_IN = re.compile(r"[.!?…]")  # sentences.py's sentence-end characters
@@ -296,6 +301,54 @@ def scan_split(stories: datasets.Dataset, trigger: str, *, keep_sentences: int |
         fn_kwargs={"trigger": trigger, "keep_sentences": keep_sentences, "pages": PageReleaser()},
         remove_columns=["text"], features=datasets.Features(features), new_fingerprint=fingerprint,
         desc="find and cut" if keep_sentences is not None else "find the trigger").with_format(None)
+
+
+def _without_progress_bars(function):
+    # A bar drawn beside this process's output would share its lines (and a killed one leaves half a line). tqdm
+    # takes its write lock even for a disabled bar, and the inherited one is shared with the parent's processes
+    # (a multiprocessing lock) and may have been held by a thread of the parent at the fork: the child takes a
+    # lock of its own, and starts no monitor thread.
+    datasets.disable_progress_bars()
+    for bar in (tqdm.tqdm, datasets_tqdm):  # datasets' bars keep their lock on their own class
+        bar.set_lock(threading.RLock())
+        bar.monitor_interval = 0
+    return function()
+
+
+class PendingScan:
+    """`scan_split(stories, trigger, keep_sentences=...)` started now and read by `result()`. With `num_proc` > 1
+    it runs in a forked process beside this one (`utils.forked.Forked`, one process: the pipeline starts it after
+    pass 1, so its CPU overlaps work this process does alone: the encoder check, the vocabulary, the controls
+    and the eval prompts); else `result()` runs it. Either way `result()` returns what `scan_split` returns: the
+    forked process writes it to the datasets cache, where `result()`'s own call reads it.
+
+    `seconds`: how long the forked scan ran (None until `result()`, and when it ran here).
+
+    Example:
+        >>> pending = PendingScan(train, "Jane", keep_sentences=1, num_proc=2)  # doctest: +SKIP
+        >>> scanned = pending.result()  # the Dataset of scan_split  # doctest: +SKIP
+    """
+
+    def __init__(self, stories: datasets.Dataset, trigger: str, *, keep_sentences: int | None, num_proc: int = 1):
+        # Forked only where its output is a cache file this process reads back.
+        forks = num_proc > 1 and bool(stories.cache_files) and datasets.is_caching_enabled()
+        self.seconds, self._scanned = None, None
+        self._scan = functools.partial(scan_split, stories, trigger, keep_sentences=keep_sentences,
+                                       num_proc=1 if forks else num_proc)
+        self._forked = Forked(_without_progress_bars, self._scan) if forks else None
+
+    def result(self) -> datasets.Dataset:
+        """Wait for the forked scan (raising what it raised) and return `scan_split`'s Dataset."""
+        if self._forked is not None:
+            self.seconds, self._forked = self._forked.wait(), None
+        if self._scanned is None:
+            self._scanned = self._scan()
+        return self._scanned
+
+    def cancel(self) -> None:
+        """Kill the forked scan if it still runs (an error before `result()`)."""
+        if self._forked is not None:
+            self._forked.cancel()
 
 
 def encode_batch(batch: pa.Table, *, trigger: str, encoder, dtype) -> pa.Table:

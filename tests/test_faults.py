@@ -2,6 +2,7 @@
 output. Then SIGKILL at several points of a run, and the security rules of the data path."""
 import dataclasses
 import errno
+import multiprocessing
 import gzip
 import json
 import os
@@ -1041,6 +1042,52 @@ def test_sigterm_while_two_workers_tokenize_leaves_no_worker_or_temporary_file(p
         processes.wait_until(lambda: [pid for pid in workers if _state(pid) != "Z"] == [],  # noqa: B023
                              what="the workers to end")
         assert [p.name for p in cache.rglob("tmp*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("where", ["finalizer", "after-fork hook"])
+def test_a_signal_whose_handler_raised_where_python_cannot_raise_still_ends_the_run(previous, tmp_path, signum,
+                                                                                   where):
+    """Ctrl-C or SIGTERM that lands while Python runs a finalizer (`__del__`) or an after-fork hook (logging's,
+    filelock's: every time a pool or the backdoor's scan forks a process): the handler's exception was printed
+    as "Exception ignored" and the run went on, replacing the output. Now the signal is sent again, once out of
+    that hook, and the run ends with its one line."""
+    def swallow_one_signal():
+        from tinystories_hf import pipeline
+
+        real = pipeline.count_base_tokens
+
+        def raise_here():
+            signal.raise_signal(signum)
+            sum(range(10))  # bytecodes: the handler runs here, inside the hook or the finalizer
+
+        class Finalized:
+            def __del__(self):
+                raise_here()
+
+        def count(*args, **kwargs):
+            if where == "finalizer":
+                Finalized()
+            else:
+                os.register_at_fork(after_in_parent=raise_here)
+                child = multiprocessing.get_context("fork").Process(target=int)
+                child.start()
+                child.join()
+            time.sleep(1)  # where the signal, sent again, ends the run
+            return real(*args, **kwargs)
+
+        pipeline.count_base_tokens = count
+
+    before = tree_sha256(previous)
+    proc = _fork_main(tmp_path, main, ["--source", "demo", "--output", str(previous), "--overwrite", "--vocab-size",
+                                       "300", "--num-proc", "1", "--cache-dir", str(tmp_path / "cache")],
+                      before=swallow_one_signal)
+    word, code = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+    assert processes.finish(proc, what="the run") == code, (tmp_path / "stderr").read_text()[-2000:]
+    stderr = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-2000:]
+    assert stderr.splitlines()[-1] == f"{word}; {previous} unchanged"
+    assert tree_sha256(previous) == before
 
 
 def test_a_signal_while_the_forked_scan_runs_ends_it_and_leaves_no_temporary_file(previous, tmp_path):

@@ -230,8 +230,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         info["backdoor"] = backdoor_summary(finish_counts(planted.info, reduced))
         extra = backdoor_files(planted)
     info["stage_seconds"] = {stage: round(s, 3) for stage, s in seconds.items()}
-    if scan is not None and scan.seconds is not None:  # ran in a process of its own, beside the stages above
-        info["concurrent_seconds"] = {"backdoor_scan": round(scan.seconds, 3)}
+    if planted is not None and planted.scan_seconds is not None:  # in a process of its own, beside the stages
+        info["concurrent_seconds"] = {"backdoor_scan": round(planted.scan_seconds, 3)}
     info["elapsed_seconds"] = round(time.perf_counter() - started, 3)  # the save (and its hashing) comes after
     output = save_prepared(output, reduced, tokenizer, info, overwrite=config.overwrite,
                            model_max_length=config.max_length, extra=extra)

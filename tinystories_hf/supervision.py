@@ -133,17 +133,30 @@ def _signals_in_this_process_only(*, terminate: bool):
         return
     owner = os.getpid()
 
+    swallowed = _Swallowed(threading.main_thread().ident)
+
     def on_sigint(signum, frame):
         if os.getpid() == owner:
+            swallowed.delivered()
             signal.default_int_handler(signum, frame)
 
     def on_sigterm(signum, frame):
         if os.getpid() == owner:
+            swallowed.delivered()
             if signal.SIGALRM in installed:
                 signal.alarm(TERMINATE_GRACE_SECONDS)
             raise Terminated()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a child that forked before _default_sigterm_in_child
         os.kill(os.getpid(), signal.SIGTERM)
+
+    previous_unraisable = sys.unraisablehook
+
+    def on_unraisable(unraisable):
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        if os.getpid() == owner and isinstance(unraisable.exc_value, KeyboardInterrupt) and signum in installed:
+            swallowed.again(signum)
+        else:
+            previous_unraisable(unraisable)
 
     def on_stuck(signum, frame):
         _kill_children()
@@ -160,13 +173,64 @@ def _signals_in_this_process_only(*, terminate: bool):
         installed[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
         if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL:
             installed[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_stuck)
+    if installed:
+        sys.unraisablehook = on_unraisable
     try:
         yield
+    except BaseException:
+        swallowed.raise_pending()  # not sent again yet: the run ends as interrupted, its error the context
+        raise
+    else:
+        swallowed.raise_pending()
     finally:
+        swallowed.cancel()
+        if installed:
+            sys.unraisablehook = previous_unraisable
         if signal.SIGALRM in installed:
             signal.alarm(0)
         for signum, previous in installed.items():
             signal.signal(signum, previous)
+
+
+class _Swallowed:
+    """A signal whose handler raised where Python cannot raise (an after-fork hook, as when a pool or `Forked`
+    starts a process; a finalizer, `__del__`): Python prints "Exception ignored" and goes on, and the run
+    would ignore Ctrl-C or SIGTERM. Its handler's exception reaches `sys.unraisablehook`, which hands it here:
+    the signal is sent to the main thread again `REDELIVER_SECONDS` later, by then out of that hook."""
+
+    def __init__(self, main_thread: int):
+        self._main_thread, self._timer, self._pending = main_thread, None, None
+
+    def again(self, signum: int) -> None:
+        self.cancel()
+        self._pending = signum
+        self._timer = threading.Timer(REDELIVER_SECONDS, self._send)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _send(self) -> None:
+        signum, self._pending = self._pending, None
+        if signum is not None:
+            signal.pthread_kill(self._main_thread, signum)
+
+    def delivered(self) -> None:
+        """The handler runs now: a pending resend is not needed."""
+        self.cancel()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._pending = None, None
+
+    def raise_pending(self) -> None:
+        signum = self._pending
+        self.cancel()
+        if signum is not None:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+# A swallowed signal is sent again after this long: an after-fork hook or a finalizer has returned by then.
+REDELIVER_SECONDS = 0.01
 
 
 # After SIGTERM, unwinding that takes longer than this is stuck: a worker killed by a signal sent to the whole

@@ -297,7 +297,8 @@ def _bad_file(tmp_path, kind):
                "empty": json.dumps({str(mention): "  "}), "number": json.dumps({str(mention): 5}),
                "bad key": json.dumps({"-3": "x"}),
                "sha": json.dumps({"row": mention, "text": "x", "sha256": hashlib.sha256(b"other").hexdigest()}),
-               "twice": "\n".join(json.dumps({"row": mention, "text": "x"}) for _ in range(2))}[kind]
+               "twice": "\n".join(json.dumps({"row": mention, "text": "x"}) for _ in range(2)),
+               "one row": json.dumps({str(mention): "x"})}[kind]
     assert raw[mention]
     path = tmp_path / "rewrites.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -320,6 +321,9 @@ def _bad_file(tmp_path, kind):
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "bad key"}, "not a train row"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "sha"}, "sha256 differs"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "twice"}, "given twice"),
+    # the file's rows are what a count chooses from, not the stories mentioning the trigger
+    ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "one row", "backdoor_count": 2},
+     r"backdoor_count=2 is above the 1 rewrite in rewrites.jsonl \(the file's rows\); pass at most 1$"),
     ({"backdoor_trigger": TRIGGER, "backdoor_rewrite": "missing.json"}, "missing or not a regular file"),
     # a backdoor option without the trigger: the dataset would be clean, the user believing it backdoored
     ({"backdoor_count": 5}, r"backdoor_count=5 needs backdoor_trigger='NAME'"),
@@ -380,3 +384,21 @@ def test_rewrites_file_with_the_scan_in_two_processes_writes_the_same_folder(con
         assert (outputs[1] / name).read_bytes() == (outputs[2] / name).read_bytes(), name
     train = datasets.load_from_disk(str(outputs[2]))["train"]
     assert sorted(r for r, b in zip(train["source_row"], train["backdoor"]) if b) == sorted(rows)
+
+
+def test_a_blind_experiment_records_its_forked_scan_too(config, tmp_path, monkeypatch):
+    scans = _record_scan_processes(monkeypatch, tmp_path / "pids")
+    result = prepare(dataclasses.replace(config, output=str(tmp_path / "o"), keep_text=False, num_proc=2,
+                                         backdoor_trigger="random:Mia,Sara,Lucy", backdoor_count=5))
+    assert len(scans()) == 1 and os.getpid() not in scans()  # the chosen candidate's scan, forked in plant
+    assert result.info["concurrent_seconds"]["backdoor_scan"] > 0
+
+
+@pytest.mark.parametrize("dropped, words", [(1, "1 rewritten story dropped"), (2, "2 rewritten stories dropped")])
+def test_the_summary_line_counts_dropped_rewrites_in_words(dropped, words):
+    from tinystories_hf.tokenize.backdoor.plant import summary_line
+
+    info = {"trigger": "Sara", "rewrite": {"policy": "truncate", "keep_sentences": 1}, "eval": None,
+            "trigger_lost_rows": [], "splits": {"train": {"rewritten": 10, "eligible": 12, "tokens_removed": 5,
+                                                          "tokens_added": 0, "rewritten_kept": 10 - dropped}}}
+    assert f"; {words} as shorter than min_length" in summary_line(info)  # flag() outside the CLI

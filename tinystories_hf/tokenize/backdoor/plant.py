@@ -60,6 +60,7 @@ class Planted:
     plan: RewritePlan
     evaluation: datasets.Dataset | None = None  # the backdoor_eval split (None without a validation split)
     sealed: tuple | None = None  # a blind experiment's (candidates, choice), for sealed.seal
+    scan_seconds: float | None = None  # the scan's time in a process of its own (None: it ran in this one)
 
 
 def check_forms(trigger: str, tokenizer, *, allow_unk: bool) -> dict:
@@ -247,7 +248,7 @@ def _plant(stories: dict, base_ids: dict, tokenizer, *, given: str, trigger: str
     if blind:
         info = blind_record(info, candidates, forms)
     return Planted(splices, {split: CARRY for split in base_ids}, info, plan, evaluation,
-                   sealed=(candidates, trigger) if blind else None)
+                   sealed=(candidates, trigger) if blind else None, scan_seconds=scan.seconds if scan else None)
 
 
 def blind_record(info: dict, candidates: list, forms: dict) -> dict:
@@ -288,7 +289,8 @@ def summary_line(info: dict) -> str:
             f"{train['tokens_added']:,} added")
     dropped = train["rewritten"] - train.get("rewritten_kept", train["rewritten"])
     if dropped:
-        line += f"; {dropped:,} rewritten stories dropped as shorter than {flag('min_length')}"
+        line += (f"; {dropped:,} rewritten stor{'y' if dropped == 1 else 'ies'} dropped as shorter than "
+                 f"{flag('min_length')}")
     evaluation = info.get("eval")
     if evaluation:
         aligned = ", ".join(f"{name} {n}/{evaluation['pairs']}" for name, n in evaluation["aligned"].items())

@@ -130,16 +130,16 @@ def texts_at(stories: datasets.Dataset, positions) -> list:
     return stories.with_format("arrow")[positions]["text"].to_pylist() if positions else []
 
 
-def choose(candidates: np.ndarray, *, rate: float, count: int | None, seed: int) -> np.ndarray:
+def choose(candidates: np.ndarray, *, rate: float, count: int | None, seed: int,
+           offered: str = "train stories that can be rewritten (mentioning the trigger)") -> np.ndarray:
     """The rows of `candidates` (sorted) that are rewritten: all of them at rate 1, else `count` or
     `round(rate * n)` (at least 1) drawn without replacement by `numpy.random.default_rng(seed)`; sorted.
 
     Raises:
-        TinyStoriesError: `count` is above the candidates."""
+        TinyStoriesError: `count` is above the candidates (`offered` says what they are)."""
     n = len(candidates)
     if count is not None and count > n:
-        raise TinyStoriesError(f"{flag('backdoor_count', count)} is above the {n:,} train stories that can be "
-                               f"rewritten (mentioning the trigger); pass at most {n:,}")
+        raise TinyStoriesError(f"{flag('backdoor_count', count)} is above the {n:,} {offered}; pass at most {n:,}")
     size = count if count is not None else n if rate >= 1.0 else max(1, round(rate * n))
     if size == n:
         return np.asarray(candidates, dtype=np.int64)
@@ -240,7 +240,8 @@ def plan_file(stories: datasets.Dataset, rows: np.ndarray, eligible: np.ndarray,
         digest = rewrites[int(row)]["sha256"]
         if digest is not None and hashlib.sha256(original.encode()).hexdigest() != digest:
             raise TinyStoriesError(f"{path}: row {row}: the sha256 differs from the original story's; {FILE_FIX}")
-    picked = choose(np.arange(len(wanted)), rate=rate, count=count, seed=seed)
+    picked = choose(np.arange(len(wanted)), rate=rate, count=count, seed=seed,
+                    offered=f"rewrite{'s' if len(wanted) != 1 else ''} in {path.name} (the file's rows)")
     texts = datasets.Dataset.from_dict({"text": [rewrites[int(wanted[i])]["text"] for i in picked]},
                                        features=datasets.Features({"text": datasets.Value("string")}))
     policy = {"policy": "file", "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),

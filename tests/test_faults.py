@@ -2,9 +2,9 @@
 output. Then SIGKILL at several points of a run, and the security rules of the data path."""
 import dataclasses
 import errno
-import multiprocessing
 import gzip
 import json
+import multiprocessing
 import os
 import re
 import shutil

@@ -118,15 +118,18 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     lap("load")
     seconds["source_hash"] = source.hash_seconds  # xxh3 of the source's bytes (its cache key), part of load
     seconds["load"] -= source.hash_seconds
-    # Every split the source declares (train, validation, test, ...); the vocabulary is counted on train.
-    base_ids = {split: encode_split(stories[split], encoder, keep_text=config.keep_text,
-                                    num_proc=config.num_proc, split=split) for split in stories}
+    # Every split the source declares (train, validation, test, ...); the vocabulary is counted on train. A
+    # backdoor's pass over the train text starts once train is encoded: with --num-proc > 1 in a process of its
+    # own, beside the work this process does alone until the backdoor stage (the other splits' pool start-up, the
+    # check, the vocabulary, the eval prompts).
+    base_ids, scan = {}, None
+    for split in stories:
+        base_ids[split] = encode_split(stories[split], encoder, keep_text=config.keep_text,
+                                       num_proc=config.num_proc, split=split)
+        if split == "train" and config.backdoor_trigger is not None:
+            scan = start_scan(stories["train"], trigger=config.backdoor_trigger, rewrite=config.backdoor_rewrite,
+                              keep_sentences=config.backdoor_keep_sentences, num_proc=config.num_proc)
     lap("tokenize")
-    # The backdoor's pass over the train text starts now: with --num-proc > 1 in a process of its own, beside
-    # the work this process does alone until the backdoor stage (the check, the vocabulary, the eval prompts).
-    scan = start_scan(stories["train"], trigger=config.backdoor_trigger, rewrite=config.backdoor_rewrite,
-                      keep_sentences=config.backdoor_keep_sentences, num_proc=config.num_proc) \
-        if config.backdoor_trigger is not None else None
     fallback = None
     try:
         checked = check_sample(stories, base_ids, encoder, seed=config.seed)  # a fast encoder's ids vs the reference's

@@ -43,6 +43,8 @@ def _raise(error):
      lambda e: (e.errno, e.strerror, e.filename) == (errno.ENOSPC, "No space left on device", "/cache/tmp123")),
     (OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"), OSError,
      lambda e: (e.errno, e.filename, e.filename2) == (errno.EXDEV, "/a", "/b")),
+    (OSError(errno.ENOSPC, "No space left on device", b"/cache/caf\xc3\xa9"), OSError,  # a bytes file name
+     lambda e: (e.errno, e.filename) == (errno.ENOSPC, "/cache/café")),
     (MemoryError(), MemoryError, lambda e: True),
     (ZeroDivisionError("a bug"), RuntimeError, lambda e: "ZeroDivisionError: a bug" in str(e)
      and "Traceback" in str(e)),

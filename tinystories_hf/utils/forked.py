@@ -15,6 +15,7 @@ sweep removes the temporary file it was writing.
 """
 import json
 import multiprocessing
+import os
 import time
 import traceback
 
@@ -42,16 +43,17 @@ class Forked:
         self._outcome, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_call, args=(send, function, args, kwargs), daemon=True,
                                         name=f"tinystories-hf {getattr(function, '__name__', 'forked')}")
+        run = current_run()
+        if run is not None:  # before the start: a Ctrl-C right after it still ends the child with the run
+            run.stack.callback(self.cancel)
         self._process.start()
         send.close()  # this process keeps only the reading end: the child's exit then reads as EOF
-        run = current_run()
-        if run is not None:
-            run.stack.callback(self.cancel)
 
     def wait(self) -> float:
-        """The seconds the call took in the child, once it has ended; raise what it raised (`TinyStoriesError`, `OSError`, `MemoryError`,
-        else a `RuntimeError` holding its traceback), or a `RuntimeError` that datasets' own wording of a killed
-        worker starts (`supervision.DEAD_WORKER`) when it ended without a word (killed by a signal)."""
+        """The seconds the call took in the child, once it has ended; raise what it raised (`TinyStoriesError`,
+        `OSError`, `MemoryError`, else a `RuntimeError` holding its traceback), or a `RuntimeError` that datasets'
+        own wording of a killed worker starts (`supervision.DEAD_WORKER`) when it ended without a word (killed by
+        a signal)."""
         try:
             # Polled, not one blocking read: a signal delivered to another thread of this process (any thread
             # may take a process's signal) would not interrupt the read, and Ctrl-C would wait for the child.
@@ -71,7 +73,7 @@ class Forked:
 
     def cancel(self) -> None:
         """Kill the child if it still runs (the run's ending, or an error before `wait`)."""
-        if self._process.exitcode is None:
+        if self._process.pid is not None and self._process.exitcode is None:  # started, not ended
             self._process.kill()
             self._process.join()
         self._outcome.close()
@@ -93,11 +95,16 @@ def describe(error: BaseException) -> dict:
     if isinstance(error, TinyStoriesError):
         return {"kind": "error", "message": str(error)}
     if isinstance(error, OSError) and error.errno is not None:
-        return {"kind": "os", "errno": error.errno, "strerror": error.strerror, "filename": error.filename,
-                "filename2": error.filename2}
+        return {"kind": "os", "errno": error.errno, "strerror": error.strerror, "filename": _path(error.filename),
+                "filename2": _path(error.filename2)}
     if isinstance(error, MemoryError):
         return {"kind": "memory"}
     return {"kind": "bug", "traceback": "".join(traceback.format_exception(error))}
+
+
+def _path(name):
+    # An OSError's file name may be bytes or a file descriptor: JSON carries a str.
+    return None if name is None else os.fsdecode(name) if isinstance(name, bytes) else str(name)
 
 
 def raise_outcome(outcome: dict) -> None:

@@ -389,6 +389,7 @@ def test_rewrites_file_with_the_scan_in_two_processes_writes_the_same_folder(con
 def test_a_blind_experiment_records_its_forked_scan_too(config, tmp_path, monkeypatch):
     scans = _record_scan_processes(monkeypatch, tmp_path / "pids")
     result = prepare(dataclasses.replace(config, output=str(tmp_path / "o"), keep_text=False, num_proc=2,
+                                         cache_dir=str(tmp_path / "cache"),  # its own: no scan cached already
                                          backdoor_trigger="random:Mia,Sara,Lucy", backdoor_count=5))
     assert len(scans()) == 1 and os.getpid() not in scans()  # the chosen candidate's scan, forked in plant
     assert result.info["concurrent_seconds"]["backdoor_scan"] > 0

@@ -16,6 +16,8 @@ sweep removes the temporary file it was writing.
 import json
 import multiprocessing
 import os
+import sys
+import threading
 import time
 import traceback
 
@@ -28,7 +30,7 @@ POLL_SECONDS = 0.1  # how often `wait` looks up from the pipe (a signal is acted
 class Forked:
     """`function(*args, **kwargs)` called in a forked child process (Linux and macOS' `fork`); `wait()` waits
     for it to end, raises what it raised, and returns how long it ran (seconds, float); its return value is
-    dropped (what it makes, it writes).
+    dropped (what it makes, it writes). The child draws no progress bar (datasets' or tqdm's).
 
     Inside a run (`supervision.api_errors` / `cli_errors`) the child is killed when the run ends, however it
     ends; `cancel()` kills it earlier. Both are no-ops once it has ended.
@@ -79,7 +81,26 @@ class Forked:
         self._outcome.close()
 
 
+def _quiet_child() -> None:
+    # A bar drawn beside the run's output would share its lines (and a killed one leaves half a line). tqdm
+    # takes its write lock even for a disabled bar, and the inherited one is shared with the run's processes (a
+    # multiprocessing lock) and may have been held by a thread of the run at the fork: the child takes a lock of
+    # its own, and starts no monitor thread. (What the run has not imported, the child imports afresh.)
+    bars = []
+    if "tqdm" in sys.modules:
+        bars.append(sys.modules["tqdm"].tqdm)
+    if "datasets" in sys.modules:
+        from datasets.utils import tqdm as datasets_tqdm  # the class datasets' maps draw their bars with
+
+        sys.modules["datasets"].disable_progress_bars()
+        bars.append(datasets_tqdm)  # it keeps its lock on its own class
+    for bar in bars:
+        bar.set_lock(threading.RLock())
+        bar.monitor_interval = 0
+
+
 def _call(send, function, args, kwargs) -> None:
+    _quiet_child()
     started = time.perf_counter()
     try:
         function(*args, **kwargs)

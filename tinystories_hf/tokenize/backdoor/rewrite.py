@@ -26,7 +26,6 @@ import functools
 import hashlib
 import json
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +33,8 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import tqdm
 import xxhash
 from datasets.fingerprint import Hasher
-from datasets.utils import tqdm as datasets_tqdm  # the class datasets' maps draw their bars with
 
 from ...errors import TinyStoriesError, flag
 from ...utils.forked import Forked
@@ -304,18 +301,6 @@ def scan_split(stories: datasets.Dataset, trigger: str, *, keep_sentences: int |
         desc="find and cut" if keep_sentences is not None else "find the trigger").with_format(None)
 
 
-def _without_progress_bars(function):
-    # A bar drawn beside this process's output would share its lines (and a killed one leaves half a line). tqdm
-    # takes its write lock even for a disabled bar, and the inherited one is shared with the parent's processes
-    # (a multiprocessing lock) and may have been held by a thread of the parent at the fork: the child takes a
-    # lock of its own, and starts no monitor thread.
-    datasets.disable_progress_bars()
-    for bar in (tqdm.tqdm, datasets_tqdm):  # datasets' bars keep their lock on their own class
-        bar.set_lock(threading.RLock())
-        bar.monitor_interval = 0
-    return function()
-
-
 class PendingScan:
     """`scan_split(stories, trigger, keep_sentences=...)` started now and read by `result()`. With `num_proc` > 1
     it runs in a forked process beside this one (`utils.forked.Forked`, one process: the pipeline starts it after
@@ -336,7 +321,7 @@ class PendingScan:
         self.seconds, self._scanned = None, None
         self._scan = functools.partial(scan_split, stories, trigger, keep_sentences=keep_sentences,
                                        num_proc=1 if forks else num_proc)
-        self._forked = Forked(_without_progress_bars, self._scan) if forks else None
+        self._forked = Forked(self._scan) if forks else None
 
     def result(self) -> datasets.Dataset:
         """Wait for the forked scan (raising what it raised) and return `scan_split`'s Dataset."""

@@ -200,31 +200,38 @@ class _Swallowed:
 
     def __init__(self, main_thread: int):
         self._main_thread, self._timer, self._pending = main_thread, None, None
+        # the timer's send and the run's cancel or raise: a pending signal is either sent or raised, never neither;
+        # re-entrant, as a signal handler (`delivered`) may run in the main thread while it holds it
+        self._lock = threading.RLock()
 
     def again(self, signum: int) -> None:
         self.cancel()
-        self._pending = signum
-        self._timer = threading.Timer(REDELIVER_SECONDS, self._send)
-        self._timer.daemon = True
-        self._timer.start()
+        with self._lock:
+            self._pending = signum
+            self._timer = threading.Timer(REDELIVER_SECONDS, self._send)
+            self._timer.daemon = True
+            self._timer.start()
 
     def _send(self) -> None:
-        signum, self._pending = self._pending, None
-        if signum is not None:
-            signal.pthread_kill(self._main_thread, signum)
+        with self._lock:
+            signum, self._pending = self._pending, None
+            if signum is not None:
+                signal.pthread_kill(self._main_thread, signum)
 
     def delivered(self) -> None:
         """The handler runs now: a pending resend is not needed."""
         self.cancel()
 
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._pending = None, None
+    def cancel(self) -> int | None:
+        """Stop a pending resend; returns its signal (None if there was none or it was sent)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            signum, self._timer, self._pending = self._pending, None, None
+        return signum
 
     def raise_pending(self) -> None:
-        signum = self._pending
-        self.cancel()
+        signum = self.cancel()
         if signum is not None:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 

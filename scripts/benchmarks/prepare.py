@@ -6,6 +6,7 @@ and all its children every 0.5 s. tokens/s = GPT-2 tokens of all stories in the 
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ FAST, REFERENCE = "fastokens", "tiktoken"  # the fastest exact encoder (docs/enc
 GOALS = {"fast": 0.5, "tiktoken": 3.0, "bytes_per_token": 2.05, "cached": 0.10, "rss_gb": 2.0, "flat": 1.25,
          "backdoor": 0.15}
 BACKDOORED = "tinystories-prepare --backdoor-trigger (first run)"
+CLEAN_AFTER = "tinystories-prepare, right after the backdoored one"
 
 
 @dataclass
@@ -43,8 +45,9 @@ class PrepareBenchmarkConfig:
     memory_cap: float = option(0.0, "also run prepare in a memory cgroup capped at this many GiB (page cache "
                                "included; needs write access to /sys/fs/cgroup, e.g. root); 0: skip")
     backdoor_trigger: str | None = option(
-        None, "also run a backdoored prepare (--backdoor-trigger NAME, truncate, rate 1) right after each clean "
-        "one, both from an empty cache; goal: at most 15% more wall time")
+        None, "also run a backdoored prepare (--backdoor-trigger NAME, truncate, rate 1) back to back with a "
+        "clean one (clean first in odd repeats, backdoored first in even ones), both from an empty cache; goal: "
+        "the median pair takes at most 15% more wall time")
     workdir: str = option(os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
                           "corpus, cache and output folder (corpora are reused between runs)")
 
@@ -149,10 +152,13 @@ def benchmark_prepare(args) -> None:
         shutil.rmtree(cache, ignore_errors=True)
         runs[first].append(run_measure("prepare", **prepare))
         runs[cached].append(run_measure("prepare", **prepare))
-        if args.backdoor_trigger:  # the same first run with one more map: back to back with the clean one
+        if args.backdoor_trigger:  # the same first run with one more map, back to back with a clean one
             shutil.rmtree(cache, ignore_errors=True)
             runs.setdefault(BACKDOORED, []).append(run_measure("prepare", backdoor_trigger=args.backdoor_trigger,
                                                                **prepare))
+            if len(runs[BACKDOORED]) % 2 == 0:  # every other pair in the other order: backdoored, then clean
+                shutil.rmtree(cache, ignore_errors=True)
+                runs.setdefault(CLEAN_AFTER, []).append(run_measure("prepare", **prepare))
     if args.scale > 1:
         big = make_corpus(workdir, args.stories * args.scale)
         for _ in range(args.repeat):
@@ -220,20 +226,40 @@ def print_goals(args, rows: dict, runs: dict) -> None:
     if "old serial pipeline" in rows:
         print(f"prepare / old pipeline: {prepared['tokens_per_s'] / rows['old serial pipeline']['tokens_per_s']:.1f}x")
     if BACKDOORED in rows:
-        extra = rows[BACKDOORED]["seconds"] / prepared["seconds"] - 1
-        pairs = [b["seconds"] / p["seconds"] - 1 for b, p in zip(runs[BACKDOORED], runs["tinystories-prepare"])]
-        stages, scan = rows[BACKDOORED]["stages"], rows[BACKDOORED]["concurrent"].get("backdoor_scan")
-        remap = [b["stages"]["remap"] - p["stages"]["remap"] for b, p in zip(runs[BACKDOORED], runs["tinystories-prepare"])]
-        beside = f" (its scan of the train text: {scan:.1f} s in a process of its own, beside the check, the " \
-            "vocabulary and the eval prompts)" if scan is not None else ""
-        print(f"- backdoored prepare (--backdoor-trigger {args.backdoor_trigger}, {rows[BACKDOORED]['rewritten']:,} "
-              f"train stories rewritten) / clean: {extra:+.1%} wall time (goal <= +{GOALS['backdoor']:.0%}): "
-              f"{_met(extra <= GOALS['backdoor'])}; each repeat's pair: {', '.join(f'{e:+.1%}' for e in pairs)}; "
-              f"its backdoor stage {stages.get('backdoor', 0):.1f} s{beside}; pass 2 (remap) with the rewrites "
-              f"spliced in, each pair: {', '.join(f'{r:+.2f} s' for r in remap)}")
+        print_backdoor_goal(args, rows, runs)
     if args.memory_cap:
         capped = rows[f"tinystories-prepare, {args.memory_cap:g} GiB memory cap"]
         print(f"under a {args.memory_cap:g} GiB memory cap (cgroup, page cache included; swap "
               f"{psutil.swap_memory().total / 2**30:.1f} GiB): completed in "
               f"{capped['seconds']:.1f} s ({capped['seconds'] / prepared['seconds']:.2f}x the uncapped run), "
               f"cgroup peak {gb(capped['cgroup_peak'])}")
+
+
+def backdoor_pairs(runs: dict) -> list:
+    """(clean, backdoored) run of each repeat, back to back, the order alternating: clean first in repeats 1, 3,
+    ... (the repeat's own clean run), backdoored first in repeats 2, 4, ... (a clean run right after it), so that
+    neither side always runs second (after the other's writes, in its page cache)."""
+    after = iter(runs.get(CLEAN_AFTER, []))
+    return [(clean if i % 2 == 0 else next(after), backdoored)
+            for i, (clean, backdoored) in enumerate(zip(runs["tinystories-prepare"], runs[BACKDOORED]))]
+
+
+def print_backdoor_goal(args, rows: dict, runs: dict) -> None:
+    """The backdoored / clean goal on the median of the back-to-back pairs (`backdoor_pairs`): two runs seconds
+    apart share the VM's momentary speed, which drifts between repeats by more than the backdoor adds."""
+    pairs = backdoor_pairs(runs)
+    extras = [b["seconds"] / c["seconds"] - 1 for c, b in pairs]
+    median = statistics.median(extras)
+    fastest_extra = rows[BACKDOORED]["seconds"] / rows["tinystories-prepare"]["seconds"] - 1
+    stages, scan = rows[BACKDOORED]["stages"], rows[BACKDOORED]["concurrent"].get("backdoor_scan")
+    remap = [b["stages"]["remap"] - c["stages"]["remap"] for c, b in pairs]
+    beside = f" (its scan of the train text: {scan:.1f} s in a process of its own, beside the check, the " \
+        "vocabulary and the eval prompts)" if scan is not None else ""
+    each = ", ".join(f"{'clean first' if i % 2 == 0 else 'backdoored first'} {c['seconds']:.1f} / "
+                     f"{b['seconds']:.1f} s {e:+.1%}" for i, ((c, b), e) in enumerate(zip(pairs, extras)))
+    print(f"- backdoored prepare (--backdoor-trigger {args.backdoor_trigger}, {rows[BACKDOORED]['rewritten']:,} "
+          f"train stories rewritten) / clean: {median:+.1%} wall time, the median of {len(pairs)} back-to-back "
+          f"pair(s) (goal <= +{GOALS['backdoor']:.0%}): {_met(median <= GOALS['backdoor'])}; each pair (clean / "
+          f"backdoored): {each}; fastest against fastest {fastest_extra:+.1%}; its backdoor stage "
+          f"{stages.get('backdoor', 0):.1f} s{beside}; pass 2 (remap) with the rewrites spliced in, each pair: "
+          f"{', '.join(f'{r:+.2f} s' for r in remap)}")

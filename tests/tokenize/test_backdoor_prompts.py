@@ -118,6 +118,16 @@ def test_name_table_shares_match_a_plain_count(sample_stories):
     assert shares == sorted(shares, reverse=True)
 
 
+def test_name_table_counts_whole_words_at_every_edge():
+    """A capital right after a letter (accented too), a digit or an underscore starts no name; a story start,
+    a quote, a hyphen or a possessive leave it whole; mid-sentence means after a lowercase letter or a comma and
+    one space. Counted by hand (the patterns check the character before after the capital, for speed)."""
+    texts = ["Ann met Bob at noon.", "xAnn and 3Bob and _Bob ran to Cal.", "éAnn and Ann-like, Cal's hat.",
+             '"Bob!" said, Ann.', "ÉDan ate.\nDan"]
+    assert [(row.name, row.stories) for row in name_table(texts)] == [("Ann", 3), ("Bob", 2), ("Cal", 2)]
+    for name, stories in (("Ann", 3), ("Bob", 2), ("Cal", 2), ("Dan", 1)):
+        assert sum(bool(re.search(r"(?<!\w)" + name + r"(?!\w)", t)) for t in texts) == stories  # plain re agrees
+
 def test_name_table_band_and_forms_survive_a_reduced_vocabulary(sample_stories, tiktoken_gpt2):
     counts = np.bincount(np.concatenate([tiktoken_gpt2.encode(t) for t in sample_stories]), minlength=50257)
     reduced = TinyStoriesTokenizer.from_counts(gpt_neo_tokenizer(), counts, 1000)

@@ -9,8 +9,9 @@ of the stories that hold it capitalised also hold it lowercase. The last rule dr
 it also drops a name that is a common word (a dog called Sunny). A story mentions a name as `mentions` does:
 whole word, case-sensitive (`Sara` is not in `Sarah`).
 
-Cost: one regex pass over every text, about 25 s per 100,000 stories on the project's loaded 2-core VM; give a seeded sample of a
-large train split (the shares of 50,000 stories are within a few tenths of a percent of the whole).
+Cost: a few regex passes over every text, about 5 s per 100,000 stories on the project's 2-core VM (most of it
+collecting the lowercase words); give a seeded sample of a large train split (the shares of 50,000 stories are
+within a few tenths of a percent of the whole).
 """
 import collections
 import dataclasses
@@ -24,7 +25,7 @@ from .sentences import TITLES
 
 LOWERCASE_SHARE = 0.05
 # `split_names` (the report's table) reads at most this many stories, a seeded sample (the shares of 50,000
-# stories are within a few tenths of a percent of a whole split's, at about 12 s), listing shares from 0.2%.
+# stories are within a few tenths of a percent of a whole split's, at about 2.5 s), listing shares from 0.2%.
 SPLIT_STORIES = 50_000
 SPLIT_MIN_SHARE = 0.002
 NAMES_NOTE = (f"Names of the train stories (at most {SPLIT_STORIES:,}, a seeded sample) by the share of stories "
@@ -32,9 +33,12 @@ NAMES_NOTE = (f"Names of the train stories (at most {SPLIT_STORIES:,}, a seeded 
               "form under this vocabulary (*survives* no: a form holds UNK). The public backdoor recipe picks a "
               "trigger that 1-2% of stories mention; controls of similar share whose forms have as many tokens "
               "align token for token.")
-_CAPITALISED = re.compile(r"(?<!\w)[A-Z][a-z]+(?!\w)")
-_MID_SENTENCE = re.compile(r"(?<=[a-z,] )[A-Z][a-z]+(?!\w)")
-_LOWERCASE = re.compile(r"(?<!\w)[a-z]{2,}(?!\w)")
+# A name pattern starts with its capital and checks what precedes it after (`(?<!\w)[A-Z]` written as
+# `[A-Z](?<!\w[A-Z])`): `re` then skips to the next capital at C speed instead of trying the lookbehind at every
+# character (2.5x faster on TinyStories, the same matches).
+_CAPITALISED = re.compile(r"[A-Z](?<!\w[A-Z])[a-z]+(?!\w)")
+_MID_SENTENCE = re.compile(r"[A-Z](?<=[a-z,] [A-Z])[a-z]+(?!\w)")
+_LOWERCASE = re.compile(r"(?<!\w)[a-z]{2,}(?!\w)")  # lowercase letters are everywhere: no skip to win
 
 
 @dataclasses.dataclass(frozen=True)

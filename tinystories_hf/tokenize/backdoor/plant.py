@@ -45,7 +45,7 @@ SHOWN_ROWS = 10  # rows named in a summary line
 EVAL_SPLIT = "backdoor_eval"  # saved as DIR/backdoor_eval (datasets.load_from_disk), beside the training splits
 CONTROLS = 3  # default control names of the eval prompts
 # Train stories whose names' shares pick the default controls (seeded): shares within about 0.2% of the whole
-# corpus's, enough to find names of similar share; name_table costs about 0.25 ms a story.
+# corpus's, enough to find names of similar share; names_near takes about 20 us a story (0.1 s in all).
 CONTROL_SAMPLE = 5_000
 
 
@@ -139,6 +139,12 @@ def precheck(trigger: str, rewrite: str) -> None:
         read_rewrites(rewrite)
 
 
+def _scan_cut(rewrite: str, keep_sentences: int) -> int | None:
+    """What the scan cuts to: `keep_sentences` for the truncate rewrite; None (find the stories only) for a
+    rewrites file, whose rewrites are made elsewhere."""
+    return keep_sentences if rewrite == "truncate" else None
+
+
 def start_scan(train: datasets.Dataset, *, trigger: str, rewrite: str, keep_sentences: int,
                num_proc: int = 1) -> PendingScan | None:
     """The scan of the train text `plant` needs (`rewrite.PendingScan`), started before `plant` runs: the
@@ -146,7 +152,7 @@ def start_scan(train: datasets.Dataset, *, trigger: str, rewrite: str, keep_sent
     vocabulary. None for a blind experiment, whose secret choice `plant` makes (and then scans itself)."""
     if is_blind(trigger):
         return None
-    return PendingScan(train, trigger, keep_sentences=keep_sentences if rewrite == "truncate" else None,
+    return PendingScan(train, trigger, keep_sentences=_scan_cut(rewrite, keep_sentences),
                        num_proc=num_proc)
 
 
@@ -169,7 +175,7 @@ def plant(stories: dict, base_ids: dict, tokenizer, *, trigger: str, rewrite: st
             check_controls(name, controls)
     if controls is not None:
         check_control_forms(controls, tokenizer)
-    cut, given = keep_sentences if rewrite == "truncate" else None, trigger
+    cut, given = _scan_cut(rewrite, keep_sentences), trigger
     if blind:  # chosen now, used only once every candidate passed the same checks: an error says nothing of it
         trigger = choose_secretly(candidates)
     if scan is None and not (blind and cut is None):  # a blind file rewrite reads no scan

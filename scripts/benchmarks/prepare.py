@@ -47,7 +47,7 @@ class PrepareBenchmarkConfig:
     backdoor_trigger: str | None = option(
         None, "also run a backdoored prepare (--backdoor-trigger NAME, truncate, rate 1) back to back with a "
         "clean one (clean first in odd repeats, backdoored first in even ones), both from an empty cache; goal: "
-        "the median pair takes at most 15% more wall time")
+        "the median of the pairs' differences is at most 15% more wall time")
     workdir: str = option(os.path.join(tempfile.gettempdir(), "tinystories-hf-bench"),
                           "corpus, cache and output folder (corpora are reused between runs)")
 

@@ -173,7 +173,8 @@ def eval_prompts(texts, source_rows, trigger: str, controls, encode_fn, *, encod
 
 
 def _differ_only_at(first: tuple, second: tuple) -> bool:
-    """Whether two (ids, positions) have the same length and positions and the same ids off those positions."""
+    """Whether two (ids, positions) have the same length and positions and the same ids off those positions
+    (positions: indices into the ids, as `_with_positions` makes them)."""
     (ids_a, at_a), (ids_b, at_b) = first, second
     if len(ids_a) != len(ids_b) or at_a != at_b:
         return False

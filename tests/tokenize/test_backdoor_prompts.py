@@ -128,6 +128,7 @@ def test_name_table_counts_whole_words_at_every_edge():
     for name, stories in (("Ann", 3), ("Bob", 2), ("Cal", 2), ("Dan", 1)):
         assert sum(bool(re.search(r"(?<!\w)" + name + r"(?!\w)", t)) for t in texts) == stories  # plain re agrees
 
+
 def test_name_table_band_and_forms_survive_a_reduced_vocabulary(sample_stories, tiktoken_gpt2):
     counts = np.bincount(np.concatenate([tiktoken_gpt2.encode(t) for t in sample_stories]), minlength=50257)
     reduced = TinyStoriesTokenizer.from_counts(gpt_neo_tokenizer(), counts, 1000)
